@@ -1,0 +1,3 @@
+module github.com/tandemdocs/tandem
+
+go 1.26

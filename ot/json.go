@@ -1,0 +1,419 @@
+package ot
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// MarshalJSON encodes op in text-unicode's JSON form, byte for byte what
+// JavaScript's JSON.stringify writes for the same op: skips as integers,
+// inserts as strings, deletes as {"d":N} or {"d":"text"}. It fails on a
+// malformed op. It does not normalize: marshal a normalized op to get the
+// canonical form.
+func (op Op) MarshalJSON() ([]byte, error) {
+	return op.AppendJSON(make([]byte, 0, 16+8*len(op)))
+}
+
+// AppendJSON appends op's JSON form (as MarshalJSON writes it) to b.
+func (op Op) AppendJSON(b []byte) ([]byte, error) {
+	b = append(b, '[')
+	for i, c := range op {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var err error
+		if b, err = appendComponent(b, c); err != nil {
+			return nil, fmt.Errorf("component %d: %w", i, err)
+		}
+	}
+	return append(b, ']'), nil
+}
+
+func appendComponent(b []byte, c Component) ([]byte, error) {
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	switch c.kind {
+	case KindSkip:
+		return strconv.AppendInt(b, int64(c.n), 10), nil
+	case KindInsert:
+		return appendJSONString(b, c.text), nil
+	default:
+		b = append(b, `{"d":`...)
+		if c.text != "" {
+			b = appendJSONString(b, c.text)
+		} else {
+			b = strconv.AppendInt(b, int64(c.n), 10)
+		}
+		return append(b, '}'), nil
+	}
+}
+
+// appendJSONString quotes s as JSON.stringify does: only '"', '\\' and
+// control characters are escaped, with the short escapes where JSON has them.
+// s is valid UTF-8 (checked by the caller), so no other escaping is needed.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\b':
+			b = append(b, '\\', 'b')
+		case '\f':
+			b = append(b, '\\', 'f')
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// UnmarshalJSON decodes op from text-unicode's JSON form and normalizes it
+// (adjacent components of one kind are merged and a trailing skip is dropped:
+// both are harmless, so they are accepted rather than rejected).
+//
+// It rejects, with an error wrapping ErrInvalidOp: anything but an array
+// (null included); skips that are not positive integers (0, -1, 1.5, 1e3);
+// empty inserts; deletes whose d is not a positive integer or a non-empty
+// string; objects with any other key; invalid UTF-8; and escaped UTF-16
+// surrogates that do not form a pair, such as "\ud83d" (encoding/json would
+// silently turn those into U+FFFD; this decoder refuses them so that the
+// damage cannot reach a document).
+func (op *Op) UnmarshalJSON(data []byte) error {
+	p := opParser{data: data}
+	parsed, err := p.parseOp()
+	if err != nil {
+		return fmt.Errorf("%w: %s", ErrInvalidOp, err)
+	}
+	norm, err := Normalize(parsed)
+	if err != nil {
+		return err
+	}
+	*op = norm
+	return nil
+}
+
+// ParseJSON decodes an op from its JSON form; see Op.UnmarshalJSON.
+func ParseJSON(data []byte) (Op, error) {
+	var op Op
+	if err := op.UnmarshalJSON(data); err != nil {
+		return nil, err
+	}
+	return op, nil
+}
+
+// opParser is a small JSON parser for exactly the op grammar. It is hand
+// written so that it can see escapes that encoding/json hides (lone
+// surrogates) and so that decoding an op does not go through reflection.
+type opParser struct {
+	data []byte
+	pos  int
+}
+
+// maxLen bounds skip and delete counts: no document comes near it, and it
+// keeps sums of counts far from overflowing int.
+const maxLen = 1 << 40
+
+func (p *opParser) errorf(format string, args ...any) error {
+	return fmt.Errorf("at byte %d: %s", p.pos, fmt.Sprintf(format, args...))
+}
+
+func (p *opParser) skipSpace() {
+	for p.pos < len(p.data) {
+		switch p.data[p.pos] {
+		case ' ', '\t', '\n', '\r':
+			p.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (p *opParser) peek() byte {
+	if p.pos < len(p.data) {
+		return p.data[p.pos]
+	}
+	return 0
+}
+
+func (p *opParser) parseOp() (Op, error) {
+	p.skipSpace()
+	if p.peek() != '[' {
+		return nil, p.errorf("an op must be a JSON array")
+	}
+	p.pos++
+	var op Op
+	p.skipSpace()
+	if p.peek() == ']' {
+		p.pos++
+	} else {
+		for {
+			p.skipSpace()
+			c, err := p.parseComponent()
+			if err != nil {
+				return nil, fmt.Errorf("component %d: %w", len(op), err)
+			}
+			op = append(op, c)
+			p.skipSpace()
+			switch p.peek() {
+			case ',':
+				p.pos++
+				continue
+			case ']':
+				p.pos++
+			default:
+				return nil, p.errorf("expected ',' or ']' after component %d", len(op)-1)
+			}
+			break
+		}
+	}
+	p.skipSpace()
+	if p.pos != len(p.data) {
+		return nil, p.errorf("unexpected data after the op")
+	}
+	return op, nil
+}
+
+func (p *opParser) parseComponent() (Component, error) {
+	switch c := p.peek(); {
+	case c == '"':
+		s, err := p.parseString()
+		if err != nil {
+			return Component{}, err
+		}
+		if s == "" {
+			return Component{}, p.errorf("empty insert")
+		}
+		return Insert(s), nil
+	case c == '-' || (c >= '0' && c <= '9'):
+		n, err := p.parseCount("skip")
+		if err != nil {
+			return Component{}, err
+		}
+		return Skip(n), nil
+	case c == '{':
+		return p.parseDelete()
+	case c == 0:
+		return Component{}, p.errorf("unexpected end of input")
+	default:
+		return Component{}, p.errorf("unexpected %q: a component is a number, a string or {\"d\": ...}", c)
+	}
+}
+
+// parseCount parses a positive integer, rejecting every other JSON number.
+func (p *opParser) parseCount(what string) (int, error) {
+	start := p.pos
+	for p.pos < len(p.data) {
+		c := p.data[p.pos]
+		if (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E' {
+			p.pos++
+			continue
+		}
+		break
+	}
+	lit := string(p.data[start:p.pos])
+	if lit == "" || lit[0] < '1' || lit[0] > '9' {
+		return 0, fmt.Errorf("at byte %d: %s must be a positive integer, got %q", start, what, lit)
+	}
+	for i := 1; i < len(lit); i++ {
+		if lit[i] < '0' || lit[i] > '9' {
+			return 0, fmt.Errorf("at byte %d: %s must be a positive integer, got %q", start, what, lit)
+		}
+	}
+	n, err := strconv.ParseInt(lit, 10, 64)
+	if err != nil || n > maxLen {
+		return 0, fmt.Errorf("at byte %d: %s %s is too large", start, what, lit)
+	}
+	return int(n), nil
+}
+
+func (p *opParser) parseDelete() (Component, error) {
+	p.pos++ // '{'
+	p.skipSpace()
+	if p.peek() == '}' {
+		return Component{}, p.errorf(`empty object: a delete is {"d": N} or {"d": "text"}`)
+	}
+	if p.peek() != '"' {
+		return Component{}, p.errorf("expected an object key")
+	}
+	key, err := p.parseString()
+	if err != nil {
+		return Component{}, err
+	}
+	if key != "d" {
+		return Component{}, p.errorf("unknown object key %q: a delete is {\"d\": N} or {\"d\": \"text\"}", key)
+	}
+	p.skipSpace()
+	if p.peek() != ':' {
+		return Component{}, p.errorf("expected ':' after the key")
+	}
+	p.pos++
+	p.skipSpace()
+	var c Component
+	switch v := p.peek(); {
+	case v == '"':
+		s, err := p.parseString()
+		if err != nil {
+			return Component{}, err
+		}
+		if s == "" {
+			return Component{}, p.errorf("empty delete")
+		}
+		c = DeleteText(s)
+	case v == '-' || (v >= '0' && v <= '9'):
+		n, err := p.parseCount("delete")
+		if err != nil {
+			return Component{}, err
+		}
+		c = Delete(n)
+	default:
+		return Component{}, p.errorf("a delete's d must be a positive integer or a non-empty string")
+	}
+	p.skipSpace()
+	switch p.peek() {
+	case '}':
+		p.pos++
+		return c, nil
+	case ',':
+		return Component{}, p.errorf(`a delete has exactly one key, "d"`)
+	default:
+		return Component{}, p.errorf("expected '}'")
+	}
+}
+
+// parseString parses a JSON string, rejecting invalid UTF-8, raw control
+// characters and unpaired surrogate escapes.
+func (p *opParser) parseString() (string, error) {
+	p.pos++ // opening quote
+	start := p.pos
+	// Fast path: no escapes.
+	for p.pos < len(p.data) {
+		c := p.data[p.pos]
+		if c == '"' {
+			raw := p.data[start:p.pos]
+			if !utf8.Valid(raw) {
+				return "", fmt.Errorf("at byte %d: string is not valid UTF-8", start)
+			}
+			p.pos++
+			return string(raw), nil
+		}
+		if c == '\\' {
+			break
+		}
+		if c < 0x20 {
+			return "", p.errorf("control character in string")
+		}
+		p.pos++
+	}
+	var sb strings.Builder
+	sb.Write(p.data[start:p.pos])
+	for {
+		if p.pos >= len(p.data) {
+			return "", p.errorf("unterminated string")
+		}
+		c := p.data[p.pos]
+		switch {
+		case c == '"':
+			p.pos++
+			s := sb.String()
+			if !utf8.ValidString(s) {
+				return "", fmt.Errorf("at byte %d: string is not valid UTF-8", start)
+			}
+			return s, nil
+		case c < 0x20:
+			return "", p.errorf("control character in string")
+		case c != '\\':
+			sb.WriteByte(c)
+			p.pos++
+			continue
+		}
+		// An escape.
+		if p.pos+1 >= len(p.data) {
+			return "", p.errorf("unterminated escape")
+		}
+		esc := p.pos
+		e := p.data[p.pos+1]
+		p.pos += 2
+		switch e {
+		case '"', '\\', '/':
+			sb.WriteByte(e)
+		case 'b':
+			sb.WriteByte('\b')
+		case 'f':
+			sb.WriteByte('\f')
+		case 'n':
+			sb.WriteByte('\n')
+		case 'r':
+			sb.WriteByte('\r')
+		case 't':
+			sb.WriteByte('\t')
+		case 'u':
+			r, err := p.parseHex4()
+			if err != nil {
+				return "", err
+			}
+			if utf16.IsSurrogate(r) {
+				if r >= 0xdc00 {
+					return "", fmt.Errorf("at byte %d: lone low surrogate \\u%04x", esc, r)
+				}
+				if p.pos+1 >= len(p.data) || p.data[p.pos] != '\\' || p.data[p.pos+1] != 'u' {
+					return "", fmt.Errorf("at byte %d: lone high surrogate \\u%04x", esc, r)
+				}
+				p.pos += 2
+				r2, err := p.parseHex4()
+				if err != nil {
+					return "", err
+				}
+				combined := utf16.DecodeRune(r, r2)
+				if combined == utf8.RuneError {
+					return "", fmt.Errorf("at byte %d: high surrogate \\u%04x followed by \\u%04x", esc, r, r2)
+				}
+				r = combined
+			}
+			sb.WriteRune(r)
+		default:
+			return "", p.errorf("invalid escape \\%c", e)
+		}
+	}
+}
+
+func (p *opParser) parseHex4() (rune, error) {
+	if p.pos+4 > len(p.data) {
+		return 0, p.errorf("short \\u escape")
+	}
+	var r rune
+	for _, c := range p.data[p.pos : p.pos+4] {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		case c >= 'A' && c <= 'F':
+			r |= rune(c - 'A' + 10)
+		default:
+			return 0, p.errorf("invalid \\u escape")
+		}
+	}
+	p.pos += 4
+	return r, nil
+}
