@@ -1,5 +1,11 @@
-// Package web will hold the HTTP routes, the WebSocket wiring that adapts
-// sessions to collab, and the embedded browser client and demo.
+// Package web is Tandem's HTTP front end: the REST API and the WebSocket
+// endpoint (Echo routes), and the adapter from melody sessions to
+// collab.Conn.
 //
-// Not built yet: see issues 4 and 5.
+// The adapter queues each connection's messages and writes whatever is
+// waiting as one frame (a JSON array when there are several). melody drops
+// a message silently when its buffer is full; here that closes the
+// connection with collab.CloseResync instead, so a client never misses an op
+// without knowing. melody's Broadcast is never used: hubs keep their own
+// per-document client sets.
 package web

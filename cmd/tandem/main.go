@@ -1,15 +1,33 @@
 // Command tandem is Tandem's one binary: the collaboration server and its
 // tooling.
 //
-//	tandem serve     run the server (not built yet: issue 4)
-//	tandem version   print the version
+//	tandem serve        run the server
+//	tandem healthcheck  exit 0 if the server on TANDEM_ADDR answers /healthz (for container health checks)
+//	tandem version      print the version
+//
+// Every flag can also be set with an environment variable: --data-dir is
+// TANDEM_DATA_DIR, and so on. Flags win over the environment.
 package main
 
 import (
+	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tandemdocs/tandem/collab"
+	"github.com/tandemdocs/tandem/storage"
+	"github.com/tandemdocs/tandem/storage/badgerstore"
+	"github.com/tandemdocs/tandem/web"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -18,20 +36,23 @@ var version = "dev"
 const usage = `usage: tandem <command> [flags]
 
 commands:
-  serve     run the collaboration server (not built yet: issue 4)
-  version   print the version
+  serve         run the collaboration server
+  healthcheck   check that the server on --addr (TANDEM_ADDR) is healthy
+  version       print the version
+
+Run 'tandem <command> -h' for a command's flags.
 `
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "tandem:", err)
 		os.Exit(1)
 	}
 }
 
-var errNotBuilt = errors.New("not built yet")
-
-func run(args []string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return errors.New("missing command")
@@ -41,7 +62,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "tandem", version)
 		return nil
 	case "serve":
-		return fmt.Errorf("serve: %w: the collaboration server lands with issue 4; only the OT engine (package ot) exists so far", errNotBuilt)
+		return serve(ctx, args[1:], stderr)
+	case "healthcheck":
+		return healthcheck(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -49,4 +72,206 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("unknown command %q", args[0])
 	}
+}
+
+// serveConfig is everything `tandem serve` reads from flags and env.
+type serveConfig struct {
+	Addr            string
+	DataDir         string
+	SnapshotEvery   int64
+	IdleTimeout     time.Duration
+	ShutdownTimeout time.Duration
+	LogLevel        string
+	LogFormat       string
+	AllowedOrigins  string
+	Retain          int64
+}
+
+// envName is the environment variable that sets a flag.
+func envName(flagName string) string {
+	return "TANDEM_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
+	var c serveConfig
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.Addr, "addr", "localhost:8080", "address to listen on (the Docker image sets :8080)")
+	fs.StringVar(&c.DataDir, "data-dir", "./data", "Badger data directory")
+	fs.Int64Var(&c.SnapshotEvery, "snapshot-every", 100, "write a snapshot every this many revisions of a document")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 30*time.Second, "unload a document this long after its last client leaves")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.StringVar(&c.AllowedOrigins, "allowed-origins", "", "comma-separated Origins allowed to open WebSockets besides the server's own host (* for any)")
+	fs.Int64Var(&c.Retain, "retain", 0, "keep at most this many revisions of each document's history (0: keep everything)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: tandem serve [flags]\n\nflags (each also settable as TANDEM_<FLAG>, e.g. TANDEM_DATA_DIR):")
+		fs.PrintDefaults()
+	}
+	// Environment first, so that flags given on the command line win.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := os.LookupEnv(envName(f.Name)); ok && envErr == nil {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("%s=%q: %w", envName(f.Name), v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return c, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("serve: unexpected arguments %q", fs.Args())
+	}
+	if c.SnapshotEvery < 1 {
+		return c, errors.New("--snapshot-every must be at least 1")
+	}
+	return c, nil
+}
+
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, not %q", format)
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, err := parseServeFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
+	if err != nil {
+		return err
+	}
+
+	store, err := badgerstore.Open(badgerstore.Options{Dir: cfg.DataDir, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error("close storage", "err", err)
+		}
+	}()
+
+	mgr := collab.NewManager(store, collab.Config{
+		SnapshotEvery: cfg.SnapshotEvery,
+		IdleTimeout:   cfg.IdleTimeout,
+		Logger:        log,
+	})
+	var origins []string
+	for o := range strings.SplitSeq(cfg.AllowedOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			origins = append(origins, o)
+		}
+	}
+	srv := web.New(web.Config{Store: store, Manager: mgr, Logger: log, AllowedOrigins: origins})
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	log.Info("tandem serving", "addr", "http://"+ln.Addr().String(), "data_dir", cfg.DataDir, "version", version)
+
+	if cfg.Retain > 0 {
+		go retainLoop(ctx, log, store, cfg.Retain)
+	}
+
+	served := make(chan error, 1)
+	go func() { served <- httpSrv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+
+	// Graceful shutdown: stop being ready, let every document finish its
+	// commits and close its WebSockets with "going away", then stop HTTP,
+	// then (deferred) close Badger.
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	srv.Drain()
+	if err := mgr.Close(sctx); err != nil {
+		log.Error("close documents", "err", err)
+	}
+	// Let the close frames reach the clients before the process goes.
+	wctx, wcancel := context.WithTimeout(sctx, 3*time.Second)
+	srv.Close(wctx)
+	wcancel()
+	if err := httpSrv.Shutdown(sctx); err != nil {
+		log.Error("http shutdown", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func retainLoop(ctx context.Context, log *slog.Logger, store *badgerstore.Store, keep int64) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		if err := storage.Retain(ctx, store, keep); err != nil {
+			log.Error("history retention", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// healthcheck asks a running server's /healthz; containers without curl use
+// it as their HEALTHCHECK.
+func healthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "localhost:8080", "the server's address (TANDEM_ADDR)")
+	if v, ok := os.LookupEnv(envName("addr")); ok {
+		*addr = v
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	host, port, err := net.SplitHostPort(*addr)
+	if err != nil {
+		return fmt.Errorf("healthcheck: address %q: %w", *addr, err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: /healthz answered %s", resp.Status)
+	}
+	fmt.Fprintln(stdout, "ok")
+	return nil
 }

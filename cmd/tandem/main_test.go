@@ -2,23 +2,39 @@ package main
 
 import (
 	"bytes"
-	"errors"
+	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRun(t *testing.T) {
 	var out, errOut bytes.Buffer
-	if err := run([]string{"version"}, &out, &errOut); err != nil || !strings.HasPrefix(out.String(), "tandem ") {
+	ctx := context.Background()
+	if err := run(ctx, []string{"version"}, &out, &errOut); err != nil || !strings.HasPrefix(out.String(), "tandem ") {
 		t.Fatalf("version: %q, %v", out.String(), err)
 	}
-	if err := run([]string{"serve"}, &out, &errOut); !errors.Is(err, errNotBuilt) {
-		t.Fatalf("serve: %v, want errNotBuilt until issue 4 lands", err)
-	}
-	if err := run([]string{"frobnicate"}, &out, &errOut); err == nil {
+	if err := run(ctx, []string{"frobnicate"}, &out, &errOut); err == nil {
 		t.Fatal("unknown command accepted")
 	}
-	if err := run(nil, &out, &errOut); err == nil {
+	if err := run(ctx, nil, &out, &errOut); err == nil {
 		t.Fatal("no command accepted")
+	}
+}
+
+func TestServeFlagsAndEnv(t *testing.T) {
+	t.Setenv("TANDEM_ADDR", ":9999")
+	t.Setenv("TANDEM_SNAPSHOT_EVERY", "7")
+	var errOut bytes.Buffer
+	c, err := parseServeFlags([]string{"--snapshot-every", "9", "--idle-timeout", "1m"}, &errOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != ":9999" || c.SnapshotEvery != 9 || c.IdleTimeout != time.Minute || c.DataDir != "./data" {
+		t.Fatalf("got %+v: env sets addr, the flag overrides the env's snapshot interval", c)
+	}
+	t.Setenv("TANDEM_IDLE_TIMEOUT", "soon")
+	if _, err := parseServeFlags(nil, &errOut); err == nil || !strings.Contains(err.Error(), "TANDEM_IDLE_TIMEOUT") {
+		t.Fatalf("bad env value: %v", err)
 	}
 }

@@ -1,0 +1,303 @@
+package collab
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/tandemdocs/tandem/ot"
+)
+
+// ProtocolVersion is sent in every hello; see docs/protocol.md.
+const ProtocolVersion = 1
+
+// Error codes sent in error messages (and by the HTTP API). They are stable:
+// clients switch on them.
+const (
+	CodeInvalidOp   = "invalid_op"   // the op is malformed or does not apply
+	CodeRevAhead    = "rev_ahead"    // the op or selection is based on a revision the server has not reached
+	CodeRevTooOld   = "rev_too_old"  // the base revision's history is no longer retained: resync
+	CodeTooLarge    = "too_large"    // the op or the document would exceed a limit
+	CodeNotFound    = "not_found"    // no such document
+	CodeForbidden   = "forbidden"    // not allowed (origin, deleted document)
+	CodeRateLimited = "rate_limited" // too many messages; slow down
+	CodeBadMessage  = "bad_message"  // not a message of this protocol
+	CodeInternal    = "internal"     // the server failed; retry later
+)
+
+// WebSocket close codes the server uses besides the standard ones.
+const (
+	// CloseResync: the server could not deliver everything to this client
+	// (its queue overflowed) or lost track of the document; reconnect with
+	// the last revision seen and catch up.
+	CloseResync = 4001
+	// CloseNotFound: the document does not exist (or was deleted).
+	CloseNotFound = 4004
+	// CloseGoingAway is the standard 1001: the server is shutting down.
+	CloseGoingAway = 1001
+)
+
+// Error is a protocol error: a stable code, a message for people, and the
+// sequence number of the op it answers, if any.
+type Error struct {
+	Code    string
+	Message string
+	Seq     uint64
+	HasSeq  bool
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+func protoErr(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ClientMessage is a decoded client frame.
+type ClientMessage struct {
+	Type string // "op" or "sel"
+	Rev  int64
+	Seq  uint64
+	Op   ot.Op
+	Sel  []ot.Selection
+}
+
+// maxSelections bounds the ranges one selection message may carry.
+const maxSelections = 64
+
+// ParseClientMessage decodes one client frame. It returns an *Error with
+// code bad_message or invalid_op for anything it rejects.
+func ParseClientMessage(frame []byte) (ClientMessage, *Error) {
+	var raw struct {
+		Type string          `json:"type"`
+		Rev  *int64          `json:"rev"`
+		Seq  *uint64         `json:"seq"`
+		Op   json.RawMessage `json:"op"`
+		Sel  []ot.Selection  `json:"sel"`
+	}
+	if !utf8.Valid(frame) {
+		return ClientMessage{}, protoErr(CodeBadMessage, "frame is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(frame))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&raw); err != nil {
+		return ClientMessage{}, protoErr(CodeBadMessage, "not a protocol message: %v", err)
+	}
+	if dec.More() {
+		return ClientMessage{}, protoErr(CodeBadMessage, "one message per frame")
+	}
+	m := ClientMessage{Type: raw.Type}
+	switch raw.Type {
+	case "op":
+		if raw.Seq == nil {
+			return m, protoErr(CodeBadMessage, "op message without seq")
+		}
+		m.Seq = *raw.Seq
+		if raw.Rev == nil || *raw.Rev < 0 {
+			return m, &Error{Code: CodeBadMessage, Message: "op message needs a revision >= 0", Seq: m.Seq, HasSeq: true}
+		}
+		m.Rev = *raw.Rev
+		if raw.Op == nil {
+			return m, &Error{Code: CodeInvalidOp, Message: "op message without op", Seq: m.Seq, HasSeq: true}
+		}
+		op, err := ot.ParseJSON(raw.Op)
+		if err != nil {
+			return m, &Error{Code: CodeInvalidOp, Message: err.Error(), Seq: m.Seq, HasSeq: true}
+		}
+		m.Op = op
+	case "sel":
+		if raw.Rev == nil || *raw.Rev < 0 {
+			return m, protoErr(CodeBadMessage, "sel message needs a revision >= 0")
+		}
+		m.Rev = *raw.Rev
+		if len(raw.Sel) > maxSelections {
+			return m, protoErr(CodeBadMessage, "at most %d selections", maxSelections)
+		}
+		for _, s := range raw.Sel {
+			if s.Anchor < 0 || s.Head < 0 {
+				return m, protoErr(CodeBadMessage, "selection positions must be >= 0")
+			}
+		}
+		m.Sel = raw.Sel
+	case "":
+		return m, protoErr(CodeBadMessage, "message without type")
+	default:
+		return m, protoErr(CodeBadMessage, "unknown message type %q", raw.Type)
+	}
+	return m, nil
+}
+
+// The encoders below write server messages by hand: ops go out exactly as
+// text-unicode's JSON.stringify writes them (encoding/json would re-escape
+// them), and a hub encodes each message once for all its receivers.
+
+func appendString(b []byte, s string) []byte {
+	// strconv.Quote escapes differently from JSON; write JSON's escapes.
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			b = append(b, c)
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, `\u00`...)
+				b = append(b, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&0xf])
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}
+
+func appendField(b []byte, name string) []byte {
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	return append(b, '"', ':')
+}
+
+// appendObject appends {fields}, where fields writes each field with its
+// leading comma (appendField); the first comma is dropped.
+func appendObject(b []byte, fields func([]byte) []byte) []byte {
+	start := len(b)
+	b = fields(append(b, '{'))
+	if len(b) > start+1 && b[start+1] == ',' {
+		b = append(b[:start+1], b[start+2:]...)
+	}
+	return append(b, '}')
+}
+
+func appendSelections(b []byte, sel []ot.Selection) []byte {
+	b = append(b, '[')
+	for i, s := range sel {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"anchor":`...)
+		b = strconv.AppendInt(b, int64(s.Anchor), 10)
+		b = append(b, `,"head":`...)
+		b = strconv.AppendInt(b, int64(s.Head), 10)
+		b = append(b, '}')
+	}
+	return append(b, ']')
+}
+
+// opMessage is a committed op as sent to clients (in op messages and in a
+// hello's catch-up list).
+func appendOpFields(b []byte, rec committed) []byte {
+	b = appendField(b, "rev")
+	b = strconv.AppendInt(b, rec.Rev, 10)
+	b = appendField(b, "op")
+	var err error
+	if b, err = rec.Op.AppendJSON(b); err != nil {
+		// Committed ops were checked on the way in.
+		panic("collab: committed op does not encode: " + err.Error())
+	}
+	if rec.Client != "" {
+		b = appendField(b, "client")
+		b = appendString(b, rec.Client)
+	}
+	if rec.Source != "" {
+		b = appendField(b, "src")
+		b = appendString(b, rec.Source)
+		b = appendField(b, "seq")
+		b = strconv.AppendUint(b, rec.Seq, 10)
+	}
+	if rec.User != "" {
+		b = appendField(b, "user")
+		b = appendString(b, rec.User)
+	}
+	b = appendField(b, "time")
+	b = strconv.AppendInt(b, rec.Time.UnixMilli(), 10)
+	return b
+}
+
+func encodeOp(rec committed) []byte {
+	b := make([]byte, 0, 128)
+	b = append(b, `{"type":"op"`...)
+	b = appendOpFields(b, rec)
+	return append(b, '}')
+}
+
+func encodeAck(seq uint64, rev int64) []byte {
+	b := make([]byte, 0, 48)
+	b = append(b, `{"type":"ack","seq":`...)
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, `,"rev":`...)
+	b = strconv.AppendInt(b, rev, 10)
+	return append(b, '}')
+}
+
+func encodeSel(client string, rev int64, sel []ot.Selection) []byte {
+	b := make([]byte, 0, 96)
+	b = append(b, `{"type":"sel","client":`...)
+	b = appendString(b, client)
+	b = appendField(b, "rev")
+	b = strconv.AppendInt(b, rev, 10)
+	b = appendField(b, "sel")
+	b = appendSelections(b, sel)
+	return append(b, '}')
+}
+
+func appendPeerFields(b []byte, p *client) []byte {
+	b = appendField(b, "client")
+	b = appendString(b, p.id)
+	b = appendField(b, "user")
+	b = appendString(b, p.info.User)
+	b = appendField(b, "name")
+	b = appendString(b, p.info.Name)
+	b = appendField(b, "color")
+	b = appendString(b, p.info.Color)
+	return b
+}
+
+func encodeJoin(p *client) []byte {
+	b := append(make([]byte, 0, 128), `{"type":"join"`...)
+	b = appendPeerFields(b, p)
+	return append(b, '}')
+}
+
+func encodeLeave(clientID string) []byte {
+	b := append(make([]byte, 0, 64), `{"type":"leave","client":`...)
+	b = appendString(b, clientID)
+	return append(b, '}')
+}
+
+// EncodeError encodes an error message.
+func EncodeError(e *Error) []byte {
+	b := append(make([]byte, 0, 96), `{"type":"error","code":`...)
+	b = appendString(b, e.Code)
+	b = appendField(b, "message")
+	b = appendString(b, e.Message)
+	if e.HasSeq {
+		b = appendField(b, "seq")
+		b = strconv.AppendUint(b, e.Seq, 10)
+	}
+	return append(b, '}')
+}
+
+// ErrQueueFull is returned by Conn.Send implementations whose outbound
+// queue is full. Any error from Send has the same effect: the hub closes the
+// connection with CloseResync.
+var ErrQueueFull = errors.New("collab: connection queue full")

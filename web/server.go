@@ -1,0 +1,248 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/olahol/melody"
+
+	"github.com/tandemdocs/tandem/collab"
+	"github.com/tandemdocs/tandem/storage"
+)
+
+// Config configures the HTTP server.
+type Config struct {
+	Store   storage.Store
+	Manager *collab.Manager
+	Logger  *slog.Logger
+	// AllowedOrigins lists the Origins (scheme://host[:port]) allowed to
+	// open WebSockets besides the server's own host; "*" allows any.
+	// Requests without an Origin header (non-browser clients) are allowed.
+	AllowedOrigins []string
+	// MaxMessageBytes bounds one client frame (1 MiB).
+	MaxMessageBytes int64
+	// PingPeriod and PongWait: a connection that does not answer pings for
+	// PongWait is dropped and its cursor disappears (5s, 12s).
+	PingPeriod, PongWait time.Duration
+	// QueueMessages and QueueBytes bound a connection's outbound queue; past
+	// them it is closed for resync (4096, 8 MiB).
+	QueueMessages, QueueBytes int
+}
+
+// Server is Tandem's HTTP and WebSocket front end.
+type Server struct {
+	cfg      Config
+	echo     *echo.Echo
+	ws       *melody.Melody
+	log      *slog.Logger
+	draining atomic.Bool
+}
+
+// New builds the server's routes.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = 1 << 20
+	}
+	if cfg.PingPeriod <= 0 {
+		cfg.PingPeriod = 5 * time.Second
+	}
+	if cfg.PongWait <= cfg.PingPeriod {
+		cfg.PongWait = cfg.PingPeriod*2 + 2*time.Second
+	}
+	if cfg.QueueMessages <= 0 {
+		cfg.QueueMessages = 4096
+	}
+	if cfg.QueueBytes <= 0 {
+		cfg.QueueBytes = 8 << 20
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger}
+
+	m := melody.New()
+	m.Config.MaxMessageSize = cfg.MaxMessageBytes
+	m.Config.MessageBufferSize = 256
+	m.Config.PingPeriod = cfg.PingPeriod
+	m.Config.PongWait = cfg.PongWait
+	m.Config.ConcurrentMessageHandling = false // a client's ops must stay in order
+	m.Upgrader.CheckOrigin = s.originAllowed
+	m.HandleConnect(s.wsConnect)
+	m.HandleMessage(s.wsMessage)
+	m.HandleDisconnect(s.wsDisconnect)
+	m.HandleError(s.wsError)
+	m.HandleSentMessage(func(ss *melody.Session, _ []byte) {
+		if v, ok := ss.Get(keyConn); ok {
+			v.(*sessionConn).sent()
+		}
+	})
+	s.ws = m
+
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.IPExtractor = echo.ExtractIPDirect() // X-Forwarded-For is not trusted
+	e.HTTPErrorHandler = s.httpError
+	e.Use(middleware.Recover())
+	e.Use(s.requestLog)
+
+	api := e.Group("/api")
+	api.Use(middleware.BodyLimit("16M"))
+	api.POST("/docs", s.createDoc)
+	api.GET("/docs", s.listDocs)
+	api.GET("/docs/:id", s.getDoc)
+	api.GET("/docs/:id/text", s.getText)
+	api.GET("/docs/:id/ops", s.getOps)
+	api.DELETE("/docs/:id", s.deleteDoc)
+	api.GET("/docs/:id/ws", s.openWS)
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/readyz", s.ready)
+	e.GET("/", s.index)
+	s.echo = e
+	return s
+}
+
+// ServeHTTP makes the server an http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// Drain makes /readyz fail and refuses new WebSockets, ahead of shutdown.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Close waits until every WebSocket session has ended (the manager closes
+// them, after their last frames) or ctx is done, then closes whatever is
+// left.
+func (s *Server) Close(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for s.ws.Len() > 0 {
+		select {
+		case <-ctx.Done():
+			return s.ws.Close()
+		case <-t.C:
+		}
+	}
+	return s.ws.Close()
+}
+
+// originAllowed implements the WebSocket Origin check: melody's default
+// accepts every origin, which lets any web page act for a visitor
+// (cross-site WebSocket hijacking).
+func (s *Server) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, o := range s.cfg.AllowedOrigins {
+		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) requestLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		s.log.Debug("http", "method", c.Request().Method, "path", c.Request().URL.Path,
+			"status", c.Response().Status, "dur", time.Since(start))
+		return nil
+	}
+}
+
+// apiError is an error response: {"error": {"code", "message"}}.
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.message }
+
+func errorf(status int, code, msg string) *apiError {
+	return &apiError{status: status, code: code, message: msg}
+}
+
+func (s *Server) httpError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var ae *apiError
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &ae):
+	case errors.As(err, &he):
+		code := collab.CodeBadMessage
+		switch he.Code {
+		case http.StatusNotFound, http.StatusMethodNotAllowed:
+			code = collab.CodeNotFound
+		case http.StatusRequestEntityTooLarge:
+			code = collab.CodeTooLarge
+		case http.StatusTooManyRequests:
+			code = collab.CodeRateLimited
+		case http.StatusForbidden:
+			code = collab.CodeForbidden
+		}
+		if he.Code >= 500 {
+			code = collab.CodeInternal
+		}
+		ae = errorf(he.Code, code, http.StatusText(he.Code))
+	case errors.Is(err, storage.ErrNotFound):
+		ae = errorf(http.StatusNotFound, collab.CodeNotFound, err.Error())
+	case errors.Is(err, storage.ErrCompacted):
+		ae = errorf(http.StatusGone, collab.CodeRevTooOld, err.Error())
+	case errors.Is(err, storage.ErrInvalid):
+		ae = errorf(http.StatusBadRequest, collab.CodeBadMessage, err.Error())
+	default:
+		s.log.Error("request failed", "path", c.Request().URL.Path, "err", err)
+		ae = errorf(http.StatusInternalServerError, collab.CodeInternal, "internal error")
+	}
+	c.JSON(ae.status, map[string]any{"error": map[string]string{"code": ae.code, "message": ae.message}})
+}
+
+func (s *Server) ready(c echo.Context) error {
+	if s.draining.Load() {
+		return errorf(http.StatusServiceUnavailable, collab.CodeInternal, "shutting down")
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	if _, _, err := s.cfg.Store.ListDocuments(ctx, storage.ListOptions{Limit: 1}); err != nil {
+		return errorf(http.StatusServiceUnavailable, collab.CodeInternal, "storage unavailable: "+err.Error())
+	}
+	return c.String(http.StatusOK, "ready\n")
+}
+
+func (s *Server) index(c echo.Context) error {
+	return c.HTML(http.StatusOK, `<!doctype html><meta charset="utf-8"><title>Tandem</title>
+<h1>Tandem</h1><p>The collaboration server is running. The browser demo lands with issue 5; the API is under <a href="/api/docs">/api/docs</a> (see docs/protocol.md).</p>`)
+}
+
+func queryInt(c echo.Context, name string, def int64) (int64, error) {
+	v := c.QueryParam(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, errorf(http.StatusBadRequest, collab.CodeBadMessage, name+" must be an integer")
+	}
+	return n, nil
+}
