@@ -105,6 +105,16 @@ func (c *committer) write(batch []*commitReq, apps []storage.Append) {
 		records += len(r.app.Records)
 	}
 	results, err := c.store.Commit(context.Background(), apps)
+	if err != nil {
+		c.log.Error("group commit failed", "appends", len(batch), "err", err)
+	} else {
+		// Counted before the hubs hear, so Stats read after an ack sees it.
+		c.statsMu.Lock()
+		c.stats.Writes++
+		c.stats.Appends += int64(len(batch))
+		c.stats.Records += int64(records)
+		c.statsMu.Unlock()
+	}
 	for i, r := range batch {
 		if err != nil {
 			r.result <- err
@@ -112,15 +122,6 @@ func (c *committer) write(batch []*commitReq, apps []storage.Append) {
 			r.result <- results[i]
 		}
 	}
-	if err != nil {
-		c.log.Error("group commit failed", "appends", len(batch), "err", err)
-		return
-	}
-	c.statsMu.Lock()
-	c.stats.Writes++
-	c.stats.Appends += int64(len(batch))
-	c.stats.Records += int64(records)
-	c.statsMu.Unlock()
 }
 
 func (c *committer) close() {

@@ -48,6 +48,10 @@ func (c *client) send(msg []byte) bool {
 type source struct {
 	seq uint64 // the newest sequence number committed (or being committed)
 	rev int64  // its revision
+	// mine: this hub committed seq itself, so the source's later seqs are
+	// new. A seq learned from the store says nothing about later ones,
+	// which an earlier incarnation of the hub may have committed.
+	mine bool
 }
 
 // hub serializes everything that happens to one open document on one
@@ -179,10 +183,12 @@ func (h *hub) join(c *client) error {
 	hello, err := h.hello(c)
 	if err != nil {
 		h.m.unref(h)
+		h.maybeIdle() // the Connect may have loaded the document
 		return err
 	}
 	if err := c.conn.Send(hello); err != nil {
 		h.m.unref(h)
+		h.maybeIdle()
 		return protoErr(CodeInternal, "could not send hello: %v", err)
 	}
 	c.joinRev = h.durableRev
@@ -366,7 +372,7 @@ func (h *hub) submit(c *client, m ClientMessage) *Error {
 	}
 	h.log = append(h.log, rec)
 	h.unsent = append(h.unsent, rec)
-	h.sources[c.info.Source] = source{seq: m.Seq, rev: rec.Rev}
+	h.sources[c.info.Source] = source{seq: m.Seq, rev: rec.Rev, mine: true}
 	h.flush()
 	return nil
 }
@@ -380,7 +386,7 @@ func (h *hub) submit(c *client, m ClientMessage) *Error {
 func (h *hub) duplicate(c *client, seq uint64) (bool, *Error) {
 	src := c.info.Source
 	s, known := h.sources[src]
-	if known && seq > s.seq {
+	if known && seq > s.seq && s.mine {
 		return false, nil
 	}
 	if known && seq == s.seq {
@@ -403,7 +409,7 @@ func (h *hub) duplicate(c *client, seq uint64) (bool, *Error) {
 		}
 		return true, nil
 	}
-	if known {
+	if known && seq < s.seq {
 		return true, protoErr(CodeBadMessage, "seq %d is older than %d, the newest from this source, and was never committed", seq, s.seq)
 	}
 	return false, nil

@@ -228,6 +228,11 @@ func (m *Manager) acquire(ctx context.Context, id string) (*hub, error) {
 
 	if creator {
 		h.loadErr = h.load(ctx)
+		m.mu.Lock()
+		if h.loadErr == nil && m.closing {
+			h.loadErr = ErrShuttingDown
+		}
+		m.mu.Unlock()
 		if h.loadErr == nil {
 			m.running.Add(1)
 			go h.run()
@@ -244,10 +249,20 @@ func (m *Manager) acquire(ctx context.Context, id string) (*hub, error) {
 	case <-h.ready:
 	case <-ctx.Done():
 		m.unref(h)
+		// Once loaded, the hub must still unload when nobody comes.
+		go func() {
+			<-h.ready
+			if h.loadErr == nil {
+				h.post(h.maybeIdle)
+			}
+		}()
 		return nil, ctx.Err()
 	}
 	if h.loadErr != nil {
 		m.unref(h)
+		if errors.Is(h.loadErr, ErrShuttingDown) {
+			return nil, ErrShuttingDown
+		}
 		if errors.Is(h.loadErr, storage.ErrNotFound) {
 			return nil, protoErr(CodeNotFound, "no document %q", id)
 		}
@@ -306,6 +321,7 @@ func (m *Manager) DocumentDeleted(ctx context.Context, id string) {
 	if h.post(func() { h.shutdown(CloseNotFound, "document deleted", done) }) {
 		select {
 		case <-done:
+		case <-h.quit: // gone before it took the message: nothing to close
 		case <-ctx.Done():
 		}
 	}

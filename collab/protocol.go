@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"unicode/utf8"
 
@@ -68,7 +69,8 @@ type ClientMessage struct {
 const maxSelections = 64
 
 // ParseClientMessage decodes one client frame. It returns an *Error with
-// code bad_message or invalid_op for anything it rejects.
+// code bad_message or invalid_op for anything it rejects, and then the zero
+// ClientMessage.
 func ParseClientMessage(frame []byte) (ClientMessage, *Error) {
 	var raw struct {
 		Type string          `json:"type"`
@@ -85,46 +87,46 @@ func ParseClientMessage(frame []byte) (ClientMessage, *Error) {
 	if err := dec.Decode(&raw); err != nil {
 		return ClientMessage{}, protoErr(CodeBadMessage, "not a protocol message: %v", err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return ClientMessage{}, protoErr(CodeBadMessage, "one message per frame")
 	}
 	m := ClientMessage{Type: raw.Type}
 	switch raw.Type {
 	case "op":
 		if raw.Seq == nil {
-			return m, protoErr(CodeBadMessage, "op message without seq")
+			return ClientMessage{}, protoErr(CodeBadMessage, "op message without seq")
 		}
 		m.Seq = *raw.Seq
 		if raw.Rev == nil || *raw.Rev < 0 {
-			return m, &Error{Code: CodeBadMessage, Message: "op message needs a revision >= 0", Seq: m.Seq, HasSeq: true}
+			return ClientMessage{}, &Error{Code: CodeBadMessage, Message: "op message needs a revision >= 0", Seq: m.Seq, HasSeq: true}
 		}
 		m.Rev = *raw.Rev
 		if raw.Op == nil {
-			return m, &Error{Code: CodeInvalidOp, Message: "op message without op", Seq: m.Seq, HasSeq: true}
+			return ClientMessage{}, &Error{Code: CodeInvalidOp, Message: "op message without op", Seq: m.Seq, HasSeq: true}
 		}
 		op, err := ot.ParseJSON(raw.Op)
 		if err != nil {
-			return m, &Error{Code: CodeInvalidOp, Message: err.Error(), Seq: m.Seq, HasSeq: true}
+			return ClientMessage{}, &Error{Code: CodeInvalidOp, Message: err.Error(), Seq: m.Seq, HasSeq: true}
 		}
 		m.Op = op
 	case "sel":
 		if raw.Rev == nil || *raw.Rev < 0 {
-			return m, protoErr(CodeBadMessage, "sel message needs a revision >= 0")
+			return ClientMessage{}, protoErr(CodeBadMessage, "sel message needs a revision >= 0")
 		}
 		m.Rev = *raw.Rev
 		if len(raw.Sel) > maxSelections {
-			return m, protoErr(CodeBadMessage, "at most %d selections", maxSelections)
+			return ClientMessage{}, protoErr(CodeBadMessage, "at most %d selections", maxSelections)
 		}
 		for _, s := range raw.Sel {
 			if s.Anchor < 0 || s.Head < 0 {
-				return m, protoErr(CodeBadMessage, "selection positions must be >= 0")
+				return ClientMessage{}, protoErr(CodeBadMessage, "selection positions must be >= 0")
 			}
 		}
 		m.Sel = raw.Sel
 	case "":
-		return m, protoErr(CodeBadMessage, "message without type")
+		return ClientMessage{}, protoErr(CodeBadMessage, "message without type")
 	default:
-		return m, protoErr(CodeBadMessage, "unknown message type %q", raw.Type)
+		return ClientMessage{}, protoErr(CodeBadMessage, "unknown message type %q", raw.Type)
 	}
 	return m, nil
 }

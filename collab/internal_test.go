@@ -1,0 +1,57 @@
+package collab
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/tandemdocs/tandem/storage"
+	"github.com/tandemdocs/tandem/storage/memstore"
+)
+
+type nopConn struct{}
+
+func (nopConn) Send([]byte) error { return nil }
+func (nopConn) Close(int, string) {}
+
+// TestDocumentDeletedHubExited: DocumentDeleted looks the hub up in the map
+// and then posts to it; the hub can exit in between (an idle unload, or a
+// failed commit whose last client just left). post can still queue the
+// message then (the inbox is buffered and select picks at random between it
+// and the closed quit channel), and nobody will ever run it: DocumentDeleted
+// must not wait for it until its context ends. The window is simulated by
+// putting the exited hub back in the map.
+func TestDocumentDeletedHubExited(t *testing.T) {
+	ctx := context.Background()
+	store := memstore.New()
+	if err := store.CreateDocument(ctx, storage.Document{ID: "doc"}, "x"); err != nil {
+		t.Fatal(err)
+	}
+	m := NewManager(store, Config{IdleTimeout: time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	defer m.Close(ctx)
+	cl, err := m.Connect(ctx, "doc", nopConn{}, ClientInfo{LastRev: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := cl.hub
+	cl.Disconnect()
+	select {
+	case <-h.quit: // unloaded
+	case <-time.After(5 * time.Second):
+		t.Fatal("the idle document was not unloaded")
+	}
+	for range 20 {
+		m.mu.Lock()
+		m.hubs["doc"] = h // as DocumentDeleted found it, just before it exited
+		m.mu.Unlock()
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		m.DocumentDeleted(dctx, "doc")
+		expired := dctx.Err() != nil
+		cancel()
+		m.detach(h)
+		if expired {
+			t.Fatal("DocumentDeleted waited for a hub that had exited until its context ended")
+		}
+	}
+}
