@@ -1,5 +1,11 @@
 #!/usr/bin/env bash
 # The project's test command (README: "Run the tests"). CI runs it too.
+#
+# Runs: the gofmt check, go vet, the JavaScript unit tests of the browser
+# client (node --test web/jstest/, when node is installed), and
+# go test -race ./... . The browser tests (web/browser_test.go) need
+# chromium; without it they are skipped, unless TANDEM_REQUIRE_BROWSER=1
+# (as in CI), which makes a missing browser a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,4 +14,22 @@ if [ -n "$unformatted" ]; then
   echo "gofmt would change:"; echo "$unformatted"; exit 1
 fi
 go vet ./...
+
+if [ -d web/jstest ]; then
+  if command -v node >/dev/null 2>&1; then
+    echo "node --test web/jstest/ ($(node --version))"
+    node --test web/jstest/
+  else
+    echo "NOTE: node not found: skipping the JavaScript tests (web/jstest)"
+  fi
+fi
+
+if [ -z "${TANDEM_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+   && ! command -v google-chrome >/dev/null 2>&1 && ! command -v google-chrome-stable >/dev/null 2>&1; then
+  if [ "${TANDEM_REQUIRE_BROWSER:-}" = 1 ]; then
+    echo "TANDEM_REQUIRE_BROWSER=1 but no chromium found (apt-get install -y chromium)"; exit 1
+  fi
+  echo "NOTE: chromium not found: the browser tests (web/browser_test.go) will be skipped."
+  echo "      Install it to run them: sudo apt-get install -y chromium (or set TANDEM_CHROMIUM=/path/to/chrome)."
+fi
 go test -race -count=1 ./...

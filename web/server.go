@@ -105,7 +105,7 @@ func New(cfg Config) *Server {
 	api.GET("/docs/:id/ws", s.openWS)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.ready)
-	e.GET("/", s.index)
+	s.mountStatic(e) // "/", "/d/:id", "/js/*", "/css/*": static.go
 	s.echo = e
 	return s
 }
@@ -228,11 +228,6 @@ func (s *Server) ready(c echo.Context) error {
 		return errorf(http.StatusServiceUnavailable, collab.CodeInternal, "storage unavailable: "+err.Error())
 	}
 	return c.String(http.StatusOK, "ready\n")
-}
-
-func (s *Server) index(c echo.Context) error {
-	return c.HTML(http.StatusOK, `<!doctype html><meta charset="utf-8"><title>Tandem</title>
-<h1>Tandem</h1><p>The collaboration server is running. The browser demo lands with issue 5; the API is under <a href="/api/docs">/api/docs</a> (see docs/protocol.md).</p>`)
 }
 
 func queryInt(c echo.Context, name string, def int64) (int64, error) {

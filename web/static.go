@@ -1,0 +1,147 @@
+package web
+
+import (
+	"crypto/sha256"
+	"embed"
+	"encoding/base64"
+	"io/fs"
+	"mime"
+	"net/http"
+	"path"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/tandemdocs/tandem/storage"
+)
+
+// The browser client (docs/client.md) and the demo application, embedded in
+// the binary: no build step, no CDN.
+//
+//go:embed static
+var staticFiles embed.FS
+
+// asset is one embedded file, ready to serve.
+type asset struct {
+	body  []byte
+	etag  string
+	ctype string
+	cache string
+}
+
+// loadAssets reads every embedded file once, with a content-hash ETag (the
+// embedded files have no modification time for Last-Modified).
+func loadAssets() map[string]*asset {
+	out := map[string]*asset{}
+	err := fs.WalkDir(staticFiles, "static", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		body, err := staticFiles.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(body)
+		a := &asset{
+			body: body,
+			etag: `"` + base64.RawURLEncoding.EncodeToString(sum[:12]) + `"`,
+		}
+		switch ext := path.Ext(p); ext {
+		case ".js", ".mjs":
+			// Browsers refuse modules served with another type.
+			a.ctype = "text/javascript; charset=utf-8"
+		case ".html":
+			a.ctype = "text/html; charset=utf-8"
+		case ".css":
+			a.ctype = "text/css; charset=utf-8"
+		default:
+			a.ctype = mime.TypeByExtension(ext)
+			if a.ctype == "" {
+				a.ctype = "application/octet-stream"
+			}
+		}
+		if strings.HasSuffix(p, ".html") {
+			// The page names its scripts without a version: revalidate it
+			// every time so that a new binary's page is never stale.
+			a.cache = "no-cache"
+		} else {
+			// Modules import each other: a short lifetime keeps a
+			// deployment from mixing old and new modules for long; the
+			// ETag makes revalidation cheap.
+			a.cache = "public, max-age=60"
+		}
+		out[strings.TrimPrefix(p, "static")] = a
+		return nil
+	})
+	if err != nil {
+		panic("web: embedded static files: " + err.Error())
+	}
+	if out["/index.html"] == nil {
+		panic("web: static/index.html is not embedded")
+	}
+	return out
+}
+
+// mountStatic serves the demo: "/" (the document list) and "/d/:id" (the
+// editor) are the same page, routed in the browser by location.pathname;
+// "/js/*" and "/css/*" are the modules and the style sheet.
+func (s *Server) mountStatic(e *echo.Echo) {
+	assets := loadAssets()
+	page := func(c echo.Context) error { return serveAsset(c, assets["/index.html"]) }
+	editor := func(c echo.Context) error {
+		if storage.CheckID(c.Param("id")) != nil {
+			return echo.ErrNotFound
+		}
+		return page(c)
+	}
+	file := func(c echo.Context) error {
+		// Only the exact, clean path of an asset: no "..", no "//".
+		p := c.Request().URL.Path
+		a := assets[p]
+		if a == nil || path.Clean(p) != p {
+			return echo.ErrNotFound
+		}
+		return serveAsset(c, a)
+	}
+	methods := []string{http.MethodGet, http.MethodHead}
+	e.Match(methods, "/", page)
+	e.Match(methods, "/d/:id", editor)
+	e.Match(methods, "/js/*", file)
+	e.Match(methods, "/css/*", file)
+}
+
+func serveAsset(c echo.Context, a *asset) error {
+	h := c.Response().Header()
+	h.Set("Cache-Control", a.cache)
+	h.Set("ETag", a.etag)
+	h.Set("X-Content-Type-Options", "nosniff")
+	if !strings.HasPrefix(a.ctype, "text/html") {
+		// Pages on other origins may import the client modules (module
+		// scripts are fetched with CORS); they are public.
+		h.Set("Access-Control-Allow-Origin", "*")
+	} else {
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "+
+			"connect-src 'self' ws: wss:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+	}
+	if etagMatch(c.Request().Header.Get("If-None-Match"), a.etag) {
+		return c.NoContent(http.StatusNotModified)
+	}
+	if c.Request().Method == http.MethodHead {
+		h.Set(echo.HeaderContentType, a.ctype)
+		return c.NoContent(http.StatusOK)
+	}
+	return c.Blob(http.StatusOK, a.ctype, a.body)
+}
+
+// etagMatch implements If-None-Match's weak comparison for our strong tags.
+func etagMatch(header, etag string) bool {
+	for t := range strings.SplitSeq(header, ",") {
+		t = strings.TrimSpace(t)
+		if t == "*" || strings.TrimPrefix(t, "W/") == etag {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,1446 @@
+// Tandem's browser client: the protocol of docs/protocol.md as a ShareDB-style
+// state machine, with reconnection, exactly-once resubmission, offline edits,
+// presence and undo/redo. No dependencies; runs in browsers and in Node (pass
+// options.WebSocket there). docs/client.md is the contract.
+//
+// Positions and lengths are Unicode code points everywhere (ot.js).
+//
+// State. `text` is what the user sees. `rev` is the last server revision
+// applied and `base` the document at `rev` (the server's text). The local
+// edits not yet acknowledged are `inflight` (one op, sent with the next seq)
+// and `buffer` (edits made meanwhile, composed into one op), so that
+// text = apply(base, compose(inflight, buffer)). An incoming op is transformed
+// against inflight then buffer (the local ops on the left, the server's on the
+// right) before it is applied to text; the op itself applies to base. An ack
+// applies inflight to base and sends the buffer as the next inflight.
+//
+// Exactly once. A source id (src) and a per-source sequence number (seq) name
+// every op. Both survive reconnects, and reloads when options.storage is given:
+// an op's seq is written to storage, together with the op, before the op is
+// first sent, so a reload can never reuse a seq for different content. After a
+// reconnect the client asks for the ops after `rev`; an op in that catch-up
+// with our src and the in-flight seq is the ack of the in-flight op; if none
+// is, the in-flight op is resent with the same seq, and the server
+// acknowledges it once whether or not it had committed it before.
+//
+// Text hellos. When the server answers a reconnect with the whole text
+// (history too long to send, compacted, or the server is behind us), the
+// pending edits cannot be transformed op by op: there is no history. Then:
+//
+//  1. If an op is in flight (it may have been committed before the
+//     connection dropped) the client resends it with its seq and its *own*
+//     base revision, and waits for the server's verdict, holding the new
+//     server text aside meanwhile (ops from others are applied to it, not to
+//     the user's view). The server answers exactly one of:
+//       - ack with a revision <= the hello's: it was committed before; the
+//         hello's text includes it;
+//       - ack with a later revision: it was committed now, properly
+//         transformed by the server against the history since its base;
+//       - rev_too_old / rev_ahead / invalid_op: it was not committed, and
+//         cannot be.
+//     Whichever it is, it is never applied twice.
+//  2. The edits that are still not in the server's text (the in-flight op
+//     when it was not committed, plus the buffer) are then rebased onto the
+//     server's text by transforming them against a diff (base → server text):
+//     a line-then-character diff, so concurrent changes elsewhere in the
+//     document do not move them. The user's view becomes the server's text
+//     with the edits re-applied, and those edits go to the server as a new op.
+//     When the server's text differs from our base (someone else edited
+//     meanwhile) the client emits an 'error' {code: 'rebased'}: the merge is
+//     a best effort, so the user is told to check. If even that fails, the
+//     user's whole view is resubmitted as one edit against the server text and
+//     'error' {code: 'conflict'} says so. The document is never silently
+//     different from what the user sees.
+//     (When the server committed the in-flight op "now", the client does not
+//     know the form the server gave it, so it first reconnects for the text,
+//     which then contains it, and rebases only the buffer.)
+//
+// Selections. setSelection() takes selections in text (local) coordinates.
+// The server wants them at a server revision: with nothing pending that is
+// text at rev; with local edits pending the client maps them back to base
+// through the inverse of the pending edits (a caret inside text the user just
+// typed lands at the start of that insertion, and the server moves it past
+// the insertion again when the op commits, since the author's carets take the
+// right side), and sends the exact selection again once the edits are
+// acknowledged. Nothing is sent before hello or while a text hello's verdict
+// is awaited. Sends are throttled to one per selectionThrottle ms.
+
+import { apply, transform, compose, invert, normalize, isNoop, transformSelection, transformPosition } from './ot.js'
+import { cpLength, opFromDiff } from './unicode.js'
+
+export const PROTOCOL_VERSION = 1
+
+const DEFAULTS = {
+  minBackoff: 250,
+  maxBackoff: 10000,
+  selectionThrottle: 50,
+  undoMergeInterval: 500, // ms: consecutive typing within this is one undo step
+  maxUndo: 500, // undo steps kept (each is transformed past every later op)
+  rateLimitPause: 1000, // ms before resending an op refused with rate_limited
+  helloTimeout: 10000, // ms from open to hello before giving up on a connection
+  ackTimeout: 20000, // ms without an ack for the op in flight before reconnecting
+  persistDelay: 500, // ms: debounce of storage writes that are not critical
+  leaseTtl: 60000, // ms: how long another instance's claim on the stored state holds
+  maxFrameBytes: 1000000, // the server accepts frames up to 1 MiB
+  storagePrefix: 'tandem:'
+}
+
+/** connect opens a client for document docId on the server at baseUrl
+ * ("http://host:port", "https://host/prefix", "" for the page's own origin). */
+export function connect (baseUrl, docId, options = {}) {
+  return new TandemClient(baseUrl, docId, options)
+}
+
+/** wsUrl builds the WebSocket address of a document. */
+export function wsUrl (baseUrl, docId, params = {}) {
+  let base = baseUrl
+  if (!base) {
+    if (typeof location === 'undefined') throw new Error('tandem: no baseUrl and no location')
+    base = location.origin
+  }
+  const u = new URL(base, typeof location !== 'undefined' ? location.href : undefined)
+  if (u.protocol === 'https:') u.protocol = 'wss:'
+  else if (u.protocol === 'http:') u.protocol = 'ws:'
+  const prefix = u.pathname.replace(/\/+$/, '')
+  u.pathname = `${prefix}/api/docs/${encodeURIComponent(docId)}/ws`
+  const q = new URLSearchParams()
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== undefined && v !== null && v !== '') q.set(k, String(v))
+  }
+  u.search = q.toString()
+  u.hash = ''
+  return u.toString()
+}
+
+/** uuid returns a random UUID (crypto.randomUUID where the page may use it:
+ * it is missing outside secure contexts). */
+export function uuid () {
+  const c = globalThis.crypto
+  if (c && typeof c.randomUUID === 'function') {
+    try { return c.randomUUID() } catch {}
+  }
+  const b = new Uint8Array(16)
+  if (c && typeof c.getRandomValues === 'function') c.getRandomValues(b)
+  else for (let i = 0; i < 16; i++) b[i] = Math.floor(Math.random() * 256)
+  b[6] = (b[6] & 0x0f) | 0x40
+  b[8] = (b[8] & 0x3f) | 0x80
+  const h = Array.from(b, x => x.toString(16).padStart(2, '0')).join('')
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`
+}
+
+// ---------------------------------------------------------------------------
+// Diffs.
+
+// lines splits s into lines, each with its '\n'.
+function lines (s) {
+  const out = []
+  let i = 0
+  while (i < s.length) {
+    const j = s.indexOf('\n', i)
+    if (j < 0) { out.push(s.slice(i)); break }
+    out.push(s.slice(i, j + 1))
+    i = j + 1
+  }
+  return out
+}
+
+// myers returns the edit script between arrays a and b as a list of
+// [kind, count] with kind '=', '-' or '+', or null when more than maxD
+// differences would be needed.
+function myers (a, b, maxD) {
+  const n = a.length
+  const m = b.length
+  const max = Math.min(n + m, maxD)
+  const off = max + 1
+  let v = new Int32Array(2 * max + 3)
+  const trace = []
+  let found = -1
+  for (let d = 0; d <= max; d++) {
+    trace.push(v.slice())
+    for (let k = -d; k <= d; k += 2) {
+      let x
+      if (k === -d || (k !== d && v[off + k - 1] < v[off + k + 1])) x = v[off + k + 1]
+      else x = v[off + k - 1] + 1
+      let y = x - k
+      while (x < n && y < m && a[x] === b[y]) { x++; y++ }
+      v[off + k] = x
+      if (x >= n && y >= m) { found = d; break }
+    }
+    if (found >= 0) break
+  }
+  if (found < 0) return null
+  v = null
+  // Walk back.
+  const steps = []
+  let x = n
+  let y = m
+  for (let d = found; d > 0; d--) {
+    const vd = trace[d] // v before round d
+    const k = x - y
+    let prevK
+    if (k === -d || (k !== d && vd[off + k - 1] < vd[off + k + 1])) prevK = k + 1
+    else prevK = k - 1
+    const prevX = vd[off + prevK]
+    const prevY = prevX - prevK
+    while (x > prevX && y > prevY) { steps.push('='); x--; y-- }
+    if (x === prevX) { steps.push('+'); y-- } else { steps.push('-'); x-- }
+  }
+  while (x > 0 && y > 0) { steps.push('='); x--; y-- }
+  steps.reverse()
+  const out = []
+  for (const s of steps) {
+    if (out.length > 0 && out[out.length - 1][0] === s) out[out.length - 1][1]++
+    else out.push([s, 1])
+  }
+  return out
+}
+
+/** diffOp returns an op turning a into b: a line diff (Myers, bounded), each
+ * changed block refined to its minimal character change, so that unrelated
+ * changes far apart stay separate. Falls back to one replaced region
+ * (unicode.opFromDiff) for very different texts. */
+export function diffOp (a, b) {
+  if (a === b) return []
+  const la = lines(a)
+  const lb = lines(b)
+  let pre = 0
+  while (pre < la.length && pre < lb.length && la[pre] === lb[pre]) pre++
+  let suf = 0
+  while (suf < la.length - pre && suf < lb.length - pre && la[la.length - 1 - suf] === lb[lb.length - 1 - suf]) suf++
+  const ma = la.slice(pre, la.length - suf)
+  const mb = lb.slice(pre, lb.length - suf)
+  const script = (ma.length === 0 || mb.length === 0) ? null : myers(ma, mb, 400)
+  const out = []
+  const skip = s => { const n = cpLength(s); if (n > 0) out.push(n) }
+  const change = (x, y) => {
+    if (x === y) { skip(x); return }
+    const sub = opFromDiff(x, y)
+    out.push(...sub)
+    let consumed = 0
+    for (const c of sub) {
+      if (typeof c === 'number') consumed += c
+      else if (typeof c === 'object') consumed += typeof c.d === 'number' ? c.d : cpLength(c.d)
+    }
+    const rest = cpLength(x) - consumed
+    if (rest > 0) out.push(rest)
+  }
+  skip(la.slice(0, pre).join(''))
+  if (script === null) {
+    change(ma.join(''), mb.join(''))
+  } else {
+    let i = 0
+    let j = 0
+    for (let s = 0; s < script.length; s++) {
+      const [kind, count] = script[s]
+      if (kind === '=') {
+        skip(ma.slice(i, i + count).join(''))
+        i += count
+        j += count
+        continue
+      }
+      // A run of deletions and insertions between equal runs.
+      let del = 0
+      let ins = 0
+      while (s < script.length && script[s][0] !== '=') {
+        if (script[s][0] === '-') del += script[s][1]
+        else ins += script[s][1]
+        s++
+      }
+      s--
+      change(ma.slice(i, i + del).join(''), mb.slice(j, j + ins).join(''))
+      i += del
+      j += ins
+    }
+  }
+  return normalize(out)
+}
+
+// ---------------------------------------------------------------------------
+
+function isOffline () {
+  return typeof navigator !== 'undefined' && navigator && navigator.onLine === false
+}
+
+function utf8Length (s) {
+  if (typeof TextEncoder !== 'undefined') return new TextEncoder().encode(s).length
+  return s.length * 3
+}
+
+// delta is what op does to a document's length.
+function delta (op) {
+  let n = 0
+  for (const c of op) {
+    if (typeof c === 'string') n += cpLength(c)
+    else if (typeof c === 'object' && c !== null) n -= typeof c.d === 'number' ? c.d : cpLength(c.d)
+  }
+  return n
+}
+
+// editShape describes a one-code-point edit for undo grouping: {kind, pos}.
+function editShape (op) {
+  let pos = 0
+  let i = 0
+  if (typeof op[0] === 'number') { pos = op[0]; i = 1 }
+  if (op.length !== i + 1) return null
+  const c = op[i]
+  if (typeof c === 'string') {
+    if (cpLength(c) !== 1) return null
+    return { kind: 'insert', pos, text: c }
+  }
+  if (typeof c === 'object' && c !== null && (c.d === 1 || (typeof c.d === 'string' && cpLength(c.d) === 1))) {
+    return { kind: 'delete', pos }
+  }
+  return null
+}
+
+function xform (local, server) {
+  return [transform(local, server, 'left'), transform(server, local, 'right')]
+}
+
+function cleanSel (sels, len) {
+  if (!Array.isArray(sels)) return []
+  const out = []
+  for (const s of sels) {
+    if (!s || typeof s !== 'object') continue
+    let { anchor, head } = s
+    if (!Number.isInteger(anchor) || !Number.isInteger(head)) continue
+    anchor = Math.max(0, Math.min(anchor, len))
+    head = Math.max(0, Math.min(head, len))
+    out.push({ anchor, head })
+    if (out.length === 64) break
+  }
+  return out
+}
+
+export class TandemClient {
+  constructor (baseUrl, docId, options = {}) {
+    if (typeof docId !== 'string' || docId === '') throw new TypeError('tandem: docId must be a non-empty string')
+    this.docId = docId
+    this.baseUrl = baseUrl || ''
+    this.options = { ...DEFAULTS, ...options }
+    this._WS = options.WebSocket || globalThis.WebSocket
+    if (typeof this._WS !== 'function') throw new Error('tandem: no WebSocket implementation; pass options.WebSocket')
+
+    /** The current local text: the server's plus the unacknowledged local edits. */
+    this.text = ''
+    /** The last server revision applied (null before the first hello). */
+    this.rev = null
+    this.status = 'connecting'
+    /** Map client-id → {client, user, name, color, sel} (sel in this.text's code points). */
+    this.peers = new Map()
+    /** This connection's client id (from hello). */
+    this.client = null
+    this.title = ''
+    this.src = null
+
+    this._base = '' // the document at rev (=== text when nothing is pending)
+    this._len = 0 // cpLength(text)
+    this._inflight = null // {op, seq (null until first sent), count, conn (generation it was sent on)}
+    this._buffer = null // {op, count}
+    this._seq = 0 // the last seq allocated
+    this._limbo = null // awaiting the verdict on the in-flight op after a text hello
+    this._listeners = new Map()
+    this._ws = null
+    this._gen = 0
+    this._helloDone = false
+    this._everConnected = false
+    this._forceText = false
+    this._catchingUp = false
+    this._attempt = 0
+    this._timers = new Map()
+    this._closed = false
+    this._myClients = new Set() // this client's connection ids, old ones included
+
+    this._selection = null // our selections, in text coordinates
+    this._selSentAt = -Infinity
+    this._selDirty = false
+    this._selApprox = false
+
+    this._undo = [] // {op, time, shape?}: inverses of our own edits, newest last
+    this._redo = []
+    this._group = null // the undo entry typing may still merge into
+
+    this._storage = options.storage || null
+    this._instance = uuid()
+    this._persistOK = false
+    this._srcSwitch = false
+    this._storageWarned = false
+    this._load()
+    this._installWindowHandlers()
+    this._open()
+  }
+
+  /** Local ops (edits) not yet acknowledged by the server. */
+  get pending () {
+    return (this._inflight ? this._inflight.count : 0) + (this._buffer ? this._buffer.count : 0)
+  }
+
+  /** Whether this client keeps its unsent edits in options.storage (false
+   * without storage, or when another tab of the same document holds it). */
+  get persistent () { return this._persistOK }
+
+  get canUndo () { return this._undo.some(e => !isNoop(e.op)) }
+  get canRedo () { return this._redo.some(e => !isNoop(e.op)) }
+
+  // ----- events
+
+  on (event, fn) {
+    if (!this._listeners.has(event)) this._listeners.set(event, new Set())
+    this._listeners.get(event).add(fn)
+    return this
+  }
+
+  off (event, fn) {
+    const set = this._listeners.get(event)
+    if (set) set.delete(fn)
+    return this
+  }
+
+  _emit (event, ...args) {
+    const set = this._listeners.get(event)
+    if (!set) return
+    for (const fn of [...set]) {
+      try {
+        fn(...args)
+      } catch (err) {
+        // A listener's bug must not break the state machine; report it.
+        setTimeout(() => { throw err }, 0)
+      }
+    }
+  }
+
+  // _trace reports the state machine's decisions to options.trace (for
+  // debugging and tests).
+  _trace (what, detail) {
+    if (typeof this.options.trace === 'function') {
+      try { this.options.trace(what, detail) } catch {}
+    }
+  }
+
+  _error (code, message) {
+    this._emit('error', { code, message })
+  }
+
+  _setStatus (s) {
+    if (this.status === s) return
+    this.status = s
+    this._emit('status', s)
+  }
+
+  // ----- timers
+
+  _timer (name, ms, fn) {
+    this._clearTimer(name)
+    const t = setTimeout(() => {
+      this._timers.delete(name)
+      fn()
+    }, Math.max(0, ms))
+    this._timers.set(name, t)
+  }
+
+  _clearTimer (name) {
+    const t = this._timers.get(name)
+    if (t !== undefined) {
+      clearTimeout(t)
+      this._timers.delete(name)
+    }
+  }
+
+  // ----- the public API
+
+  /** edit applies a local edit (an op on this.text) at once and sends it. It
+   * throws (Error with code invalid_op, too_long, delete_mismatch) if op does
+   * not apply to this.text. With {undoable: false} the edit does not become
+   * an undo step (undo passes over it, as over others' edits). */
+  edit (op, { undoable = true } = {}) {
+    this._localEdit(op, undoable ? 'edit' : 'silent')
+  }
+
+  /** setSelection sets this client's selections ([{anchor, head}] in code
+   * points of this.text), sent to the others (throttled). */
+  setSelection (sels) {
+    if (this._closed) return
+    if (sels && !Array.isArray(sels)) sels = [sels]
+    this._selection = cleanSel(sels, this._len)
+    this._selDirty = true
+    this._scheduleSel()
+  }
+
+  /** undo undoes this client's last edit (still in place after others'
+   * edits); false if there is nothing to undo. */
+  undo () {
+    while (this._undo.length > 0) {
+      const e = this._undo.pop()
+      if (isNoop(e.op)) continue
+      this._group = null
+      this._localEdit(e.op, 'undo')
+      return true
+    }
+    return false
+  }
+
+  redo () {
+    while (this._redo.length > 0) {
+      const e = this._redo.pop()
+      if (isNoop(e.op)) continue
+      this._group = null
+      this._localEdit(e.op, 'redo')
+      return true
+    }
+    return false
+  }
+
+  /** close ends the client: the connection is closed, unsent edits stay in
+   * storage for the next client of this document. */
+  close () {
+    if (this._closed) return
+    this._persistNow()
+    this._closed = true
+    for (const name of [...this._timers.keys()]) this._clearTimer(name)
+    if (this._leaseTimer) clearInterval(this._leaseTimer)
+    this._releaseLease()
+    this._dropSocket()
+    this._removeWindowHandlers()
+    this._setStatus('closed')
+  }
+
+  // ----- local edits
+
+  _localEdit (op, origin) {
+    const before = this.text
+    op = normalize(op)
+    if (isNoop(op)) return
+    const after = apply(before, op) // throws on an op that does not apply
+    const inverse = invert(op, before)
+    this.text = after
+    if (!this._inflight) {
+      this._base = before
+      this._inflight = { op, seq: null, count: 1, conn: 0 }
+    } else if (!this._buffer) {
+      this._buffer = { op, count: 1 }
+    } else {
+      this._buffer = { op: compose(this._buffer.op, op), count: this._buffer.count + 1 }
+    }
+    this._len += delta(op)
+    this._recordUndo(op, inverse, origin)
+    for (const p of this.peers.values()) p.sel = p.sel.map(s => transformSelection(s, op, 'left'))
+    if (this._selection) this._selection = this._selection.map(s => transformSelection(s, op, 'right'))
+    this._persistSoon()
+    this._emit('text', this.text, { remote: false, op, origin })
+    this._sendInflight()
+  }
+
+  _recordUndo (op, inverse, origin) {
+    const now = Date.now()
+    if (origin === 'silent') {
+      this._transformHistory(op)
+      this._group = null
+      return
+    }
+    if (origin === 'undo') {
+      this._redo.push({ op: inverse, time: now })
+      return
+    }
+    if (origin === 'redo') {
+      this._undo.push({ op: inverse, time: now })
+      return
+    }
+    this._redo = []
+    const shape = editShape(op)
+    const g = this._group
+    if (shape && g && g.shape.kind === shape.kind && now - g.time <= this.options.undoMergeInterval &&
+        this._undo[this._undo.length - 1] === g) {
+      let merge = false
+      if (shape.kind === 'insert') merge = shape.pos === g.end && shape.text !== '\n'
+      else merge = shape.pos + 1 === g.start || shape.pos === g.start
+      if (merge) {
+        g.op = compose(inverse, g.op)
+        g.time = now
+        if (shape.kind === 'insert') g.end = shape.pos + 1
+        else g.start = shape.pos
+        return
+      }
+    }
+    const e = { op: inverse, time: now }
+    if (this._undo.length >= this.options.maxUndo) this._undo.splice(0, this._undo.length - this.options.maxUndo + 1)
+    if (shape && !(shape.kind === 'insert' && shape.text === '\n')) {
+      e.shape = shape
+      e.start = shape.pos
+      e.end = shape.kind === 'insert' ? shape.pos + 1 : shape.pos
+      this._group = e
+    } else {
+      this._group = null
+    }
+    this._undo.push(e)
+  }
+
+  // _transformHistory moves the undo and redo stacks past op, a change made
+  // to this.text by someone else (or by a resync): each entry applies to the
+  // text as it is once the entries above it are undone, so op is carried down
+  // the stack, transformed past each entry.
+  _transformHistory (op) {
+    for (const stack of [this._undo, this._redo]) {
+      let x = op
+      for (let i = stack.length - 1; i >= 0; i--) {
+        const e = stack[i]
+        const e2 = transform(e.op, x, 'left')
+        x = transform(x, e.op, 'right')
+        e.op = e2
+      }
+    }
+    const g = this._group
+    if (g) {
+      g.start = transformPosition(g.start, op, 'left')
+      g.end = transformPosition(g.end, op, 'left')
+    }
+  }
+
+  _pendingOp () {
+    if (!this._inflight) return []
+    if (!this._buffer) return this._inflight.op
+    return compose(this._inflight.op, this._buffer.op)
+  }
+
+  // _externalChange updates everything that lives in text coordinates after
+  // op (made by someone else, or by a resync) was applied to this.text.
+  _externalChange (op, info) {
+    this._len += delta(op)
+    for (const p of this.peers.values()) {
+      const side = info.author !== undefined && p.client === info.author ? 'right' : 'left'
+      p.sel = p.sel.map(s => transformSelection(s, op, side))
+    }
+    if (this._selection) this._selection = this._selection.map(s => transformSelection(s, op, 'left'))
+    this._transformHistory(op)
+    this._persistSoon()
+    this._emit('text', this.text, { remote: true, op, origin: info.origin, client: info.author })
+  }
+
+  // ----- the connection
+
+  _open () {
+    this._clearTimer('reconnect')
+    if (this._closed || this._ws) return
+    if (isOffline()) {
+      this._setStatus('offline')
+      // 'online' reconnects at once; this is a fallback if it never comes.
+      this._timer('reconnect', this.options.maxBackoff, () => this._open())
+      return
+    }
+    const o = this.options
+    const params = { src: this.src, user: o.user, name: o.name, color: o.color }
+    if (this.rev !== null && !this._forceText) params.rev = this.rev
+    let ws
+    try {
+      ws = new this._WS(wsUrl(this.baseUrl, this.docId, params))
+    } catch (err) {
+      this._error('connect', String(err && err.message ? err.message : err))
+      this._scheduleReconnect()
+      return
+    }
+    const gen = ++this._gen
+    this._ws = ws
+    this._helloDone = false
+    if (this.status === 'offline') this._setStatus(this._everConnected ? 'reconnecting' : 'connecting')
+    // A socket can hang while connecting (a network that is going away):
+    // the time to hello counts from here.
+    this._timer('hello', o.helloTimeout, () => this._resync(false, 'no hello'))
+    ws.onopen = () => {}
+    ws.onmessage = e => {
+      if (gen === this._gen) this._onFrame(e.data)
+    }
+    ws.onclose = e => {
+      if (gen === this._gen) this._onClose(e.code, e.reason)
+    }
+    ws.onerror = () => {}
+  }
+
+  // _dropSocket forgets the current connection (closing it if open).
+  _dropSocket () {
+    const ws = this._ws
+    this._ws = null
+    this._gen++
+    this._helloDone = false
+    this._limbo = null
+    this._clearTimer('hello')
+    this._clearTimer('ack')
+    this._clearTimer('rate')
+    this._clearTimer('stable')
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null
+      try { ws.close(1000, 'client') } catch {}
+    }
+    if (this.peers.size > 0) {
+      this.peers = new Map()
+      this._emit('presence', this.peers)
+    }
+  }
+
+  _scheduleReconnect () {
+    if (this._closed) return
+    if (isOffline()) this._setStatus('offline')
+    else this._setStatus(this._everConnected ? 'reconnecting' : 'connecting')
+    const o = this.options
+    const ceiling = Math.min(o.maxBackoff, o.minBackoff * 2 ** Math.min(this._attempt, 30))
+    this._attempt++
+    const delay = ceiling / 2 + Math.random() * ceiling / 2
+    this._timer('reconnect', delay, () => this._open())
+  }
+
+  // _resync drops the connection and reconnects (without rev when noRev:
+  // the server then sends the text).
+  _resync (noRev, why) {
+    if (this._closed) return
+    if (noRev) this._forceText = true
+    this._trace('resync', why)
+    this._dropSocket()
+    this._scheduleReconnect()
+  }
+
+  _stop (code, message) {
+    this._error(code, message)
+    this.close()
+  }
+
+  _onClose (code, reason) {
+    const inf = this._inflight
+    const sentHere = inf && inf.conn === this._gen
+    this._ws = null
+    this._dropSocket()
+    if (this._closed) return
+    if (code === 4004) {
+      this._stop('not_found', reason || 'the document does not exist')
+      return
+    }
+    if (code === 1009 && sentHere && this._inflight === inf) {
+      this._dropInflight('too_large', 'an edit was too large to send and was undone')
+    }
+    this._scheduleReconnect()
+  }
+
+  _onFrame (data) {
+    if (typeof data !== 'string') {
+      if (data instanceof ArrayBuffer) data = new TextDecoder().decode(data)
+      else data = String(data)
+    }
+    let msg
+    try {
+      msg = JSON.parse(data)
+    } catch {
+      this._resync(false, 'unparseable frame')
+      return
+    }
+    const msgs = Array.isArray(msg) ? msg : [msg]
+    const gen = this._gen
+    for (const m of msgs) {
+      if (gen !== this._gen || this._closed) return
+      this._onMessage(m)
+    }
+  }
+
+  _onMessage (m) {
+    if (!m || typeof m !== 'object') return this._resync(false, 'bad message')
+    if (!this._helloDone) {
+      if (m.type === 'hello') return this._onHello(m)
+      if (m.type === 'error') return this._onError(m)
+      return this._resync(false, 'message before hello')
+    }
+    switch (m.type) {
+      case 'ack': return this._onAck(m)
+      case 'op': return this._onOp(m, false)
+      case 'sel': return this._onSel(m)
+      case 'join': return this._onJoin(m)
+      case 'leave': return this._onLeave(m)
+      case 'error': return this._onError(m)
+      case 'hello': return this._resync(false, 'second hello')
+      default: // unknown messages are ignored (forward compatibility)
+    }
+  }
+
+  _onHello (m) {
+    this._clearTimer('hello')
+    if (!Number.isInteger(m.rev) || m.rev < 0) return this._resync(true, 'bad hello')
+    const gen = this._gen
+    this._helloDone = true
+    this._everConnected = true
+    // The backoff starts over once a connection has proved stable.
+    this._timer('stable', 3000, () => { this._attempt = 0 })
+    this.client = typeof m.client === 'string' ? m.client : null
+    if (this.client) this._myClients.add(this.client)
+    if (typeof m.title === 'string') this.title = m.title
+    if (typeof m.src === 'string' && m.src !== '' && m.src !== this.src) {
+      this.src = m.src
+      this._seq = 0
+      this._persistNow()
+    }
+    const peers = Array.isArray(m.peers) ? m.peers : []
+    if (Array.isArray(m.ops) && Number.isInteger(m.from)) {
+      if (this.rev === null || m.from !== this.rev) return this._resync(true, `catch-up from ${m.from}, at ${this.rev}`)
+      this._catchingUp = true
+      try {
+        for (const o of m.ops) {
+          this._onOp(o, true)
+          if (gen !== this._gen) return
+        }
+      } finally {
+        this._catchingUp = false
+      }
+      if (this.rev !== m.rev) return this._resync(true, `catch-up ended at ${this.rev}, hello says ${m.rev}`)
+      this._forceText = false
+      this._setPeers(peers)
+    } else if (typeof m.text === 'string') {
+      this._forceText = false
+      if (!this._inflight) {
+        this._replaceText(m.text, m.rev)
+        this._setPeers(peers)
+      } else if (this.rev === null) {
+        this._rebaseOnto(m.text, m.rev, peers)
+        if (gen !== this._gen) return
+      } else {
+        // See "Text hellos" above: ask the server about the in-flight op.
+        this._limbo = { text: m.text, rev: m.rev, helloRev: m.rev, peers: peers.map(p => ({ ...p, sel: cleanSel(p.sel, Infinity) })) }
+        this._trace('limbo', { rev: this.rev, helloRev: m.rev, seq: this._inflight.seq })
+        this._inflight.conn = 0
+        this._sendInflight()
+      }
+    } else {
+      return this._resync(true, 'hello without text or ops')
+    }
+    this._setStatus('connected')
+    if (gen !== this._gen || this._limbo) return
+    this._afterSync()
+  }
+
+  // _afterSync runs once the connection is usable: sends what waits.
+  _afterSync () {
+    this._sendInflight()
+    if (this._selection) this._selDirty = true
+    this._scheduleSel()
+    if (!this._inflight) this._emit('synced')
+    this._persistSoon()
+  }
+
+  // _replaceText takes the server's text when nothing is pending.
+  _replaceText (text, rev) {
+    const old = this.text
+    this.rev = rev
+    this._base = text
+    if (old === text) {
+      this._persistSoon()
+      return
+    }
+    const op = diffOp(old, text)
+    this.text = text
+    this._externalChange(op, { origin: 'resync' })
+  }
+
+  // _rebaseOnto re-expresses the pending edits (relative to _base) on the
+  // server's text at rev, by transforming them against a diff.
+  _rebaseOnto (serverText, rev, peers) {
+    this._trace('rebase', { rev, pending: this.pending })
+    const oldBase = this._base
+    const oldText = this.text
+    const P = this._pendingOp()
+    const count = this.pending
+    let P2, D2, newText
+    let conflict = false
+    try {
+      const D = diffOp(oldBase, serverText)
+      P2 = transform(P, D, 'left')
+      D2 = transform(D, P, 'right')
+      newText = apply(serverText, P2)
+      if (apply(oldText, D2) !== newText) throw new Error('rebase diverged')
+    } catch {
+      conflict = true
+      P2 = diffOp(serverText, oldText)
+      D2 = []
+      newText = oldText
+    }
+    this._limbo = null
+    this.rev = rev
+    this._base = serverText
+    this._inflight = isNoop(P2) ? null : { op: normalize(P2), seq: null, count: Math.max(1, count), conn: 0 }
+    this._buffer = null
+    this.text = newText
+    if (!isNoop(D2)) this._externalChange(D2, { origin: 'resync' })
+    this._setPeers(peers)
+    this._persistNow()
+    if (conflict) {
+      this._error('conflict', 'The connection could not catch up and your unsent edits could not be merged with the others\' changes: your version of the text was sent as one edit. Check the document.')
+    } else if (!isNoop(P) && oldBase !== serverText) {
+      this._error('rebased', `The connection could not catch up on the edit history: your ${count} unsent edit(s) were re-applied to the latest version of the document. Check them.`)
+    }
+  }
+
+  _onOp (m, catchUp) {
+    if (!Number.isInteger(m.rev) || !Array.isArray(m.op)) return this._resync(false, 'bad op message')
+    if (this._limbo) return this._limboOp(m)
+    if (m.rev !== this.rev + 1) return this._resync(false, `op at rev ${m.rev}, client at ${this.rev}`)
+    const inf = this._inflight
+    if (inf && inf.seq !== null && m.src === this.src && m.seq === inf.seq) {
+      // Our in-flight op, committed (in a catch-up): its ack.
+      return this._onAck({ type: 'ack', seq: m.seq, rev: m.rev })
+    }
+    let s = m.op
+    let infOp, bufOp, newBase, newText
+    try {
+      if (inf) [infOp, s] = xform(inf.op, s)
+      if (this._buffer) [bufOp, s] = xform(this._buffer.op, s)
+      newText = apply(this.text, s)
+      newBase = inf ? apply(this._base, m.op) : newText
+    } catch (err) {
+      return this._resync(true, `op ${m.rev} does not apply: ${err.message}`)
+    }
+    if (inf) inf.op = infOp
+    if (this._buffer) this._buffer.op = bufOp
+    this.rev = m.rev
+    this.text = newText
+    this._base = newBase
+    this._externalChange(s, { origin: 'remote', author: m.client })
+  }
+
+  _onAck (m) {
+    if (this._limbo) return this._limboAck(m)
+    const inf = this._inflight
+    if (!inf || inf.seq === null || m.seq !== inf.seq) {
+      if (Number.isInteger(m.rev) && this.rev !== null && m.rev <= this.rev) return // a stale duplicate
+      return this._resync(false, `unexpected ack ${m.seq}`)
+    }
+    if (m.rev !== this.rev + 1) return this._resync(false, `ack at rev ${m.rev}, client at ${this.rev}`)
+    let base
+    try {
+      base = apply(this._base, inf.op)
+    } catch (err) {
+      return this._resync(true, `acknowledged op does not apply: ${err.message}`)
+    }
+    this._clearTimer('ack')
+    this._clearTimer('rate')
+    this.rev = m.rev
+    this._base = base
+    if (this._buffer) {
+      this._inflight = { op: this._buffer.op, seq: null, count: this._buffer.count, conn: 0 }
+      this._buffer = null
+    } else {
+      this._inflight = null
+      if (this._base !== this.text) {
+        // Cannot happen unless state was corrupted: never let it stand.
+        this._base = this.text
+        this.rev = null
+        return this._resync(true, 'text and base differ after ack')
+      }
+    }
+    // Not critical: a state that still shows the op in flight is resolved
+    // by the catch-up after a reload (which holds the op as ours).
+    this._persistSoon()
+    if (this._catchingUp) return
+    this._sendInflight()
+    if (!this._inflight) {
+      this._emit('synced')
+      if (this._selApprox) {
+        this._selDirty = true
+        this._scheduleSel()
+      }
+    }
+  }
+
+  // ----- text hello verdicts (see the top of the file)
+
+  _limboOp (m) {
+    const L = this._limbo
+    if (m.rev !== L.rev + 1) return this._resync(false, `op at rev ${m.rev}, server text at ${L.rev}`)
+    try {
+      L.text = apply(L.text, m.op)
+    } catch (err) {
+      return this._resync(true, `op ${m.rev} does not apply: ${err.message}`)
+    }
+    L.rev = m.rev
+    for (const p of L.peers) {
+      const side = p.client === m.client ? 'right' : 'left'
+      p.sel = p.sel.map(s => transformSelection(s, m.op, side))
+    }
+  }
+
+  _limboAck (m) {
+    const L = this._limbo
+    const inf = this._inflight
+    if (!inf || m.seq !== inf.seq || !Number.isInteger(m.rev)) return this._resync(false, `unexpected ack ${m.seq}`)
+    let base1
+    try {
+      base1 = apply(this._base, inf.op)
+    } catch (err) {
+      return this._resync(true, `in-flight op does not apply: ${err.message}`)
+    }
+    this._clearTimer('ack')
+    this._clearTimer('rate')
+    // Whatever the verdict, the in-flight op is committed: what is left
+    // pending is the buffer, relative to base1.
+    this._base = base1
+    this._inflight = this._buffer ? { op: this._buffer.op, seq: null, count: this._buffer.count, conn: 0 } : null
+    this._buffer = null
+    this._trace('verdict', m.rev <= L.helloRev ? 'committed before' : 'committed now')
+    if (m.rev === this.rev + 1 && this._inflight) {
+      // Committed right on its base, unchanged: base1 is the server's text at
+      // m.rev, so the buffer is based on a real revision and the server can
+      // transform it exactly. Ask again, about it.
+      this.rev = m.rev
+      if (m.rev === L.rev + 1) {
+        L.text = base1
+        L.rev = m.rev
+      }
+      this._sendInflight()
+    } else if (m.rev <= L.helloRev) {
+      // Committed before the hello: the server's text holds it.
+      this._rebaseOnto(L.text, L.rev, L.peers)
+      this._afterSync()
+    } else if (m.rev === L.rev + 1) {
+      // Committed now, in a form the server chose: fetch the text holding it.
+      this.rev = null
+      this._limbo = null
+      this._persistNow()
+      this._resync(true, 'in-flight op committed after a text hello')
+    } else {
+      this.rev = null
+      this._limbo = null
+      this._persistNow()
+      this._resync(true, `ack at rev ${m.rev}, server text at ${L.rev}`)
+    }
+  }
+
+  _limboRejected () {
+    const L = this._limbo
+    this._trace('verdict', 'not committed')
+    this._clearTimer('ack')
+    this._clearTimer('rate')
+    this._inflight.conn = 0
+    this._rebaseOnto(L.text, L.rev, L.peers)
+    this._afterSync()
+  }
+
+  // ----- sending
+
+  _sendInflight () {
+    const inf = this._inflight
+    const ws = this._ws
+    if (!inf || !ws || !this._helloDone || inf.conn === this._gen || this.rev === null || this._closed) return
+    if (inf.seq === null) {
+      if (this._buffer) {
+        // Never sent: it can take the buffer along (after offline editing,
+        // the whole session's edits go as one op, transformed exactly by the
+        // server).
+        inf.op = compose(inf.op, this._buffer.op)
+        inf.count += this._buffer.count
+        this._buffer = null
+      }
+      if (this._srcSwitch) {
+        // Another instance took over this document's stored state (and
+        // source id): continue under a source of our own.
+        this._srcSwitch = false
+        this.src = uuid()
+        this._seq = 0
+        this._resync(false, 'source switch')
+        return
+      }
+      inf.seq = this._nextSeq()
+      // Critical: the op is stored with its seq before it can reach the
+      // server, so that a reload resends this op under this seq, never
+      // another one.
+      this._persistNow()
+    }
+    const msg = JSON.stringify({ type: 'op', rev: this.rev, seq: inf.seq, op: inf.op })
+    if (msg.length * 3 > this.options.maxFrameBytes && utf8Length(msg) > this.options.maxFrameBytes) {
+      if (this._limbo) {
+        this._limboRejected()
+        return
+      }
+      this._dropInflight('too_large', 'an edit was too large to send and was undone')
+      return
+    }
+    try {
+      ws.send(msg)
+    } catch {
+      this._resync(false, 'send failed')
+      return
+    }
+    inf.conn = this._gen
+    this._timer('ack', this.options.ackTimeout, () => this._resync(false, 'no ack'))
+  }
+
+  _nextSeq () {
+    let stored = 0
+    if (this._persistOK) {
+      try {
+        stored = parseInt(this._storage.getItem(this._key(':seq:' + this.src)) || '0', 10) || 0
+      } catch {}
+    }
+    this._seq = Math.max(this._seq, stored) + 1
+    return this._seq
+  }
+
+  // _dropInflight undoes the in-flight op locally (the server refused it for
+  // good) and tells the user.
+  _dropInflight (code, message) {
+    const inf = this._inflight
+    if (!inf) return
+    let inv
+    try {
+      inv = invert(inf.op, this._base)
+    } catch {
+      this._inflight.conn = 0
+      this._resync(true, 'cannot undo a refused op')
+      return
+    }
+    let undo = inv
+    let rest = null
+    if (this._buffer) {
+      undo = transform(inv, this._buffer.op, 'right')
+      rest = { op: transform(this._buffer.op, inv, 'left'), seq: null, count: this._buffer.count, conn: 0 }
+    }
+    this._clearTimer('ack')
+    this._clearTimer('rate')
+    this._inflight = rest && !isNoop(rest.op) ? rest : null
+    this._buffer = null
+    this.text = apply(this.text, undo)
+    if (!this._inflight) this._base = this.text
+    this._externalChange(undo, { origin: 'revert' })
+    this._persistNow()
+    this._error(code, message)
+    this._sendInflight()
+    if (!this._inflight) this._emit('synced')
+  }
+
+  _onError (m) {
+    const code = typeof m.code === 'string' ? m.code : 'error'
+    const message = typeof m.message === 'string' ? m.message : code
+    const inf = this._inflight
+    const forInflight = !!inf && inf.seq !== null && m.seq === inf.seq
+    switch (code) {
+      case 'rate_limited':
+        if (forInflight) {
+          inf.conn = 0
+          this._clearTimer('ack')
+          const p = this.options.rateLimitPause
+          this._timer('rate', p + Math.random() * p, () => this._sendInflight())
+        } else if (m.seq === undefined) {
+          this._selDirty = true
+          this._timer('sel', this.options.rateLimitPause, () => this._flushSelection())
+        }
+        return
+      case 'rev_ahead':
+      case 'rev_too_old':
+      case 'invalid_op':
+      case 'too_large':
+        if (forInflight && this._limbo) {
+          // The verdict: it was not committed.
+          this._limboRejected()
+          return
+        }
+        if (forInflight && (code === 'invalid_op' || code === 'too_large')) {
+          this._dropInflight(code, `The server refused an edit (${message}); it was undone.`)
+          if (code === 'invalid_op') this._resync(false, 'invalid_op')
+          return
+        }
+        if (forInflight) inf.conn = 0
+        if (forInflight || code === 'rev_ahead') this._resync(code !== 'invalid_op', code)
+        return
+      case 'not_found':
+      case 'forbidden':
+        this._stop(code, message)
+        return
+      case 'internal':
+        if (forInflight) inf.conn = 0
+        this._error(code, message)
+        this._resync(false, 'internal')
+        return
+      case 'bad_message':
+        this._error(code, message)
+        if (forInflight) {
+          // The server has a newer seq from our source and never committed
+          // this one (a lost storage write?): continue under a new source.
+          this.src = uuid()
+          this._seq = 0
+          inf.seq = null
+          inf.conn = 0
+          this._persistNow()
+          this._resync(false, 'bad seq')
+        }
+        return
+      default:
+        this._error(code, message)
+    }
+  }
+
+  // ----- presence
+
+  _scheduleSel () {
+    if (!this._selDirty || this._closed) return
+    const wait = this._selSentAt + this.options.selectionThrottle - Date.now()
+    if (wait <= 0) this._flushSelection()
+    else if (!this._timers.has('sel')) this._timer('sel', wait, () => this._flushSelection())
+  }
+
+  _flushSelection () {
+    if (!this._selDirty || !this._selection || !this._ws || !this._helloDone || this._limbo || this.rev === null) return
+    let sel = this._selection
+    let approx = false
+    if (this._inflight) {
+      try {
+        const inv = invert(this._pendingOp(), this._base)
+        sel = sel.map(s => transformSelection(s, inv, 'left'))
+        approx = true
+      } catch {
+        return
+      }
+    }
+    try {
+      this._ws.send(JSON.stringify({ type: 'sel', rev: this.rev, sel }))
+    } catch {
+      return
+    }
+    this._selSentAt = Date.now()
+    this._selDirty = false
+    this._selApprox = approx
+  }
+
+  // _toLocal maps selections at rev (the server's coordinates) into text.
+  _toLocal (sels) {
+    const clean = cleanSel(sels, Infinity)
+    let out = clean
+    if (this._inflight) {
+      const P = this._pendingOp()
+      out = clean.map(s => transformSelection(s, P, 'left'))
+    }
+    return cleanSel(out, this._len)
+  }
+
+  _setPeers (list) {
+    const peers = new Map()
+    for (const p of list) {
+      if (!p || typeof p.client !== 'string' || this._myClients.has(p.client)) continue
+      peers.set(p.client, {
+        client: p.client,
+        user: String(p.user ?? ''),
+        name: String(p.name ?? ''),
+        color: String(p.color ?? ''),
+        sel: this._toLocal(p.sel)
+      })
+    }
+    this.peers = peers
+    this._emit('presence', this.peers)
+  }
+
+  _onSel (m) {
+    if (typeof m.client !== 'string' || this._myClients.has(m.client)) return
+    if (this._limbo) {
+      let p = this._limbo.peers.find(x => x.client === m.client)
+      if (!p) this._limbo.peers.push(p = { client: m.client })
+      p.sel = cleanSel(m.sel, Infinity)
+      return
+    }
+    let p = this.peers.get(m.client)
+    if (!p) {
+      p = { client: m.client, user: '', name: '', color: '', sel: [] }
+      this.peers.set(m.client, p)
+    }
+    // The server sends a selection at its latest revision, which is ours:
+    // every op before it has reached us.
+    p.sel = m.rev === this.rev ? this._toLocal(m.sel) : cleanSel(m.sel, this._len)
+    this._emit('presence', this.peers)
+  }
+
+  _onJoin (m) {
+    if (typeof m.client !== 'string' || this._myClients.has(m.client)) return
+    const p = { client: m.client, user: String(m.user ?? ''), name: String(m.name ?? ''), color: String(m.color ?? ''), sel: [] }
+    if (this._limbo) {
+      this._limbo.peers = this._limbo.peers.filter(x => x.client !== m.client)
+      this._limbo.peers.push(p)
+      return
+    }
+    this.peers.set(m.client, p)
+    this._emit('presence', this.peers)
+  }
+
+  _onLeave (m) {
+    if (this._limbo) {
+      this._limbo.peers = this._limbo.peers.filter(x => x.client !== m.client)
+      return
+    }
+    if (this.peers.delete(m.client)) this._emit('presence', this.peers)
+  }
+
+  // ----- storage
+
+  _key (suffix = '') {
+    return this.options.storagePrefix + this.docId + suffix
+  }
+
+  _claimLease () {
+    const st = this._storage
+    const key = this._key(':lease')
+    const now = Date.now()
+    try {
+      const cur = JSON.parse(st.getItem(key) || 'null')
+      if (cur && cur.id !== this._instance && now - cur.t < this.options.leaseTtl) return false
+      st.setItem(key, JSON.stringify({ id: this._instance, t: now }))
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  _holdsLease () {
+    try {
+      const cur = JSON.parse(this._storage.getItem(this._key(':lease')) || 'null')
+      return !!cur && cur.id === this._instance
+    } catch {
+      return false
+    }
+  }
+
+  _releaseLease () {
+    if (!this._storage || !this._persistOK) return
+    try {
+      if (this._holdsLease()) this._storage.removeItem(this._key(':lease'))
+    } catch {}
+  }
+
+  _renewLease () {
+    if (!this._persistOK || this._closed) return
+    if (!this._holdsLease()) {
+      // Someone else claimed it (two tabs raced, or this one slept past the
+      // lease): stop writing the shared state and leave the shared source.
+      this._persistOK = false
+      this._srcSwitch = true
+      return
+    }
+    try {
+      this._storage.setItem(this._key(':lease'), JSON.stringify({ id: this._instance, t: Date.now() }))
+    } catch {}
+  }
+
+  _load () {
+    const st = this._storage
+    if (st && this._claimLease()) {
+      this._persistOK = true
+      const every = Math.max(1000, Math.floor(this.options.leaseTtl / 3))
+      this._leaseTimer = setInterval(() => this._renewLease(), every)
+      if (this._leaseTimer && typeof this._leaseTimer.unref === 'function') this._leaseTimer.unref()
+      let r = null
+      try {
+        r = JSON.parse(st.getItem(this._key()) || 'null')
+      } catch {}
+      if (r && r.v === 1 && typeof r.src === 'string' && r.src !== '') {
+        this.src = r.src
+        this._seq = Number.isInteger(r.seq) ? r.seq : 0
+        try {
+          const s = parseInt(st.getItem(this._key(':seq:' + r.src)) || '0', 10)
+          if (s > this._seq) this._seq = s
+        } catch {}
+        if (typeof r.base === 'string') {
+          try {
+            const rev = Number.isInteger(r.rev) ? r.rev : null
+            let text = r.base
+            let inflight = null
+            let buffer = null
+            if (r.inflight && Array.isArray(r.inflight.op)) {
+              inflight = { op: normalize(r.inflight.op), seq: Number.isInteger(r.inflight.seq) ? r.inflight.seq : null, count: r.inflight.count || 1, conn: 0 }
+              text = apply(text, inflight.op)
+              if (r.buffer && Array.isArray(r.buffer.op)) {
+                buffer = { op: normalize(r.buffer.op), count: r.buffer.count || 1 }
+                text = apply(text, buffer.op)
+              }
+            }
+            this.rev = rev
+            this._base = r.base
+            this.text = text
+            this._inflight = inflight
+            this._buffer = buffer
+            if (typeof r.title === 'string') this.title = r.title
+          } catch {
+            setTimeout(() => this._error('storage', 'The unsent edits kept for this document could not be read and were dropped.'), 0)
+          }
+        }
+      }
+    }
+    if (!this.src) this.src = uuid()
+    this._len = cpLength(this.text)
+  }
+
+  _record () {
+    const inf = this._inflight
+    return {
+      v: 1,
+      src: this.src,
+      seq: this._seq,
+      rev: this.rev,
+      title: this.title,
+      base: this._base,
+      inflight: inf ? { op: inf.op, seq: inf.seq, count: inf.count } : null,
+      buffer: this._buffer ? { op: this._buffer.op, count: this._buffer.count } : null,
+      time: Date.now()
+    }
+  }
+
+  _persistSoon () {
+    if (!this._persistOK || this._timers.has('persist')) return
+    this._timer('persist', this.options.persistDelay, () => this._persistNow())
+  }
+
+  _persistNow () {
+    this._clearTimer('persist')
+    if (!this._persistOK || this._closed) return
+    const st = this._storage
+    try {
+      st.setItem(this._key(':seq:' + this.src), String(this._seq))
+    } catch {}
+    try {
+      st.setItem(this._key(), JSON.stringify(this._record()))
+    } catch (err) {
+      if (!this._storageWarned) {
+        this._storageWarned = true
+        this._error('storage', `Unsent edits cannot be kept in this browser's storage (${err && err.message ? err.message : err}); they are lost if the page is closed while offline.`)
+      }
+    }
+  }
+
+  // ----- browser integration
+
+  _installWindowHandlers () {
+    if (typeof window === 'undefined' || typeof window.addEventListener !== 'function') return
+    this._onOnline = () => {
+      if (this._closed || this._helloDone) return
+      // Whatever was trying to connect while offline may hang: start over.
+      this._dropSocket()
+      this._attempt = 0
+      this._open()
+    }
+    this._onOffline = () => {
+      if (this._closed) return
+      // The socket is probably dead already; do not wait to find out.
+      this._dropSocket()
+      this._setStatus('offline')
+      this._timer('reconnect', this.options.maxBackoff, () => this._open())
+    }
+    this._onPageHide = () => {
+      this._persistNow()
+      this._releaseLease()
+    }
+    this._onPageShow = e => {
+      if (this._closed || !this._storage || !e || !e.persisted) return
+      if (this._persistOK && !this._claimLease()) {
+        this._persistOK = false
+        this._srcSwitch = true
+      }
+    }
+    window.addEventListener('online', this._onOnline)
+    window.addEventListener('offline', this._onOffline)
+    window.addEventListener('pagehide', this._onPageHide)
+    window.addEventListener('pageshow', this._onPageShow)
+  }
+
+  _removeWindowHandlers () {
+    if (!this._onOnline) return
+    window.removeEventListener('online', this._onOnline)
+    window.removeEventListener('offline', this._onOffline)
+    window.removeEventListener('pagehide', this._onPageHide)
+    window.removeEventListener('pageshow', this._onPageShow)
+  }
+}

@@ -1,0 +1,652 @@
+// The Tandem demo application: the document list at "/" and the editor at
+// "/d/{id}" (one page, routed here by location.pathname). It uses the client
+// library (client.js, textarea.js, unicode.js) exactly as any application
+// would; see docs/client.md.
+
+const $ = (id) => document.getElementById(id)
+
+// ---------------------------------------------------------------- storage
+
+function usableStorage(kind) {
+  try {
+    const s = window[kind]
+    s.setItem('tandem.probe', '1')
+    s.removeItem('tandem.probe')
+    return s
+  } catch {
+    return null // disabled (privacy settings) or full
+  }
+}
+const local = usableStorage('localStorage')
+
+// ---------------------------------------------------------------- identity
+
+const PALETTE = ['#e11d48', '#db2777', '#9333ea', '#4f46e5', '#2563eb', '#0891b2',
+  '#0d9488', '#16a34a', '#65a30d', '#ca8a04', '#ea580c', '#b45309']
+const NAMES = ['Ada', 'Alan', 'Grace', 'Linus', 'Barbara', 'Ken', 'Margaret', 'Dennis',
+  'Radia', 'Edsger', 'Frances', 'Donald', 'Hedy', 'Tim', 'Katherine', 'John', 'Sophie', 'Niklaus']
+
+const pick = (a) => a[Math.floor(Math.random() * a.length)]
+const validColor = (c) => typeof c === 'string' && /^#[0-9a-fA-F]{6}$/.test(c)
+
+// The user's name and colour, kept in localStorage: the same in every tab
+// and every document of this browser.
+function loadIdentity () {
+  let name = local?.getItem('tandem.name')?.trim()
+  let color = local?.getItem('tandem.color')
+  if (!name) name = pick(NAMES)
+  if (!validColor(color)) color = pick(PALETTE)
+  local?.setItem('tandem.name', name)
+  local?.setItem('tandem.color', color)
+  return { name, color }
+}
+let me = loadIdentity()
+
+function setupIdentityControls (onChange) {
+  const nameIn = $('my-name')
+  const colorIn = $('my-color')
+  nameIn.value = me.name
+  colorIn.value = me.color
+  const swatch = colorIn.parentElement
+  const paintSwatch = () => {
+    swatch.style.setProperty('--swatch', colorIn.value)
+    swatch.style.setProperty('--swatch-ink', inkOn(colorIn.value))
+    swatch.dataset.initials = initials(nameIn.value || me.name)
+  }
+  paintSwatch()
+  const commit = () => {
+    const name = nameIn.value.trim().slice(0, 40) || me.name
+    const color = validColor(colorIn.value) ? colorIn.value.toLowerCase() : me.color
+    nameIn.value = name
+    paintSwatch()
+    if (name === me.name && color === me.color) return
+    me = { name, color }
+    local?.setItem('tandem.name', name)
+    local?.setItem('tandem.color', color)
+    onChange?.()
+  }
+  nameIn.addEventListener('change', commit)
+  nameIn.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter') { e.preventDefault(); nameIn.blur() }
+    if (e.key === 'Escape') { nameIn.value = me.name; nameIn.blur() }
+  })
+  colorIn.addEventListener('input', paintSwatch)
+  nameIn.addEventListener('input', paintSwatch)
+  colorIn.addEventListener('change', commit)
+}
+
+// ---------------------------------------------------------------- helpers
+
+class ApiError extends Error {
+  constructor (status, code, message) {
+    super(message)
+    this.status = status
+    this.code = code
+  }
+}
+
+async function api (path, opts = {}) {
+  const res = await fetch(path, {
+    ...opts,
+    headers: { Accept: 'application/json', ...(opts.body ? { 'Content-Type': 'application/json' } : {}) }
+  })
+  let body = null
+  try { body = await res.json() } catch { /* empty or not JSON */ }
+  if (!res.ok) {
+    throw new ApiError(res.status, body?.error?.code ?? 'http', body?.error?.message ?? `${res.status} ${res.statusText}`)
+  }
+  return body
+}
+
+function el (tag, props = {}, ...children) {
+  const e = document.createElement(tag)
+  for (const [k, v] of Object.entries(props)) {
+    if (k === 'class') e.className = v
+    else if (k === 'style') Object.assign(e.style, v)
+    else if (k === 'dataset') Object.assign(e.dataset, v)
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v)
+    else e.setAttribute(k, v)
+  }
+  for (const c of children) if (c != null) e.append(c)
+  return e
+}
+
+const docTitle = (t) => (t && t.trim()) || 'Untitled document'
+
+function relTime (date) {
+  const d = new Date(date)
+  const s = (Date.now() - d.getTime()) / 1000
+  if (!isFinite(s)) return ''
+  if (s < 45) return 'just now'
+  if (s < 90) return 'a minute ago'
+  if (s < 3600) return `${Math.round(s / 60)} minutes ago`
+  if (s < 5400) return 'an hour ago'
+  if (s < 86400) return `${Math.round(s / 3600)} hours ago`
+  if (s < 86400 * 7) return `${Math.round(s / 86400)} days ago`
+  return d.toLocaleDateString()
+}
+
+const plural = (n, one, many = one + 's') => `${n} ${n === 1 ? one : many}`
+
+let toastTimer
+function toast (msg, ms = 2200) {
+  const t = $('toast')
+  t.textContent = msg
+  t.hidden = false
+  clearTimeout(toastTimer)
+  toastTimer = setTimeout(() => { t.hidden = true }, ms)
+}
+
+function initials (name) {
+  const parts = [...(name || '?').trim()].join('').split(/\s+/).filter(Boolean)
+  const first = (p) => [...p][0] ?? ''
+  return ((first(parts[0] ?? '?') + (parts.length > 1 ? first(parts[parts.length - 1]) : '')) || '?').toUpperCase()
+}
+
+// A readable text colour on the given background.
+function inkOn (hex) {
+  if (!validColor(hex)) return '#fff'
+  const n = parseInt(hex.slice(1), 16)
+  const r = n >> 16, g = (n >> 8) & 255, b = n & 255
+  return (0.299 * r + 0.587 * g + 0.114 * b) > 170 ? '#111827' : '#fff'
+}
+
+// A stable colour for a user seen only in the history.
+function colorFor (s) {
+  let h = 0
+  for (const c of s || '') h = (h * 31 + c.codePointAt(0)) >>> 0
+  return PALETTE[h % PALETTE.length]
+}
+
+// ---------------------------------------------------------------- list page
+
+async function showList () {
+  $('list-view').hidden = false
+  document.title = 'Tandem'
+  setupIdentityControls()
+
+  const form = $('new-doc')
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault()
+    const btn = $('new-btn')
+    btn.disabled = true
+    $('list-error').hidden = true
+    try {
+      const title = $('new-title').value.trim()
+      const doc = await api('/api/docs', { method: 'POST', body: JSON.stringify(title ? { title } : {}) })
+      location.assign('/d/' + encodeURIComponent(doc.id))
+    } catch (err) {
+      $('list-error').textContent = `Could not create the document: ${err.message}`
+      $('list-error').hidden = false
+      btn.disabled = false
+    }
+  })
+
+  const docs = []
+  let next = null
+  const render = () => {
+    const list = $('doc-list')
+    docs.sort((a, b) => new Date(b.updated) - new Date(a.updated))
+    list.replaceChildren(...docs.map((d) => el('li', {},
+      el('a', { href: '/d/' + encodeURIComponent(d.id), class: 'doc-link' },
+        el('span', { class: 'doc-icon', 'aria-hidden': 'true' }, '¶'),
+        el('span', { class: 'doc-name' }, docTitle(d.title)),
+        el('span', { class: 'doc-meta' }, `${plural(d.rev, 'edit')} · ${relTime(d.updated)}`)))))
+    $('list-empty').hidden = docs.length > 0
+    $('list-more').hidden = !next
+  }
+  const load = async () => {
+    const q = new URLSearchParams({ limit: '200' })
+    if (next) q.set('after', next)
+    try {
+      const r = await api('/api/docs?' + q)
+      docs.push(...r.docs)
+      next = r.next || null
+      render()
+    } catch (err) {
+      $('list-error').textContent = `Could not list the documents: ${err.message}`
+      $('list-error').hidden = false
+    }
+  }
+  $('list-more').addEventListener('click', load)
+  await load()
+  $('new-title').focus()
+}
+
+// ---------------------------------------------------------------- editor page
+
+async function openEditor (id) {
+  $('editor-view').hidden = false
+  $('doc-head').hidden = false
+  document.body.classList.add('editing')
+
+  const textarea = $('editor')
+  const overlay = $('overlay')
+  const shareUrl = location.origin + '/d/' + encodeURIComponent(id)
+  $('share-url').value = shareUrl
+  $('copy-url').addEventListener('click', () => copyLink(shareUrl))
+  $('share-url').addEventListener('focus', (e) => e.target.select())
+
+  const meta = api('/api/docs/' + encodeURIComponent(id)).then((d) => {
+    $('doc-title').textContent = docTitle(d.title)
+    document.title = `${docTitle(d.title)} · Tandem`
+    return d
+  }, (err) => {
+    if (err.status === 404) showMissing()
+    return null
+  })
+
+  let client = null
+  let unbind = null
+  let lib
+  try {
+    const [clientMod, textareaMod, unicodeMod, otMod] = await Promise.all([
+      import('/js/client.js'), import('/js/textarea.js'), import('/js/unicode.js'), import('/js/ot.js')])
+    lib = { connect: clientMod.connect, bindTextarea: textareaMod.bindTextarea, ...unicodeMod, compose: otMod.compose }
+  } catch (err) {
+    banner(`The editor could not load: ${err.message}`)
+    throw err
+  }
+
+  // ---- connection indicator
+  const conn = $('conn')
+  let pendingSince = 0
+  let statusTimer = null
+  const renderStatus = () => {
+    if (!client) return
+    const st = client.status
+    const n = client.pending
+    if (n === 0) pendingSince = 0
+    else if (!pendingSince) pendingSince = performance.now()
+    let text
+    switch (st) {
+      case 'connected':
+        // "Saving" only when an edit takes a while: no flicker per keystroke.
+        text = n > 0 && performance.now() - pendingSince > 600 ? `Saving · ${plural(n, 'pending edit')}` : 'Connected · saved'
+        break
+      case 'connecting': text = 'Connecting…'; break
+      case 'reconnecting': text = 'Reconnecting…'; break
+      case 'offline': text = 'Offline'; break
+      default: text = 'Disconnected'
+    }
+    if (st !== 'connected' && n > 0) text += ` · ${plural(n, 'unsent edit')}`
+    if (conn.dataset.status !== st) conn.dataset.status = st
+    if (conn.dataset.pending !== String(n)) conn.dataset.pending = String(n)
+    const label = $('conn-text')
+    if (label.textContent !== text) label.textContent = text
+    conn.title = `revision ${client.rev ?? '–'}, ${plural(n, 'edit')} not yet acknowledged`
+  }
+
+  // ---- participants
+  let peersKey = ''
+  const renderPeers = () => {
+    if (!client) return
+    const people = [{ me: true, name: me.name, color: me.color }]
+    for (const [cid, p] of client.peers) people.push({ cid, name: p.name || p.user || 'Anonymous', color: validColor(p.color) ? p.color : colorFor(cid) })
+    // Presence events come with every caret move: redraw only on a change.
+    const key = JSON.stringify(people)
+    if (key === peersKey) return
+    peersKey = key
+    $('people-count').textContent = String(people.length)
+    $('people').replaceChildren(...people.map((p) => el('li', {
+      class: 'person' + (p.me ? ' is-me' : ''),
+      title: p.me ? 'You (change your name and colour at the top right)' : `Jump to ${p.name}'s cursor`,
+      dataset: p.cid ? { client: p.cid } : {},
+      onclick: p.me ? () => $('my-name').focus() : () => jumpTo(p.cid)
+    },
+    el('span', { class: 'avatar', style: { background: p.color, color: inkOn(p.color) } }, initials(p.name)),
+    el('span', { class: 'person-name' }, p.name),
+    p.me ? el('span', { class: 'tag' }, 'you') : null)))
+  }
+  const jumpTo = (cid) => {
+    const p = client?.peers.get(cid)
+    const sel = p?.sel?.[0]
+    if (!sel) return
+    const at = lib.cpToUtf16(textarea.value, Math.min(sel.head, lib.cpLength(textarea.value)))
+    textarea.focus()
+    textarea.setSelectionRange(at, at)
+    textarea.dispatchEvent(new Event('select'))
+  }
+
+  // ---- the client and the binding
+  const start = () => {
+    // localStorage keeps the unsent edits across reloads and restarts; the
+    // client leases it to one tab per document (another tab of the same
+    // document works without keeping them).
+    const c = lib.connect(location.origin, id, { name: me.name, color: me.color, user: me.name, storage: local ?? undefined })
+    client = c
+    c.on('status', () => { renderStatus(); if (c.status === 'connected') bind(c) })
+    c.on('text', () => { renderStatus(); onHistoryText() })
+    c.on('synced', renderStatus)
+    c.on('presence', renderPeers)
+    c.on('error', onClientError)
+    // Text restored from storage (a reload, possibly offline) is editable at
+    // once; a client without it waits for the server's text, so that the
+    // textarea never shows an empty document in between.
+    if (c.rev !== null) bind(c)
+    else textarea.readOnly = true
+    renderStatus()
+    renderPeers()
+    window.tandem = { id, client: c, textarea }
+  }
+  let bound = null
+  const bind = (c) => {
+    if (bound === c || client !== c) return
+    bound = c
+    unbind = lib.bindTextarea(c, textarea, { overlay })
+    textarea.readOnly = false
+    textarea.placeholder = 'Start typing…'
+
+    if (textarea.disabled) {
+      const focus = document.activeElement === document.body
+      textarea.disabled = false
+      if (focus) textarea.focus()
+    }
+  }
+  const onClientError = (e) => {
+    switch (e?.code) {
+      case 'not_found': showMissing(); break
+      case 'too_large': toast('That edit is too large for this document (256 KiB per edit, 8 MiB per document).', 5000); break
+      case 'forbidden': banner('The server refused the connection from this page (origin not allowed).'); break
+      case 'rebased':
+      case 'conflict':
+      case 'storage': toast(e.message, 8000); break
+      default: console.warn('tandem:', e)
+    }
+  }
+  // Reconnect under a new name or colour: the edits not yet sent stay in
+  // the storage and the new connection sends them.
+  setupIdentityControls(() => {
+    if (!client) return
+    const old = client
+    client = null // no status from the old client
+    unbind?.()
+    unbind = null
+    old.close()
+    start()
+  })
+  statusTimer = setInterval(renderStatus, 250)
+
+  // ---- undo and redo: the client's (own edits only), never the
+  // textarea's. bindTextarea maps Ctrl/Cmd+Z, Ctrl/Cmd+Shift+Z, Ctrl+Y and
+  // the browser's Edit menu to them; these are the toolbar's buttons.
+  const undo = () => { client?.undo(); renderStatus() }
+  const redo = () => { client?.redo(); renderStatus() }
+  $('undo').addEventListener('click', () => { undo(); textarea.focus() })
+  $('redo').addEventListener('click', () => { redo(); textarea.focus() })
+
+  // Unsent edits are kept in localStorage, but not by a second tab of the
+  // same document (the client leases the storage to one): ask first.
+  const keepsEdits = () => Boolean(client?.persistent)
+  addEventListener('beforeunload', (e) => {
+    if (client && client.pending > 0 && client.status !== 'connected' && !keepsEdits()) {
+      e.preventDefault()
+      e.returnValue = ''
+    }
+  })
+
+  // ---- history
+  // History entries name users; those here now keep their colours.
+  const colorOf = (user) => {
+    if (user === me.name) return me.color
+    for (const p of client?.peers.values() ?? []) if ((p.name || p.user) === user && validColor(p.color)) return p.color
+    return colorFor(user)
+  }
+  const hist = setupHistory(id, () => client, lib, textarea, colorOf)
+  const onHistoryText = () => hist.onText()
+
+  start()
+  meta.then((d) => { if (d === null && !$('missing-view').hidden) { clearInterval(statusTimer); unbind?.(); client?.close() } })
+}
+
+function banner (msg) {
+  const b = $('editor-error')
+  b.textContent = msg
+  b.hidden = false
+}
+
+function showMissing () {
+  $('editor-view').hidden = true
+  $('doc-head').hidden = true
+  $('missing-view').hidden = false
+  document.title = 'Not found · Tandem'
+}
+
+async function copyLink (url) {
+  try {
+    await navigator.clipboard.writeText(url)
+  } catch {
+    // No clipboard API (an insecure origin): the old way.
+    const input = $('share-url')
+    input.focus()
+    input.select()
+    try { document.execCommand('copy') } catch { toast('Press Ctrl+C to copy the selected link.'); return }
+  }
+  toast('Link copied: send it to anyone who should edit with you.')
+}
+
+// ---------------------------------------------------------------- history
+
+function setupHistory (id, getClient, lib, textarea, colorOf) {
+  const view = $('history-view')
+  const wrap = $('editor-wrap')
+  const slider = $('history-slider')
+  const toggle = $('history-toggle')
+  const changes = $('changes')
+  const path = '/api/docs/' + encodeURIComponent(id)
+  const ops = new Map() // rev → record {rev, op, user, time}
+  let open = false
+  let head = 0
+  let oldest = 0
+  let shown = -1
+  let shownText = ''
+  let follow = true // showing the newest revision: move along with new edits
+  let reqSeq = 0
+  let slideTimer = null
+  let textTimer = null
+
+  const fetchOps = async (from, to) => {
+    for (let a = from; a < to;) {
+      const b = Math.min(to, a + 1000)
+      const r = await api(`${path}/ops?from=${a}&to=${b}`)
+      for (const o of r.ops) ops.set(o.rev, o)
+      head = Math.max(head, r.head)
+      a = b
+    }
+  }
+
+  const describe = (op) => {
+    let ins = 0
+    let del = 0
+    for (const c of op || []) {
+      if (typeof c === 'string') ins += lib.cpLength(c)
+      else if (c && typeof c === 'object') del += typeof c.d === 'number' ? c.d : lib.cpLength(String(c.d))
+    }
+    return [ins ? `+${ins}` : '', del ? `−${del}` : ''].filter(Boolean).join(' ') || 'no change'
+  }
+
+  // Recent changes, newest first: consecutive revisions by the same person
+  // less than a minute apart make one entry (typing is one op per key).
+  let groups = []
+  const renderChanges = () => {
+    groups = []
+    let g = null
+    for (let r = head; r > oldest && groups.length < 40; r--) {
+      const o = ops.get(r)
+      if (!o) break
+      const who = o.user || 'someone'
+      const t = new Date(o.time).getTime()
+      if (g && g.who === who && g.start - t < 60000) {
+        g.from = r
+        g.start = t
+        g.ops.unshift(o.op)
+      } else {
+        g = { who, from: r, to: r, start: t, end: t, ops: [o.op] }
+        groups.push(g)
+      }
+    }
+    if (g && head - 500 > oldest && g.from === head - 499 && groups.length > 1) groups.pop() // may go on further back
+    for (const x of groups) {
+      try { x.op = x.ops.reduce((a, b) => lib.compose(a, b)) } catch { x.op = x.ops[x.ops.length - 1] }
+    }
+    changes.replaceChildren(...groups.map((x) => el('li', {
+      class: 'change' + (shown >= x.from && shown <= x.to ? ' current' : ''),
+      dataset: { from: String(x.from), to: String(x.to) },
+      title: x.from === x.to ? `Revision ${x.to}` : `Revisions ${x.from}–${x.to}`,
+      onclick: () => select(x.to, x)
+    },
+    el('span', { class: 'dot', style: { background: colorOf(x.who) } }),
+    el('span', { class: 'change-who' }, x.who),
+    el('span', { class: 'change-what' }, describe(x.op)),
+    el('time', { class: 'change-when', datetime: new Date(x.end).toISOString(), title: new Date(x.end).toLocaleString() }, relTime(x.end)))))
+    $('changes-panel').hidden = groups.length === 0
+  }
+
+  // The text of revision `rev` with what its op inserted and deleted marked.
+  const renderText = (text, op) => {
+    const pre = $('history-text')
+    if (!op || text.length > 200000) {
+      pre.replaceChildren(text)
+      return
+    }
+    const cps = Array.from(text)
+    const out = []
+    let pos = 0
+    let firstMark = null
+    const keep = (n) => { if (n > 0) out.push(cps.slice(pos, pos + n).join('')); pos += n }
+    for (const c of op) {
+      if (typeof c === 'number') keep(c)
+      else if (typeof c === 'string') {
+        const n = lib.cpLength(c)
+        const m = el('ins', {}, cps.slice(pos, pos + n).join(''))
+        out.push(m)
+        firstMark ??= m
+        pos += n
+      } else if (c && typeof c === 'object') {
+        const m = el('del', { title: typeof c.d === 'string' ? `deleted: ${c.d}` : `${plural(c.d, 'character')} deleted` },
+          typeof c.d === 'string' ? c.d : '⌫')
+        out.push(m)
+        firstMark ??= m
+      }
+    }
+    keep(cps.length - pos)
+    pre.replaceChildren(...out)
+    firstMark?.scrollIntoView({ block: 'nearest' })
+  }
+
+  // show displays revision rev, marking what its op changed (or, for an
+  // entry of the recent changes, what the whole group changed).
+  const show = async (rev, group = null) => {
+    const my = ++reqSeq
+    $('history-label').textContent = `Revision ${rev} of ${head}`
+    try {
+      const needOp = rev > oldest && !ops.has(rev)
+      const [t] = await Promise.all([
+        api(`${path}/text?rev=${rev}`),
+        needOp ? fetchOps(rev - 1, rev) : null
+      ])
+      if (my !== reqSeq) return // a later request won
+      shown = rev
+      shownText = t.text
+      const rec = ops.get(rev)
+      const when = (ms) => new Date(ms).toLocaleString()
+      if (rev === 0) $('history-meta').textContent = '· the document as created'
+      else if (group && group.from !== group.to) {
+        $('history-meta').textContent = `· ${group.who}, revisions ${group.from}–${group.to}, ${when(group.end)} (${describe(group.op)})`
+      } else if (rec) $('history-meta').textContent = `· ${rec.user || 'someone'}, ${when(rec.time)} (${describe(rec.op)})`
+      else $('history-meta').textContent = ''
+      renderText(t.text, rev > 0 ? (group ? group.op : rec?.op) : null)
+      $('history-restore').disabled = rev === head
+      for (const li of changes.children) li.classList.toggle('current', rev >= Number(li.dataset.from) && rev <= Number(li.dataset.to))
+    } catch (err) {
+      if (my !== reqSeq) return
+      $('history-meta').textContent = `· could not load: ${err.message}`
+    }
+  }
+
+  const select = (rev, group = null) => {
+    slider.value = String(rev)
+    follow = rev === head
+    show(rev, group)
+  }
+
+  const openHistory = async () => {
+    open = true
+    toggle.setAttribute('aria-pressed', 'true')
+    toggle.classList.add('active')
+    wrap.hidden = true
+    view.hidden = false
+    document.body.classList.add('history-open')
+    try {
+      const d = await api(path)
+      head = d.rev
+      oldest = d.oldest
+      slider.min = String(oldest)
+      slider.max = String(head)
+      await fetchOps(Math.max(oldest, head - 500), head)
+      renderChanges()
+      select(head)
+      slider.focus()
+    } catch (err) {
+      $('history-meta').textContent = `· could not load the history: ${err.message}`
+    }
+  }
+
+  const closeHistory = () => {
+    open = false
+    reqSeq++
+    toggle.setAttribute('aria-pressed', 'false')
+    toggle.classList.remove('active')
+    view.hidden = true
+    wrap.hidden = false
+    document.body.classList.remove('history-open')
+    $('changes-panel').hidden = true
+    textarea.focus()
+  }
+
+  toggle.addEventListener('click', () => (open ? closeHistory() : openHistory()))
+  $('history-close').addEventListener('click', closeHistory)
+  slider.addEventListener('input', () => {
+    clearTimeout(slideTimer)
+    const rev = Number(slider.value)
+    follow = rev === head
+    $('history-label').textContent = `Revision ${rev} of ${head}`
+    slideTimer = setTimeout(() => show(rev), 60)
+  })
+  view.addEventListener('keydown', (e) => { if (e.key === 'Escape') closeHistory() })
+  $('history-restore').addEventListener('click', () => {
+    const client = getClient()
+    if (!client || shown < 0) return
+    const op = lib.opFromDiff(client.text, shownText)
+    if (op.length) client.edit(op)
+    toast(`Restored revision ${shown}. Undo (Ctrl+Z) takes it back.`)
+    closeHistory()
+  })
+
+  return {
+    // New revisions while the history is open: extend the slider, and
+    // follow them when the newest one is shown.
+    onText () {
+      if (!open) return
+      clearTimeout(textTimer)
+      textTimer = setTimeout(async () => {
+        try {
+          const r = await api(`${path}/ops?from=${head}`)
+          for (const o of r.ops) ops.set(o.rev, o)
+          if (r.head === head) return
+          head = r.head
+          slider.max = String(head)
+          renderChanges()
+          if (follow) select(head)
+          else $('history-label').textContent = `Revision ${shown} of ${head}`
+        } catch { /* the next change retries */ }
+      }, 400)
+    }
+  }
+}
+
+// ---------------------------------------------------------------- routing
+
+const route = location.pathname.match(/^\/d\/([A-Za-z0-9._-]+)\/?$/)
+if (route) openEditor(route[1])
+else showList()

@@ -1,0 +1,72 @@
+package web_test
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/tandemdocs/tandem/collab"
+)
+
+// The demo page and the client modules are embedded and served with
+// sensible types and cache headers.
+func TestStaticFiles(t *testing.T) {
+	ts := newTestServer(t, collab.Config{})
+	get := func(method, path string, header map[string]string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, ts.URL+path, nil)
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	for _, c := range []struct {
+		path, ctype, cache, contains string
+	}{
+		{"/", "text/html; charset=utf-8", "no-cache", `<script type="module" src="/js/demo.js">`},
+		{"/d/6f1c2d3e-0000-4000-8000-000000000000", "text/html; charset=utf-8", "no-cache", `id="editor"`},
+		{"/js/demo.js", "text/javascript; charset=utf-8", "public, max-age=60", "bindTextarea"},
+		{"/js/client.js", "text/javascript; charset=utf-8", "public, max-age=60", "export function connect"},
+		{"/js/textarea.js", "text/javascript; charset=utf-8", "public, max-age=60", "export function bindTextarea"},
+		{"/js/ot.js", "text/javascript; charset=utf-8", "public, max-age=60", "export"},
+		{"/js/unicode.js", "text/javascript; charset=utf-8", "public, max-age=60", "export"},
+		{"/css/demo.css", "text/css; charset=utf-8", "public, max-age=60", ".editor"},
+	} {
+		resp, body := get(http.MethodGet, c.path, nil)
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != c.ctype ||
+			resp.Header.Get("Cache-Control") != c.cache || !strings.Contains(body, c.contains) {
+			t.Errorf("GET %s: %d %q %q, body has %q: %v", c.path, resp.StatusCode, resp.Header.Get("Content-Type"),
+				resp.Header.Get("Cache-Control"), c.contains, strings.Contains(body, c.contains))
+			continue
+		}
+		if public := !strings.HasPrefix(c.ctype, "text/html"); public != (resp.Header.Get("Access-Control-Allow-Origin") == "*") {
+			t.Errorf("GET %s: Access-Control-Allow-Origin %q", c.path, resp.Header.Get("Access-Control-Allow-Origin"))
+		}
+		etag := resp.Header.Get("ETag")
+		if etag == "" {
+			t.Errorf("GET %s: no ETag", c.path)
+			continue
+		}
+		if resp, body := get(http.MethodGet, c.path, map[string]string{"If-None-Match": etag}); resp.StatusCode != http.StatusNotModified || body != "" {
+			t.Errorf("GET %s If-None-Match %s: %d, %d bytes", c.path, etag, resp.StatusCode, len(body))
+		}
+		if resp, body := get(http.MethodHead, c.path, nil); resp.StatusCode != http.StatusOK || body != "" || resp.Header.Get("Content-Type") != c.ctype {
+			t.Errorf("HEAD %s: %d %q, %d bytes", c.path, resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
+		}
+	}
+	if resp, _ := get(http.MethodGet, "/", nil); !strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'self'") {
+		t.Errorf("the page has no Content-Security-Policy: %q", resp.Header.Get("Content-Security-Policy"))
+	}
+	for _, p := range []string{"/js/nope.js", "/js/", "/css/../index.html", "/d/", "/d/a/b", "/static/index.html"} {
+		if resp, _ := get(http.MethodGet, p, nil); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s: %d, want 404", p, resp.StatusCode)
+		}
+	}
+}
