@@ -232,9 +232,12 @@ func (m *Manager) acquire(ctx context.Context, id string) (*hub, error) {
 		if h.loadErr == nil && m.closing {
 			h.loadErr = ErrShuttingDown
 		}
+		if h.loadErr == nil {
+			// Under m.mu, with closing checked: Close's Wait counts it.
+			m.running.Add(1)
+		}
 		m.mu.Unlock()
 		if h.loadErr == nil {
-			m.running.Add(1)
 			go h.run()
 		} else {
 			m.mu.Lock()

@@ -36,6 +36,10 @@ type Config struct {
 	// QueueMessages and QueueBytes bound a connection's outbound queue; past
 	// them it is closed for resync (4096, 8 MiB).
 	QueueMessages, QueueBytes int
+	// AdminToken, if set, is the bearer token the admin endpoints
+	// (/api/admin/...) require. Without it they answer only requests from a
+	// loopback address that did not come through a proxy (admin.go).
+	AdminToken string
 }
 
 // Server is Tandem's HTTP and WebSocket front end.
@@ -45,6 +49,8 @@ type Server struct {
 	ws       *melody.Melody
 	log      *slog.Logger
 	draining atomic.Bool
+	// backingUp: an admin backup is streaming (one at a time).
+	backingUp atomic.Bool
 }
 
 // New builds the server's routes.
@@ -103,6 +109,8 @@ func New(cfg Config) *Server {
 	api.GET("/docs/:id/ops", s.getOps)
 	api.DELETE("/docs/:id", s.deleteDoc)
 	api.GET("/docs/:id/ws", s.openWS)
+	admin := api.Group("/admin", s.adminOnly)
+	admin.GET("/backup", s.adminBackup)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.ready)
 	s.mountStatic(e) // "/", "/d/:id", "/js/*", "/css/*": static.go

@@ -2,11 +2,17 @@
 // tooling.
 //
 //	tandem serve        run the server
+//	tandem backup       write a consistent backup, online (--server) or offline (--data-dir)
+//	tandem restore      restore backup files into a new data directory
+//	tandem export       write documents' text, metadata and history out of a backup or data directory
+//	tandem verify       check a backup or data directory
 //	tandem healthcheck  exit 0 if the server on TANDEM_ADDR answers /healthz (for container health checks)
 //	tandem version      print the version
 //
-// Every flag can also be set with an environment variable: --data-dir is
-// TANDEM_DATA_DIR, and so on. Flags win over the environment.
+// Every flag of serve can also be set with an environment variable:
+// --data-dir is TANDEM_DATA_DIR, and so on. The tools (backup, restore,
+// export, verify) take only TANDEM_DATA_DIR, TANDEM_SERVER and
+// TANDEM_ADMIN_TOKEN from the environment. Flags win over the environment.
 package main
 
 import (
@@ -37,6 +43,10 @@ const usage = `usage: tandem <command> [flags]
 
 commands:
   serve         run the collaboration server
+  backup        write a consistent backup, of a running server (--server) or a data directory
+  restore       restore backup files into a new data directory
+  export        write documents out of a backup file or data directory, no server needed
+  verify        check a backup file or data directory
   healthcheck   check that the server on --addr (TANDEM_ADDR) is healthy
   version       print the version
 
@@ -65,6 +75,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args[1:], stderr)
 	case "healthcheck":
 		return healthcheck(ctx, args[1:], stdout, stderr)
+	case "backup", "restore", "export", "verify":
+		tool := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
+			"backup": backupCmd, "restore": restoreCmd, "export": exportCmd, "verify": verifyCmd,
+		}[args[0]]
+		if err := tool(ctx, args[1:], stdout, stderr); err != nil && !helpRequested(err) {
+			return err
+		}
+		return nil
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -85,6 +103,7 @@ type serveConfig struct {
 	LogFormat       string
 	AllowedOrigins  string
 	Retain          int64
+	AdminToken      string
 }
 
 // envName is the environment variable that sets a flag.
@@ -105,6 +124,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.StringVar(&c.AllowedOrigins, "allowed-origins", "", "comma-separated Origins allowed to open WebSockets besides the server's own host (* for any)")
 	fs.Int64Var(&c.Retain, "retain", 0, "keep at most this many revisions of each document's history (0: keep everything)")
+	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for the admin endpoints (online backup); without one they answer loopback only. Prefer TANDEM_ADMIN_TOKEN: command lines are visible to other users")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: tandem serve [flags]\n\nflags (each also settable as TANDEM_<FLAG>, e.g. TANDEM_DATA_DIR):")
 		fs.PrintDefaults()
@@ -129,6 +149,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if c.SnapshotEvery < 1 {
 		return c, errors.New("--snapshot-every must be at least 1")
+	}
+	if strings.TrimSpace(c.AdminToken) != c.AdminToken || strings.ContainsAny(c.AdminToken, " \t\r\n") {
+		return c, errors.New("--admin-token must not contain spaces (it travels as \"Authorization: Bearer <token>\")")
 	}
 	return c, nil
 }
@@ -182,14 +205,21 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			origins = append(origins, o)
 		}
 	}
-	srv := web.New(web.Config{Store: store, Manager: mgr, Logger: log, AllowedOrigins: origins})
+	srv := web.New(web.Config{Store: store, Manager: mgr, Logger: log, AllowedOrigins: origins, AdminToken: cfg.AdminToken})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	log.Info("tandem serving", "addr", "http://"+ln.Addr().String(), "data_dir", cfg.DataDir, "version", version)
+	admin := "loopback only (no --admin-token)"
+	if cfg.AdminToken != "" {
+		admin = "bearer token"
+		if len(cfg.AdminToken) < 16 {
+			log.Warn("the admin token is short: anyone who guesses it can download every document (use 16 characters or more, e.g. openssl rand -hex 16)")
+		}
+	}
+	log.Info("tandem serving", "addr", "http://"+ln.Addr().String(), "data_dir", cfg.DataDir, "version", version, "admin", admin)
 
 	if cfg.Retain > 0 {
 		go retainLoop(ctx, log, store, cfg.Retain)

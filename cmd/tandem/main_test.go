@@ -3,9 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandemdocs/tandem/storage"
+	"github.com/tandemdocs/tandem/storage/badgerstore"
 )
 
 func TestRun(t *testing.T) {
@@ -36,5 +43,99 @@ func TestServeFlagsAndEnv(t *testing.T) {
 	t.Setenv("TANDEM_IDLE_TIMEOUT", "soon")
 	if _, err := parseServeFlags(nil, &errOut); err == nil || !strings.Contains(err.Error(), "TANDEM_IDLE_TIMEOUT") {
 		t.Fatalf("bad env value: %v", err)
+	}
+}
+
+// TestToolFlagsEnv: the tools take TANDEM_DATA_DIR and friends from the
+// environment, but a source given on the command line (--from) silences
+// the environment's other source, and flags win over the environment.
+func TestToolFlagsEnv(t *testing.T) {
+	t.Setenv("TANDEM_DATA_DIR", "/env/data")
+	t.Setenv("TANDEM_SERVER", "http://env:8080")
+	t.Setenv("TANDEM_OUT", "/env/out") // not one the tools read
+	parse := func(args ...string) (from fileList, dataDir, server, out string) {
+		t.Helper()
+		fs := newToolFlags("test", "usage", io.Discard)
+		fs.Var(&from, "from", "")
+		fs.StringVar(&dataDir, "data-dir", "", "")
+		fs.StringVar(&server, "server", "", "")
+		fs.StringVar(&out, "out", "", "")
+		fs.fromEnv("data-dir", "TANDEM_DATA_DIR")
+		fs.fromEnv("server", "TANDEM_SERVER")
+		fs.exclusive = []string{"from", "data-dir", "server"}
+		if err := fs.parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if from, dataDir, server, out := parse("--from", "a.backup", "--from", "b.backup"); dataDir != "" || server != "" || len(from) != 2 || out != "" {
+		t.Errorf("--from given: data-dir %q, server %q, from %v, out %q", dataDir, server, from, out)
+	}
+	if _, dataDir, server, _ := parse(); dataDir != "/env/data" || server != "http://env:8080" {
+		t.Errorf("nothing given: data-dir %q, server %q: want both from the environment", dataDir, server)
+	}
+	if _, dataDir, server, _ := parse("--data-dir", "/flag"); dataDir != "/flag" || server != "" {
+		t.Errorf("--data-dir given: data-dir %q, server %q", dataDir, server)
+	}
+}
+
+// TestBackupFrames: the streaming check (frameTracker, for downloads) and
+// the file check (scanBackupFile) agree: a whole backup passes with its
+// trailer, every cut of it fails.
+func TestBackupFrames(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := badgerstore.Open(badgerstore.Options{Dir: filepath.Join(dir, "data"), Logger: toolLogger(io.Discard)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 5 {
+		if err := s.CreateDocument(ctx, storage.Document{ID: fmt.Sprint("doc-", i), Title: "t"}, strings.Repeat("text ", 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	next, err := s.Backup(ctx, &buf, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	check := func(data []byte) (trailerInfo, error, error) {
+		var tr frameTracker
+		for p := data; len(p) > 0; { // in uneven writes
+			n := min(len(p), 1+len(p)%7)
+			tr.Write(p[:n])
+			p = p[n:]
+		}
+		info, terr := tr.finish()
+		name := filepath.Join(dir, "f")
+		if err := os.WriteFile(name, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, serr := scanBackupFile(name)
+		return info, terr, serr
+	}
+	info, terr, serr := check(b)
+	if terr != nil || serr != nil || info.Next != next || info.Since != 0 || info.Format != badgerstore.FormatVersion {
+		t.Fatalf("whole backup: %+v, %v, %v", info, terr, serr)
+	}
+	for _, n := range []int{0, 1, 7, 8, 9, len(b) / 3, len(b) - 9, len(b) - 8, len(b) - 1} {
+		if _, terr, serr := check(b[:n]); terr == nil || serr == nil {
+			t.Errorf("backup cut at %d of %d bytes: stream check %v, file check %v", n, len(b), terr, serr)
+		}
+	}
+}
+
+func TestServeAdminToken(t *testing.T) {
+	t.Setenv("TANDEM_ADMIN_TOKEN", "from-the-environment-0123")
+	c, err := parseServeFlags(nil, io.Discard)
+	if err != nil || c.AdminToken != "from-the-environment-0123" {
+		t.Fatalf("TANDEM_ADMIN_TOKEN: %+v, %v", c, err)
+	}
+	for _, bad := range []string{"two words", " padded", "tab\there"} {
+		if _, err := parseServeFlags([]string{"--admin-token", bad}, io.Discard); err == nil {
+			t.Errorf("--admin-token %q accepted", bad)
+		}
 	}
 }
