@@ -135,43 +135,7 @@ func ParseClientMessage(frame []byte) (ClientMessage, *Error) {
 // text-unicode's JSON.stringify writes them (encoding/json would re-escape
 // them), and a hub encodes each message once for all its receivers.
 
-func appendString(b []byte, s string) []byte {
-	// strconv.Quote escapes differently from JSON; write JSON's escapes.
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			b = append(b, c)
-			i++
-			continue
-		}
-		if c < utf8.RuneSelf {
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, `\u00`...)
-				b = append(b, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&0xf])
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, `\ufffd`...)
-		} else {
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(b, '"')
-}
+func appendString(b []byte, s string) []byte { return ot.AppendJSONString(b, s) }
 
 func appendField(b []byte, name string) []byte {
 	b = append(b, ',', '"')

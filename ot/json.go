@@ -40,11 +40,11 @@ func appendComponent(b []byte, c Component) ([]byte, error) {
 	case KindSkip:
 		return strconv.AppendInt(b, int64(c.n), 10), nil
 	case KindInsert:
-		return appendJSONString(b, c.text), nil
+		return AppendJSONString(b, c.text), nil
 	default:
 		b = append(b, `{"d":`...)
 		if c.text != "" {
-			b = appendJSONString(b, c.text)
+			b = AppendJSONString(b, c.text)
 		} else {
 			b = strconv.AppendInt(b, int64(c.n), 10)
 		}
@@ -52,16 +52,29 @@ func appendComponent(b []byte, c Component) ([]byte, error) {
 	}
 }
 
-// appendJSONString quotes s as JSON.stringify does: only '"', '\\' and
-// control characters are escaped, with the short escapes where JSON has them.
-// s is valid UTF-8 (checked by the caller), so no other escaping is needed.
-func appendJSONString(b []byte, s string) []byte {
+// AppendJSONString appends s as a JSON string, written as JSON.stringify
+// writes it: only '"', '\\' and control characters are escaped, with the
+// short escapes where JSON has them. Invalid UTF-8 (which no op holds) is
+// written as U+FFFD, so the output is always valid JSON.
+func AppendJSONString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
 	start := 0
-	for i := 0; i < len(s); i++ {
+	for i := 0; i < len(s); {
 		c := s[i]
+		if c >= utf8.RuneSelf {
+			if r, size := utf8.DecodeRuneInString(s[i:]); r == utf8.RuneError && size == 1 {
+				b = append(b, s[start:i]...)
+				b = append(b, `\ufffd`...)
+				i++
+				start = i
+			} else {
+				i += size
+			}
+			continue
+		}
 		if c >= 0x20 && c != '"' && c != '\\' {
+			i++
 			continue
 		}
 		b = append(b, s[start:i]...)
@@ -81,7 +94,8 @@ func appendJSONString(b []byte, s string) []byte {
 		default:
 			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
 		}
-		start = i + 1
+		i++
+		start = i
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')

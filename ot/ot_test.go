@@ -350,3 +350,22 @@ func isNormalized(op ot.Op) bool {
 	}
 	return len(op) == 0 || op[len(op)-1].Kind() != ot.KindSkip
 }
+
+func TestAppendJSONString(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"", `""`},
+		{"héllo 😀", `"héllo 😀"`},
+		{"a\"b\\c\n\t\r\b\f\x01\x1f", `"a\"b\\c\n\t\r\b\f\u0001\u001f"`},
+		{"<&>\u2028", "\"<&>\u2028\""},
+		{"bad\xffbyte\xe2\x82", `"bad\ufffdbyte\ufffd\ufffd"`},
+	}
+	for _, tt := range tests {
+		got := string(ot.AppendJSONString(nil, tt.in))
+		if got != tt.want {
+			t.Errorf("AppendJSONString(%q) = %s, want %s", tt.in, got, tt.want)
+		}
+		if !json.Valid([]byte(got)) {
+			t.Errorf("AppendJSONString(%q) = %s is not valid JSON", tt.in, got)
+		}
+	}
+}

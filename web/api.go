@@ -133,9 +133,9 @@ func (s *Server) listDocs(c echo.Context) error {
 }
 
 func (s *Server) getDoc(c echo.Context) error {
-	id := c.Param("id")
-	if storage.CheckID(id) != nil {
-		return errorf(http.StatusNotFound, collab.CodeNotFound, "no document "+id)
+	id, err := docID(c)
+	if err != nil {
+		return err
 	}
 	d, rope, err := storage.Load(c.Request().Context(), s.cfg.Store, id)
 	if err != nil {
@@ -148,9 +148,9 @@ func (s *Server) getDoc(c echo.Context) error {
 }
 
 func (s *Server) getText(c echo.Context) error {
-	id := c.Param("id")
-	if storage.CheckID(id) != nil {
-		return errorf(http.StatusNotFound, collab.CodeNotFound, "no document "+id)
+	id, err := docID(c)
+	if err != nil {
+		return err
 	}
 	d, err := s.cfg.Store.Document(c.Request().Context(), id)
 	if err != nil {
@@ -170,13 +170,23 @@ func (s *Server) getText(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"id": id, "rev": rev, "text": text})
 }
 
+// docID returns the route's document id, or a not_found error for one that
+// cannot name a document.
+func docID(c echo.Context) (string, error) {
+	id := c.Param("id")
+	if storage.CheckID(id) != nil {
+		return "", errorf(http.StatusNotFound, collab.CodeNotFound, "no document "+id)
+	}
+	return id, nil
+}
+
 // maxOpsPage bounds one history response.
 const maxOpsPage = 1000
 
 func (s *Server) getOps(c echo.Context) error {
-	id := c.Param("id")
-	if storage.CheckID(id) != nil {
-		return errorf(http.StatusNotFound, collab.CodeNotFound, "no document "+id)
+	id, err := docID(c)
+	if err != nil {
+		return err
 	}
 	d, err := s.cfg.Store.Document(c.Request().Context(), id)
 	if err != nil {
@@ -221,9 +231,9 @@ func (s *Server) getOps(c echo.Context) error {
 }
 
 func (s *Server) deleteDoc(c echo.Context) error {
-	id := c.Param("id")
-	if storage.CheckID(id) != nil {
-		return errorf(http.StatusNotFound, collab.CodeNotFound, "no document "+id)
+	id, err := docID(c)
+	if err != nil {
+		return err
 	}
 	if _, err := s.cfg.Store.Document(c.Request().Context(), id); err != nil {
 		return err
@@ -247,9 +257,9 @@ func (s *Server) openWS(c echo.Context) error {
 	if s.draining.Load() {
 		return errorf(http.StatusServiceUnavailable, collab.CodeInternal, "shutting down")
 	}
-	id := c.Param("id")
-	if storage.CheckID(id) != nil {
-		return errorf(http.StatusNotFound, collab.CodeNotFound, "no document "+id)
+	id, err := docID(c)
+	if err != nil {
+		return err
 	}
 	if !s.originAllowed(c.Request()) {
 		return errorf(http.StatusForbidden, collab.CodeForbidden, "origin not allowed")
