@@ -129,7 +129,7 @@ func (s *Server) adminBackup(c echo.Context) error {
 	defer s.backingUp.Store(false)
 
 	ctx := c.Request().Context()
-	docs, err := countDocuments(ctx, s.cfg.Store)
+	docs, err := storage.CountDocuments(ctx, s.cfg.Store)
 	if err != nil {
 		return err
 	}
@@ -155,21 +155,6 @@ func (s *Server) adminBackup(c echo.Context) error {
 	s.log.Info("backup streamed", "since", since, "next", next, "documents", docs, "bytes", cw.n,
 		"dur", time.Since(start).Round(time.Millisecond), "remote", c.Request().RemoteAddr)
 	return nil
-}
-
-func countDocuments(ctx context.Context, st storage.Store) (int, error) {
-	n, after := 0, ""
-	for {
-		docs, next, err := st.ListDocuments(ctx, storage.ListOptions{After: after, Limit: 1000})
-		if err != nil {
-			return 0, err
-		}
-		n += len(docs)
-		if next == "" {
-			return n, nil
-		}
-		after = next
-	}
 }
 
 type countingWriter struct {

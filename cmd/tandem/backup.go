@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tandemdocs/tandem/storage"
 	"github.com/tandemdocs/tandem/web"
 )
 
@@ -121,7 +122,7 @@ func offlineBackup(ctx context.Context, dir string, since uint64, w io.Writer, s
 		return backupResult{}, err
 	}
 	defer s.Close()
-	docs, err := countDocs(ctx, s)
+	docs, err := storage.CountDocuments(ctx, s)
 	if err != nil {
 		return backupResult{}, err
 	}

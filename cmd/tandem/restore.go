@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/tandemdocs/tandem/storage"
 	"github.com/tandemdocs/tandem/storage/badgerstore"
 )
 
@@ -73,7 +74,7 @@ func restoreCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	docs := -1
 	if s, err := badgerstore.Open(badgerstore.Options{Dir: *dataDir, Logger: log, ReadOnly: true, GCInterval: -1}); err == nil {
-		docs, _ = countDocs(ctx, s)
+		docs, _ = storage.CountDocuments(ctx, s)
 		s.Close()
 	}
 	last := infos[len(infos)-1]

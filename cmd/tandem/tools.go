@@ -6,7 +6,6 @@ package main
 // lines, and files written atomically.
 
 import (
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -24,7 +23,6 @@ import (
 	"github.com/dgraph-io/badger/v4/pb"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/tandemdocs/tandem/storage"
 	"github.com/tandemdocs/tandem/storage/badgerstore"
 )
 
@@ -393,22 +391,6 @@ func checkBackupFiles(files []string) ([]trailerInfo, error) {
 		}
 	}
 	return infos, nil
-}
-
-// countDocs counts a store's documents.
-func countDocs(ctx context.Context, s storage.Store) (int, error) {
-	n, after := 0, ""
-	for {
-		docs, next, err := s.ListDocuments(ctx, storage.ListOptions{After: after, Limit: 1000})
-		if err != nil {
-			return 0, err
-		}
-		n += len(docs)
-		if next == "" {
-			return n, nil
-		}
-		after = next
-	}
 }
 
 // isTerminal reports whether w is a terminal (for carriage-return progress

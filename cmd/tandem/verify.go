@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tandemdocs/tandem/storage"
 	"github.com/tandemdocs/tandem/storage/badgerstore"
 )
 
@@ -39,7 +40,7 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer closeSource()
 	start := time.Now()
-	total, err := countDocs(ctx, s)
+	total, err := storage.CountDocuments(ctx, s)
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}

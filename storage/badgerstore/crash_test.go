@@ -479,6 +479,10 @@ func TestOpenAfterKillDuringMemtableCreation(t *testing.T) {
 	if err := os.WriteFile(dir+"/00099.mem", nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The same happens to a value-log file created at startup.
+	if err := os.WriteFile(dir+"/000002.vlog", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, readOnly := range []bool{true, false} {
 		s, err := badgerstore.Open(badgerstore.Options{Dir: dir, Logger: quietLogger(), GCInterval: -1, ReadOnly: readOnly})
 		if err != nil {

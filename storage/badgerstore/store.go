@@ -82,7 +82,7 @@ func Open(opts Options) (*Store, error) {
 	if opts.GCInterval == 0 {
 		opts.GCInterval = 5 * time.Minute
 	}
-	if err := removeTornMemtables(opts.Dir, opts.Logger); err != nil {
+	if err := removeTornFiles(opts.Dir, opts.Logger); err != nil {
 		return nil, fmt.Errorf("badgerstore: open %s: %w", opts.Dir, err)
 	}
 	bopts := badger.DefaultOptions(opts.Dir).

@@ -4,6 +4,6 @@ package badgerstore
 
 import "log/slog"
 
-// removeTornMemtables is a no-op where Badger's directory lock cannot be
+// removeTornFiles is a no-op where Badger's directory lock cannot be
 // taken from here: Open then fails once after a crash at the wrong moment.
-func removeTornMemtables(dir string, log *slog.Logger) error { return nil }
+func removeTornFiles(dir string, log *slog.Logger) error { return nil }
