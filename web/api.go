@@ -148,14 +148,11 @@ func (s *Server) getDoc(c echo.Context) error {
 }
 
 func (s *Server) getText(c echo.Context) error {
-	id, err := docID(c)
+	d, err := s.document(c)
 	if err != nil {
 		return err
 	}
-	d, err := s.cfg.Store.Document(c.Request().Context(), id)
-	if err != nil {
-		return err
-	}
+	id := d.ID
 	rev, err := queryInt(c, "rev", d.Head)
 	if err != nil {
 		return err
@@ -180,18 +177,24 @@ func docID(c echo.Context) (string, error) {
 	return id, nil
 }
 
+// document returns the metadata of the route's document.
+func (s *Server) document(c echo.Context) (storage.Document, error) {
+	id, err := docID(c)
+	if err != nil {
+		return storage.Document{}, err
+	}
+	return s.cfg.Store.Document(c.Request().Context(), id)
+}
+
 // maxOpsPage bounds one history response.
 const maxOpsPage = 1000
 
 func (s *Server) getOps(c echo.Context) error {
-	id, err := docID(c)
+	d, err := s.document(c)
 	if err != nil {
 		return err
 	}
-	d, err := s.cfg.Store.Document(c.Request().Context(), id)
-	if err != nil {
-		return err
-	}
+	id := d.ID
 	from, err := queryInt(c, "from", d.Oldest)
 	if err != nil {
 		return err
@@ -231,13 +234,11 @@ func (s *Server) getOps(c echo.Context) error {
 }
 
 func (s *Server) deleteDoc(c echo.Context) error {
-	id, err := docID(c)
+	d, err := s.document(c)
 	if err != nil {
 		return err
 	}
-	if _, err := s.cfg.Store.Document(c.Request().Context(), id); err != nil {
-		return err
-	}
+	id := d.ID
 	s.cfg.Manager.DocumentDeleted(c.Request().Context(), id)
 	if err := s.cfg.Store.DeleteDocument(c.Request().Context(), id); err != nil {
 		return err
