@@ -12,17 +12,17 @@ import (
 
 type nopConn struct{}
 
-func (nopConn) Send([]byte) error { return nil }
+func (nopConn) Send(_ []byte, written func()) error { written(); return nil }
 func (nopConn) Close(int, string) {}
 
-// TestDocumentDeletedHubExited: DocumentDeleted looks the hub up in the map
+// TestDocumentDeletedDriverExited: DocumentDeleted looks the hub up in the map
 // and then posts to it; the hub can exit in between (an idle unload, or a
 // failed commit whose last client just left). post can still queue the
 // message then (the inbox is buffered and select picks at random between it
 // and the closed quit channel), and nobody will ever run it: DocumentDeleted
 // must not wait for it until its context ends. The window is simulated by
 // putting the exited hub back in the map.
-func TestDocumentDeletedHubExited(t *testing.T) {
+func TestDocumentDeletedDriverExited(t *testing.T) {
 	ctx := context.Background()
 	store := memstore.New()
 	if err := store.CreateDocument(ctx, storage.Document{ID: "doc"}, "x"); err != nil {
@@ -34,7 +34,7 @@ func TestDocumentDeletedHubExited(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := cl.hub
+	h := cl.d
 	cl.Disconnect()
 	select {
 	case <-h.quit: // unloaded
@@ -43,7 +43,7 @@ func TestDocumentDeletedHubExited(t *testing.T) {
 	}
 	for range 20 {
 		m.mu.Lock()
-		m.hubs["doc"] = h // as DocumentDeleted found it, just before it exited
+		m.docs["doc"] = h // as DocumentDeleted found it, just before it exited
 		m.mu.Unlock()
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		m.DocumentDeleted(dctx, "doc")

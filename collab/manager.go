@@ -2,6 +2,9 @@ package collab
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,46 +12,82 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/time/rate"
 
 	"github.com/tandemdocs/tandem/storage"
 )
 
-// Conn is a hub's view of one client connection. Implementations must be
-// safe for use from several goroutines and must never block.
-type Conn interface {
-	// Send queues one encoded server message for the client. A non-nil
-	// error (ErrQueueFull) means the connection could not take it: the hub
-	// closes it with CloseResync, so no message is ever silently lost.
-	Send(msg []byte) error
-	// Close ends the connection with a WebSocket close code and reason.
-	Close(code int, reason string)
-}
-
 // ClientInfo describes a connecting client.
 type ClientInfo struct {
-	// Source identifies the client across reconnects (a UUID the client
-	// keeps); "" makes the server assign one, sent back in hello.
+	// Key proves ownership of the client's source: the source is derived
+	// from it (SourceOf), so only whoever holds the key can submit as that
+	// source. The client keeps it with its unsent edits, across reloads and
+	// reconnects. "" makes the server issue one, sent back in hello.
+	Key string
+	// Source, if given, must be SourceOf(Key): a client that names a source
+	// without its key is refused (source_denied). Set by Connect.
 	Source string
+	// KeyIssued: the server generated Key (so hello carries it). Set by
+	// Connect.
+	KeyIssued bool
 	// User, Name and Color are shown to other participants. Tandem has no
-	// accounts: they are what the client says.
+	// accounts yet: they are what the client says.
 	User, Name, Color string
 	// LastRev is the last revision the client saw, to catch up from; -1 for
 	// a client that has nothing.
 	LastRev int64
 }
 
+// SourceOf returns the source id that key owns. Sources are public (every
+// op carries its source); keys are not, and a source cannot be turned back
+// into its key, so knowing a source is no way to submit as it.
+func SourceOf(key string) string {
+	sum := sha256.Sum256([]byte("tandem source\x00" + key))
+	return hex.EncodeToString(sum[:16])
+}
+
+// Key sizes: at least 128 bits of a client's randomness, in URL-safe
+// characters.
+const (
+	minKeyLen = 22
+	maxKeyLen = 128
+)
+
+func checkKey(key string) error {
+	if len(key) < minKeyLen || len(key) > maxKeyLen {
+		return fmt.Errorf("a source key is %d to %d characters", minKeyLen, maxKeyLen)
+	}
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return errors.New("a source key has only letters, digits, '-' and '_'")
+		}
+	}
+	return nil
+}
+
+func newKey() string {
+	b := make([]byte, 18)
+	rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
+}
+
 // Config tunes a Manager. Zero fields take the defaults in parentheses.
 type Config struct {
-	// SnapshotEvery: a snapshot is written with the records every this many
-	// revisions (100), so loading reads at most that many records.
+	// SnapshotEvery: a snapshot is saved every this many revisions (100) —
+	// more rarely for a large document whose ops are small next to it (see
+	// docs/protocol.md) — so loading reads a bounded number of records.
 	SnapshotEvery int64
 	// IdleTimeout: a document with no clients is unloaded after this long,
 	// with a final snapshot (30s).
 	IdleTimeout time.Duration
-	// HistoryInMemory: committed records a hub keeps for transforming
-	// late ops and catching clients up (1000); older ones are read from the
-	// store.
+	// HistoryInMemory: committed records a document keeps in memory for
+	// transforming late ops and catching clients up (1000); older ones are
+	// read from the store off the document's loop.
 	HistoryInMemory int
+	// MaxLag: an op or a selection more than this many revisions behind
+	// the head is refused with rev_too_old (2000).
+	MaxLag int64
 	// CatchUpMax: a reconnecting client further behind than this many
 	// revisions gets the text instead of the ops (5000).
 	CatchUpMax int64
@@ -58,8 +97,18 @@ type Config struct {
 	MaxDocBytes int
 	// MaxBatch bounds the appends in one durable write (256).
 	MaxBatch int
-	// RatePerSecond and RateBurst limit each client's messages (200, 400).
+	// RatePerSecond and RateBurst limit each connection's work (200, 400):
+	// a frame costs one token, and an op or a selection costs one more per
+	// WorkPerToken revisions it must be transformed through (50).
 	RatePerSecond, RateBurst float64
+	WorkPerToken             int64
+	// QueueMessages and QueueBytes bound a connection's outbound queue; past
+	// them it is closed for resync (4096, 8 MiB).
+	QueueMessages, QueueBytes int
+	// Broker, if set, carries commits between Managers that share the
+	// store (a cluster); without it this Manager assumes it is the store's
+	// only writer, and still handles a conflict if it is not.
+	Broker Broker
 	// Logger (slog.Default()).
 	Logger *slog.Logger
 	// Now is the clock (time.Now).
@@ -75,6 +124,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.HistoryInMemory <= 0 {
 		c.HistoryInMemory = 1000
+	}
+	if c.MaxLag <= 0 {
+		c.MaxLag = 2000
 	}
 	if c.CatchUpMax <= 0 {
 		c.CatchUpMax = 5000
@@ -94,6 +146,15 @@ func (c *Config) setDefaults() {
 	if c.RateBurst <= 0 {
 		c.RateBurst = 400
 	}
+	if c.WorkPerToken <= 0 {
+		c.WorkPerToken = 50
+	}
+	if c.QueueMessages <= 0 {
+		c.QueueMessages = 4096
+	}
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = 8 << 20
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -102,212 +163,258 @@ func (c *Config) setDefaults() {
 	}
 }
 
+func (c *Config) core() coreConfig {
+	return coreConfig{
+		SnapshotEvery:   c.SnapshotEvery,
+		HistoryInMemory: c.HistoryInMemory,
+		MaxLag:          c.MaxLag,
+		CatchUpMax:      c.CatchUpMax,
+		MaxInsertBytes:  c.MaxInsertBytes,
+		MaxDocBytes:     c.MaxDocBytes,
+		WorkPerToken:    c.WorkPerToken,
+	}
+}
+
 // ErrShuttingDown is returned by Connect once Close has begun.
 var ErrShuttingDown = errors.New("collab: server is shutting down")
 
-// Manager owns the hubs of the open documents and the group committer they
-// share.
+// Manager owns the open documents (one driver each) and the group committer
+// they share. It is where a document's reference counting lives: a
+// document stays loaded while it has clients (its core knows them) or
+// Connects on their way to it (joining, counted under mu).
 type Manager struct {
 	store     storage.Store
 	cfg       Config
 	log       *slog.Logger
 	committer *committer
 
-	mu      sync.Mutex
-	hubs    map[string]*hub
-	closing bool
-	running sync.WaitGroup // hub goroutines
+	mu       sync.Mutex
+	docs     map[string]*driver
+	closing  bool
+	writeErr error          // the write gate's state, for documents opened later
+	running  sync.WaitGroup // driver goroutines
 }
 
 // NewManager returns a manager over store. Close it to shut down.
 func NewManager(store storage.Store, cfg Config) *Manager {
 	cfg.setDefaults()
-	m := &Manager{store: store, cfg: cfg, log: cfg.Logger, hubs: map[string]*hub{}}
+	m := &Manager{store: store, cfg: cfg, log: cfg.Logger, docs: map[string]*driver{}}
 	m.committer = newCommitter(store, cfg.MaxBatch, cfg.Logger)
 	return m
 }
 
 // Client is one connection's handle on its document.
 type Client struct {
-	c   *client
-	hub *hub
+	id      string
+	info    ClientInfo
+	d       *driver
+	box     *outbox
+	limiter *rate.Limiter
 }
 
 // ID is the connection's client id, as other participants see it.
-func (c *Client) ID() string { return c.c.id }
+func (c *Client) ID() string { return c.id }
 
-// Source is the client's source id (assigned by the server if the client
-// gave none).
-func (c *Client) Source() string { return c.c.info.Source }
+// Source is the client's source id.
+func (c *Client) Source() string { return c.info.Source }
 
 // Connect joins conn to document docID: the document is loaded if it is not
 // open, the client gets its hello (the document, or the ops since
 // info.LastRev, and the peers), and the others get a join. It fails with an
-// *Error (not_found, internal) or ErrShuttingDown.
+// *Error (not_found, source_denied, bad_message, internal) or
+// ErrShuttingDown.
 func (m *Manager) Connect(ctx context.Context, docID string, conn Conn, info ClientInfo) (*Client, error) {
 	if err := storage.CheckID(docID); err != nil {
 		return nil, protoErr(CodeNotFound, "no document %q", docID)
 	}
-	if info.Source == "" {
-		info.Source = uuid.NewString()
+	if len(info.User) > 256 || len(info.Name) > 256 || len(info.Color) > 64 {
+		return nil, protoErr(CodeBadMessage, "user, name or color too long")
 	}
-	if len(info.Source) > storage.MaxSourceLen || len(info.User) > 256 || len(info.Name) > 256 || len(info.Color) > 64 {
-		return nil, protoErr(CodeBadMessage, "source, user, name or color too long")
+	switch {
+	case info.Key != "":
+		if err := checkKey(info.Key); err != nil {
+			return nil, protoErr(CodeSourceDenied, "%v", err)
+		}
+		if src := SourceOf(info.Key); info.Source != "" && info.Source != src {
+			return nil, protoErr(CodeSourceDenied, "source %q does not belong to this key", info.Source)
+		} else {
+			info.Source = src
+		}
+	case info.Source != "":
+		return nil, protoErr(CodeSourceDenied, "source %q given without its key", info.Source)
+	default:
+		info.Key, info.KeyIssued = newKey(), true
+		info.Source = SourceOf(info.Key)
 	}
-	h, err := m.acquire(ctx, docID)
-	if err != nil {
-		return nil, err
+	c := &Client{
+		id:      uuid.NewString(),
+		info:    info,
+		limiter: rate.NewLimiter(rate.Limit(m.cfg.RatePerSecond), int(m.cfg.RateBurst)),
 	}
-	c := &client{id: uuid.NewString(), conn: conn, info: info}
-	c.limiter = newLimiter(m.cfg.RatePerSecond, m.cfg.RateBurst, m.cfg.Now())
-	reply := make(chan error, 1)
-	if !h.post(func() { reply <- h.join(c) }) {
-		m.unref(h)
-		return nil, protoErr(CodeInternal, "document %s is closing; retry", docID)
-	}
-	select {
-	case err := <-reply:
+	// A frame the transport refuses means the connection is gone: the
+	// document hears of it at once, not when the transport gets round to a
+	// disconnect. Off the caller's goroutine, which may be the driver's.
+	c.box = newOutbox(conn, m.cfg.QueueMessages, m.cfg.QueueBytes, func() {
+		go c.d.post(input{ev: evOverflow{Client: c.id}})
+	})
+	// A driver that finished between acquire and the join (unloaded, or
+	// failed) is no longer in the map: try a fresh one.
+	for range 3 {
+		d, err := m.acquire(ctx, docID)
 		if err != nil {
 			return nil, err
 		}
-	case <-h.quit:
-		return nil, protoErr(CodeInternal, "document %s closed; retry", docID)
+		reply := make(chan *Error, 1)
+		c.d = d
+		if !d.post(input{ev: evJoin{Client: c.id, Info: info, Limiter: c.limiter}, box: c.box, reply: reply}) {
+			m.joined(d)
+			continue
+		}
+		select {
+		case e := <-reply:
+			if e != nil {
+				return nil, e
+			}
+			return c, nil
+		case <-d.quit:
+			continue
+		case <-ctx.Done():
+			// The join goes on; when it lands the client leaves again.
+			go func() {
+				select {
+				case e := <-reply:
+					if e == nil {
+						d.post(input{ev: evLeave{Client: c.id}})
+					}
+				case <-d.quit:
+				}
+			}()
+			return nil, ctx.Err()
+		}
 	}
-	return &Client{c: c, hub: h}, nil
+	return nil, protoErr(CodeInternal, "document %s is closing; retry", docID)
 }
 
-// Handle processes one frame from the client, in the order received. It
-// never blocks on other clients.
+// Handle processes one text frame from the client, in the order received.
+// It never blocks on other clients.
 func (c *Client) Handle(frame []byte) {
-	h := c.hub
-	if !c.c.limiter.allow(h.m.cfg.Now()) {
-		e := protoErr(CodeRateLimited, "too many messages: at most %.0f per second", h.m.cfg.RatePerSecond)
+	now := c.d.m.cfg.Now()
+	if !c.limiter.AllowN(now, 1) {
+		e := protoErr(CodeRateLimited, "too many messages: at most %.0f per second", c.d.m.cfg.RatePerSecond)
 		if m, perr := ParseClientMessage(frame); perr == nil && m.Type == "op" {
 			e.Seq, e.HasSeq = m.Seq, true
 		}
-		c.reply(EncodeError(e))
+		c.reply(e)
 		return
 	}
 	msg, perr := ParseClientMessage(frame)
 	if perr != nil {
-		c.reply(EncodeError(perr))
+		c.reply(perr)
 		return
 	}
-	h.post(func() { h.handle(c.c, msg) })
+	c.d.post(input{ev: evMessage{Client: c.id, Msg: msg, Now: now}})
 }
 
-// reply answers the client from its read goroutine, without the hub.
-func (c *Client) reply(msg []byte) {
-	if err := c.c.conn.Send(msg); err != nil {
-		c.c.conn.Close(CloseResync, "outbound queue full: reconnect and catch up")
+// HandleBinary answers a binary frame: the protocol has none.
+func (c *Client) HandleBinary() {
+	c.reply(protoErr(CodeBadMessage, "binary frames are not part of the protocol: send JSON text frames"))
+}
+
+// reply answers the client from its reading goroutine, without the
+// document.
+func (c *Client) reply(e *Error) {
+	if err := c.box.push(EncodeError(e)); err != nil {
+		c.d.post(input{ev: evOverflow{Client: c.id}})
 	}
 }
 
-// Disconnect tells the hub the connection is gone.
+// Disconnect tells the document the connection is gone.
 func (c *Client) Disconnect() {
-	h := c.hub
-	h.post(func() { h.leave(c.c) })
+	c.d.post(input{ev: evLeave{Client: c.id}})
 }
 
-// acquire returns the document's hub, loading it if needed, with one more
-// reference held for the caller.
-func (m *Manager) acquire(ctx context.Context, id string) (*hub, error) {
+// acquire returns the document's driver, loading the document if needed,
+// with a join counted for the caller (until its join is delivered).
+func (m *Manager) acquire(ctx context.Context, id string) (*driver, error) {
 	m.mu.Lock()
 	if m.closing {
 		m.mu.Unlock()
 		return nil, ErrShuttingDown
 	}
-	h := m.hubs[id]
-	creator := h == nil
+	d := m.docs[id]
+	creator := d == nil
 	if creator {
-		h = newHub(m, id)
-		m.hubs[id] = h
+		d = newDriver(m, id)
+		m.docs[id] = d
 	}
-	h.refs++
+	d.joining++
 	m.mu.Unlock()
 
 	if creator {
-		h.loadErr = h.load(ctx)
+		d.loadErr = d.load(ctx)
 		m.mu.Lock()
-		if h.loadErr == nil && m.closing {
-			h.loadErr = ErrShuttingDown
+		if d.loadErr == nil && m.closing {
+			d.loadErr = ErrShuttingDown
 		}
-		if h.loadErr == nil {
+		if d.loadErr == nil {
 			// Under m.mu, with closing checked: Close's Wait counts it.
 			m.running.Add(1)
+			go d.run(m.writeErr)
+		} else if m.docs[id] == d {
+			delete(m.docs, id)
 		}
 		m.mu.Unlock()
-		if h.loadErr == nil {
-			go h.run()
-		} else {
-			m.mu.Lock()
-			if m.hubs[id] == h {
-				delete(m.hubs, id)
-			}
-			m.mu.Unlock()
-		}
-		close(h.ready)
+		close(d.loaded)
 	}
 	select {
-	case <-h.ready:
+	case <-d.loaded:
 	case <-ctx.Done():
-		m.unref(h)
-		// Once loaded, the hub must still unload when nobody comes.
-		go func() {
-			<-h.ready
-			if h.loadErr == nil {
-				h.post(h.maybeIdle)
-			}
-		}()
+		m.joined(d)
 		return nil, ctx.Err()
 	}
-	if h.loadErr != nil {
-		m.unref(h)
-		if errors.Is(h.loadErr, ErrShuttingDown) {
+	if d.loadErr != nil {
+		m.joined(d)
+		if errors.Is(d.loadErr, ErrShuttingDown) {
 			return nil, ErrShuttingDown
 		}
-		if errors.Is(h.loadErr, storage.ErrNotFound) {
+		if errors.Is(d.loadErr, storage.ErrNotFound) {
 			return nil, protoErr(CodeNotFound, "no document %q", id)
 		}
-		m.log.Error("load document", "doc", id, "err", h.loadErr)
+		m.log.Error("load document", "doc", id, "err", d.loadErr)
 		return nil, protoErr(CodeInternal, "document %s could not be loaded", id)
 	}
-	return h, nil
+	return d, nil
 }
 
-func (m *Manager) unref(h *hub) {
+// joined uncounts a join: delivered to the driver, or abandoned.
+func (m *Manager) joined(d *driver) {
 	m.mu.Lock()
-	h.refs--
+	d.joining--
 	m.mu.Unlock()
 }
 
-// release removes an idle hub from the map if nobody holds a reference.
-func (m *Manager) release(h *hub) bool {
+// release removes an idle document from the map unless a Connect is on its
+// way to it, and reports whether it did.
+func (m *Manager) release(d *driver) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if h.refs > 0 {
+	if d.joining > 0 {
 		return false
 	}
-	if m.hubs[h.id] == h {
-		delete(m.hubs, h.id)
+	if m.docs[d.id] == d {
+		delete(m.docs, d.id)
 	}
 	return true
 }
 
-// detach removes a hub from the map so the next Connect loads the document
-// afresh, whatever its references.
-func (m *Manager) detach(h *hub) {
+// detach removes a document from the map so the next Connect loads it
+// afresh.
+func (m *Manager) detach(d *driver) {
 	m.mu.Lock()
-	if m.hubs[h.id] == h {
-		delete(m.hubs, h.id)
+	if m.docs[d.id] == d {
+		delete(m.docs, d.id)
 	}
 	m.mu.Unlock()
-}
-
-func (m *Manager) refs(h *hub) int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return h.refs
 }
 
 // DocumentDeleted closes the connections of a document that was deleted,
@@ -315,42 +422,65 @@ func (m *Manager) refs(h *hub) int {
 // from the store, so that no commit lands after the delete.
 func (m *Manager) DocumentDeleted(ctx context.Context, id string) {
 	m.mu.Lock()
-	h := m.hubs[id]
+	d := m.docs[id]
 	m.mu.Unlock()
-	if h == nil {
+	if d == nil {
 		return
 	}
-	done := make(chan struct{})
-	if h.post(func() { h.shutdown(CloseNotFound, "document deleted", done) }) {
+	m.detach(d)
+	if d.post(input{ev: evShutdown{Code: CloseNotFound, Reason: "document deleted"}}) {
 		select {
-		case <-done:
-		case <-h.quit: // gone before it took the message: nothing to close
+		case <-d.quit:
 		case <-ctx.Done():
 		}
 	}
+}
+
+// SetWritable opens or closes the write gate: with a non-nil err (the disk
+// is nearly full, say) every document refuses submits with storage_full,
+// saying err, until SetWritable(nil). Reads, joins and presence go on.
+func (m *Manager) SetWritable(err error) {
+	m.mu.Lock()
+	m.writeErr = err
+	docs := make([]*driver, 0, len(m.docs))
+	for _, d := range m.docs {
+		docs = append(docs, d)
+	}
+	m.mu.Unlock()
+	for _, d := range docs {
+		d.post(input{ev: evWritable{Err: err}})
+	}
+}
+
+// Writable returns the write gate's state: nil while writes are taken.
+func (m *Manager) Writable() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.writeErr
 }
 
 // Open reports how many documents are loaded.
 func (m *Manager) Open() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return len(m.hubs)
+	return len(m.docs)
 }
 
-// Close shuts down: no new connections; every hub finishes the commits it
-// has started, acknowledges and broadcasts them, writes a final snapshot,
-// and closes its connections with 1001 going away. It returns when all of
-// that is done or ctx ends.
+// Close shuts down: no new connections; every document finishes the
+// commits it has started, acknowledges and broadcasts them, writes a final
+// snapshot, and closes its connections with 1001 going away. It returns
+// when all of that is done or ctx ends.
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	m.closing = true
-	hubs := make([]*hub, 0, len(m.hubs))
-	for _, h := range m.hubs {
-		hubs = append(hubs, h)
+	docs := make([]*driver, 0, len(m.docs))
+	for _, d := range m.docs {
+		docs = append(docs, d)
 	}
+	clear(m.docs)
 	m.mu.Unlock()
-	for _, h := range hubs {
-		h.post(func() { h.shutdown(CloseGoingAway, "server shutting down", nil) })
+	for _, d := range docs {
+		d.post(input{ev: evShutdown{Code: CloseGoingAway, Reason: "server shutting down", Snapshot: true}})
 	}
 	done := make(chan struct{})
 	go func() { m.running.Wait(); close(done) }()

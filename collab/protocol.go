@@ -3,7 +3,6 @@ package collab
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -13,7 +12,7 @@ import (
 )
 
 // ProtocolVersion is sent in every hello; see docs/protocol.md.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // Error codes sent in error messages (and by the HTTP API). They are stable:
 // clients switch on them.
@@ -27,6 +26,12 @@ const (
 	CodeRateLimited = "rate_limited" // too many messages; slow down
 	CodeBadMessage  = "bad_message"  // not a message of this protocol
 	CodeInternal    = "internal"     // the server failed; retry later
+	// CodeStorageFull: the server's disk is (nearly) full; it takes no
+	// edits until space comes back. Keep the op and resend it later.
+	CodeStorageFull = "storage_full"
+	// CodeSourceDenied: the connection named a source without the key that
+	// proves it owns it.
+	CodeSourceDenied = "source_denied"
 )
 
 // WebSocket close codes the server uses besides the standard ones.
@@ -39,6 +44,10 @@ const (
 	CloseNotFound = 4004
 	// CloseGoingAway is the standard 1001: the server is shutting down.
 	CloseGoingAway = 1001
+	// ClosePolicy is the standard 1008: the connection was refused for
+	// what it asked (a source without its key, say); the error message
+	// before it says why. Reconnecting the same way will not help.
+	ClosePolicy = 1008
 )
 
 // Error is a protocol error: a stable code, a message for people, and the
@@ -62,11 +71,19 @@ type ClientMessage struct {
 	Rev  int64
 	Seq  uint64
 	Op   ot.Op
+	// Span is the number of code points the op covers as written (a
+	// trailing skip included, which parsing normalizes away): the document
+	// at Rev must be at least that long.
+	Span int
 	Sel  []ot.Selection
 }
 
 // maxSelections bounds the ranges one selection message may carry.
 const maxSelections = 64
+
+// maxPosition bounds positions in selections: far beyond any document
+// (MaxDocBytes), and far from overflowing when moved through ops.
+const maxPosition = 1 << 40
 
 // ParseClientMessage decodes one client frame. It returns an *Error with
 // code bad_message or invalid_op for anything it rejects, and then the zero
@@ -104,11 +121,11 @@ func ParseClientMessage(frame []byte) (ClientMessage, *Error) {
 		if raw.Op == nil {
 			return ClientMessage{}, &Error{Code: CodeInvalidOp, Message: "op message without op", Seq: m.Seq, HasSeq: true}
 		}
-		op, err := ot.ParseJSON(raw.Op)
+		op, span, err := ot.ParseJSONSpan(raw.Op)
 		if err != nil {
 			return ClientMessage{}, &Error{Code: CodeInvalidOp, Message: err.Error(), Seq: m.Seq, HasSeq: true}
 		}
-		m.Op = op
+		m.Op, m.Span = op, span
 	case "sel":
 		if raw.Rev == nil || *raw.Rev < 0 {
 			return ClientMessage{}, protoErr(CodeBadMessage, "sel message needs a revision >= 0")
@@ -118,8 +135,8 @@ func ParseClientMessage(frame []byte) (ClientMessage, *Error) {
 			return ClientMessage{}, protoErr(CodeBadMessage, "at most %d selections", maxSelections)
 		}
 		for _, s := range raw.Sel {
-			if s.Anchor < 0 || s.Head < 0 {
-				return ClientMessage{}, protoErr(CodeBadMessage, "selection positions must be >= 0")
+			if s.Anchor < 0 || s.Head < 0 || s.Anchor > maxPosition || s.Head > maxPosition {
+				return ClientMessage{}, protoErr(CodeBadMessage, "selection positions must be 0..%d", maxPosition)
 			}
 		}
 		m.Sel = raw.Sel
@@ -226,6 +243,8 @@ func encodeSel(client string, rev int64, sel []ot.Selection) []byte {
 	return append(b, '}')
 }
 
+func appendInt(b []byte, n int64) []byte { return strconv.AppendInt(b, n, 10) }
+
 func appendPeerFields(b []byte, p *client) []byte {
 	b = appendField(b, "client")
 	b = appendString(b, p.id)
@@ -262,8 +281,3 @@ func EncodeError(e *Error) []byte {
 	}
 	return append(b, '}')
 }
-
-// ErrQueueFull is returned by Conn.Send implementations whose outbound
-// queue is full. Any error from Send has the same effect: the hub closes the
-// connection with CloseResync.
-var ErrQueueFull = errors.New("collab: connection queue full")

@@ -135,6 +135,24 @@ func ParseJSON(data []byte) (Op, error) {
 	return op, nil
 }
 
+// ParseJSONSpan is ParseJSON that also returns the op's span as written:
+// the code points its skips and deletes cover, a trailing skip included
+// (normalizing drops it). A document the op applies to must be at least
+// that long; ParseJSON's result alone cannot tell [1,"x",10] from [1,"x"].
+func ParseJSONSpan(data []byte) (Op, int, error) {
+	p := opParser{data: data}
+	parsed, err := p.parseOp()
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %s", ErrInvalidOp, err)
+	}
+	span := parsed.BaseLen()
+	norm, err := Normalize(parsed)
+	if err != nil {
+		return nil, 0, err
+	}
+	return norm, span, nil
+}
+
 // opParser is a small JSON parser for exactly the op grammar. It is hand
 // written so that it can see escapes that encoding/json hides (lone
 // surrogates) and so that decoding an op does not go through reflection.

@@ -3,6 +3,7 @@ package ot_test
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -367,5 +368,43 @@ func TestAppendJSONString(t *testing.T) {
 		if !json.Valid([]byte(got)) {
 			t.Errorf("AppendJSONString(%q) = %s is not valid JSON", tt.in, got)
 		}
+	}
+}
+
+func TestTransformPositionSaturates(t *testing.T) {
+	big := math.MaxInt - 1
+	for _, side := range []ot.Side{ot.Left, ot.Right} {
+		if got := ot.TransformPosition(big, ot.Op{ot.Insert("abc")}, side); got < 0 {
+			t.Errorf("side %v: position %d moved to %d", side, big, got)
+		}
+		sel := ot.TransformSelection(ot.Selection{Anchor: big, Head: 3}, ot.Op{ot.Insert("xyz")}, side)
+		if sel.Anchor < 0 || sel.Head < 0 {
+			t.Errorf("side %v: selection went negative: %+v", side, sel)
+		}
+	}
+}
+
+func TestParseJSONSpan(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		op   string
+		span int
+	}{
+		{`[1,"x",10]`, `[1,"x"]`, 11},
+		{`[1,"x"]`, `[1,"x"]`, 1},
+		{`[2,{"d":3},4]`, `[2,{"d":3}]`, 9},
+		{`["a"]`, `["a"]`, 0},
+		{`[]`, `[]`, 0},
+	} {
+		op, span, err := ot.ParseJSONSpan([]byte(tc.in))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.in, err)
+		}
+		if op.String() != tc.op || span != tc.span {
+			t.Errorf("%s: got %s span %d, want %s span %d", tc.in, op, span, tc.op, tc.span)
+		}
+	}
+	if _, _, err := ot.ParseJSONSpan([]byte(`[0]`)); err == nil {
+		t.Error("[0] accepted")
 	}
 }

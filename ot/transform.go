@@ -2,6 +2,7 @@ package ot
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"unicode/utf8"
 )
@@ -322,12 +323,21 @@ func TransformPosition(pos int, op Op, side Side) int {
 			at += c.n
 		case KindInsert:
 			at += c.n
-			pos += c.n
+			pos = addSat(pos, c.n)
 		case KindDelete:
 			pos -= min(c.n, pos-at)
 		}
 	}
 	return pos
+}
+
+// addSat adds without wrapping past math.MaxInt: a position far beyond any
+// document must not come out negative.
+func addSat(a, b int) int {
+	if a > math.MaxInt-b {
+		return math.MaxInt
+	}
+	return a + b
 }
 
 // Selection is a range of text selected by a user, in code points: Anchor is

@@ -266,7 +266,7 @@ func (s *Server) openWS(c echo.Context) error {
 		return errorf(http.StatusForbidden, collab.CodeForbidden, "origin not allowed")
 	}
 	q := c.Request().URL.Query()
-	info := collab.ClientInfo{Source: q.Get("src"), User: q.Get("user"), Name: q.Get("name"), Color: q.Get("color"), LastRev: -1}
+	info := collab.ClientInfo{Key: q.Get("key"), Source: q.Get("src"), User: q.Get("user"), Name: q.Get("name"), Color: q.Get("color"), LastRev: -1}
 	if v := q.Get("rev"); v != "" {
 		rev, err := queryInt(c, "rev", -1)
 		if err != nil {
@@ -286,17 +286,20 @@ func (s *Server) openWS(c echo.Context) error {
 func (s *Server) wsConnect(ss *melody.Session) {
 	id := ss.MustGet(keyDoc).(string)
 	info := ss.MustGet(keyInfo).(collab.ClientInfo)
-	conn := newSessionConn(ss, s.cfg.QueueMessages, s.cfg.QueueBytes)
+	conn := newSessionConn(ss)
 	ss.Set(keyConn, conn)
 	client, err := s.cfg.Manager.Connect(ss.Request.Context(), id, conn, info)
 	if err != nil {
 		var pe *collab.Error
 		switch {
 		case errors.As(err, &pe):
-			conn.Send(collab.EncodeError(pe))
+			conn.Send(collab.EncodeError(pe), func() {})
 			code := collab.CloseResync
-			if pe.Code == collab.CodeNotFound {
+			switch pe.Code {
+			case collab.CodeNotFound:
 				code = collab.CloseNotFound
+			case collab.CodeSourceDenied, collab.CodeBadMessage:
+				code = collab.ClosePolicy
 			}
 			conn.Close(code, pe.Code)
 		case errors.Is(err, collab.ErrShuttingDown):
@@ -315,12 +318,24 @@ func (s *Server) wsMessage(ss *melody.Session, msg []byte) {
 	}
 }
 
+func (s *Server) wsBinary(ss *melody.Session, _ []byte) {
+	if v, ok := ss.Get(keyClient); ok {
+		v.(*collab.Client).HandleBinary()
+	}
+}
+
 func (s *Server) wsDisconnect(ss *melody.Session) {
 	if v, ok := ss.Get(keyClient); ok {
 		v.(*collab.Client).Disconnect()
 	}
 	if v, ok := ss.Get(keyConn); ok {
 		v.(*sessionConn).stop()
+	}
+}
+
+func (s *Server) wsSent(ss *melody.Session, _ []byte) {
+	if v, ok := ss.Get(keyConn); ok {
+		v.(*sessionConn).sent()
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/ot"
 )
 
@@ -33,6 +34,7 @@ type msg struct {
 	Title    string         `json:"title"`
 	Client   string         `json:"client"`
 	Src      string         `json:"src"`
+	Key      string         `json:"key"`
 	Rev      int64          `json:"rev"`
 	Seq      *uint64        `json:"seq"`
 	Op       ot.Op          `json:"op"`
@@ -299,6 +301,7 @@ type otClient struct {
 	ts   *testServer
 	doc  string
 	src  string
+	key  string // proves the source: issued in the first hello
 	c    *conn
 	id   string // this connection's client id
 
@@ -330,8 +333,8 @@ func newOTClient(ctx context.Context, ts *testServer, doc, name string) (*otClie
 
 func (cl *otClient) query() url.Values {
 	q := url.Values{"name": {cl.name}, "user": {cl.name}}
-	if cl.src != "" {
-		q.Set("src", cl.src)
+	if cl.key != "" {
+		q.Set("key", cl.key)
 	}
 	if cl.rev >= 0 {
 		q.Set("rev", fmt.Sprint(cl.rev))
@@ -354,7 +357,7 @@ func (cl *otClient) connect(ctx context.Context) error {
 		c.close()
 		return fmt.Errorf("%s: hello: %w", cl.name, err)
 	}
-	if hello.Type != "hello" || hello.Protocol != 1 || hello.Doc != cl.doc || hello.Client == "" || hello.Src == "" {
+	if hello.Type != "hello" || hello.Protocol != collab.ProtocolVersion || hello.Doc != cl.doc || hello.Client == "" || hello.Src == "" {
 		c.close()
 		return fmt.Errorf("%s: bad hello %+v", cl.name, hello)
 	}
@@ -366,6 +369,9 @@ func (cl *otClient) connect(ctx context.Context) error {
 		cl.c.close()
 	}
 	cl.c, cl.id, cl.src = c, hello.Client, hello.Src
+	if hello.Key != "" {
+		cl.key = hello.Key
+	}
 	switch {
 	case cl.rev < 0:
 		if hello.Text == nil || hello.From != nil {
@@ -420,6 +426,8 @@ func (cl *otClient) edit(op ot.Op) error {
 	}
 	cl.text = text
 	switch {
+	case len(op) == 0:
+		// The server refuses empty ops: nothing to send.
 	case cl.inflight == nil:
 		cl.seq++
 		cl.inflight, cl.inflightSeq = op, cl.seq
@@ -453,6 +461,9 @@ func (cl *otClient) handle(m msg) error {
 			cl.maxAckLatency = max(cl.maxAckLatency, m.received.Sub(cl.sentAt))
 		}
 		cl.inflight, cl.buffer = cl.buffer, nil
+		if len(cl.inflight) == 0 {
+			cl.inflight = nil // edits that cancelled out: nothing to send
+		}
 		if cl.inflight != nil {
 			cl.seq++
 			cl.inflightSeq = cl.seq
@@ -705,4 +716,14 @@ var smallRecvBufDialer = &websocket.Dialer{
 		}
 		return serr
 	}}).DialContext,
+}
+
+// ownedKey returns a source key for a test client named label (keys are
+// 22 or more URL-safe characters).
+func ownedKey(label string) string { return "key-" + label + "-0123456789abcdefgh" }
+
+// owned returns a key for label and the source it owns.
+func owned(label string) (key, src string) {
+	key = ownedKey(label)
+	return key, collab.SourceOf(key)
 }

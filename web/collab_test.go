@@ -220,8 +220,7 @@ func TestConvergenceManyDocsWithReconnects(t *testing.T) {
 func TestSlowConsumer(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, serverOpts{
-		web:        web.Config{QueueMessages: 64, QueueBytes: 64 << 10},
-		collab:     collab.Config{RatePerSecond: 1e6, RateBurst: 1e6},
+		collab:     collab.Config{RatePerSecond: 1e6, RateBurst: 1e6, QueueMessages: 64, QueueBytes: 64 << 10},
 		sendBuffer: 16 << 10,
 	})
 	id := ts.createDoc(t, "slow", "start\n")
@@ -242,7 +241,7 @@ func TestSlowConsumer(t *testing.T) {
 	if err != nil || hello[0].Type != "hello" || hello[0].Text == nil {
 		t.Fatalf("hello: %v %v", hello, err)
 	}
-	slowID, slowSrc := hello[0].Client, hello[0].Src
+	slowID, slowSrc, slowKey := hello[0].Client, hello[0].Src, hello[0].Key
 	slowText, slowRev := *hello[0].Text, hello[0].Rev
 
 	// Writers: big inserts and deletes (the document stays small, the
@@ -387,7 +386,7 @@ func TestSlowConsumer(t *testing.T) {
 	}
 
 	// Reconnect with the last revision seen: catch up to the same text.
-	slow := &otClient{name: "slow", ts: ts, doc: id, src: slowSrc, text: slowText, rev: slowRev}
+	slow := &otClient{name: "slow", ts: ts, doc: id, src: slowSrc, key: slowKey, text: slowText, rev: slowRev}
 	if err := slow.connect(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -461,8 +460,8 @@ func TestExactlyOnceReconnectInFlight(t *testing.T) {
 	b := ts.open(t, id, nil)
 	b.expect("hello")
 
-	const src = "source-a"
-	a := ts.open(t, id, url.Values{"src": {src}})
+	key, src := owned("source-a")
+	a := ts.open(t, id, url.Values{"key": {key}})
 	if h := a.expect("hello"); h.Src != src || h.Rev != 0 {
 		t.Fatalf("hello: %+v", h)
 	}
@@ -479,7 +478,7 @@ func TestExactlyOnceReconnectInFlight(t *testing.T) {
 		t.Fatalf("b ack %v", m)
 	}
 
-	a2 := ts.open(t, id, url.Values{"src": {src}, "rev": {"0"}})
+	a2 := ts.open(t, id, url.Values{"key": {key}, "rev": {"0"}})
 	checkCatchUp(t, ts, id, a2.next(), 0, "héllo")
 	a2.sendOp(0, 1, `[5," wörld 😀"]`)
 	if m := a2.expect("ack"); m.seq() != 1 || m.Rev != 1 {
@@ -509,13 +508,13 @@ func TestExactlyOnceAckDropped(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t, collab.Config{})
 	id := ts.createDoc(t, "eo", "abc")
-	const src = "source-b"
-	a := ts.open(t, id, url.Values{"src": {src}})
+	key, src := owned("source-b")
+	a := ts.open(t, id, url.Values{"key": {key}})
 	a.expect("hello")
 	a.sendOp(0, 1, `[3,"d"]`)
 	ts.waitHead(t, id, 1)
 
-	a2 := ts.open(t, id, url.Values{"src": {src}, "rev": {"0"}})
+	a2 := ts.open(t, id, url.Values{"key": {key}, "rev": {"0"}})
 	h := a2.next()
 	checkCatchUp(t, ts, id, h, 0, "abc")
 	if h.Ops[0].Src != src || h.Ops[0].seq() != 1 {
@@ -551,8 +550,8 @@ func TestExactlyOnceAcrossRestart(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t, collab.Config{})
 	id := ts.createDoc(t, "eo", "abc")
-	const src = "source-c"
-	a := ts.open(t, id, url.Values{"src": {src}})
+	key, src := owned("source-c")
+	a := ts.open(t, id, url.Values{"key": {key}})
 	a.expect("hello")
 	b := ts.open(t, id, nil)
 	b.expect("hello")
@@ -579,7 +578,7 @@ func TestExactlyOnceAcrossRestart(t *testing.T) {
 		t.Fatalf("b's connection ended with %d", code)
 	}
 
-	a2 := ts2.open(t, id, url.Values{"src": {src}, "rev": {"0"}})
+	a2 := ts2.open(t, id, url.Values{"key": {key}, "rev": {"0"}})
 	checkCatchUp(t, ts2, id, a2.next(), 0, "abc")
 	a2.sendOp(0, 1, `["x"]`)
 	if m := a2.expect("ack"); m.seq() != 1 || m.Rev != rev1 {
@@ -665,15 +664,15 @@ func TestExactlyOnceResendWhileNotDurable(t *testing.T) {
 			var gs *gatedStore
 			ts := startServer(t, serverOpts{wrap: func(s storage.Store) storage.Store { gs = newGatedStore(s); return gs }})
 			id := ts.createDoc(t, "eo", "abc")
-			const src = "source-d"
-			a := ts.open(t, id, url.Values{"src": {src}})
+			key := ownedKey("source-d")
+			a := ts.open(t, id, url.Values{"key": {key}})
 			a.expect("hello")
 			gs.hold()
 			a.sendOp(0, 1, `["x"]`)
 			gs.awaitHeld(t)
 			a.close()
 
-			a2 := ts.open(t, id, url.Values{"src": {src}, "rev": {"0"}})
+			a2 := ts.open(t, id, url.Values{"key": {key}, "rev": {"0"}})
 			if h := a2.next(); h.Type != "hello" || h.Rev != 0 || h.From == nil || len(h.Ops) != 0 {
 				t.Fatalf("hello while seq 1 is not durable: %+v", h)
 			}
@@ -766,8 +765,8 @@ func TestMalformedMessages(t *testing.T) {
 			id := ts.createDoc(t, tc.name, initial)
 			b := ts.open(t, id, url.Values{"name": {"observer"}})
 			b.expect("hello")
-			const src = "malformed-src"
-			a := ts.open(t, id, url.Values{"src": {src}})
+			key, src := owned("malformed-src")
+			a := ts.open(t, id, url.Values{"key": {key}})
 			ha := a.expect("hello")
 			if m := b.next(); m.Type != "join" || m.Client != ha.Client {
 				t.Fatalf("observer: %v, want a's join", m)
@@ -877,7 +876,7 @@ func TestRevTooOld(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t, collab.Config{HistoryInMemory: 2, SnapshotEvery: 4})
 	id := ts.createDoc(t, "old", "base")
-	a := ts.open(t, id, url.Values{"src": {"old-a"}})
+	a := ts.open(t, id, url.Values{"key": {ownedKey("old-a")}})
 	a.expect("hello")
 	b := ts.open(t, id, nil)
 	b.expect("hello")
@@ -1142,8 +1141,8 @@ func TestIdleUnloadAndReload(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t, collab.Config{IdleTimeout: 50 * time.Millisecond, SnapshotEvery: 3})
 	id := ts.createDoc(t, "idle", "ab")
-	const src = "idle-src"
-	a := ts.open(t, id, url.Values{"src": {src}})
+	key := ownedKey("idle-src")
+	a := ts.open(t, id, url.Values{"key": {key}})
 	a.expect("hello")
 	for i := int64(1); i <= 4; i++ {
 		a.sendOp(i-1, uint64(i), `[1,"x"]`)
@@ -1154,7 +1153,7 @@ func TestIdleUnloadAndReload(t *testing.T) {
 	a.close()
 	waitFor(t, wait, "the document to be unloaded", func() bool { return ts.mgr.Open() == 0 })
 
-	a2 := ts.open(t, id, url.Values{"src": {src}, "rev": {"2"}})
+	a2 := ts.open(t, id, url.Values{"key": {key}, "rev": {"2"}})
 	checkCatchUp(t, ts, id, a2.next(), 2, ts.textAt(t, id, 2))
 	if ts.mgr.Open() != 1 {
 		t.Fatalf("%d documents open", ts.mgr.Open())

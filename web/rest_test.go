@@ -175,7 +175,7 @@ func TestDocumentHistory(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t, collab.Config{})
 	id := ts.createDoc(t, "hist", "ab")
-	a := ts.open(t, id, url.Values{"src": {"hist-src"}, "user": {"ann"}})
+	a := ts.open(t, id, url.Values{"key": {ownedKey("hist-src")}, "user": {"ann"}})
 	a.expect("hello")
 	texts := []string{"ab"}
 	for i, op := range []string{`[1,"😀"]`, `[{"d":1}]`, `["漢"]`, `[3,"x"]`} {
@@ -203,7 +203,7 @@ func TestDocumentHistory(t *testing.T) {
 		t.Fatalf("replay: %q", got)
 	}
 	for i, r := range recs {
-		if r.Src != "hist-src" || r.Seq != uint64(i+1) || r.User != "ann" || r.Time.IsZero() {
+		if r.Src != collab.SourceOf(ownedKey("hist-src")) || r.Seq != uint64(i+1) || r.User != "ann" || r.Time.IsZero() {
 			t.Fatalf("record %d: %+v", i+1, r)
 		}
 	}

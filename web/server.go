@@ -33,9 +33,6 @@ type Config struct {
 	// PingPeriod and PongWait: a connection that does not answer pings for
 	// PongWait is dropped and its cursor disappears (5s, 12s).
 	PingPeriod, PongWait time.Duration
-	// QueueMessages and QueueBytes bound a connection's outbound queue; past
-	// them it is closed for resync (4096, 8 MiB).
-	QueueMessages, QueueBytes int
 	// AdminToken, if set, is the bearer token the admin endpoints
 	// (/api/admin/...) require. Without it they answer only requests from a
 	// loopback address that did not come through a proxy (admin.go).
@@ -67,12 +64,6 @@ func New(cfg Config) *Server {
 	if cfg.PongWait <= cfg.PingPeriod {
 		cfg.PongWait = cfg.PingPeriod*2 + 2*time.Second
 	}
-	if cfg.QueueMessages <= 0 {
-		cfg.QueueMessages = 4096
-	}
-	if cfg.QueueBytes <= 0 {
-		cfg.QueueBytes = 8 << 20
-	}
 	s := &Server{cfg: cfg, log: cfg.Logger}
 
 	m := melody.New()
@@ -86,11 +77,8 @@ func New(cfg Config) *Server {
 	m.HandleMessage(s.wsMessage)
 	m.HandleDisconnect(s.wsDisconnect)
 	m.HandleError(s.wsError)
-	m.HandleSentMessage(func(ss *melody.Session, _ []byte) {
-		if v, ok := ss.Get(keyConn); ok {
-			v.(*sessionConn).sent()
-		}
-	})
+	m.HandleMessageBinary(s.wsBinary)
+	m.HandleSentMessage(s.wsSent)
 	s.ws = m
 
 	e := echo.New()

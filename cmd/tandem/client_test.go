@@ -19,6 +19,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/ot"
 )
 
@@ -32,6 +33,7 @@ type serverMsg struct {
 	Seq     uint64          `json:"seq"`
 	Op      json.RawMessage `json:"op"`
 	Src     string          `json:"src"`
+	Key     string          `json:"key"`
 	Client  string          `json:"client"`
 	Text    *string         `json:"text"`
 	Ops     []serverMsg     `json:"ops"`
@@ -116,12 +118,12 @@ func wsURL(base, docID string, q url.Values) string {
 	return "ws" + strings.TrimPrefix(base, "http") + "/api/docs/" + docID + "/ws?" + q.Encode()
 }
 
-// dialEditor connects to docID as src ("" lets the server choose) and
-// reads the hello.
-func dialEditor(base, docID, src string, seed uint64) (*editor, error) {
+// dialEditor connects to docID with a source key ("" lets the server
+// issue one) and reads the hello.
+func dialEditor(base, docID, key string, seed uint64) (*editor, error) {
 	q := url.Values{"name": {"tester"}}
-	if src != "" {
-		q.Set("src", src)
+	if key != "" {
+		q.Set("key", key)
 	}
 	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
 	conn, resp, err := d.Dial(wsURL(base, docID, q), nil)
@@ -146,9 +148,9 @@ func dialEditor(base, docID, src string, seed uint64) (*editor, error) {
 	}
 	h := msgs[0]
 	e.src, e.rev, e.server, e.text = h.Src, h.Rev, *h.Text, *h.Text
-	if src != "" && e.src != src {
+	if key != "" && e.src != collab.SourceOf(key) {
 		conn.Close()
-		return nil, fmt.Errorf("hello src %q, want %q", e.src, src)
+		return nil, fmt.Errorf("hello src %q, want the source of key %q", e.src, key)
 	}
 	conn.SetReadDeadline(time.Time{})
 	go e.read(msgs[1:])

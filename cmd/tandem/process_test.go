@@ -31,6 +31,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
 
+	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/ot"
 )
 
@@ -627,7 +628,7 @@ func TestProcessRestartExactlyOnce(t *testing.T) {
 		}
 		n := 0
 		for _, r := range recs {
-			if r.Src == src && r.Seq == seq {
+			if r.Src == collab.SourceOf(src) && r.Seq == seq {
 				n++
 			}
 		}
@@ -648,9 +649,10 @@ type rawClient struct {
 	buf  []serverMsg
 }
 
-func dialRaw(t *testing.T, base, id, src string) *rawClient {
+// dialRaw connects with a source key.
+func dialRaw(t *testing.T, base, id, key string) *rawClient {
 	t.Helper()
-	q := map[string][]string{"src": {src}}
+	q := map[string][]string{"key": {key}}
 	conn, _, err := websocket.DefaultDialer.Dial(wsURL(base, id, q), nil)
 	if err != nil {
 		t.Fatal(err)

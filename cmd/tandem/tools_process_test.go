@@ -174,7 +174,7 @@ func waitQuiet(t *testing.T, base string) map[string]docState {
 // editAs commits one op as user over a WebSocket and returns its revision.
 func editAs(t *testing.T, base, id, user, insert string) int64 {
 	t.Helper()
-	q := url.Values{"src": {uuid.NewString()}, "user": {user}, "name": {user}}
+	q := url.Values{"key": {uuid.NewString()}, "user": {user}, "name": {user}}
 	conn, _, err := websocket.DefaultDialer.Dial(wsURL(base, id, q), nil)
 	if err != nil {
 		t.Fatal(err)

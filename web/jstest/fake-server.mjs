@@ -8,7 +8,8 @@
 // batched frames; and knobs to drop connections (1006, 4001, 1001), refuse
 // connections, compact history, rate-limit and delay.
 
-import { apply, transform, transformSelection } from '../static/js/ot.js'
+import { createHash, randomBytes } from 'node:crypto'
+import { apply, isNoop, transform, transformSelection } from '../static/js/ot.js'
 import { cpLength } from '../static/js/unicode.js'
 
 const rnd = (a, b) => a + Math.floor(Math.random() * (b - a + 1))
@@ -87,11 +88,22 @@ export class FakeServer {
     }
     const id = decodeURIComponent(m[1])
     const q = u.searchParams
+    // Sources are owned by keys, as on the server: a source without its key
+    // is refused; without either, the server issues a key.
+    let key = q.get('key') || ''
+    const issued = !key
+    if (issued) key = randomBytes(16).toString('hex')
+    const src = sourceOf(key)
+    if (!/^[A-Za-z0-9_-]{22,128}$/.test(key) || (q.get('src') && q.get('src') !== src) || (issued && q.get('src'))) {
+      ws._deliver(JSON.stringify({ type: 'error', code: 'source_denied', message: 'source without its key' }))
+      ws._serverClose(1008, 'source_denied')
+      return
+    }
     const conn = {
       id: `c${this.nextClient++}`,
       ws,
       docId: id,
-      src: q.get('src') || `srv-${Math.random().toString(36).slice(2)}`,
+      src,
       user: q.get('user') || '',
       name: q.get('name') || '',
       color: q.get('color') || '',
@@ -110,7 +122,8 @@ export class FakeServer {
       return
     }
     this.connections++
-    const hello = { type: 'hello', protocol: 1, doc: id, title: doc.title, client: conn.id, src: conn.src, rev: doc.durableRev }
+    const hello = { type: 'hello', protocol: 2, doc: id, title: doc.title, client: conn.id, src: conn.src, rev: doc.durableRev }
+    if (issued) hello.key = key
     const from = q.has('rev') ? parseInt(q.get('rev'), 10) : -1
     if (!this.forceText && from >= 0 && from <= doc.durableRev && from >= doc.oldest && doc.durableRev - from <= this.catchUpMax) {
       hello.from = from
@@ -195,6 +208,7 @@ export class FakeServer {
       if (s) return this._error(conn, 'bad_message', `seq ${m.seq} is older than ${s.seq}`, m.seq)
     }
     if (!Number.isInteger(m.rev) || m.rev < 0) return this._error(conn, 'bad_message', 'bad rev', m.seq)
+    if (!Array.isArray(m.op) || isNoop(m.op)) return this._error(conn, 'invalid_op', 'empty op: nothing to commit', m.seq)
     if (m.rev > doc.durableRev) return this._error(conn, 'rev_ahead', `op based on revision ${m.rev}, the document is at ${doc.durableRev}`, m.seq)
     if (m.rev < doc.oldest) return this._error(conn, 'rev_too_old', `revision ${m.rev} is no longer retained`, m.seq)
     let op = m.op
@@ -343,4 +357,9 @@ export class MemoryStorage {
   get length () { return this.map.size }
   key (i) { return [...this.map.keys()][i] ?? null }
   clear () { this.map.clear() }
+}
+
+// sourceOf is collab.SourceOf: the source id a key owns.
+export function sourceOf (key) {
+  return createHash('sha256').update('tandem source\0' + key).digest('hex').slice(0, 32)
 }

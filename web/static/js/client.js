@@ -15,7 +15,11 @@
 // applies inflight to base and sends the buffer as the next inflight.
 //
 // Exactly once. A source id (src) and a per-source sequence number (seq) name
-// every op. Both survive reconnects, and reloads when options.storage is given:
+// every op. The source belongs to a secret key the client makes (at least 128
+// random bits): the client sends the key, the server derives the source from
+// it and refuses a source given without its key, so nobody who merely sees
+// our src (every op carries it) can submit as us. Key and seq survive
+// reconnects, and reloads when options.storage is given:
 // an op's seq is written to storage, together with the op, before the op is
 // first sent, so a reload can never reuse a seq for different content. After a
 // reconnect the client asks for the ops after `rev`; an op in that catch-up
@@ -68,7 +72,7 @@
 import { apply, transform, compose, invert, normalize, isNoop, transformSelection, transformPosition } from './ot.js'
 import { cpLength, opFromDiff } from './unicode.js'
 
-export const PROTOCOL_VERSION = 1
+export const PROTOCOL_VERSION = 2
 
 const DEFAULTS = {
   minBackoff: 250,
@@ -77,6 +81,7 @@ const DEFAULTS = {
   undoMergeInterval: 500, // ms: consecutive typing within this is one undo step
   maxUndo: 500, // undo steps kept (each is transformed past every later op)
   rateLimitPause: 1000, // ms before resending an op refused with rate_limited
+  storageFullPause: 5000, // ms before resending an op refused with storage_full
   helloTimeout: 10000, // ms from open to hello before giving up on a connection
   ackTimeout: 20000, // ms without an ack for the op in flight before reconnecting
   persistDelay: 500, // ms: debounce of storage writes that are not critical
@@ -114,6 +119,20 @@ export function wsUrl (baseUrl, docId, params = {}) {
 
 /** uuid returns a random UUID (crypto.randomUUID where the page may use it:
  * it is missing outside secure contexts). */
+// newKey returns a source key: 128 random bits in hex (the server derives
+// the public source id from it; see docs/protocol.md).
+export function newKey () {
+  const b = new Uint8Array(16)
+  const c = globalThis.crypto
+  if (c && typeof c.getRandomValues === 'function') c.getRandomValues(b)
+  else for (let i = 0; i < 16; i++) b[i] = Math.floor(Math.random() * 256)
+  return Array.from(b, x => x.toString(16).padStart(2, '0')).join('')
+}
+
+function validKey (k) {
+  return typeof k === 'string' && /^[A-Za-z0-9_-]{22,128}$/.test(k)
+}
+
 export function uuid () {
   const c = globalThis.crypto
   if (c && typeof c.randomUUID === 'function') {
@@ -331,7 +350,8 @@ export class TandemClient {
     /** This connection's client id (from hello). */
     this.client = null
     this.title = ''
-    this.src = null
+    this.src = null // our source id: derived by the server from _srcKey, learned from hello
+    this._srcKey = null // the secret that owns src (kept with the unsent edits)
 
     this._base = '' // the document at rev (=== text when nothing is pending)
     this._len = 0 // cpLength(text)
@@ -627,7 +647,7 @@ export class TandemClient {
       return
     }
     const o = this.options
-    const params = { src: this.src, user: o.user, name: o.name, color: o.color }
+    const params = { key: this._srcKey, user: o.user, name: o.name, color: o.color }
     if (this.rev !== null && !this._forceText) params.rev = this.rev
     let ws
     try {
@@ -768,8 +788,7 @@ export class TandemClient {
     if (this.client) this._myClients.add(this.client)
     if (typeof m.title === 'string') this.title = m.title
     if (typeof m.src === 'string' && m.src !== '' && m.src !== this.src) {
-      this.src = m.src
-      this._seq = 0
+      this.src = m.src // derived from our key: the seqs we counted stay ours
       this._persistNow()
     }
     const peers = Array.isArray(m.peers) ? m.peers : []
@@ -1030,12 +1049,17 @@ export class TandemClient {
         inf.count += this._buffer.count
         this._buffer = null
       }
+      if (isNoop(inf.op)) {
+        // Edits that cancelled out: the server takes no empty op.
+        this._inflight = null
+        this._emit('synced')
+        return
+      }
       if (this._srcSwitch) {
         // Another instance took over this document's stored state (and
-        // source id): continue under a source of our own.
+        // source): continue under a source of our own.
         this._srcSwitch = false
-        this.src = uuid()
-        this._seq = 0
+        this._newSource()
         this._resync(false, 'source switch')
         return
       }
@@ -1068,7 +1092,7 @@ export class TandemClient {
     let stored = 0
     if (this._persistOK) {
       try {
-        stored = parseInt(this._storage.getItem(this._key(':seq:' + this.src)) || '0', 10) || 0
+        stored = parseInt(this._storage.getItem(this._key(':seq:' + this._srcKey)) || '0', 10) || 0
       } catch {}
     }
     this._seq = Math.max(this._seq, stored) + 1
@@ -1113,6 +1137,17 @@ export class TandemClient {
     const inf = this._inflight
     const forInflight = !!inf && inf.seq !== null && m.seq === inf.seq
     switch (code) {
+      case 'storage_full':
+        // The server takes no edits until its disk has room: keep the op
+        // (and everything typed meanwhile) and try again later.
+        if (forInflight) {
+          inf.conn = 0
+          this._clearTimer('ack')
+          const p = this.options.storageFullPause
+          this._error(code, message)
+          this._timer('rate', p + Math.random() * p, () => this._sendInflight())
+        }
+        return
       case 'rate_limited':
         if (forInflight) {
           inf.conn = 0
@@ -1133,6 +1168,20 @@ export class TandemClient {
           this._limboRejected()
           return
         }
+        if (forInflight && code === 'invalid_op' && isNoop(inf.op)) {
+          // Others' edits took away everything our op did, and the server
+          // had not committed it: nothing is lost, go on.
+          this._clearTimer('ack')
+          this._inflight = null
+          if (this._buffer) {
+            this._inflight = { op: this._buffer.op, seq: null, count: this._buffer.count, conn: 0 }
+            this._buffer = null
+          }
+          this._persistNow()
+          this._sendInflight()
+          if (!this._inflight) this._emit('synced')
+          return
+        }
         if (forInflight && (code === 'invalid_op' || code === 'too_large')) {
           this._dropInflight(code, `The server refused an edit (${message}); it was undone.`)
           if (code === 'invalid_op') this._resync(false, 'invalid_op')
@@ -1140,6 +1189,18 @@ export class TandemClient {
         }
         if (forInflight) inf.conn = 0
         if (forInflight || code === 'rev_ahead') this._resync(code !== 'invalid_op', code)
+        return
+      case 'source_denied':
+        // Our key was refused (stored by an older client?): continue under
+        // a new source; unsent edits go as new ops.
+        this._error(code, message)
+        this._newSource()
+        if (inf) {
+          inf.seq = null
+          inf.conn = 0
+        }
+        this._persistNow()
+        this._resync(false, 'source denied')
         return
       case 'not_found':
       case 'forbidden':
@@ -1155,8 +1216,7 @@ export class TandemClient {
         if (forInflight) {
           // The server has a newer seq from our source and never committed
           // this one (a lost storage write?): continue under a new source.
-          this.src = uuid()
-          this._seq = 0
+          this._newSource()
           inf.seq = null
           inf.conn = 0
           this._persistNow()
@@ -1327,13 +1387,21 @@ export class TandemClient {
       try {
         r = JSON.parse(st.getItem(this._key()) || 'null')
       } catch {}
-      if (r && r.v === 1 && typeof r.src === 'string' && r.src !== '') {
-        this.src = r.src
-        this._seq = Number.isInteger(r.seq) ? r.seq : 0
-        try {
-          const s = parseInt(st.getItem(this._key(':seq:' + r.src)) || '0', 10)
-          if (s > this._seq) this._seq = s
-        } catch {}
+      // v1 (protocol 1) kept a source without a key: its unsent edits are
+      // kept, but go under a new source as never sent.
+      const v1 = r && r.v === 1 && typeof r.src === 'string' && r.src !== ''
+      if (r && ((r.v === 2 && validKey(r.key)) || v1)) {
+        if (v1) {
+          this._newSource()
+        } else {
+          this._srcKey = r.key
+          this.src = typeof r.src === 'string' ? r.src : null
+          this._seq = Number.isInteger(r.seq) ? r.seq : 0
+          try {
+            const s = parseInt(st.getItem(this._key(':seq:' + r.key)) || '0', 10)
+            if (s > this._seq) this._seq = s
+          } catch {}
+        }
         if (typeof r.base === 'string') {
           try {
             const rev = Number.isInteger(r.rev) ? r.rev : null
@@ -1341,7 +1409,7 @@ export class TandemClient {
             let inflight = null
             let buffer = null
             if (r.inflight && Array.isArray(r.inflight.op)) {
-              inflight = { op: normalize(r.inflight.op), seq: Number.isInteger(r.inflight.seq) ? r.inflight.seq : null, count: r.inflight.count || 1, conn: 0 }
+              inflight = { op: normalize(r.inflight.op), seq: !v1 && Number.isInteger(r.inflight.seq) ? r.inflight.seq : null, count: r.inflight.count || 1, conn: 0 }
               text = apply(text, inflight.op)
               if (r.buffer && Array.isArray(r.buffer.op)) {
                 buffer = { op: normalize(r.buffer.op), count: r.buffer.count || 1 }
@@ -1360,14 +1428,23 @@ export class TandemClient {
         }
       }
     }
-    if (!this.src) this.src = uuid()
+    if (!this._srcKey) this._newSource()
     this._len = cpLength(this.text)
+  }
+
+  // _newSource starts a new source: a new secret key (the server derives
+  // the source id from it and tells it in hello), its seqs from 1.
+  _newSource () {
+    this._srcKey = newKey()
+    this.src = null
+    this._seq = 0
   }
 
   _record () {
     const inf = this._inflight
     return {
-      v: 1,
+      v: 2,
+      key: this._srcKey,
       src: this.src,
       seq: this._seq,
       rev: this.rev,
@@ -1389,7 +1466,7 @@ export class TandemClient {
     if (!this._persistOK || this._closed) return
     const st = this._storage
     try {
-      st.setItem(this._key(':seq:' + this.src), String(this._seq))
+      st.setItem(this._key(':seq:' + this._srcKey), String(this._seq))
     } catch {}
     try {
       st.setItem(this._key(), JSON.stringify(this._record()))

@@ -1,0 +1,63 @@
+package collab
+
+import (
+	"slices"
+	"sync"
+
+	"github.com/tandemdocs/tandem/storage"
+)
+
+// Broker carries commits between Managers that write to one shared store
+// (a cluster), so that each hears of the others' records without waiting
+// for a conflict. It is a hint: a Manager that misses a message still
+// converges, because its next commit conflicts and it reads what it
+// missed, and a gap in what it hears makes it read the store.
+type Broker interface {
+	// Publish announces records just committed to document doc, in order.
+	// It must not block for long: it runs on the document's loop.
+	Publish(doc string, recs []storage.Record)
+	// Subscribe calls deliver with records others publish for doc (and
+	// possibly the subscriber's own, which it ignores) until the returned
+	// function is called. deliver must not block.
+	Subscribe(doc string, deliver func([]storage.Record)) (unsubscribe func())
+}
+
+// MemoryBroker is a Broker within one process: for tests, and for running
+// several Managers over one store.
+type MemoryBroker struct {
+	mu   sync.Mutex
+	subs map[string][]*subscription
+}
+
+type subscription struct{ deliver func([]storage.Record) }
+
+// NewMemoryBroker returns an empty MemoryBroker.
+func NewMemoryBroker() *MemoryBroker {
+	return &MemoryBroker{subs: map[string][]*subscription{}}
+}
+
+// Publish implements Broker.
+func (b *MemoryBroker) Publish(doc string, recs []storage.Record) {
+	b.mu.Lock()
+	subs := slices.Clone(b.subs[doc])
+	b.mu.Unlock()
+	for _, s := range subs {
+		s.deliver(recs)
+	}
+}
+
+// Subscribe implements Broker.
+func (b *MemoryBroker) Subscribe(doc string, deliver func([]storage.Record)) func() {
+	s := &subscription{deliver: deliver}
+	b.mu.Lock()
+	b.subs[doc] = append(b.subs[doc], s)
+	b.mu.Unlock()
+	return func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.subs[doc] = slices.DeleteFunc(b.subs[doc], func(x *subscription) bool { return x == s })
+		if len(b.subs[doc]) == 0 {
+			delete(b.subs, doc)
+		}
+	}
+}

@@ -1,0 +1,1071 @@
+package collab
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/storage"
+)
+
+// This file is the pure part of a document: a deterministic state machine
+// with no goroutines, no clock, no locks and no I/O. The driver (driver.go)
+// feeds it events and does what each ready asks. Keep it that way: a test
+// (TestCoreIsPure) checks its imports and calls.
+
+// lifecycle is where a document is in its life.
+type lifecycle int
+
+const (
+	stateOpen    lifecycle = iota // taking joins and ops
+	stateClosing                  // finishing what was accepted, then closing every connection
+	stateDone                     // finished: the driver exits
+	stateFailed                   // a commit failed: every connection was sent to resync
+)
+
+func (s lifecycle) String() string {
+	return [...]string{"open", "closing", "done", "failed"}[s]
+}
+
+// coreConfig is the part of Config the core uses.
+type coreConfig struct {
+	SnapshotEvery   int64
+	HistoryInMemory int
+	MaxLag          int64
+	CatchUpMax      int64
+	MaxInsertBytes  int
+	MaxDocBytes     int
+	WorkPerToken    int64
+}
+
+// source is what the core knows of a client source, for exactly-once.
+type source struct {
+	seq uint64 // the newest sequence number known committed (or pending)
+	rev int64  // its revision
+	// mine: this core committed seq itself and has seen no record of the
+	// source from elsewhere since, so the source's later seqs are new. A seq
+	// learned from the store or another writer says nothing about later
+	// ones, which may have been committed elsewhere.
+	mine bool
+}
+
+// client is a connection as the core sees it.
+type client struct {
+	id      string
+	info    ClientInfo
+	limiter *rate.Limiter
+	joined  bool  // its hello was sent
+	joinRev int64 // the revision of its hello: it hears of every later one by broadcast
+	sel     []ot.Selection
+	parked  []*parked // messages waiting for a read or a lookup, in order
+	// waitedFwd: a join asking for a revision ahead of the core already
+	// waited for a forward read once.
+	waitedFwd bool
+	// left: the connection is gone, but ops it sent still wait to be
+	// committed.
+	left bool
+}
+
+// parked is a message that waits for history or an exactly-once lookup.
+type parked struct {
+	msg     ClientMessage
+	now     time.Time
+	charged bool // its work was taken from the client's limiter
+	looked  bool // the lookup of its (source, seq) came back
+	found   bool
+	rev     int64
+	err     error
+}
+
+type core struct {
+	cfg   coreConfig
+	id    string
+	title string
+	state lifecycle
+
+	closeCode     int
+	closeReason   string
+	closeSnapshot bool
+
+	head       *ot.Rope // every accepted op
+	headRev    int64
+	durable    *ot.Rope // the durable ops only: what joining clients get
+	durableRev int64
+	oldest     int64 // the store retains revisions oldest+1..
+
+	// log holds records logStart+1..headRev: durable ones, then pending.
+	log         []committed
+	logStart    int64
+	logStartLen int // the document's length at logStart
+
+	nInflight  int  // the first nInflight pending records are in the outstanding append
+	committing bool // an append is outstanding (or its conflict is being resolved)
+	resolving  bool // the append conflicted: waiting for the other writer's records
+
+	clients []*client // in join order: output is deterministic
+	byID    map[string]*client
+	sources map[string]source
+	lookups map[lookupRequest]bool // outstanding
+
+	readingBack bool
+	backFrom    int64
+	histErr     error // while draining after a failed history read
+	readingFwd  bool
+	remoteHead  int64 // the newest revision known committed elsewhere
+	// pushedWhileReading: the newest revision heard of while a forward
+	// read was under way (the read may not include it).
+	pushedWhileReading int64
+
+	lastSnap     int64
+	snapOpBytes  int // op bytes since the last snapshot
+	snapshotting bool
+
+	writeErr error
+	out      ready
+}
+
+// newCore returns the core of a document loaded at doc.Head with text, whose
+// newest snapshot is at lastSnap.
+func newCore(cfg coreConfig, doc storage.Document, text *ot.Rope, lastSnap int64) (*core, error) {
+	durable, err := ot.NewRope(text.String())
+	if err != nil {
+		return nil, err
+	}
+	return &core{
+		cfg:         cfg,
+		id:          doc.ID,
+		title:       doc.Title,
+		head:        text,
+		headRev:     doc.Head,
+		durable:     durable,
+		durableRev:  doc.Head,
+		oldest:      doc.Oldest,
+		logStart:    doc.Head,
+		logStartLen: text.Len(),
+		byID:        map[string]*client{},
+		sources:     map[string]source{},
+		lookups:     map[lookupRequest]bool{},
+		lastSnap:    lastSnap,
+		remoteHead:  doc.Head,
+	}, nil
+}
+
+// step feeds one event to the core and returns what the driver must do.
+func (c *core) step(ev event) ready {
+	c.out = ready{}
+	if c.state == stateDone || c.state == stateFailed {
+		// Joins still waiting get an answer; everything else is moot.
+		if j, ok := ev.(evJoin); ok {
+			c.out.Joined = append(c.out.Joined, joinOutcome{Client: j.Client, Err: protoErr(CodeInternal, "document %s is closing; retry", c.id)})
+		}
+		return c.out
+	}
+	switch ev := ev.(type) {
+	case evJoin:
+		c.join(ev)
+	case evLeave:
+		c.leave(ev.Client, false)
+	case evOverflow:
+		c.leave(ev.Client, true)
+	case evMessage:
+		c.message(ev)
+	case evCommitted:
+		c.committed(ev)
+	case evRecords:
+		if ev.Forward {
+			c.forwardRead(ev)
+		} else {
+			c.historyRead(ev)
+		}
+	case evLookup:
+		c.lookedUp(ev)
+	case evRemote:
+		c.remote(ev.Records)
+	case evSnapshotSaved:
+		c.snapshotSaved(ev)
+	case evWritable:
+		c.writeErr = ev.Err
+	case evShutdown:
+		c.shutdown(ev)
+	default:
+		panic(fmt.Sprintf("collab: unknown event %T", ev))
+	}
+	c.finishIfClosing()
+	return c.out
+}
+
+// idle reports whether the document has no clients and nothing under way:
+// it may be unloaded.
+func (c *core) idle() bool {
+	return c.state == stateOpen && len(c.clients) == 0 && !c.committing && c.headRev == c.durableRev &&
+		!c.readingBack && !c.readingFwd && len(c.lookups) == 0
+}
+
+func (c *core) send(to *client, msg []byte) {
+	c.out.Messages = append(c.out.Messages, outgoing{To: to.id, Msg: msg})
+}
+
+// sendOthers sends msg to every joined client but except.
+func (c *core) sendOthers(except *client, msg []byte) {
+	for _, o := range c.clients {
+		if o != except && o.joined && !o.left {
+			c.send(o, msg)
+		}
+	}
+}
+
+func (c *core) sendError(to *client, e *Error) { c.send(to, EncodeError(e)) }
+
+// ---------------------------------------------------------------------------
+// Joining and leaving.
+
+func (c *core) join(ev evJoin) {
+	if c.state != stateOpen {
+		c.out.Joined = append(c.out.Joined, joinOutcome{Client: ev.Client, Err: protoErr(CodeInternal, "document %s is closing; retry", c.id)})
+		return
+	}
+	if _, dup := c.byID[ev.Client]; dup {
+		c.out.Joined = append(c.out.Joined, joinOutcome{Client: ev.Client, Err: protoErr(CodeInternal, "connection %s joined twice", ev.Client)})
+		return
+	}
+	cl := &client{id: ev.Client, info: ev.Info, limiter: ev.Limiter}
+	c.clients = append(c.clients, cl)
+	c.byID[cl.id] = cl
+	c.tryHello(cl)
+}
+
+// tryHello sends cl its hello if the core has what it needs, and reports
+// whether it did; otherwise it has asked for it (a read) and tries again
+// when it comes.
+func (c *core) tryHello(cl *client) bool {
+	if c.state != stateOpen {
+		c.leave(cl.id, false)
+		return false
+	}
+	from := cl.info.LastRev
+	if from > c.durableRev && !cl.waitedFwd {
+		// The client saw a revision another writer committed and this core
+		// has not heard of yet: catch up first, so that its view never goes
+		// back.
+		cl.waitedFwd = true
+		c.noteRemote(from)
+		if c.readingFwd || c.committing {
+			return false
+		}
+	}
+	if c.readingFwd && from > c.durableRev {
+		return false
+	}
+	catchUp := from >= 0 && from <= c.durableRev && c.durableRev-from <= c.cfg.CatchUpMax && from >= c.oldest
+	if catchUp && from < c.logStart && c.histErr == nil {
+		c.readHistory(from)
+		return false
+	}
+	catchUp = catchUp && from >= c.logStart
+	var ops []committed
+	if catchUp {
+		ops = c.log[from-c.logStart : c.durableRev-c.logStart]
+		catchUp = catchUpBytes(ops) <= max(c.durable.ByteLen(), 256<<10)
+	}
+	c.send(cl, c.hello(cl, catchUp, ops))
+	cl.joined = true
+	cl.joinRev = c.durableRev
+	c.sendOthers(cl, encodeJoin(cl))
+	c.out.Joined = append(c.out.Joined, joinOutcome{Client: cl.id})
+	c.drainClient(cl)
+	return true
+}
+
+// hello builds the first message for cl: the durable state (the text, or
+// the ops after cl's last revision), the peers and their selections.
+func (c *core) hello(cl *client, catchUp bool, ops []committed) []byte {
+	size := 256
+	if !catchUp {
+		size += c.durable.ByteLen()
+	}
+	b := append(make([]byte, 0, size), `{"type":"hello","protocol":`...)
+	b = appendInt(b, ProtocolVersion)
+	b = appendField(b, "doc")
+	b = appendString(b, c.id)
+	b = appendField(b, "title")
+	b = appendString(b, c.title)
+	b = appendField(b, "client")
+	b = appendString(b, cl.id)
+	b = appendField(b, "src")
+	b = appendString(b, cl.info.Source)
+	if cl.info.Key != "" && cl.info.KeyIssued {
+		b = appendField(b, "key")
+		b = appendString(b, cl.info.Key)
+	}
+	b = appendField(b, "rev")
+	b = appendInt(b, c.durableRev)
+	if catchUp {
+		b = appendField(b, "from")
+		b = appendInt(b, cl.info.LastRev)
+		b = appendField(b, "ops")
+		b = append(b, '[')
+		for i, r := range ops {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendObject(b, func(b []byte) []byte { return appendOpFields(b, r) })
+		}
+		b = append(b, ']')
+	} else {
+		b = appendField(b, "text")
+		b = appendString(b, c.durable.String())
+	}
+	b = appendField(b, "peers")
+	b = append(b, '[')
+	first := true
+	for _, p := range c.clients {
+		if p == cl || !p.joined || p.left {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendObject(b, func(b []byte) []byte {
+			b = appendPeerFields(b, p)
+			b = appendField(b, "sel")
+			return appendSelections(b, p.sel)
+		})
+	}
+	return append(b, ']', '}')
+}
+
+// catchUpBytes estimates the size of ops in a hello: past the text's size,
+// sending the text is cheaper.
+func catchUpBytes(ops []committed) int {
+	n := 0
+	for _, r := range ops {
+		n += 96 + opBytes(r.Op)
+	}
+	return n
+}
+
+// leave removes a client; overflow closes its connection for resync first
+// (its queue overflowed: it missed messages). Ops it sent that wait for a
+// lookup or history are still committed (as they would have been had they
+// not waited): the client is kept, out of sight, until they are done.
+func (c *core) leave(id string, overflow bool) {
+	cl := c.byID[id]
+	if cl == nil || cl.left {
+		return
+	}
+	if overflow {
+		c.out.Closes = append(c.out.Closes, closing{Client: id, Code: CloseResync, Reason: "outbound queue full: reconnect and catch up"})
+	}
+	if !cl.joined {
+		c.remove(cl)
+		c.out.Joined = append(c.out.Joined, joinOutcome{Client: id, Err: protoErr(CodeInternal, "connection closed before it joined")})
+		return
+	}
+	c.sendOthers(cl, encodeLeave(id))
+	cl.parked = slices.DeleteFunc(cl.parked, func(p *parked) bool { return p.msg.Type != "op" })
+	if len(cl.parked) > 0 {
+		cl.left = true
+		return
+	}
+	c.remove(cl)
+}
+
+func (c *core) remove(cl *client) {
+	delete(c.byID, cl.id)
+	c.clients = slices.DeleteFunc(c.clients, func(o *client) bool { return o == cl })
+}
+
+// ---------------------------------------------------------------------------
+// Messages.
+
+func (c *core) message(ev evMessage) {
+	cl := c.byID[ev.Client]
+	if cl == nil || cl.left {
+		return
+	}
+	p := &parked{msg: ev.Msg, now: ev.Now}
+	if !cl.joined || len(cl.parked) > 0 || !c.handle(cl, p) {
+		cl.parked = append(cl.parked, p)
+	}
+}
+
+// handle processes one message and reports false if it must wait (it asked
+// for what it needs).
+func (c *core) handle(cl *client, p *parked) bool {
+	switch p.msg.Type {
+	case "op":
+		if e, ok := c.submit(cl, p); !ok {
+			return false
+		} else if e != nil {
+			e.Seq, e.HasSeq = p.msg.Seq, true
+			c.sendError(cl, e)
+		}
+	case "sel":
+		if e, ok := c.selection(cl, p); !ok {
+			return false
+		} else if e != nil {
+			c.sendError(cl, e)
+		}
+	}
+	return true
+}
+
+// drainClient handles cl's parked messages until one must wait again.
+func (c *core) drainClient(cl *client) {
+	for len(cl.parked) > 0 && c.byID[cl.id] == cl {
+		if !c.handle(cl, cl.parked[0]) {
+			return
+		}
+		cl.parked[0] = nil
+		cl.parked = cl.parked[1:]
+	}
+	if cl.left && c.byID[cl.id] == cl {
+		c.remove(cl)
+	}
+}
+
+// drain retries every waiting join and message.
+func (c *core) drain() {
+	for _, cl := range append([]*client(nil), c.clients...) {
+		if c.byID[cl.id] != cl {
+			continue
+		}
+		if !cl.joined && !cl.left {
+			c.tryHello(cl)
+		} else {
+			c.drainClient(cl)
+		}
+	}
+}
+
+// charge takes an op's or a selection's work from the client's budget:
+// one token per WorkPerToken revisions it must be transformed through (the
+// frame itself was paid for when it was read).
+func (c *core) charge(cl *client, p *parked, distance int64, what int64) bool {
+	if p.charged || cl.limiter == nil {
+		return true
+	}
+	p.charged = true
+	extra := distance * max(what, 1) / c.cfg.WorkPerToken
+	if extra <= 0 {
+		return true
+	}
+	return cl.limiter.AllowN(p.now, int(min(extra, int64(cl.limiter.Burst()))))
+}
+
+// submit takes one op: deduplicated by (source, seq), transformed against
+// every op after its base revision, applied to the head, and queued for
+// the commit. It reports ok=false when it must wait for history or a
+// lookup; otherwise a nil error means accepted (the ack comes when the
+// record is durable), or the error to send.
+func (c *core) submit(cl *client, p *parked) (*Error, bool) {
+	m := p.msg
+	if c.state != stateOpen {
+		return protoErr(CodeInternal, "document is closing; resubmit after reconnecting"), true
+	}
+	if dup, e, ok := c.duplicate(cl, p); !ok {
+		return nil, false
+	} else if dup || e != nil {
+		return e, true
+	}
+	if len(m.Op) == 0 {
+		// Checked after the duplicate check: a resent op that the client
+		// transformed to nothing may have been committed before.
+		return protoErr(CodeInvalidOp, "empty op: nothing to commit"), true
+	}
+	if c.writeErr != nil {
+		return protoErr(CodeStorageFull, "the server is not taking edits: %v; keep the op and resend it later", c.writeErr), true
+	}
+	if m.Rev > c.durableRev {
+		return protoErr(CodeRevAhead, "op based on revision %d, the document is at %d", m.Rev, c.durableRev), true
+	}
+	if c.durableRev-m.Rev > c.cfg.MaxLag {
+		return protoErr(CodeRevTooOld, "op based on revision %d, more than %d behind %d: resync", m.Rev, c.cfg.MaxLag, c.durableRev), true
+	}
+	if !c.charge(cl, p, c.headRev-m.Rev, 1) {
+		return protoErr(CodeRateLimited, "op based on revision %d, %d behind: too much work; resend later", m.Rev, c.headRev-m.Rev), true
+	}
+	if m.Rev < c.logStart {
+		if c.histErr != nil {
+			return c.historyError(m.Rev), true
+		}
+		c.readHistory(m.Rev)
+		return nil, false
+	}
+	rec, e := c.accept(m.Op, m.Rev, m.Span)
+	if e != nil {
+		return e, true
+	}
+	rec.Client = cl.id
+	rec.Record.Source, rec.Record.Seq, rec.Record.User, rec.Record.Time = cl.info.Source, m.Seq, cl.info.User, p.now
+	c.push(rec)
+	c.flush()
+	return nil, true
+}
+
+// accept transforms op (based on rev, spanning span code points) to the
+// head and applies it there; the caller fills in who and when.
+func (c *core) accept(op ot.Op, rev int64, span int) (committed, *Error) {
+	if n := c.lenAt(rev); span > n {
+		return committed{}, protoErr(CodeInvalidOp, "op spans %d code points; the document at revision %d has %d", span, rev, n)
+	}
+	orig := op
+	var err error
+	for _, r := range c.log[rev-c.logStart:] {
+		if op, err = ot.Transform(op, r.Op, ot.Left); err != nil {
+			return committed{}, protoErr(CodeInvalidOp, "%v", err)
+		}
+	}
+	inserted := 0
+	for _, comp := range op {
+		if comp.Kind() == ot.KindInsert {
+			inserted += len(comp.Text())
+		}
+	}
+	if inserted > c.cfg.MaxInsertBytes {
+		return committed{}, protoErr(CodeTooLarge, "op inserts %d bytes, at most %d", inserted, c.cfg.MaxInsertBytes)
+	}
+	if c.head.ByteLen()+inserted > c.cfg.MaxDocBytes {
+		return committed{}, protoErr(CodeTooLarge, "the document would exceed %d bytes", c.cfg.MaxDocBytes)
+	}
+	if err := c.head.Apply(op); err != nil {
+		return committed{}, protoErr(CodeInvalidOp, "%v", err)
+	}
+	return committed{Record: storage.Record{Rev: c.headRev + 1, Op: op}, Len: c.head.Len(), Orig: orig, Base: rev, Span: span}, nil
+}
+
+// push appends an accepted record to the log as the new head.
+func (c *core) push(rec committed) {
+	c.headRev = rec.Rev
+	c.log = append(c.log, rec)
+	if rec.Source != "" {
+		c.sources[rec.Source] = source{seq: rec.Seq, rev: rec.Rev, mine: true}
+	}
+}
+
+// lenAt returns the document's length at a revision in the log.
+func (c *core) lenAt(rev int64) int {
+	if rev == c.logStart {
+		return c.logStartLen
+	}
+	return c.log[rev-c.logStart-1].Len
+}
+
+// duplicate handles an op the client's source submitted before (a
+// resubmission after a reconnect or a lost ack): it is acknowledged with
+// its original revision, now if this connection will not hear of that
+// revision by broadcast, and not applied again. ok=false: it waits for a
+// lookup.
+func (c *core) duplicate(cl *client, p *parked) (dup bool, e *Error, ok bool) {
+	src, seq := cl.info.Source, p.msg.Seq
+	s, known := c.sources[src]
+	switch {
+	case known && seq == s.seq:
+		c.ackDuplicate(cl, seq, s.rev)
+		return true, nil, true
+	case known && seq > s.seq && s.mine:
+		return false, nil, true
+	case !p.looked:
+		key := lookupRequest{Source: src, Seq: seq}
+		if !c.lookups[key] {
+			c.lookups[key] = true
+			c.out.Lookups = append(c.out.Lookups, key)
+		}
+		return false, nil, false
+	case p.err != nil:
+		return false, protoErr(CodeInternal, "could not check for a resubmission"), true
+	case p.found:
+		c.ackDuplicate(cl, seq, p.rev)
+		return true, nil, true
+	case known && seq < s.seq:
+		return false, protoErr(CodeBadMessage, "seq %d is older than %d, the newest from this source, and was never committed", seq, s.seq), true
+	}
+	return false, nil, true
+}
+
+// ackDuplicate acknowledges a resubmitted op committed at rev. A connection
+// gets one ack per revision: one that joined before rev was durable gets it
+// by broadcast (already, or when it is durable or heard of).
+func (c *core) ackDuplicate(cl *client, seq uint64, rev int64) {
+	if rev <= cl.joinRev {
+		c.send(cl, encodeAck(seq, rev))
+		return
+	}
+	if rev > c.durableRev {
+		// Committed by another writer at a revision not heard of yet (or
+		// by this core's own append, whose outcome is on its way).
+		c.noteRemote(rev)
+	}
+}
+
+func (c *core) lookedUp(ev evLookup) {
+	key := lookupRequest{Source: ev.Source, Seq: ev.Seq}
+	delete(c.lookups, key)
+	if ev.Err != nil {
+		c.out.Errs = append(c.out.Errs, fmt.Errorf("exactly-once lookup of %s/%d: %w", ev.Source, ev.Seq, ev.Err))
+	}
+	if ev.Err == nil && ev.Found {
+		if s, known := c.sources[ev.Source]; !known || ev.Seq > s.seq {
+			c.sources[ev.Source] = source{seq: ev.Seq, rev: ev.Rev}
+		}
+	}
+	for _, cl := range c.clients {
+		if len(cl.parked) == 0 {
+			continue
+		}
+		p := cl.parked[0]
+		if p.msg.Type == "op" && !p.looked && cl.info.Source == ev.Source && p.msg.Seq == ev.Seq {
+			p.looked, p.found, p.rev, p.err = true, ev.Found, ev.Rev, ev.Err
+		}
+	}
+	c.drain()
+}
+
+// selection stores and broadcasts cl's selection, moved to the durable
+// revision.
+func (c *core) selection(cl *client, p *parked) (*Error, bool) {
+	m := p.msg
+	if m.Rev > c.durableRev {
+		return protoErr(CodeRevAhead, "selection at revision %d, the document is at %d", m.Rev, c.durableRev), true
+	}
+	if c.durableRev-m.Rev > c.cfg.MaxLag {
+		return protoErr(CodeRevTooOld, "selection at revision %d, more than %d behind %d", m.Rev, c.cfg.MaxLag, c.durableRev), true
+	}
+	if !c.charge(cl, p, c.durableRev-m.Rev, int64(len(m.Sel))) {
+		return protoErr(CodeRateLimited, "selection at revision %d, %d behind: too much work", m.Rev, c.durableRev-m.Rev), true
+	}
+	if m.Rev < c.logStart {
+		if c.histErr != nil {
+			return c.historyError(m.Rev), true
+		}
+		c.readHistory(m.Rev)
+		return nil, false
+	}
+	since := c.log[m.Rev-c.logStart : c.durableRev-c.logStart]
+	n := c.durable.Len()
+	sel := make([]ot.Selection, len(m.Sel))
+	for i, s := range m.Sel {
+		s = clampSelection(s, c.lenAt(m.Rev))
+		for _, r := range since {
+			s = ot.TransformSelection(s, r.Op, sideFor(cl, r))
+		}
+		sel[i] = clampSelection(s, n)
+	}
+	cl.sel = sel
+	c.sendOthers(cl, encodeSel(cl.id, c.durableRev, sel))
+	return nil, true
+}
+
+func clampSelection(s ot.Selection, n int) ot.Selection {
+	return ot.Selection{Anchor: max(0, min(s.Anchor, n)), Head: max(0, min(s.Head, n))}
+}
+
+// sideFor: an author's caret moves past its own insert; others' stay
+// before it.
+func sideFor(cl *client, r committed) ot.Side {
+	if r.Source != "" && r.Source == cl.info.Source {
+		return ot.Right
+	}
+	return ot.Left
+}
+
+// ---------------------------------------------------------------------------
+// History.
+
+// readHistory asks for the records from rev to the start of the log.
+func (c *core) readHistory(from int64) {
+	if c.readingBack {
+		return // the drain after it asks again for what is still missing
+	}
+	c.readingBack, c.backFrom = true, from
+	c.out.Read = append(c.out.Read, readRequest{From: from, To: c.logStart})
+}
+
+func (c *core) historyError(rev int64) *Error {
+	if errors.Is(c.histErr, storage.ErrCompacted) {
+		return protoErr(CodeRevTooOld, "revision %d is no longer retained: resync", rev)
+	}
+	return protoErr(CodeInternal, "could not read history")
+}
+
+func (c *core) historyRead(ev evRecords) {
+	c.readingBack = false
+	err := ev.Err
+	if err == nil && (ev.From != c.backFrom || int64(len(ev.Records)) != c.logStart-ev.From) {
+		err = fmt.Errorf("%w: history read of %d..%d returned %d records", storage.ErrCorrupt, ev.From, c.logStart, len(ev.Records))
+	}
+	if err == nil {
+		recs := make([]committed, len(ev.Records))
+		n := c.logStartLen
+		for i := len(ev.Records) - 1; i >= 0; i-- {
+			r := ev.Records[i]
+			if r.Rev != ev.From+1+int64(i) {
+				err = fmt.Errorf("%w: history read: record %d where %d was expected", storage.ErrCorrupt, r.Rev, ev.From+1+int64(i))
+				break
+			}
+			recs[i] = committed{Record: r, Len: n}
+			n -= lenDelta(r.Op)
+		}
+		if err == nil {
+			c.log = append(recs, c.log...)
+			c.logStart, c.logStartLen = ev.From, n
+		}
+	}
+	if err != nil {
+		if !errors.Is(err, storage.ErrCompacted) {
+			c.out.Errs = append(c.out.Errs, fmt.Errorf("read history from %d: %w", ev.From, err))
+		}
+		// Everything waiting for history gets its answer now; later
+		// requests try the read again.
+		c.histErr = err
+		c.drain()
+		c.histErr = nil
+		return
+	}
+	c.drain()
+}
+
+// ---------------------------------------------------------------------------
+// Committing.
+
+// flush hands the pending records to the committer as one append, if none
+// is outstanding.
+func (c *core) flush() {
+	if c.committing || c.readingFwd || c.state == stateFailed || c.headRev == c.durableRev {
+		return
+	}
+	pending := c.log[c.durableRev-c.logStart:]
+	c.committing, c.nInflight = true, len(pending)
+	app := &storage.Append{DocID: c.id, Head: c.durableRev, Records: make([]storage.Record, len(pending))}
+	for i, r := range pending {
+		app.Records[i] = r.Record
+	}
+	c.out.Append = app
+}
+
+func (c *core) committed(ev evCommitted) {
+	switch {
+	case !c.committing:
+		c.out.Errs = append(c.out.Errs, errors.New("commit outcome with no append outstanding"))
+		return
+	case ev.Conflict:
+		// Someone else committed first: read what they wrote, then submit
+		// ours again on top of it.
+		c.resolving = true
+		c.readingFwd = true
+		c.out.Read = append(c.out.Read, readRequest{Forward: true, From: c.durableRev, To: -1})
+		return
+	case ev.Err != nil:
+		recs := c.log[c.durableRev-c.logStart:][:c.nInflight]
+		c.fail(fmt.Errorf("commit revisions %d..%d: %w", recs[0].Rev, recs[len(recs)-1].Rev, ev.Err))
+		return
+	}
+	recs := c.log[c.durableRev-c.logStart:][:c.nInflight]
+	c.committing, c.nInflight = false, 0
+	for i := range recs {
+		r := &recs[i]
+		if err := c.durable.Apply(r.Op); err != nil {
+			c.fail(fmt.Errorf("revision %d does not apply to the durable text: %w", r.Rev, err))
+			return
+		}
+		r.Orig = nil
+		c.durableRev = r.Rev
+		c.snapOpBytes += opBytes(r.Op)
+		c.broadcast(*r)
+		c.out.Publish = append(c.out.Publish, r.Record)
+	}
+	c.afterDurable()
+	c.catchUpRemote()
+	c.flush()
+}
+
+// afterDurable runs when the durable revision moved: snapshot if due, and
+// keep the in-memory history bounded.
+func (c *core) afterDurable() {
+	c.maybeSnapshot()
+	c.trimLog()
+}
+
+// broadcast sends a durable record: an ack to its source's connections, the
+// op (encoded once) to everyone else; and moves every selection through it.
+func (c *core) broadcast(r committed) {
+	var msg, ack []byte
+	for _, cl := range c.clients {
+		if !cl.joined || cl.left {
+			continue
+		}
+		if r.Source != "" && cl.info.Source == r.Source {
+			if ack == nil {
+				ack = encodeAck(r.Seq, r.Rev)
+			}
+			c.send(cl, ack)
+		} else {
+			if msg == nil {
+				msg = encodeOp(r)
+			}
+			c.send(cl, msg)
+		}
+		for i, s := range cl.sel {
+			cl.sel[i] = ot.TransformSelection(s, r.Op, sideFor(cl, r))
+		}
+	}
+}
+
+// trimLog keeps HistoryInMemory durable records in memory, and every record
+// a pending op was based on (so it can be submitted again after a
+// conflict).
+func (c *core) trimLog() {
+	if c.readingBack {
+		return
+	}
+	keep := int64(c.cfg.HistoryInMemory)
+	durableInLog := c.durableRev - c.logStart
+	if durableInLog <= 2*keep {
+		return
+	}
+	newStart := c.durableRev - keep
+	for _, r := range c.log[c.durableRev-c.logStart:] {
+		newStart = min(newStart, r.Base)
+	}
+	drop := newStart - c.logStart
+	if drop <= 0 {
+		return
+	}
+	c.logStartLen = c.log[drop-1].Len
+	c.log = append(c.log[:0:0], c.log[drop:]...)
+	c.logStart = newStart
+}
+
+// fail handles a failed commit: the head is ahead of the disk and cannot be
+// trusted, so every client is sent to resync (it will resubmit what was not
+// acknowledged, and exactly-once sorts out what did reach the disk) and the
+// document is reloaded from the store by the next connection.
+func (c *core) fail(err error) {
+	c.out.Errs = append(c.out.Errs, fmt.Errorf("document failed; clients resync: %w", err))
+	c.state = stateFailed
+	for _, cl := range c.clients {
+		if cl.left {
+			continue
+		}
+		if cl.joined {
+			c.out.Closes = append(c.out.Closes, closing{Client: cl.id, Code: CloseResync, Reason: "server error: reconnect and catch up"})
+		} else {
+			c.out.Joined = append(c.out.Joined, joinOutcome{Client: cl.id, Err: protoErr(CodeInternal, "document %s failed; retry", c.id)})
+		}
+	}
+	c.clients, c.byID = nil, map[string]*client{}
+	c.out.Done = true
+}
+
+// ---------------------------------------------------------------------------
+// Other writers.
+
+// catchUpRemote reads what other writers committed, when the core knows
+// there is some and is not committing (a commit outcome settles it first).
+func (c *core) catchUpRemote() {
+	if c.remoteHead <= c.durableRev || c.committing || c.readingFwd || c.state == stateFailed {
+		return
+	}
+	c.readingFwd = true
+	c.out.Read = append(c.out.Read, readRequest{Forward: true, From: c.durableRev, To: -1})
+}
+
+// noteRemote records that revision rev exists in the store, and reads up
+// to it when it can.
+func (c *core) noteRemote(rev int64) {
+	if c.readingFwd {
+		c.pushedWhileReading = max(c.pushedWhileReading, rev)
+	}
+	c.remoteHead = max(c.remoteHead, rev)
+	c.catchUpRemote()
+}
+
+// remote takes records committed elsewhere, pushed by a broker.
+func (c *core) remote(recs []storage.Record) {
+	for len(recs) > 0 && recs[0].Rev <= c.durableRev {
+		recs = recs[1:]
+	}
+	if len(recs) == 0 {
+		return
+	}
+	last := recs[len(recs)-1].Rev
+	if c.committing || c.readingFwd || recs[0].Rev != c.durableRev+1 || last-recs[0].Rev+1 != int64(len(recs)) {
+		c.noteRemote(last) // a gap, or a commit to settle first: read instead
+		return
+	}
+	c.applyRemote(recs)
+	c.drain()
+	c.flush()
+}
+
+func (c *core) forwardRead(ev evRecords) {
+	c.readingFwd = false
+	resolving := c.resolving
+	c.resolving = false
+	if ev.Err != nil {
+		if resolving {
+			c.fail(fmt.Errorf("read the records of a conflicting writer: %w", ev.Err))
+		} else {
+			c.out.Errs = append(c.out.Errs, fmt.Errorf("read records from %d: %w", ev.From, ev.Err))
+			c.remoteHead = c.durableRev // do not loop on a failing read
+		}
+		return
+	}
+	if resolving {
+		c.committing, c.nInflight = false, 0
+	}
+	recs := ev.Records
+	for len(recs) > 0 && recs[0].Rev <= c.durableRev {
+		recs = recs[1:]
+	}
+	if len(recs) > 0 && recs[0].Rev != c.durableRev+1 {
+		c.fail(fmt.Errorf("%w: records from %d start at %d", storage.ErrCorrupt, c.durableRev, recs[0].Rev))
+		return
+	}
+	if len(recs) > 0 {
+		c.applyRemote(recs)
+	} else if resolving {
+		// The conflict's records were not there to read: retry the append
+		// as it was (the store answers the same conflict if it persists).
+		c.out.Errs = append(c.out.Errs, fmt.Errorf("commit conflict at %d but no records after it", c.durableRev))
+	}
+	// The read went to the store's head: only what was pushed since is
+	// newer.
+	c.remoteHead = max(c.durableRev, c.pushedWhileReading)
+	c.pushedWhileReading = 0
+	c.drain()
+	c.flush()
+	c.catchUpRemote()
+}
+
+// applyRemote makes records committed elsewhere (durableRev+1 onward)
+// durable here: they are broadcast, selections move through them, and the
+// pending ops are submitted again on top of them, in order, except those
+// that they show were committed already (the same source and seq: a client
+// that moved between servers); the clients of those get their ack with the
+// record.
+func (c *core) applyRemote(recs []storage.Record) {
+	pending := append([]committed(nil), c.log[c.durableRev-c.logStart:]...)
+	c.log = c.log[:c.durableRev-c.logStart]
+	c.headRev = c.durableRev
+	done := map[lookupRequest]bool{}
+	for _, r := range recs {
+		if err := c.durable.Apply(r.Op); err != nil {
+			c.fail(fmt.Errorf("%w: revision %d from another writer does not apply: %v", storage.ErrCorrupt, r.Rev, err))
+			return
+		}
+		rec := committed{Record: r, Len: c.durable.Len()}
+		c.log = append(c.log, rec)
+		c.durableRev, c.headRev = r.Rev, r.Rev
+		c.snapOpBytes += opBytes(r.Op)
+		if r.Source != "" {
+			done[lookupRequest{Source: r.Source, Seq: r.Seq}] = true
+			if s, known := c.sources[r.Source]; !known || r.Seq >= s.seq {
+				c.sources[r.Source] = source{seq: r.Seq, rev: r.Rev}
+			}
+		}
+		c.broadcast(rec)
+	}
+	if len(pending) == 0 {
+		for _, r := range recs {
+			if err := c.head.Apply(r.Op); err != nil {
+				c.fail(fmt.Errorf("revision %d does not apply to the head: %w", r.Rev, err))
+				return
+			}
+		}
+	} else {
+		head, err := ot.NewRope(c.durable.String())
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		c.head = head
+		for _, p := range pending {
+			if p.Source != "" && done[lookupRequest{Source: p.Source, Seq: p.Seq}] {
+				continue // committed elsewhere: acknowledged by the broadcast above
+			}
+			rec, e := c.accept(p.Orig, p.Base, p.Span)
+			if e != nil {
+				if cl := c.byID[p.Client]; cl != nil && cl.joined {
+					e.Seq, e.HasSeq = p.Seq, true
+					c.sendError(cl, e)
+				}
+				continue
+			}
+			rec.Client, rec.Record.Source, rec.Record.Seq, rec.Record.User, rec.Record.Time = p.Client, p.Source, p.Seq, p.User, p.Time
+			c.push(rec)
+		}
+	}
+	c.afterDurable()
+}
+
+// ---------------------------------------------------------------------------
+// Snapshots, shutdown.
+
+// maybeSnapshot asks for a snapshot of the durable text when one is due:
+// SnapshotEvery revisions since the last, carrying at least a sixteenth of
+// the text's size in ops (so a large document is not copied whole for a
+// few keystrokes), or 20 × SnapshotEvery revisions whatever their size (so
+// loading never replays more). It is saved outside the group commit, after
+// the ops it covers are durable.
+func (c *core) maybeSnapshot() {
+	since := c.durableRev - c.lastSnap
+	if c.snapshotting || since < c.cfg.SnapshotEvery {
+		return
+	}
+	if c.snapOpBytes*16 < c.durable.ByteLen() && since < 20*c.cfg.SnapshotEvery {
+		return
+	}
+	c.snapshotting = true
+	c.snapOpBytes = 0
+	c.out.Snapshot = &storage.Snapshot{Rev: c.durableRev, Text: c.durable.String()}
+}
+
+func (c *core) snapshotSaved(ev evSnapshotSaved) {
+	c.snapshotting = false
+	if ev.Err != nil {
+		c.out.Errs = append(c.out.Errs, fmt.Errorf("snapshot at %d: %w", ev.Rev, ev.Err))
+		return
+	}
+	c.lastSnap = max(c.lastSnap, ev.Rev)
+}
+
+func (c *core) shutdown(ev evShutdown) {
+	if c.state != stateOpen {
+		return
+	}
+	c.state = stateClosing
+	c.closeCode, c.closeReason, c.closeSnapshot = ev.Code, ev.Reason, ev.Snapshot
+	// Waiting joins and messages are refused now, not after the commit.
+	c.drain()
+}
+
+// finishIfClosing ends a closing document once nothing is pending: every
+// connection is closed with the shutdown's code (after the acks and ops
+// already queued for it) and a final snapshot is saved.
+func (c *core) finishIfClosing() {
+	if c.state != stateClosing || c.committing || c.headRev != c.durableRev {
+		return
+	}
+	for _, cl := range c.clients {
+		if cl.left {
+			continue
+		}
+		if cl.joined {
+			c.out.Closes = append(c.out.Closes, closing{Client: cl.id, Code: c.closeCode, Reason: c.closeReason})
+		} else {
+			c.out.Joined = append(c.out.Joined, joinOutcome{Client: cl.id, Err: protoErr(CodeInternal, "document %s is closing; retry", c.id)})
+		}
+	}
+	c.clients, c.byID = nil, map[string]*client{}
+	if c.closeSnapshot && c.durableRev != c.lastSnap {
+		c.out.Snapshot = &storage.Snapshot{Rev: c.durableRev, Text: c.durable.String()}
+	}
+	c.state = stateDone
+	c.out.Done = true
+}

@@ -1,0 +1,272 @@
+package collab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/tandemdocs/tandem/storage"
+)
+
+// input is one item in a driver's inbox: a core event, with what the
+// driver itself needs for a join (the connection's outbox and where to
+// answer Connect).
+type input struct {
+	ev    event
+	box   *outbox
+	reply chan *Error
+}
+
+// driver runs one open document: a goroutine that feeds the core its
+// events one at a time and does the I/O each ready asks for. Nothing slow
+// happens on it: commits go to the group committer, reads, lookups and
+// snapshots to goroutines of their own, and all of them come back as
+// events; so one client's stale op or a large snapshot never holds up the
+// others' ops.
+type driver struct {
+	m  *Manager
+	id string
+
+	// Set before loaded is closed; read-only after.
+	loaded  chan struct{}
+	loadErr error
+	core    *core
+
+	joining int // guarded by m.mu: Connects between acquire and the driver taking their join
+
+	inbox  chan input
+	quit   chan struct{} // closed when run returns
+	result chan error    // the outstanding append's outcome (at most one)
+
+	remoteMu      sync.Mutex
+	remoteRecords []storage.Record
+	remoteSignal  chan struct{}
+
+	// Owned by the run goroutine.
+	boxes   map[string]*outbox
+	replies map[string]chan *Error
+	idle    *time.Timer
+	idleC   <-chan time.Time
+	done    bool
+}
+
+func newDriver(m *Manager, id string) *driver {
+	return &driver{
+		m:            m,
+		id:           id,
+		loaded:       make(chan struct{}),
+		inbox:        make(chan input, 1024),
+		quit:         make(chan struct{}),
+		result:       make(chan error, 1),
+		remoteSignal: make(chan struct{}, 1),
+		boxes:        map[string]*outbox{},
+		replies:      map[string]chan *Error{},
+	}
+}
+
+// load reads the document (metadata and the text at its head, from the
+// newest snapshot plus the records after it) and builds its core.
+func (d *driver) load(ctx context.Context) error {
+	doc, rope, err := storage.Load(ctx, d.m.store, d.id)
+	if err != nil {
+		return err
+	}
+	snap, err := d.m.store.Snapshot(ctx, d.id, doc.Head)
+	if err != nil {
+		return err
+	}
+	d.core, err = newCore(d.m.cfg.core(), doc, rope, snap.Rev)
+	return err
+}
+
+// post queues in for the driver; false if it has finished.
+func (d *driver) post(in input) bool {
+	select {
+	case d.inbox <- in:
+		return true
+	case <-d.quit:
+		return false
+	}
+}
+
+// pushRemote takes records from the broker without ever blocking it: they
+// pile up here and the driver takes them all at its next turn.
+func (d *driver) pushRemote(recs []storage.Record) {
+	d.remoteMu.Lock()
+	d.remoteRecords = append(d.remoteRecords, recs...)
+	d.remoteMu.Unlock()
+	select {
+	case d.remoteSignal <- struct{}{}:
+	default:
+	}
+}
+
+func (d *driver) run(writeErr error) {
+	defer d.m.running.Done()
+	defer close(d.quit)
+	if b := d.m.cfg.Broker; b != nil {
+		defer b.Subscribe(d.id, d.pushRemote)()
+	}
+	if writeErr != nil {
+		d.step(evWritable{Err: writeErr})
+	}
+	d.armIdle()
+	for !d.done {
+		select {
+		case in := <-d.inbox:
+			if j, ok := in.ev.(evJoin); ok {
+				d.m.joined(d)
+				d.boxes[j.Client] = in.box
+				d.replies[j.Client] = in.reply
+			}
+			if l, ok := in.ev.(evLeave); ok {
+				delete(d.boxes, l.Client)
+			}
+			d.step(in.ev)
+		case err := <-d.result:
+			d.step(commitOutcome(err))
+		case <-d.remoteSignal:
+			d.remoteMu.Lock()
+			recs := d.remoteRecords
+			d.remoteRecords = nil
+			d.remoteMu.Unlock()
+			d.step(evRemote{Records: recs})
+		case <-d.idleC:
+			d.idleC = nil
+			if d.core.idle() && d.m.release(d) {
+				d.step(evShutdown{Code: CloseGoingAway, Reason: "document unloaded", Snapshot: true})
+			}
+		}
+		d.armIdle()
+	}
+	d.m.detach(d)
+	if d.idle != nil {
+		d.idle.Stop()
+	}
+}
+
+func commitOutcome(err error) evCommitted {
+	if errors.Is(err, storage.ErrConflict) {
+		return evCommitted{Conflict: true}
+	}
+	return evCommitted{Err: err}
+}
+
+// armIdle starts the idle timer when the document has nothing to do, and
+// stops it otherwise.
+func (d *driver) armIdle() {
+	if d.done || !d.core.idle() {
+		if d.idle != nil {
+			d.idle.Stop()
+		}
+		d.idleC = nil
+		return
+	}
+	if d.idleC != nil {
+		return
+	}
+	if d.idle == nil {
+		d.idle = time.NewTimer(d.m.cfg.IdleTimeout)
+	} else {
+		d.idle.Reset(d.m.cfg.IdleTimeout)
+	}
+	d.idleC = d.idle.C
+}
+
+// step feeds ev to the core and does what it asks.
+func (d *driver) step(ev event) {
+	rd := d.core.step(ev)
+	d.do(rd)
+}
+
+func (d *driver) do(rd ready) {
+	m := d.m
+	for _, err := range rd.Errs {
+		m.log.Error("document", "doc", d.id, "err", err)
+	}
+	if rd.Append != nil {
+		if !m.committer.submit(&commitReq{app: *rd.Append, result: d.result}) {
+			d.result <- errors.New("group committer stopped")
+		}
+	}
+	for _, r := range rd.Read {
+		go d.read(r)
+	}
+	for _, l := range rd.Lookups {
+		go func() {
+			rev, found, err := m.store.LookupSubmission(context.Background(), d.id, l.Source, l.Seq)
+			d.post(input{ev: evLookup{Source: l.Source, Seq: l.Seq, Rev: rev, Found: found, Err: err}})
+		}()
+	}
+	if s := rd.Snapshot; s != nil && !rd.Done {
+		go func() {
+			err := m.store.SaveSnapshot(context.Background(), d.id, *s)
+			d.post(input{ev: evSnapshotSaved{Rev: s.Rev, Err: err}})
+		}()
+	}
+	if len(rd.Publish) > 0 && m.cfg.Broker != nil {
+		m.cfg.Broker.Publish(d.id, rd.Publish)
+	}
+	var overflowed []string
+	for _, o := range rd.Messages {
+		if box := d.boxes[o.To]; box != nil {
+			if err := box.push(o.Msg); err != nil {
+				// Closed at once, so nothing more is queued behind the gap.
+				box.close(CloseResync, "outbound queue full: reconnect and catch up")
+				delete(d.boxes, o.To)
+				overflowed = append(overflowed, o.To)
+			}
+		}
+	}
+	for _, c := range rd.Closes {
+		if box := d.boxes[c.Client]; box != nil {
+			box.close(c.Code, c.Reason)
+			delete(d.boxes, c.Client)
+		}
+	}
+	for _, j := range rd.Joined {
+		if r := d.replies[j.Client]; r != nil {
+			r <- j.Err
+			delete(d.replies, j.Client)
+		}
+		if j.Err != nil {
+			delete(d.boxes, j.Client)
+		}
+	}
+	if rd.Done {
+		d.done = true
+		if s := rd.Snapshot; s != nil {
+			err := m.store.SaveSnapshot(context.Background(), d.id, *s)
+			if err != nil && !errors.Is(err, storage.ErrNotFound) {
+				m.log.Warn("final snapshot", "doc", d.id, "rev", s.Rev, "err", err)
+			}
+		}
+		return
+	}
+	for _, id := range overflowed {
+		d.step(evOverflow{Client: id})
+	}
+}
+
+// read does a readRequest off the document's loop.
+func (d *driver) read(r readRequest) {
+	ctx := context.Background()
+	to := r.To
+	var err error
+	if to < 0 {
+		var doc storage.Document
+		if doc, err = d.m.store.Document(ctx, d.id); err == nil {
+			to = doc.Head
+		}
+	}
+	var recs []storage.Record
+	if err == nil && to > r.From {
+		recs, err = d.m.store.Records(ctx, d.id, r.From, to)
+	}
+	if err != nil {
+		err = fmt.Errorf("records %d..%d: %w", r.From, to, err)
+	}
+	d.post(input{ev: evRecords{Forward: r.Forward, From: r.From, Records: recs, Err: err}})
+}
