@@ -13,7 +13,7 @@ import (
 type nopConn struct{}
 
 func (nopConn) Send(_ []byte, written func()) error { written(); return nil }
-func (nopConn) Close(int, string) {}
+func (nopConn) Close(int, string)                   {}
 
 // TestDocumentDeletedDriverExited: DocumentDeleted looks the hub up in the map
 // and then posts to it; the hub can exit in between (an idle unload, or a
