@@ -6,8 +6,6 @@ import (
 	"slices"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/tandemdocs/tandem/ot"
 	"github.com/tandemdocs/tandem/storage"
 )
@@ -57,7 +55,6 @@ type source struct {
 type client struct {
 	id      string
 	info    ClientInfo
-	limiter *rate.Limiter
 	joined  bool  // its hello was sent
 	joinRev int64 // the revision of its hello: it hears of every later one by broadcast
 	sel     []ot.Selection
@@ -109,6 +106,10 @@ type core struct {
 	clients []*client // in join order: output is deterministic
 	byID    map[string]*client
 	sources map[string]source
+	// absent: per source, a seq the store's index said was not committed
+	// (so a message resent after an error needs no second lookup). If
+	// another writer commits it meanwhile, the conflict shows it.
+	absent  map[string]uint64
 	lookups map[lookupRequest]bool // outstanding
 
 	readingBack bool
@@ -148,6 +149,7 @@ func newCore(cfg coreConfig, doc storage.Document, text *ot.Rope, lastSnap int64
 		logStartLen: text.Len(),
 		byID:        map[string]*client{},
 		sources:     map[string]source{},
+		absent:      map[string]uint64{},
 		lookups:     map[lookupRequest]bool{},
 		lastSnap:    lastSnap,
 		remoteHead:  doc.Head,
@@ -232,7 +234,11 @@ func (c *core) join(ev evJoin) {
 		c.out.Joined = append(c.out.Joined, joinOutcome{Client: ev.Client, Err: protoErr(CodeInternal, "connection %s joined twice", ev.Client)})
 		return
 	}
-	cl := &client{id: ev.Client, info: ev.Info, limiter: ev.Limiter}
+	cl := &client{id: ev.Client, info: ev.Info}
+	if _, known := c.sources[cl.info.Source]; !known && cl.info.KeyIssued {
+		// A key issued just now: its source has committed nothing.
+		c.sources[cl.info.Source] = source{mine: true}
+	}
 	c.clients = append(c.clients, cl)
 	c.byID[cl.id] = cl
 	c.tryHello(cl)
@@ -443,19 +449,21 @@ func (c *core) drain() {
 	}
 }
 
-// charge takes an op's or a selection's work from the client's budget:
-// one token per WorkPerToken revisions it must be transformed through (the
-// frame itself was paid for when it was read).
-func (c *core) charge(cl *client, p *parked, distance int64, what int64) bool {
-	if p.charged || cl.limiter == nil {
-		return true
+// charge bills the client for an op's or a selection's work: one token per
+// WorkPerToken revisions it must be transformed through, per range (the
+// frame itself was paid for when it was read). The work is done; the
+// driver takes the tokens from the connection's budget, into debt if need
+// be, so that its next frames wait until it is repaid. A client sending
+// stale ops at full speed thus gets a few of them through per second,
+// not hundreds.
+func (c *core) charge(cl *client, p *parked, distance int64, ranges int64) {
+	if p.charged {
+		return
 	}
 	p.charged = true
-	extra := distance * max(what, 1) / c.cfg.WorkPerToken
-	if extra <= 0 {
-		return true
+	if extra := distance * max(ranges, 1) / c.cfg.WorkPerToken; extra > 0 {
+		c.out.Charges = append(c.out.Charges, charge{Client: cl.id, Tokens: int(min(extra, 1<<20)), At: p.now})
 	}
-	return cl.limiter.AllowN(p.now, int(min(extra, int64(cl.limiter.Burst()))))
 }
 
 // submit takes one op: deduplicated by (source, seq), transformed against
@@ -487,9 +495,7 @@ func (c *core) submit(cl *client, p *parked) (*Error, bool) {
 	if c.durableRev-m.Rev > c.cfg.MaxLag {
 		return protoErr(CodeRevTooOld, "op based on revision %d, more than %d behind %d: resync", m.Rev, c.cfg.MaxLag, c.durableRev), true
 	}
-	if !c.charge(cl, p, c.headRev-m.Rev, 1) {
-		return protoErr(CodeRateLimited, "op based on revision %d, %d behind: too much work; resend later", m.Rev, c.headRev-m.Rev), true
-	}
+	c.charge(cl, p, c.headRev-m.Rev, 1)
 	if m.Rev < c.logStart {
 		if c.histErr != nil {
 			return c.historyError(m.Rev), true
@@ -545,6 +551,7 @@ func (c *core) push(rec committed) {
 	c.log = append(c.log, rec)
 	if rec.Source != "" {
 		c.sources[rec.Source] = source{seq: rec.Seq, rev: rec.Rev, mine: true}
+		delete(c.absent, rec.Source)
 	}
 }
 
@@ -565,11 +572,15 @@ func (c *core) duplicate(cl *client, p *parked) (dup bool, e *Error, ok bool) {
 	src, seq := cl.info.Source, p.msg.Seq
 	s, known := c.sources[src]
 	switch {
-	case known && seq == s.seq:
+	case known && seq == s.seq && s.rev > 0: // rev 0: nothing committed yet
 		c.ackDuplicate(cl, seq, s.rev)
 		return true, nil, true
-	case known && seq > s.seq && s.mine:
+	case known && (seq > s.seq || s.rev == 0) && s.mine:
 		return false, nil, true
+	case !p.looked && c.absent[src] == seq && seq != 0:
+		p.looked = true // the store's index said so already
+	}
+	switch {
 	case !p.looked:
 		key := lookupRequest{Source: src, Seq: seq}
 		if !c.lookups[key] {
@@ -614,6 +625,9 @@ func (c *core) lookedUp(ev evLookup) {
 			c.sources[ev.Source] = source{seq: ev.Seq, rev: ev.Rev}
 		}
 	}
+	if ev.Err == nil && !ev.Found {
+		c.absent[ev.Source] = ev.Seq
+	}
 	for _, cl := range c.clients {
 		if len(cl.parked) == 0 {
 			continue
@@ -636,9 +650,7 @@ func (c *core) selection(cl *client, p *parked) (*Error, bool) {
 	if c.durableRev-m.Rev > c.cfg.MaxLag {
 		return protoErr(CodeRevTooOld, "selection at revision %d, more than %d behind %d", m.Rev, c.cfg.MaxLag, c.durableRev), true
 	}
-	if !c.charge(cl, p, c.durableRev-m.Rev, int64(len(m.Sel))) {
-		return protoErr(CodeRateLimited, "selection at revision %d, %d behind: too much work", m.Rev, c.durableRev-m.Rev), true
-	}
+	c.charge(cl, p, c.durableRev-m.Rev, int64(len(m.Sel)))
 	if m.Rev < c.logStart {
 		if c.histErr != nil {
 			return c.historyError(m.Rev), true
@@ -965,6 +977,7 @@ func (c *core) applyRemote(recs []storage.Record) {
 		c.snapOpBytes += opBytes(r.Op)
 		if r.Source != "" {
 			done[lookupRequest{Source: r.Source, Seq: r.Seq}] = true
+			delete(c.absent, r.Source)
 			if s, known := c.sources[r.Source]; !known || r.Seq >= s.seq {
 				c.sources[r.Source] = source{seq: r.Seq, rev: r.Rev}
 			}
@@ -1033,6 +1046,7 @@ func (c *core) snapshotSaved(ev evSnapshotSaved) {
 		return
 	}
 	c.lastSnap = max(c.lastSnap, ev.Rev)
+	c.maybeSnapshot() // one may have come due while this one was saved
 }
 
 func (c *core) shutdown(ev evShutdown) {

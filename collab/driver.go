@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/tandemdocs/tandem/storage"
 )
 
@@ -14,9 +16,10 @@ import (
 // driver itself needs for a join (the connection's outbox and where to
 // answer Connect).
 type input struct {
-	ev    event
-	box   *outbox
-	reply chan *Error
+	ev      event
+	box     *outbox
+	limiter *rate.Limiter
+	reply   chan *Error
 }
 
 // driver runs one open document: a goroutine that feeds the core its
@@ -45,11 +48,12 @@ type driver struct {
 	remoteSignal  chan struct{}
 
 	// Owned by the run goroutine.
-	boxes   map[string]*outbox
-	replies map[string]chan *Error
-	idle    *time.Timer
-	idleC   <-chan time.Time
-	done    bool
+	boxes    map[string]*outbox
+	limiters map[string]*rate.Limiter
+	replies  map[string]chan *Error
+	idle     *time.Timer
+	idleC    <-chan time.Time
+	done     bool
 }
 
 func newDriver(m *Manager, id string) *driver {
@@ -62,6 +66,7 @@ func newDriver(m *Manager, id string) *driver {
 		result:       make(chan error, 1),
 		remoteSignal: make(chan struct{}, 1),
 		boxes:        map[string]*outbox{},
+		limiters:     map[string]*rate.Limiter{},
 		replies:      map[string]chan *Error{},
 	}
 }
@@ -119,10 +124,12 @@ func (d *driver) run(writeErr error) {
 			if j, ok := in.ev.(evJoin); ok {
 				d.m.joined(d)
 				d.boxes[j.Client] = in.box
+				d.limiters[j.Client] = in.limiter
 				d.replies[j.Client] = in.reply
 			}
 			if l, ok := in.ev.(evLeave); ok {
 				delete(d.boxes, l.Client)
+				delete(d.limiters, l.Client)
 			}
 			d.step(in.ev)
 		case err := <-d.result:
@@ -208,6 +215,13 @@ func (d *driver) do(rd ready) {
 	}
 	if len(rd.Publish) > 0 && m.cfg.Broker != nil {
 		m.cfg.Broker.Publish(d.id, rd.Publish)
+	}
+	for _, ch := range rd.Charges {
+		if l := d.limiters[ch.Client]; l != nil {
+			// Into debt if need be: the reading goroutine refuses the
+			// connection's next frames until it is repaid.
+			l.ReserveN(ch.At, min(ch.Tokens, l.Burst()))
+		}
 	}
 	var overflowed []string
 	for _, o := range rd.Messages {

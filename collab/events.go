@@ -3,8 +3,6 @@ package collab
 import (
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/tandemdocs/tandem/ot"
 	"github.com/tandemdocs/tandem/storage"
 )
@@ -19,9 +17,8 @@ type event interface{ isEvent() }
 // evJoin: a connection wants to join. The core answers with a hello (now,
 // or once the history it needs has been read) and a joinOutcome.
 type evJoin struct {
-	Client  string // connection id, unique within the Manager
-	Info    ClientInfo
-	Limiter *rate.Limiter // the connection's budget; nil: unlimited
+	Client string // connection id, unique within the Manager
+	Info   ClientInfo
 }
 
 // evLeave: the connection is gone.
@@ -125,13 +122,22 @@ type ready struct {
 	// Done: the document is finished; the driver saves Snapshot (if any)
 	// and exits.
 	Done bool
+	// Charges bill connections for work done (see core.charge).
+	Charges []charge
 	// Errs are failures for the driver to log (the core has no logger).
 	Errs []error
 }
 
+type charge struct {
+	Client string
+	Tokens int
+	At     time.Time
+}
+
 func (r *ready) empty() bool {
 	return r.Append == nil && len(r.Read) == 0 && len(r.Lookups) == 0 && r.Snapshot == nil &&
-		len(r.Publish) == 0 && len(r.Messages) == 0 && len(r.Closes) == 0 && len(r.Joined) == 0 && !r.Done
+		len(r.Publish) == 0 && len(r.Messages) == 0 && len(r.Closes) == 0 && len(r.Joined) == 0 && !r.Done &&
+		len(r.Charges) == 0 && len(r.Errs) == 0
 }
 
 // readRequest asks for the records with From < Rev <= To; To < 0 means up

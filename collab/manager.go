@@ -266,7 +266,7 @@ func (m *Manager) Connect(ctx context.Context, docID string, conn Conn, info Cli
 		}
 		reply := make(chan *Error, 1)
 		c.d = d
-		if !d.post(input{ev: evJoin{Client: c.id, Info: info, Limiter: c.limiter}, box: c.box, reply: reply}) {
+		if !d.post(input{ev: evJoin{Client: c.id, Info: info}, box: c.box, limiter: c.limiter, reply: reply}) {
 			m.joined(d)
 			continue
 		}

@@ -1,0 +1,392 @@
+package collab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/datadriven"
+
+	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/storage"
+	"github.com/tandemdocs/tandem/storage/memstore"
+)
+
+// TestCoreTranscripts runs the transcripts in testdata/core: events fed to
+// a document's core and everything it asked for in return, in order. The
+// harness plays the driver with a real memstore, but only when a
+// transcript says so (commit, read, lookup, ...), so every interleaving is
+// explicit. Regenerate the expected output with
+//
+//	go test ./collab -run TestCoreTranscripts -rewrite
+//
+// and read the diff.
+//
+// Commands:
+//
+//	open doc=ID [text=...] [ops=N] [snapshot-every=N] [history=N] [max-lag=N] [catch-up=N] [work=N] [max-insert=N] [max-doc=N]
+//	    creates the document in a fresh store (with N one-character ops
+//	    committed before the core loads it) and loads the core
+//	join CLIENT src=S [rev=N] [name=NAME]
+//	leave CLIENT / overflow CLIENT
+//	msg CLIENT [t=MS]             the frame is the input (parse errors are printed)
+//	commit [fail]                 the outstanding append goes to the store (its CAS outcome is fed back), or fails
+//	read [fail=compacted|io]      answers the oldest outstanding read from the store
+//	lookup                        answers every outstanding lookup from the store
+//	snapshot-saved [fail]         saves the outstanding snapshot
+//	writer src=S seq=N [push]     another writer commits the op in the input at the store's head; push feeds it as evRemote
+//	writable [err=TEXT]
+//	shutdown [code=N] [snapshot]
+//	state                         prints the core's revisions, lifecycle, idleness and the store's log
+func TestCoreTranscripts(t *testing.T) {
+	datadriven.Walk(t, "testdata/core", func(t *testing.T, path string) {
+		h := &harness{}
+		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+			out, err := h.run(t, d)
+			if err != nil {
+				return "error: " + err.Error() + "\n"
+			}
+			return out
+		})
+	})
+}
+
+type harness struct {
+	store   *memstore.Store
+	doc     string
+	c       *core
+	appends []*storage.Append
+	reads   []readRequest
+	lookups []lookupRequest
+	snaps   []*storage.Snapshot
+}
+
+var errInjected = errors.New("injected failure")
+
+func argInt(d *datadriven.TestData, key string, def int64) int64 {
+	if a, ok := d.Arg(key); ok && len(a.Vals) > 0 {
+		n, err := strconv.ParseInt(a.Vals[0], 10, 64)
+		if err != nil {
+			panic(fmt.Sprintf("%s: %s=%q: %v", d.Pos, key, a.Vals[0], err))
+		}
+		return n
+	}
+	return def
+}
+
+func argStr(d *datadriven.TestData, key, def string) string {
+	if a, ok := d.Arg(key); ok && len(a.Vals) > 0 {
+		return strings.Join(a.Vals, ",")
+	}
+	return def
+}
+
+// target is the command's first argument without a value (a client id).
+func target(d *datadriven.TestData) string {
+	if len(d.CmdArgs) == 0 || len(d.CmdArgs[0].Vals) > 0 {
+		panic(d.Pos + ": the command needs a client")
+	}
+	return d.CmdArgs[0].Key
+}
+
+func (h *harness) run(t *testing.T, d *datadriven.TestData) (string, error) {
+	ctx := context.Background()
+	switch d.Cmd {
+	case "open":
+		return h.open(d)
+	case "join":
+		lastRev := argInt(d, "rev", -1)
+		src := argStr(d, "src", "")
+		name := argStr(d, "name", target(d))
+		return h.step(evJoin{Client: target(d), Info: ClientInfo{Source: src, User: "u-" + name, Name: name, Color: "#" + name, LastRev: lastRev}}), nil
+	case "leave":
+		return h.step(evLeave{Client: target(d)}), nil
+	case "overflow":
+		return h.step(evOverflow{Client: target(d)}), nil
+	case "msg":
+		m, perr := ParseClientMessage([]byte(strings.TrimSpace(d.Input)))
+		if perr != nil {
+			return "parse: " + string(EncodeError(perr)) + "\n", nil
+		}
+		return h.step(evMessage{Client: target(d), Msg: m, Now: time.UnixMilli(argInt(d, "t", 1000))}), nil
+	case "commit":
+		if len(h.appends) == 0 {
+			return "", errors.New("no append outstanding")
+		}
+		app := h.appends[0]
+		h.appends = h.appends[1:]
+		if d.HasArg("fail") {
+			return h.step(evCommitted{Err: errInjected}), nil
+		}
+		results, err := h.store.Commit(ctx, []storage.Append{*app})
+		if err == nil {
+			err = results[0]
+		}
+		return h.step(commitOutcome(err)), nil
+	case "read":
+		if len(h.reads) == 0 {
+			return "", errors.New("no read outstanding")
+		}
+		r := h.reads[0]
+		h.reads = h.reads[1:]
+		ev := evRecords{Forward: r.Forward, From: r.From}
+		switch argStr(d, "fail", "") {
+		case "compacted":
+			ev.Err = fmt.Errorf("records: %w", storage.ErrCompacted)
+		case "io":
+			ev.Err = errInjected
+		default:
+			to := r.To
+			if to < 0 {
+				doc, err := h.store.Document(ctx, h.doc)
+				if err != nil {
+					return "", err
+				}
+				to = doc.Head
+			}
+			recs, err := h.store.Records(ctx, h.doc, r.From, to)
+			ev.Records, ev.Err = recs, err
+		}
+		return h.step(ev), nil
+	case "lookup":
+		if len(h.lookups) == 0 {
+			return "", errors.New("no lookup outstanding")
+		}
+		var b strings.Builder
+		for _, l := range h.lookups {
+			rev, found, err := h.store.LookupSubmission(ctx, h.doc, l.Source, l.Seq)
+			fmt.Fprintf(&b, "> lookup %s/%d: found=%v rev=%d\n", l.Source, l.Seq, found, rev)
+			b.WriteString(h.step(evLookup{Source: l.Source, Seq: l.Seq, Rev: rev, Found: found, Err: err}))
+		}
+		h.lookups = nil
+		return b.String(), nil
+	case "snapshot-saved":
+		if len(h.snaps) == 0 {
+			return "", errors.New("no snapshot outstanding")
+		}
+		s := h.snaps[0]
+		h.snaps = h.snaps[1:]
+		if d.HasArg("fail") {
+			return h.step(evSnapshotSaved{Rev: s.Rev, Err: errInjected}), nil
+		}
+		return h.step(evSnapshotSaved{Rev: s.Rev, Err: h.store.SaveSnapshot(ctx, h.doc, *s)}), nil
+	case "writer":
+		op, err := ot.ParseJSON([]byte(strings.TrimSpace(d.Input)))
+		if err != nil {
+			return "", err
+		}
+		doc, err := h.store.Document(ctx, h.doc)
+		if err != nil {
+			return "", err
+		}
+		rec := storage.Record{Rev: doc.Head + 1, Op: op, Source: argStr(d, "src", ""), Seq: uint64(argInt(d, "seq", 0)), User: "u-other", Time: time.UnixMilli(argInt(d, "t", 5000))}
+		results, err := h.store.Commit(ctx, []storage.Append{{DocID: h.doc, Head: doc.Head, Records: []storage.Record{rec}}})
+		if err == nil {
+			err = results[0]
+		}
+		if err != nil {
+			return "", err
+		}
+		out := fmt.Sprintf("> the other writer committed rev %d\n", rec.Rev)
+		if d.HasArg("push") {
+			out += h.step(evRemote{Records: []storage.Record{rec}})
+		}
+		return out, nil
+	case "writable":
+		var err error
+		if e := argStr(d, "err", ""); e != "" {
+			err = errors.New(e)
+		}
+		return h.step(evWritable{Err: err}), nil
+	case "shutdown":
+		return h.step(evShutdown{Code: int(argInt(d, "code", CloseGoingAway)), Reason: "shutdown", Snapshot: d.HasArg("snapshot")}), nil
+	case "state":
+		return h.state()
+	}
+	return "", fmt.Errorf("unknown command %q", d.Cmd)
+}
+
+func (h *harness) open(d *datadriven.TestData) (string, error) {
+	ctx := context.Background()
+	h.store = memstore.New()
+	h.doc = argStr(d, "doc", "doc")
+	h.appends, h.reads, h.lookups, h.snaps = nil, nil, nil, nil
+	if err := h.store.CreateDocument(ctx, storage.Document{ID: h.doc, Title: "T", Created: time.UnixMilli(0)}, argStr(d, "text", "")); err != nil {
+		return "", err
+	}
+	for i := range argInt(d, "ops", 0) {
+		rec := storage.Record{Rev: i + 1, Op: ot.Op{ot.Insert(string(rune('a' + i%26)))}, Source: "old", Seq: uint64(i + 1), Time: time.UnixMilli(100)}
+		if _, err := h.store.Commit(ctx, []storage.Append{{DocID: h.doc, Head: i, Records: []storage.Record{rec}}}); err != nil {
+			return "", err
+		}
+	}
+	cfg := Config{
+		SnapshotEvery:   argInt(d, "snapshot-every", 0),
+		HistoryInMemory: int(argInt(d, "history", 0)),
+		MaxLag:          argInt(d, "max-lag", 0),
+		CatchUpMax:      argInt(d, "catch-up", 0),
+		WorkPerToken:    argInt(d, "work", 0),
+		MaxInsertBytes:  int(argInt(d, "max-insert", 0)),
+		MaxDocBytes:     int(argInt(d, "max-doc", 0)),
+	}
+	cfg.setDefaults()
+	doc, rope, err := storage.Load(ctx, h.store, h.doc)
+	if err != nil {
+		return "", err
+	}
+	snap, err := h.store.Snapshot(ctx, h.doc, doc.Head)
+	if err != nil {
+		return "", err
+	}
+	h.c, err = newCore(cfg.core(), doc, rope, snap.Rev)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("loaded %s at rev %d: %q\n", h.doc, doc.Head, rope.String()), nil
+}
+
+// step feeds ev to the core and prints its ready, remembering what it
+// asked for.
+func (h *harness) step(ev event) string {
+	rd := h.c.step(ev)
+	var b strings.Builder
+	for _, err := range rd.Errs {
+		fmt.Fprintf(&b, "log: %v\n", err)
+	}
+	if a := rd.Append; a != nil {
+		h.appends = append(h.appends, a)
+		fmt.Fprintf(&b, "append on %d:", a.Head)
+		for _, r := range a.Records {
+			fmt.Fprintf(&b, " %d:%s(%s/%d)", r.Rev, r.Op, r.Source, r.Seq)
+		}
+		b.WriteString("\n")
+	}
+	for _, r := range rd.Read {
+		h.reads = append(h.reads, r)
+		if r.Forward {
+			fmt.Fprintf(&b, "read forward after %d\n", r.From)
+		} else {
+			fmt.Fprintf(&b, "read history %d..%d\n", r.From+1, r.To)
+		}
+	}
+	for _, l := range rd.Lookups {
+		h.lookups = append(h.lookups, l)
+		fmt.Fprintf(&b, "lookup %s/%d\n", l.Source, l.Seq)
+	}
+	if s := rd.Snapshot; s != nil {
+		if !rd.Done {
+			h.snaps = append(h.snaps, s)
+		}
+		text := strconv.Quote(s.Text)
+		if len(text) > 60 {
+			text = fmt.Sprintf("(%d bytes)", len(s.Text))
+		}
+		fmt.Fprintf(&b, "snapshot at %d: %s\n", s.Rev, text)
+	}
+	if len(rd.Publish) > 0 {
+		fmt.Fprintf(&b, "publish %d..%d\n", rd.Publish[0].Rev, rd.Publish[len(rd.Publish)-1].Rev)
+	}
+	for _, ch := range rd.Charges {
+		fmt.Fprintf(&b, "charge %s %d\n", ch.Client, ch.Tokens)
+	}
+	for _, m := range rd.Messages {
+		fmt.Fprintf(&b, "%s <- %s\n", m.To, m.Msg)
+	}
+	for _, c := range rd.Closes {
+		fmt.Fprintf(&b, "close %s %d %q\n", c.Client, c.Code, c.Reason)
+	}
+	for _, j := range rd.Joined {
+		if j.Err != nil {
+			fmt.Fprintf(&b, "join of %s refused: %v\n", j.Client, j.Err)
+		} else {
+			fmt.Fprintf(&b, "joined %s\n", j.Client)
+		}
+	}
+	if rd.Done {
+		b.WriteString("done\n")
+	}
+	if b.Len() == 0 {
+		return "(nothing)\n"
+	}
+	return b.String()
+}
+
+func (h *harness) state() (string, error) {
+	c := h.c
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: durable %d %q, head %d %q, log %d..%d, idle %v\n",
+		c.state, c.durableRev, c.durable.String(), c.headRev, c.head.String(), c.logStart+1, c.headRev, c.idle())
+	doc, rope, err := storage.Load(context.Background(), h.store, h.doc)
+	if err != nil {
+		return "", err
+	}
+	recs, err := h.store.Records(context.Background(), h.doc, doc.Oldest, doc.Head)
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(&b, "store: %d %q:", doc.Head, rope.String())
+	for _, r := range recs {
+		fmt.Fprintf(&b, " %d:%s(%s/%d)", r.Rev, r.Op, r.Source, r.Seq)
+	}
+	b.WriteString("\n")
+	return b.String(), nil
+}
+
+// TestCoreIsPure holds the core to what makes it a state machine: its files
+// start no goroutine, use no channel or select, read no clock, take no lock
+// and call no Store method; the driver does all of that.
+func TestCoreIsPure(t *testing.T) {
+	allowed := []string{"errors", "fmt", "slices", "time", "github.com/tandemdocs/tandem/ot", "github.com/tandemdocs/tandem/storage"}
+	storeMethods := map[string]bool{}
+	for _, name := range []string{"CreateDocument", "Document", "ListDocuments", "DeleteDocument", "Commit", "Records", "Snapshot", "SaveSnapshot", "LookupSubmission", "Compact", "Close"} {
+		storeMethods[name] = true
+	}
+	for _, file := range []string{"core.go", "events.go"} {
+		fset := token.NewFileSet()
+		f, err := parser.ParseFile(fset, file, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range f.Imports {
+			p, _ := strconv.Unquote(imp.Path.Value)
+			if !slices.Contains(allowed, p) {
+				t.Errorf("%s imports %s", file, p)
+			}
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.GoStmt:
+				t.Errorf("%s: go statement", fset.Position(n.Pos()))
+			case *ast.SelectStmt, *ast.ChanType, *ast.SendStmt:
+				t.Errorf("%s: channel use", fset.Position(n.Pos()))
+			case *ast.CallExpr:
+				sel, ok := n.Fun.(*ast.SelectorExpr)
+				if !ok {
+					return true
+				}
+				if id, ok := sel.X.(*ast.Ident); ok && id.Name == "time" {
+					switch sel.Sel.Name {
+					case "Duration", "UnixMilli", "Unix": // conversions of values the events carry
+					default:
+						t.Errorf("%s: time.%s", fset.Position(n.Pos()), sel.Sel.Name)
+					}
+				}
+				if storeMethods[sel.Sel.Name] {
+					t.Errorf("%s: calls %s", fset.Position(n.Pos()), sel.Sel.Name)
+				}
+				if sel.Sel.Name == "Lock" || sel.Sel.Name == "RLock" {
+					t.Errorf("%s: takes a lock", fset.Position(n.Pos()))
+				}
+			}
+			return true
+		})
+	}
+}
