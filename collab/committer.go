@@ -2,6 +2,7 @@ package collab
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 
@@ -36,9 +37,10 @@ type committer struct {
 
 // CommitStats counts the group commit's work.
 type CommitStats struct {
-	Writes  int64 // durable writes (Store.Commit calls)
-	Appends int64 // appends written
-	Records int64 // records written
+	Writes    int64 // durable writes (Store.Commit calls)
+	Appends   int64 // appends written
+	Records   int64 // records written
+	Conflicts int64 // appends refused because another writer moved the head first
 }
 
 func newCommitter(store storage.Store, maxBatch int, log *slog.Logger) *committer {
@@ -99,20 +101,26 @@ func (c *committer) run() {
 }
 
 func (c *committer) write(batch []*commitReq, apps []storage.Append) {
-	records := 0
 	for _, r := range batch {
 		apps = append(apps, r.app)
-		records += len(r.app.Records)
 	}
 	results, err := c.store.Commit(context.Background(), apps)
 	if err != nil {
 		c.log.Error("group commit failed", "appends", len(batch), "err", err)
 	} else {
-		// Counted before the hubs hear, so Stats read after an ack sees it.
+		// Counted before the documents hear, so Stats read after an ack
+		// sees it.
 		c.statsMu.Lock()
 		c.stats.Writes++
-		c.stats.Appends += int64(len(batch))
-		c.stats.Records += int64(records)
+		for i, r := range batch {
+			switch {
+			case results[i] == nil:
+				c.stats.Appends++
+				c.stats.Records += int64(len(r.app.Records))
+			case errors.Is(results[i], storage.ErrConflict):
+				c.stats.Conflicts++
+			}
+		}
 		c.statsMu.Unlock()
 	}
 	for i, r := range batch {

@@ -59,9 +59,9 @@ type client struct {
 	joinRev int64 // the revision of its hello: it hears of every later one by broadcast
 	sel     []ot.Selection
 	parked  []*parked // messages waiting for a read or a lookup, in order
-	// waitedFwd: a join asking for a revision ahead of the core already
-	// waited for a forward read once.
-	waitedFwd bool
+	// fwdTicket: a join asking for a revision ahead of the core waits for
+	// the forward read with this number (0: none asked for).
+	fwdTicket int
 	// left: the connection is gone, but ops it sent still wait to be
 	// committed.
 	left bool
@@ -120,6 +120,7 @@ type core struct {
 	// pushedWhileReading: the newest revision heard of while a forward
 	// read was under way (the read may not include it).
 	pushedWhileReading int64
+	fwdIssued, fwdDone int // forward reads asked for and answered
 
 	lastSnap     int64
 	snapOpBytes  int // op bytes since the last snapshot
@@ -253,18 +254,17 @@ func (c *core) tryHello(cl *client) bool {
 		return false
 	}
 	from := cl.info.LastRev
-	if from > c.durableRev && !cl.waitedFwd {
+	if from > c.durableRev {
 		// The client saw a revision another writer committed and this core
-		// has not heard of yet: catch up first, so that its view never goes
-		// back.
-		cl.waitedFwd = true
-		c.noteRemote(from)
-		if c.readingFwd || c.committing {
+		// has not heard of yet: catch up first, with a forward read that
+		// starts after the join, so that the client's view never goes back.
+		if cl.fwdTicket == 0 {
+			cl.fwdTicket = c.fwdIssued + 1
+			c.noteRemote(from)
+		}
+		if c.fwdDone < cl.fwdTicket {
 			return false
 		}
-	}
-	if c.readingFwd && from > c.durableRev {
-		return false
 	}
 	catchUp := from >= 0 && from <= c.durableRev && c.durableRev-from <= c.cfg.CatchUpMax && from >= c.oldest
 	if catchUp && from < c.logStart && c.histErr == nil {
@@ -769,8 +769,7 @@ func (c *core) committed(ev evCommitted) {
 		// Someone else committed first: read what they wrote, then submit
 		// ours again on top of it.
 		c.resolving = true
-		c.readingFwd = true
-		c.out.Read = append(c.out.Read, readRequest{Forward: true, From: c.durableRev, To: -1})
+		c.readForward()
 		return
 	case ev.Err != nil:
 		recs := c.log[c.durableRev-c.logStart:][:c.nInflight]
@@ -883,7 +882,12 @@ func (c *core) catchUpRemote() {
 	if c.remoteHead <= c.durableRev || c.committing || c.readingFwd || c.state == stateFailed {
 		return
 	}
+	c.readForward()
+}
+
+func (c *core) readForward() {
 	c.readingFwd = true
+	c.fwdIssued++
 	c.out.Read = append(c.out.Read, readRequest{Forward: true, From: c.durableRev, To: -1})
 }
 
@@ -917,6 +921,7 @@ func (c *core) remote(recs []storage.Record) {
 
 func (c *core) forwardRead(ev evRecords) {
 	c.readingFwd = false
+	c.fwdDone++
 	resolving := c.resolving
 	c.resolving = false
 	if ev.Err != nil {
