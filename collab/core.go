@@ -71,7 +71,8 @@ type client struct {
 type parked struct {
 	msg     ClientMessage
 	now     time.Time
-	charged bool // its work was taken from the client's limiter
+	charged bool // its work was billed
+	paid    int  // tokens taken for its work when it was read
 	looked  bool // the lookup of its (source, seq) came back
 	found   bool
 	rev     int64
@@ -394,7 +395,7 @@ func (c *core) message(ev evMessage) {
 	if cl == nil || cl.left {
 		return
 	}
-	p := &parked{msg: ev.Msg, now: ev.Now}
+	p := &parked{msg: ev.Msg, now: ev.Now, paid: ev.Paid}
 	if !cl.joined || len(cl.parked) > 0 || !c.handle(cl, p) {
 		cl.parked = append(cl.parked, p)
 	}
@@ -450,20 +451,26 @@ func (c *core) drain() {
 }
 
 // charge bills the client for an op's or a selection's work: one token per
-// WorkPerToken revisions it must be transformed through, per range (the
-// frame itself was paid for when it was read). The work is done; the
-// driver takes the tokens from the connection's budget, into debt if need
-// be, so that its next frames wait until it is repaid. A client sending
-// stale ops at full speed thus gets a few of them through per second,
-// not hundreds.
+// WorkPerToken revisions it must be transformed through, per range. The
+// reading goroutine took its estimate before the message came here (so a
+// client cannot queue up expensive work it has not paid for); the core
+// bills what the estimate missed (the head moved since). The driver takes
+// that from the connection's budget, into debt if need be, so that its
+// next frames wait until it is repaid.
 func (c *core) charge(cl *client, p *parked, distance int64, ranges int64) {
 	if p.charged {
 		return
 	}
 	p.charged = true
-	if extra := distance * max(ranges, 1) / c.cfg.WorkPerToken; extra > 0 {
+	if extra := workTokens(distance, ranges, c.cfg.WorkPerToken) - int64(p.paid); extra > 0 {
 		c.out.Charges = append(c.out.Charges, charge{Client: cl.id, Tokens: int(min(extra, 1<<20)), At: p.now})
 	}
+}
+
+// workTokens is the price of transforming ranges positions (or one op)
+// through distance revisions.
+func workTokens(distance, ranges, perToken int64) int64 {
+	return max(distance, 0) * max(ranges, 1) / perToken
 }
 
 // submit takes one op: deduplicated by (source, seq), transformed against

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -42,6 +43,10 @@ type driver struct {
 	inbox  chan input
 	quit   chan struct{} // closed when run returns
 	result chan error    // the outstanding append's outcome (at most one)
+
+	// head is the core's head revision after the last step: the reading
+	// goroutines estimate a message's work from it.
+	head atomic.Int64
 
 	remoteMu      sync.Mutex
 	remoteRecords []storage.Record
@@ -114,6 +119,7 @@ func (d *driver) run(writeErr error) {
 	if b := d.m.cfg.Broker; b != nil {
 		defer b.Subscribe(d.id, d.pushRemote)()
 	}
+	d.head.Store(d.core.headRev)
 	if writeErr != nil {
 		d.step(evWritable{Err: writeErr})
 	}
@@ -185,6 +191,7 @@ func (d *driver) armIdle() {
 // step feeds ev to the core and does what it asks.
 func (d *driver) step(ev event) {
 	rd := d.core.step(ev)
+	d.head.Store(d.core.headRev)
 	d.do(rd)
 }
 

@@ -29,6 +29,9 @@ type evMessage struct {
 	Client string
 	Msg    ClientMessage
 	Now    time.Time
+	// Paid: tokens the reading goroutine already took for the message's
+	// work, from its estimate of the distance to the head.
+	Paid int
 }
 
 // evOverflow: the connection's outbound queue overflowed (a slow reader):

@@ -296,23 +296,36 @@ func (m *Manager) Connect(ctx context.Context, docID string, conn Conn, info Cli
 }
 
 // Handle processes one text frame from the client, in the order received.
-// It never blocks on other clients.
+// It never blocks on other clients. A frame costs one token of the
+// connection's budget, and an op or a selection one more per WorkPerToken
+// revisions between its base and the head (per range of a selection):
+// what transforming it will cost. A client that cannot pay gets
+// rate_limited, before any work is done.
 func (c *Client) Handle(frame []byte) {
-	now := c.d.m.cfg.Now()
-	if !c.limiter.AllowN(now, 1) {
-		e := protoErr(CodeRateLimited, "too many messages: at most %.0f per second", c.d.m.cfg.RatePerSecond)
-		if m, perr := ParseClientMessage(frame); perr == nil && m.Type == "op" {
-			e.Seq, e.HasSeq = m.Seq, true
+	cfg := &c.d.m.cfg
+	now := cfg.Now()
+	msg, perr := ParseClientMessage(frame)
+	cost := int64(1)
+	if perr == nil && (msg.Type == "op" || msg.Type == "sel") {
+		cost += workTokens(c.d.head.Load()-msg.Rev, int64(len(msg.Sel)), cfg.WorkPerToken)
+	}
+	cost = min(cost, int64(c.limiter.Burst()))
+	if !c.limiter.AllowN(now, int(cost)) {
+		e := protoErr(CodeRateLimited, "too many messages: at most %.0f per second", cfg.RatePerSecond)
+		if cost > 1 {
+			e.Message = fmt.Sprintf("too much work: this message is %d revisions behind and costs %d of the %.0f tokens a second this connection has", c.d.head.Load()-msg.Rev, cost, cfg.RatePerSecond)
+		}
+		if perr == nil && msg.Type == "op" {
+			e.Seq, e.HasSeq = msg.Seq, true
 		}
 		c.reply(e)
 		return
 	}
-	msg, perr := ParseClientMessage(frame)
 	if perr != nil {
 		c.reply(perr)
 		return
 	}
-	c.d.post(input{ev: evMessage{Client: c.id, Msg: msg, Now: now}})
+	c.d.post(input{ev: evMessage{Client: c.id, Msg: msg, Now: now, Paid: int(cost - 1)}})
 }
 
 // HandleBinary answers a binary frame: the protocol has none.
