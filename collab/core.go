@@ -834,7 +834,8 @@ func (c *core) broadcast(r committed) {
 	}
 }
 
-// trimLog keeps HistoryInMemory durable records in memory, and every record
+// trimLog keeps HistoryInMemory durable records in memory (trimming when a
+// quarter more have piled up, so the copy is amortized), and every record
 // a pending op was based on (so it can be submitted again after a
 // conflict).
 func (c *core) trimLog() {
@@ -842,8 +843,7 @@ func (c *core) trimLog() {
 		return
 	}
 	keep := int64(c.cfg.HistoryInMemory)
-	durableInLog := c.durableRev - c.logStart
-	if durableInLog <= 2*keep {
+	if c.durableRev-c.logStart <= keep+keep/4 {
 		return
 	}
 	newStart := c.durableRev - keep

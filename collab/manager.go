@@ -307,7 +307,8 @@ func (c *Client) Handle(frame []byte) {
 	msg, perr := ParseClientMessage(frame)
 	cost := int64(1)
 	if perr == nil && (msg.Type == "op" || msg.Type == "sel") {
-		cost += workTokens(c.d.head.Load()-msg.Rev, int64(len(msg.Sel)), cfg.WorkPerToken)
+		// Beyond MaxLag the document refuses it without the work.
+		cost += workTokens(min(c.d.head.Load()-msg.Rev, cfg.MaxLag), int64(len(msg.Sel)), cfg.WorkPerToken)
 	}
 	cost = min(cost, int64(c.limiter.Burst()))
 	if !c.limiter.AllowN(now, int(cost)) {
