@@ -273,23 +273,6 @@ func (c *tconn) sendOp(rev int64, seq uint64, op string) {
 	c.send(fmt.Sprintf(`{"type":"op","rev":%d,"seq":%d,"op":%s}`, rev, seq, op))
 }
 
-// quiet checks that no message but presence arrives within d.
-func (c *tconn) quiet(d time.Duration) {
-	c.t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		m, err := c.conn.next(deadline)
-		if errors.Is(err, errTimeout) {
-			return
-		}
-		if err != nil {
-			c.t.Fatalf("connection ended: %v", err)
-		}
-		if m.Type != "join" && m.Type != "leave" && m.Type != "sel" {
-			c.t.Fatalf("unexpected message %v", m)
-		}
-	}
-}
 
 // otClient is a ShareDB-style client: it keeps at most one op in flight
 // and composes local edits made meanwhile into a buffer; it transforms both

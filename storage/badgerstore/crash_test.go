@@ -141,7 +141,8 @@ type crashReport struct {
 }
 
 // TestCrash: a child process commits as fast as it can and reports each
-// committed revision; the test kills it with SIGKILL at a random moment,
+// committed revision; the test kills it with SIGKILL at a random moment
+// (a random delay after its first reported commit),
 // reopens the directory and checks that every reported revision is there,
 // the log has no gap, group commits are whole, and snapshots and records
 // replay to the stored text. The rounds reuse one directory, so later rounds
@@ -217,6 +218,7 @@ func runCrashChild(t *testing.T, dir string, seed uint64, round int, delay time.
 		t.Fatal(err)
 	}
 	ready := make(chan struct{})
+	committed := make(chan struct{}) // the child reported its first record
 	type result struct {
 		lines []string
 		other []string // anything that is not a record line
@@ -238,6 +240,9 @@ func runCrashChild(t *testing.T, dir string, seed uint64, round int, delay time.
 			case line == "READY":
 				close(ready)
 			case strings.HasPrefix(line, "C "):
+				if len(res.lines) == 0 {
+					close(committed)
+				}
 				res.lines = append(res.lines, line)
 			default:
 				res.other = append(res.other, line)
@@ -257,6 +262,19 @@ func runCrashChild(t *testing.T, dir string, seed uint64, round int, delay time.
 			exited = true
 		case <-time.After(30 * time.Second):
 			t.Errorf("round %d: child not READY after 30 s", round)
+		}
+		// The kill delay counts from the first commit the child reports,
+		// not from READY: on a busy machine the child may take longer than
+		// the delay to commit anything.
+		if !exited {
+			select {
+			case <-committed:
+			case res := <-done:
+				done <- res
+				exited = true
+			case <-time.After(30 * time.Second):
+				t.Errorf("round %d: child committed nothing 30 s after READY", round)
+			}
 		}
 	}
 	if !exited {
