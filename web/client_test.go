@@ -273,7 +273,6 @@ func (c *tconn) sendOp(rev int64, seq uint64, op string) {
 	c.send(fmt.Sprintf(`{"type":"op","rev":%d,"seq":%d,"op":%s}`, rev, seq, op))
 }
 
-
 // otClient is a ShareDB-style client: it keeps at most one op in flight
 // and composes local edits made meanwhile into a buffer; it transforms both
 // against remote ops (its own ops on the left), sends the buffer when the
