@@ -23,10 +23,6 @@ import (
 // never come near it.
 const wait = 5 * time.Second
 
-// quiet is how long a test watches for a message that must not come, on
-// top of a barrier that already shows the hub has processed everything
-// before it.
-const quiet = 20 * time.Millisecond
 
 var errIO = errors.New("injected I/O error")
 
