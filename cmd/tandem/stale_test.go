@@ -186,6 +186,11 @@ func dialStale(tb testing.TB, base, id string) *websocket.Conn {
 // flight, each based on the newest revision it knows, an op every pace at
 // most (a typist's speed), and returns the ack latencies.
 func honestTyping(base, id string, ops int, pace time.Duration) ([]time.Duration, error) {
+	return typeUntil(base, id, ops, pace, nil)
+}
+
+// typeUntil is honestTyping that also stops when stop is closed.
+func typeUntil(base, id string, ops int, pace time.Duration, stop <-chan struct{}) ([]time.Duration, error) {
 	c, _, err := websocket.DefaultDialer.Dial(wsURL(base, id, url.Values{}), nil)
 	if err != nil {
 		return nil, err
@@ -205,11 +210,15 @@ func honestTyping(base, id string, ops int, pace time.Duration) ([]time.Duration
 		return nil, fmt.Errorf("no hello: %v %v", msgs, err)
 	}
 	rev = msgs[0].Rev
-	lat := make([]time.Duration, 0, ops)
+	lat := make([]time.Duration, 0, min(ops, 4096))
 	tick := time.NewTicker(pace)
 	defer tick.Stop()
 	for seq := uint64(1); seq <= uint64(ops); seq++ {
-		<-tick.C
+		select {
+		case <-tick.C:
+		case <-stop:
+			return lat, nil
+		}
 		sent := time.Now()
 		if err := c.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"type":"op","rev":%d,"seq":%d,"op":["h"]}`, rev, seq)); err != nil {
 			return nil, err
