@@ -23,7 +23,6 @@ import (
 // never come near it.
 const wait = 5 * time.Second
 
-
 var errIO = errors.New("injected I/O error")
 
 // ---------------------------------------------------------------------------
