@@ -778,6 +778,9 @@ func (c *core) committed(ev evCommitted) {
 		c.resolving = true
 		c.readForward()
 		return
+	case errors.Is(ev.Err, storage.ErrNoSpace):
+		c.rollBack(ev.Err)
+		return
 	case ev.Err != nil:
 		recs := c.log[c.durableRev-c.logStart:][:c.nInflight]
 		c.fail(fmt.Errorf("commit revisions %d..%d: %w", recs[0].Rev, recs[len(recs)-1].Rev, ev.Err))
@@ -857,6 +860,32 @@ func (c *core) trimLog() {
 	c.logStartLen = c.log[drop-1].Len
 	c.log = append(c.log[:0:0], c.log[drop:]...)
 	c.logStart = newStart
+}
+
+// rollBack handles an append the store refused for lack of disk space
+// without writing anything: every pending op is dropped from the head and
+// its client answered storage_full (it keeps the op and resends it, with
+// the same seq, when the server takes edits again). Nothing else changes;
+// the connections stay open.
+func (c *core) rollBack(err error) {
+	pending := c.log[c.durableRev-c.logStart:]
+	c.log = c.log[:c.durableRev-c.logStart]
+	c.headRev, c.committing, c.nInflight = c.durableRev, false, 0
+	head, rerr := ot.NewRope(c.durable.String())
+	if rerr != nil {
+		c.fail(rerr)
+		return
+	}
+	c.head = head
+	for _, p := range pending {
+		// What the core believed of the source included this op: forget
+		// it, so that the resend is looked up afresh.
+		delete(c.sources, p.Source)
+		delete(c.absent, p.Source)
+		if cl := c.byID[p.Client]; cl != nil && cl.joined && !cl.left {
+			c.sendError(cl, &Error{Code: CodeStorageFull, Message: fmt.Sprintf("the server is not taking edits: %v; keep the op and resend it later", err), Seq: p.Seq, HasSeq: true})
+		}
+	}
 }
 
 // fail handles a failed commit: the head is ahead of the disk and cannot be

@@ -26,6 +26,9 @@ var (
 	ErrCorrupt = errors.New("storage: corrupt data")
 	// ErrClosed: a call on a closed store.
 	ErrClosed = errors.New("storage: store is closed")
+	// ErrNoSpace: a write refused because the disk is (nearly) full; nothing
+	// was written. Retry when there is room (see package spaceguard).
+	ErrNoSpace = errors.New("storage: not enough free disk space")
 )
 
 // MaxIDLen bounds document ids, which are also parts of keys.

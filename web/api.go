@@ -37,6 +37,9 @@ func toJSON(d storage.Document) docJSON {
 const maxTitleBytes = 1024
 
 func (s *Server) createDoc(c echo.Context) error {
+	if err := s.cfg.Manager.Writable(); err != nil {
+		return err
+	}
 	// The strings are decoded by ot's JSON reader, which refuses unpaired
 	// surrogate escapes ("\ud83d") that encoding/json turns into U+FFFD.
 	var body struct {
@@ -236,6 +239,11 @@ func (s *Server) getOps(c echo.Context) error {
 func (s *Server) deleteDoc(c echo.Context) error {
 	d, err := s.document(c)
 	if err != nil {
+		return err
+	}
+	// Checked before the document's connections are closed: the delete
+	// itself would be refused.
+	if err := s.cfg.Manager.Writable(); err != nil {
 		return err
 	}
 	id := d.ID

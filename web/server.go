@@ -207,6 +207,8 @@ func (s *Server) httpError(err error, c echo.Context) {
 		ae = errorf(http.StatusGone, collab.CodeRevTooOld, err.Error())
 	case errors.Is(err, storage.ErrInvalid):
 		ae = errorf(http.StatusBadRequest, collab.CodeBadMessage, err.Error())
+	case errors.Is(err, storage.ErrNoSpace):
+		ae = errorf(http.StatusInsufficientStorage, collab.CodeStorageFull, err.Error())
 	default:
 		s.log.Error("request failed", "path", c.Request().URL.Path, "err", err)
 		ae = errorf(http.StatusInternalServerError, collab.CodeInternal, "internal error")
@@ -217,6 +219,11 @@ func (s *Server) httpError(err error, c echo.Context) {
 func (s *Server) ready(c echo.Context) error {
 	if s.draining.Load() {
 		return errorf(http.StatusServiceUnavailable, collab.CodeInternal, "shutting down")
+	}
+	if err := s.cfg.Manager.Writable(); err != nil {
+		// Not ready for writes: a load balancer should send editors
+		// elsewhere (reads still work here).
+		return errorf(http.StatusServiceUnavailable, collab.CodeStorageFull, "not taking edits: "+err.Error())
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()

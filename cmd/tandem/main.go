@@ -26,13 +26,16 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/storage"
 	"github.com/tandemdocs/tandem/storage/badgerstore"
+	"github.com/tandemdocs/tandem/storage/spaceguard"
 	"github.com/tandemdocs/tandem/web"
 )
 
@@ -104,6 +107,32 @@ type serveConfig struct {
 	AllowedOrigins  string
 	Retain          int64
 	AdminToken      string
+	MinFreeSpace    byteSize
+	DiskCheckEvery  time.Duration
+}
+
+// byteSize is a flag of bytes with an optional unit: 256MiB, 1GiB, 500MB,
+// 1048576.
+type byteSize uint64
+
+func (b *byteSize) String() string { return fmt.Sprintf("%dMiB", uint64(*b)>>20) }
+
+func (b *byteSize) Set(v string) error {
+	units := []struct {
+		suffix string
+		mult   uint64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}, {"", 1}}
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(v, u.suffix); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(num), 10, 64)
+			if err != nil {
+				return fmt.Errorf("a size like 256MiB, 1GiB or 1048576: %w", err)
+			}
+			*b = byteSize(n * u.mult)
+			return nil
+		}
+	}
+	return errors.New("a size like 256MiB, 1GiB or 1048576")
 }
 
 // envName is the environment variable that sets a flag.
@@ -124,6 +153,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.StringVar(&c.AllowedOrigins, "allowed-origins", "", "comma-separated Origins allowed to open WebSockets besides the server's own host (* for any)")
 	fs.Int64Var(&c.Retain, "retain", 0, "keep at most this many revisions of each document's history (0: keep everything)")
+	c.MinFreeSpace = 256 << 20
+	fs.Var(&c.MinFreeSpace, "min-free-space", "stop taking writes while the data directory's disk has less free space than this (room for Badger's next memtable flush and value-log file), and resume when it has more")
+	fs.DurationVar(&c.DiskCheckEvery, "disk-check-every", time.Second, "how often the free disk space is measured")
 	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for the admin endpoints (online backup); without one they answer loopback only. Prefer TANDEM_ADMIN_TOKEN: command lines are visible to other users")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: tandem serve [flags]\n\nflags (each also settable as TANDEM_<FLAG>, e.g. TANDEM_DATA_DIR):")
@@ -184,21 +216,40 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 
-	store, err := badgerstore.Open(badgerstore.Options{Dir: cfg.DataDir, Logger: log})
+	// The data directory must exist for its disk to be measured.
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	var mgr *collab.Manager
+	var guard atomic.Pointer[spaceguard.Guard] // for Badger's GC goroutine
+	store, err := spaceguard.Open(spaceguard.Options{
+		Dir:     cfg.DataDir,
+		MinFree: uint64(cfg.MinFreeSpace),
+		Every:   cfg.DiskCheckEvery,
+		Logger:  log,
+		Open: func(readOnly bool) (storage.Store, error) {
+			return badgerstore.Open(badgerstore.Options{Dir: cfg.DataDir, Logger: log, ReadOnly: readOnly,
+				GCAllowed: func() bool { g := guard.Load(); return g != nil && g.Writable() == nil }})
+		},
+		OnChange: func(err error) { mgr.SetWritable(err) },
+	})
 	if err != nil {
 		return err
 	}
+	guard.Store(store)
 	defer func() {
 		if err := store.Close(); err != nil {
 			log.Error("close storage", "err", err)
 		}
 	}()
 
-	mgr := collab.NewManager(store, collab.Config{
+	mgr = collab.NewManager(store, collab.Config{
 		SnapshotEvery: cfg.SnapshotEvery,
 		IdleTimeout:   cfg.IdleTimeout,
 		Logger:        log,
 	})
+	mgr.SetWritable(store.Writable())
+	go store.Run(ctx)
 	var origins []string
 	for o := range strings.SplitSeq(cfg.AllowedOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -254,7 +305,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	return nil
 }
 
-func retainLoop(ctx context.Context, log *slog.Logger, store *badgerstore.Store, keep int64) {
+func retainLoop(ctx context.Context, log *slog.Logger, store storage.Store, keep int64) {
 	t := time.NewTicker(10 * time.Minute)
 	defer t.Stop()
 	for {

@@ -687,6 +687,31 @@ func (c *rawClient) next(typ string) serverMsg {
 	}
 }
 
+// nextAny returns the next message that is not presence (join, leave,
+// sel), errors included.
+func (c *rawClient) nextAny() serverMsg {
+	c.t.Helper()
+	for {
+		for len(c.buf) == 0 {
+			c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, data, err := c.conn.ReadMessage()
+			if err != nil {
+				c.t.Fatalf("reading: %v", err)
+			}
+			if c.buf, err = parseFrame(data); err != nil {
+				c.t.Fatal(err)
+			}
+		}
+		m := c.buf[0]
+		c.buf = c.buf[1:]
+		switch m.Type {
+		case "join", "leave", "sel":
+			continue
+		}
+		return m
+	}
+}
+
 func (c *rawClient) send(msg string) {
 	c.t.Helper()
 	if err := c.conn.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {

@@ -37,6 +37,10 @@ type Options struct {
 	GCInterval time.Duration
 	// ReadOnly opens the directory without writing to it (offline tools).
 	ReadOnly bool
+	// GCAllowed, if set, is asked before each value-log garbage collection:
+	// it rewrites value-log files, which needs free space (see package
+	// spaceguard).
+	GCAllowed func() bool
 }
 
 // Store is a storage.Store on Badger. Every write is synced to disk before
@@ -117,7 +121,7 @@ func Open(opts Options) (*Store, error) {
 		return nil, err
 	}
 	if opts.GCInterval > 0 && !opts.ReadOnly {
-		go s.runGC(opts.GCInterval)
+		go s.runGC(opts.GCInterval, opts.GCAllowed)
 	} else {
 		close(s.gcDone)
 	}
@@ -160,7 +164,7 @@ func (s *Store) checkFormat(readOnly bool) error {
 	return s.db.Update(func(txn *badger.Txn) error { return txn.Set(formatKey, []byte(FormatVersion)) })
 }
 
-func (s *Store) runGC(every time.Duration) {
+func (s *Store) runGC(every time.Duration, allowed func() bool) {
 	defer close(s.gcDone)
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -169,7 +173,7 @@ func (s *Store) runGC(every time.Duration) {
 		case <-s.stopGC:
 			return
 		case <-t.C:
-			for s.db.RunValueLogGC(0.5) == nil {
+			for (allowed == nil || allowed()) && s.db.RunValueLogGC(0.5) == nil {
 			}
 		}
 	}

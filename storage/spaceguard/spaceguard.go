@@ -1,0 +1,319 @@
+// Package spaceguard keeps a store from writing when the disk under it is
+// nearly full.
+//
+// An embedded store that runs out of disk does not always fail cleanly:
+// Badger writes its memtable through a memory-mapped file, and the kernel
+// answers a write to a mapped page with no space behind it with SIGBUS,
+// which kills the process (and kills it again at every restart on the still
+// full disk). So writes must stop before the disk is full, as etcd raises
+// its NOSPACE alarm: a Guard wraps a storage.Store, measures the free space
+// of the data directory's filesystem every so often, and while it is below
+// a threshold (large enough for the store's next memtable flush and
+// value-log file) refuses every write with storage.ErrNoSpace without
+// touching the store. Reads go on. When space comes back, writes resume.
+//
+// A Guard started on a disk that is already too full opens the store
+// read-only (a read-write open writes a lock file and may replay and flush
+// its log), serves reads, and reopens it read-write once there is room.
+package spaceguard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/tandemdocs/tandem/storage"
+)
+
+// Opener opens the guarded store, read-only or not.
+type Opener func(readOnly bool) (storage.Store, error)
+
+// Backuper is implemented by stores that take online backups; a Guard
+// passes it through (a backup only reads).
+type Backuper interface {
+	Backup(ctx context.Context, w io.Writer, since uint64) (next uint64, err error)
+}
+
+// FreeFunc reports the free space, in bytes, available to an unprivileged
+// writer on the filesystem that holds dir.
+type FreeFunc func(dir string) (uint64, error)
+
+// Free is the FreeFunc of the running system (statfs).
+func Free(dir string) (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, fmt.Errorf("free space of %s: %w", dir, err)
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}
+
+// Options configure a Guard.
+type Options struct {
+	// Dir is the data directory (its filesystem is the one measured).
+	Dir string
+	// MinFree is the free space below which writes stop.
+	MinFree uint64
+	// Every is how often the free space is measured (1s).
+	Every time.Duration
+	// Open opens the store.
+	Open Opener
+	// OnChange is told when writes stop (with the reason) and resume
+	// (nil), from the Guard's goroutine.
+	OnChange func(err error)
+	// Free measures free space (Free).
+	Free FreeFunc
+	// Logger (slog.Default()).
+	Logger *slog.Logger
+}
+
+// Guard is a storage.Store that refuses writes while the disk is nearly
+// full. Run must be running for it to notice changes.
+type Guard struct {
+	opts Options
+
+	mu       sync.RWMutex // held for reading by every call, for writing by a reopen
+	store    storage.Store
+	readOnly bool
+
+	stateMu sync.Mutex
+	err     error // nil while writes are allowed
+}
+
+var _ storage.Store = (*Guard)(nil)
+
+// Open measures the free space and opens the store: read-write when there is
+// room (or read-only if that fails for lack of space), read-only when there
+// is not.
+func Open(opts Options) (*Guard, error) {
+	if opts.Every <= 0 {
+		opts.Every = time.Second
+	}
+	if opts.Free == nil {
+		opts.Free = Free
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	g := &Guard{opts: opts}
+	low := g.measure()
+	var err error
+	if low == nil {
+		g.store, err = opts.Open(false)
+		if err != nil && isNoSpace(err) {
+			low = fmt.Errorf("%w: opening the store: %v", storage.ErrNoSpace, err)
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	if low != nil {
+		g.store, err = opts.Open(true)
+		if err != nil {
+			return nil, fmt.Errorf("disk nearly full (%v), and the store cannot be opened read-only: %w", low, err)
+		}
+		g.readOnly = true
+		opts.Logger.Error("disk nearly full: serving reads only until there is room", "dir", opts.Dir, "reason", low)
+	}
+	g.err = low
+	return g, nil
+}
+
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
+		// Badger wraps some errors as text only.
+		strings.Contains(err.Error(), "no space left on device") || strings.Contains(err.Error(), "disk quota exceeded")
+}
+
+// measure returns nil if there is room for writes, or why not.
+func (g *Guard) measure() error {
+	free, err := g.opts.Free(g.opts.Dir)
+	if err != nil {
+		return fmt.Errorf("%w: %v", storage.ErrNoSpace, err)
+	}
+	if free < g.opts.MinFree {
+		return fmt.Errorf("%w: %d MiB free on the data directory's disk, below the %d MiB kept in reserve", storage.ErrNoSpace, free>>20, g.opts.MinFree>>20)
+	}
+	return nil
+}
+
+// Writable returns nil while writes are allowed, or why they are not.
+func (g *Guard) Writable() error {
+	g.stateMu.Lock()
+	defer g.stateMu.Unlock()
+	return g.err
+}
+
+// Run measures the free space every Options.Every until ctx ends, stopping
+// and resuming writes as it crosses the threshold.
+func (g *Guard) Run(ctx context.Context) {
+	t := time.NewTicker(g.opts.Every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		g.Check()
+	}
+}
+
+// Check measures the free space once and acts on it.
+func (g *Guard) Check() {
+	low := g.measure()
+	if low == nil && g.isReadOnly() {
+		if err := g.reopen(); err != nil {
+			low = fmt.Errorf("%w: reopening the store for writing: %v", storage.ErrNoSpace, err)
+		}
+	}
+	g.stateMu.Lock()
+	was := g.err
+	g.err = low
+	g.stateMu.Unlock()
+	switch {
+	case was == nil && low != nil:
+		g.opts.Logger.Error("disk nearly full: writes stopped (edits are refused with storage_full and kept by clients)", "dir", g.opts.Dir, "reason", low)
+	case was != nil && low == nil:
+		g.opts.Logger.Info("disk has room again: writes resumed", "dir", g.opts.Dir)
+	default:
+		return
+	}
+	if g.opts.OnChange != nil {
+		g.opts.OnChange(low)
+	}
+}
+
+func (g *Guard) isReadOnly() bool {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.readOnly
+}
+
+// reopen swaps the read-only store for a read-write one, once every call
+// in progress has returned.
+func (g *Guard) reopen() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.readOnly {
+		return nil
+	}
+	if err := g.store.Close(); err != nil {
+		return fmt.Errorf("close the read-only store: %w", err)
+	}
+	s, err := g.opts.Open(false)
+	if err != nil {
+		// Back to reading, at least.
+		if ro, rerr := g.opts.Open(true); rerr == nil {
+			g.store = ro
+		}
+		return err
+	}
+	g.store, g.readOnly = s, false
+	g.opts.Logger.Info("store reopened for writing", "dir", g.opts.Dir)
+	return nil
+}
+
+// write runs fn on the store unless writes are stopped.
+func (g *Guard) write(fn func(storage.Store) error) error {
+	if err := g.Writable(); err != nil {
+		return err
+	}
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if g.readOnly {
+		return fmt.Errorf("%w: the store is open read-only", storage.ErrNoSpace)
+	}
+	return fn(g.store)
+}
+
+func (g *Guard) read() (storage.Store, func()) {
+	g.mu.RLock()
+	return g.store, g.mu.RUnlock
+}
+
+// CreateDocument implements storage.Store.
+func (g *Guard) CreateDocument(ctx context.Context, doc storage.Document, text string) error {
+	return g.write(func(s storage.Store) error { return s.CreateDocument(ctx, doc, text) })
+}
+
+// Document implements storage.Store.
+func (g *Guard) Document(ctx context.Context, id string) (storage.Document, error) {
+	s, done := g.read()
+	defer done()
+	return s.Document(ctx, id)
+}
+
+// ListDocuments implements storage.Store.
+func (g *Guard) ListDocuments(ctx context.Context, opts storage.ListOptions) ([]storage.Document, string, error) {
+	s, done := g.read()
+	defer done()
+	return s.ListDocuments(ctx, opts)
+}
+
+// DeleteDocument implements storage.Store.
+func (g *Guard) DeleteDocument(ctx context.Context, id string) error {
+	return g.write(func(s storage.Store) error { return s.DeleteDocument(ctx, id) })
+}
+
+// Commit implements storage.Store.
+func (g *Guard) Commit(ctx context.Context, appends []storage.Append) (results []error, err error) {
+	err = g.write(func(s storage.Store) error {
+		results, err = s.Commit(ctx, appends)
+		return err
+	})
+	return results, err
+}
+
+// Records implements storage.Store.
+func (g *Guard) Records(ctx context.Context, id string, from, to int64) ([]storage.Record, error) {
+	s, done := g.read()
+	defer done()
+	return s.Records(ctx, id, from, to)
+}
+
+// Snapshot implements storage.Store.
+func (g *Guard) Snapshot(ctx context.Context, id string, rev int64) (storage.Snapshot, error) {
+	s, done := g.read()
+	defer done()
+	return s.Snapshot(ctx, id, rev)
+}
+
+// SaveSnapshot implements storage.Store.
+func (g *Guard) SaveSnapshot(ctx context.Context, id string, snap storage.Snapshot) error {
+	return g.write(func(s storage.Store) error { return s.SaveSnapshot(ctx, id, snap) })
+}
+
+// LookupSubmission implements storage.Store.
+func (g *Guard) LookupSubmission(ctx context.Context, id, source string, seq uint64) (int64, bool, error) {
+	s, done := g.read()
+	defer done()
+	return s.LookupSubmission(ctx, id, source, seq)
+}
+
+// Compact implements storage.Store.
+func (g *Guard) Compact(ctx context.Context, id string, before int64) error {
+	return g.write(func(s storage.Store) error { return s.Compact(ctx, id, before) })
+}
+
+// Backup passes an online backup through to the store, if it takes them.
+func (g *Guard) Backup(ctx context.Context, w io.Writer, since uint64) (uint64, error) {
+	s, done := g.read()
+	defer done()
+	b, ok := s.(Backuper)
+	if !ok {
+		return 0, errors.New("spaceguard: the store takes no backups")
+	}
+	return b.Backup(ctx, w, since)
+}
+
+// Close closes the store.
+func (g *Guard) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.store.Close()
+}
