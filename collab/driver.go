@@ -66,7 +66,7 @@ func newDriver(m *Manager, id string) *driver {
 		m:            m,
 		id:           id,
 		loaded:       make(chan struct{}),
-		inbox:        make(chan input, 1024),
+		inbox:        make(chan input, 256),
 		quit:         make(chan struct{}),
 		result:       make(chan error, 1),
 		remoteSignal: make(chan struct{}, 1),
