@@ -33,6 +33,8 @@ type Config struct {
 	// PingPeriod and PongWait: a connection that does not answer pings for
 	// PongWait is dropped and its cursor disappears (5s, 12s).
 	PingPeriod, PongWait time.Duration
+	// Metrics, if set, is served at GET /metrics (Prometheus).
+	Metrics http.Handler
 	// AdminToken, if set, is the bearer token the admin endpoints
 	// (/api/admin/...) require. Without it they answer only requests from a
 	// loopback address that did not come through a proxy (admin.go).
@@ -101,6 +103,9 @@ func New(cfg Config) *Server {
 	admin.GET("/backup", s.adminBackup)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.ready)
+	if cfg.Metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(cfg.Metrics))
+	}
 	s.mountStatic(e) // "/", "/d/:id", "/js/*", "/css/*": static.go
 	s.echo = e
 	return s

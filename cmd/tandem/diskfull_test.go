@@ -147,10 +147,16 @@ func TestDiskFull(t *testing.T) {
 	if d, err := getDoc(srv.URL, id); err != nil || d.Text != "abc!" || d.Rev != 1 {
 		t.Fatalf("read on a full disk: %+v %v", d, err)
 	}
+	if code, body := httpStatus(t, "GET", srv.URL+"/metrics", ""); code != http.StatusOK || !strings.Contains(body, "\ntandem_storage_writable 0\n") {
+		t.Fatalf("metrics on a full disk: %d, no tandem_storage_writable 0 in:\n%.2000s", code, body)
+	}
 
 	// Room again: the same op (same seq) goes through, no restart.
 	os.Remove(filepath.Join(disk, "ballast"))
 	waitStatus(t, srv.URL+"/readyz", http.StatusOK)
+	if _, body := httpStatus(t, "GET", srv.URL+"/metrics", ""); !strings.Contains(body, "\ntandem_storage_writable 1\n") {
+		t.Fatalf("metrics after space came back: no tandem_storage_writable 1")
+	}
 	c.send(`{"type":"op","rev":1,"seq":2,"op":["?"]}`)
 	if ack := c.next("ack"); ack.Rev != 2 || ack.Seq != 2 {
 		t.Fatalf("ack after space came back: %+v", ack)

@@ -256,7 +256,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			origins = append(origins, o)
 		}
 	}
-	srv := web.New(web.Config{Store: store, Manager: mgr, Logger: log, AllowedOrigins: origins, AdminToken: cfg.AdminToken})
+	srv := web.New(web.Config{Store: store, Manager: mgr, Logger: log, AllowedOrigins: origins, AdminToken: cfg.AdminToken,
+		Metrics: metricsHandler(mgr, store, cfg.DataDir)})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
