@@ -78,8 +78,11 @@ func TestGuardStopsAndResumesWrites(t *testing.T) {
 		t.Fatalf("Writable with 50 bytes free: %v", err)
 	}
 	writes := map[string]error{
-		"create":   g.CreateDocument(ctx, storage.Document{ID: "b"}, ""),
-		"commit":   func() error { _, err := g.Commit(ctx, []storage.Append{{DocID: "a", Records: []storage.Record{{Rev: 1}}}}); return err }(),
+		"create": g.CreateDocument(ctx, storage.Document{ID: "b"}, ""),
+		"commit": func() error {
+			_, err := g.Commit(ctx, []storage.Append{{DocID: "a", Records: []storage.Record{{Rev: 1}}}})
+			return err
+		}(),
 		"snapshot": g.SaveSnapshot(ctx, "a", storage.Snapshot{Rev: 0, Text: "x"}),
 		"compact":  g.Compact(ctx, "a", 0),
 		"delete":   g.DeleteDocument(ctx, "a"),
