@@ -871,12 +871,9 @@ func (c *core) rollBack(err error) {
 	pending := c.log[c.durableRev-c.logStart:]
 	c.log = c.log[:c.durableRev-c.logStart]
 	c.headRev, c.committing, c.nInflight = c.durableRev, false, 0
-	head, rerr := ot.NewRope(c.durable.String())
-	if rerr != nil {
-		c.fail(rerr)
+	if !c.resetHead() {
 		return
 	}
-	c.head = head
 	for _, p := range pending {
 		// What the core believed of the source included this op: forget
 		// it, so that the resend is looked up afresh.
@@ -886,6 +883,18 @@ func (c *core) rollBack(err error) {
 			c.sendError(cl, &Error{Code: CodeStorageFull, Message: fmt.Sprintf("the server is not taking edits: %v; keep the op and resend it later", err), Seq: p.Seq, HasSeq: true})
 		}
 	}
+}
+
+// resetHead makes the head a copy of the durable text (the pending ops
+// are to be dropped or submitted again); false if the document failed.
+func (c *core) resetHead() bool {
+	head, err := ot.NewRope(c.durable.String())
+	if err != nil {
+		c.fail(err)
+		return false
+	}
+	c.head = head
+	return true
 }
 
 // fail handles a failed commit: the head is ahead of the disk and cannot be
@@ -1033,12 +1042,9 @@ func (c *core) applyRemote(recs []storage.Record) {
 			}
 		}
 	} else {
-		head, err := ot.NewRope(c.durable.String())
-		if err != nil {
-			c.fail(err)
+		if !c.resetHead() {
 			return
 		}
-		c.head = head
 		for _, p := range pending {
 			if p.Source != "" && done[lookupRequest{Source: p.Source, Seq: p.Seq}] {
 				continue // committed elsewhere: acknowledged by the broadcast above

@@ -666,18 +666,7 @@ func dialRaw(t *testing.T, base, id, key string) *rawClient {
 func (c *rawClient) next(typ string) serverMsg {
 	c.t.Helper()
 	for {
-		for len(c.buf) == 0 {
-			c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-			_, data, err := c.conn.ReadMessage()
-			if err != nil {
-				c.t.Fatalf("waiting for %s: %v", typ, err)
-			}
-			if c.buf, err = parseFrame(data); err != nil {
-				c.t.Fatal(err)
-			}
-		}
-		m := c.buf[0]
-		c.buf = c.buf[1:]
+		m := c.nextAny()
 		if m.Type == typ {
 			return m
 		}

@@ -5,7 +5,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,7 +17,6 @@ import (
 	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/storage"
 	"github.com/tandemdocs/tandem/storage/badgerstore"
-	"github.com/tandemdocs/tandem/web"
 )
 
 // BenchmarkLargeNeighbour measures the ack latency of small documents
@@ -58,17 +56,8 @@ func runNeighbours(b *testing.B, large bool) (staleResult, float64) {
 	store := &snapshotCounter{Store: bstore}
 	ctx := context.Background()
 	every, _ := strconv.ParseInt(os.Getenv("TANDEM_BENCH_SNAPSHOT_EVERY"), 10, 64)
-	mgr := collab.NewManager(store, collab.Config{Logger: log, SnapshotEvery: every})
-	srv := web.New(web.Config{Store: store, Manager: mgr, Logger: log})
-	ts := httptest.NewServer(srv)
-	defer func() {
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		mgr.Close(cctx)
-		srv.Close(cctx)
-		ts.Close()
-		store.Close()
-	}()
+	ts, closeServer := benchServer(store, collab.Config{Logger: log, SnapshotEvery: every})
+	defer closeServer()
 	small := make([]string, 10)
 	for i := range small {
 		if small[i], err = createDoc(ts.URL, "small", "small"); err != nil {

@@ -74,18 +74,8 @@ func runStale(tb testing.TB, revs, honest, ops int, pace time.Duration, attack s
 			tb.Fatal(err, res)
 		}
 	}
-	cfg := collab.Config{Logger: log}
-	mgr := collab.NewManager(store, cfg)
-	srv := web.New(web.Config{Store: store, Manager: mgr, Logger: log})
-	ts := httptest.NewServer(srv)
-	defer func() {
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		mgr.Close(cctx)
-		srv.Close(cctx)
-		ts.Close()
-		store.Close()
-	}()
+	ts, closeServer := benchServer(store, collab.Config{Logger: log})
+	defer closeServer()
 
 	var res staleResult
 	stop := make(chan struct{})
@@ -164,6 +154,22 @@ func runStale(tb testing.TB, revs, honest, ops int, pace time.Duration, attack s
 		res.latencies = append(res.latencies, lat[i]...)
 	}
 	return res
+}
+
+// benchServer serves store on 127.0.0.1 (a manager with cfg and the HTTP
+// routes); closeServer shuts it all down and closes the store.
+func benchServer(store storage.Store, cfg collab.Config) (ts *httptest.Server, closeServer func()) {
+	mgr := collab.NewManager(store, cfg)
+	srv := web.New(web.Config{Store: store, Manager: mgr, Logger: cfg.Logger})
+	ts = httptest.NewServer(srv)
+	return ts, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		mgr.Close(ctx)
+		srv.Close(ctx)
+		ts.Close()
+		store.Close()
+	}
 }
 
 func dialStale(tb testing.TB, base, id string) *websocket.Conn {
