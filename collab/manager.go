@@ -329,8 +329,13 @@ func (c *Client) Handle(frame []byte) {
 	c.d.post(input{ev: evMessage{Client: c.id, Msg: msg, Now: now, Paid: int(cost - 1)}})
 }
 
-// HandleBinary answers a binary frame: the protocol has none.
+// HandleBinary answers a binary frame: the protocol has none. It costs a
+// token like any frame.
 func (c *Client) HandleBinary() {
+	if !c.limiter.AllowN(c.d.m.cfg.Now(), 1) {
+		c.reply(protoErr(CodeRateLimited, "too many messages: at most %.0f per second", c.d.m.cfg.RatePerSecond))
+		return
+	}
 	c.reply(protoErr(CodeBadMessage, "binary frames are not part of the protocol: send JSON text frames"))
 }
 
