@@ -205,20 +205,22 @@ func (d *driver) do(rd ready) {
 			d.result <- errors.New("group committer stopped")
 		}
 	}
+	// Off the loop, and counted: the Manager's Close waits for them before
+	// the store may be closed.
 	for _, r := range rd.Read {
-		go d.read(r)
+		m.io.Go(func() { d.read(r) })
 	}
 	for _, l := range rd.Lookups {
-		go func() {
+		m.io.Go(func() {
 			rev, found, err := m.store.LookupSubmission(context.Background(), d.id, l.Source, l.Seq)
 			d.post(input{ev: evLookup{Source: l.Source, Seq: l.Seq, Rev: rev, Found: found, Err: err}})
-		}()
+		})
 	}
 	if s := rd.Snapshot; s != nil && !rd.Done {
-		go func() {
+		m.io.Go(func() {
 			err := m.store.SaveSnapshot(context.Background(), d.id, *s)
 			d.post(input{ev: evSnapshotSaved{Rev: s.Rev, Err: err}})
-		}()
+		})
 	}
 	if len(rd.Publish) > 0 && m.cfg.Broker != nil {
 		m.cfg.Broker.Publish(d.id, rd.Publish)

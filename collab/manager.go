@@ -193,6 +193,7 @@ type Manager struct {
 	closing  bool
 	writeErr error          // the write gate's state, for documents opened later
 	running  sync.WaitGroup // driver goroutines
+	io       sync.WaitGroup // their reads, lookups and snapshots
 }
 
 // NewManager returns a manager over store. Close it to shut down.
@@ -502,7 +503,7 @@ func (m *Manager) Close(ctx context.Context) error {
 		d.post(input{ev: evShutdown{Code: CloseGoingAway, Reason: "server shutting down", Snapshot: true}})
 	}
 	done := make(chan struct{})
-	go func() { m.running.Wait(); close(done) }()
+	go func() { m.running.Wait(); m.io.Wait(); close(done) }()
 	var err error
 	select {
 	case <-done:
