@@ -557,7 +557,11 @@ func (c *core) push(rec committed) {
 	c.headRev = rec.Rev
 	c.log = append(c.log, rec)
 	if rec.Source != "" {
-		c.sources[rec.Source] = source{seq: rec.Seq, rev: rec.Rev, mine: true}
+		// Resubmitted after a conflict, an op can be older than what the
+		// other writer's records showed of its source: keep the newest.
+		if s, known := c.sources[rec.Source]; !known || rec.Seq >= s.seq {
+			c.sources[rec.Source] = source{seq: rec.Seq, rev: rec.Rev, mine: true}
+		}
 		delete(c.absent, rec.Source)
 	}
 }
@@ -584,7 +588,13 @@ func (c *core) duplicate(cl *client, p *parked) (dup bool, e *Error, ok bool) {
 		return true, nil, true
 	case known && (seq > s.seq || s.rev == 0) && s.mine:
 		return false, nil, true
-	case !p.looked && c.absent[src] == seq && seq != 0:
+	}
+	for _, r := range c.log[c.durableRev-c.logStart:] {
+		if r.Source == src && r.Seq == seq {
+			return true, nil, true // pending: its commit acknowledges it
+		}
+	}
+	if !p.looked && c.absent[src] == seq && seq != 0 {
 		p.looked = true // the store's index said so already
 	}
 	switch {
