@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { connect, wsUrl, diffOp } from '../static/js/client.js'
 import { apply, transformSelection } from '../static/js/ot.js'
 import { cpLength } from '../static/js/unicode.js'
-import { FakeServer, MemoryStorage } from './fake-server.mjs'
+import { FakeServer, MemoryStorage, sourceOf } from './fake-server.mjs'
 
 const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
 
@@ -18,7 +18,7 @@ async function waitFor (what, cond, timeout = 3000) {
   }
 }
 
-const FAST = { minBackoff: 2, maxBackoff: 20, selectionThrottle: 5, rateLimitPause: 10, persistDelay: 5 }
+const FAST = { minBackoff: 2, maxBackoff: 20, selectionThrottle: 5, rateLimitPause: 10, storageFullPause: 10, persistDelay: 5 }
 
 function open (server, doc, opts = {}) {
   const log = []
@@ -457,6 +457,68 @@ test('rate_limited: the op is resent after a pause', async () => {
   assert.equal(a.text, 'abc')
   assert.equal(server.doc('l').log.length, 1)
   assert.deepEqual(a.errors, [])
+  a.close()
+})
+
+test('storage_full: the op is kept, edits go on, and it is resent once the server takes writes', async () => {
+  const server = new FakeServer()
+  server.createDoc('f', '')
+  const a = open(server, 'f')
+  await waitFor('connected', () => a.status === 'connected')
+  server.storageFull = 2
+  a.edit(['abc'])
+  await waitFor('the refusal', () => a.errors.some(e => e.code === 'storage_full'))
+  a.edit([3, 'd'])
+  await settle(server, 'f', [a])
+  assert.equal(a.text, 'abcd')
+  assert.equal(server.doc('f').durable, 'abcd')
+  assert.equal(server.doc('f').log.filter(r => r.src === a.src).length, server.doc('f').log.length)
+  a.close()
+})
+
+test('sources: the client connects with a secret key, never a bare src; the server derives the src', async () => {
+  const server = new FakeServer()
+  server.createDoc('k', '')
+  const urls = []
+  const WS = class extends server.WebSocket {
+    constructor (url) { super(url); urls.push(new URL(url)) }
+  }
+  const storage = new MemoryStorage()
+  const a = open(server, 'k', { storage, WebSocket: WS })
+  await waitFor('connected', () => a.status === 'connected')
+  const key = urls[0].searchParams.get('key')
+  assert.match(key, /^[0-9a-f]{32}$/)
+  assert.equal(urls[0].searchParams.get('src'), null)
+  assert.equal(a.src, sourceOf(key))
+  a.edit(['x'])
+  await settle(server, 'k', [a])
+  a.close()
+  // A reload keeps the key (and so the source).
+  const a2 = open(server, 'k', { storage, WebSocket: WS })
+  await waitFor('connected', () => a2.status === 'connected')
+  assert.equal(urls.at(-1).searchParams.get('key'), key)
+  assert.equal(a2.src, a.src)
+  a2.close()
+})
+
+test('a protocol 1 record in storage: its unsent edits go out under a new source, as new ops', async () => {
+  const server = new FakeServer()
+  server.createDoc('v1', 'abc')
+  const storage = new MemoryStorage()
+  const probe = open(server, 'v1', { storage })
+  const key = probe._key()
+  probe.close()
+  storage.removeItem(key + ':lease')
+  storage.setItem(key, JSON.stringify({ v: 1, src: 'old-uuid-source', seq: 7, rev: 0, title: '', base: 'abc', inflight: { op: [3, '!'], seq: 7, count: 1 }, buffer: null, time: Date.now() }))
+  const a = open(server, 'v1', { storage })
+  assert.equal(a.text, 'abc!')
+  await waitFor('connected', () => a.status === 'connected')
+  await settle(server, 'v1', [a])
+  assert.equal(server.doc('v1').durable, 'abc!')
+  const log = server.doc('v1').log
+  assert.equal(log.length, 1)
+  assert.notEqual(log[0].src, 'old-uuid-source')
+  assert.equal(log[0].seq, 1)
   a.close()
 })
 

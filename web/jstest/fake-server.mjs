@@ -23,6 +23,7 @@ export class FakeServer {
     this.down = false // refuse connections (they end with 1006)
     this.forceText = false // text hellos only
     this.rateLimit = 0 // refuse the next n ops with rate_limited
+    this.storageFull = 0 // refuse the next n ops with storage_full
     this.onOp = null // (conn, msg) => 'drop-before' | 'drop-after' | undefined
     this.nextClient = 1
     this.connections = 0
@@ -188,6 +189,10 @@ export class FakeServer {
     if (this.rateLimit > 0) {
       this.rateLimit--
       return this._error(conn, 'rate_limited', 'slow down', m.seq)
+    }
+    if (this.storageFull > 0) {
+      this.storageFull--
+      return this._error(conn, 'storage_full', 'the disk is nearly full', m.seq)
     }
     const hook = this.onOp ? this.onOp(conn, m) : undefined
     if (hook === 'drop-before') return this.kill(conn, 1006)
