@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http/httptest"
 	"os"
 	"slices"
 	"strconv"
@@ -16,7 +15,6 @@ import (
 	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/storage"
 	"github.com/tandemdocs/tandem/storage/badgerstore"
-	"github.com/tandemdocs/tandem/web"
 )
 
 // loadOpsEnv sets the ops each client types per benchmark iteration
@@ -111,22 +109,13 @@ func runLoad(b *testing.B, docs, clients, opsPerClient, maxBatch int) loadResult
 		b.Fatal(err)
 	}
 	store := &timedStore{Store: bstore}
-	mgr := collab.NewManager(store, collab.Config{
+	ts, mgr, closeServer := benchServer(store, collab.Config{
 		MaxBatch: maxBatch,
 		// The per-client rate limit is for abuse, not for a benchmark.
 		RatePerSecond: 1e9, RateBurst: 1e9,
 		Logger: log,
 	})
-	srv := web.New(web.Config{Store: store, Manager: mgr, Logger: log})
-	ts := httptest.NewServer(srv) // 127.0.0.1 only
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		mgr.Close(ctx)
-		srv.Close(ctx)
-		ts.Close()
-		store.Close()
-	}()
+	defer closeServer()
 
 	var eds []*editor
 	defer func() {

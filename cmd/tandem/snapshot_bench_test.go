@@ -56,7 +56,7 @@ func runNeighbours(b *testing.B, large bool) (staleResult, float64) {
 	store := &snapshotCounter{Store: bstore}
 	ctx := context.Background()
 	every, _ := strconv.ParseInt(os.Getenv("TANDEM_BENCH_SNAPSHOT_EVERY"), 10, 64)
-	ts, closeServer := benchServer(store, collab.Config{Logger: log, SnapshotEvery: every})
+	ts, _, closeServer := benchServer(store, collab.Config{Logger: log, SnapshotEvery: every})
 	defer closeServer()
 	small := make([]string, 10)
 	for i := range small {

@@ -74,7 +74,7 @@ func runStale(tb testing.TB, revs, honest, ops int, pace time.Duration, attack s
 			tb.Fatal(err, res)
 		}
 	}
-	ts, closeServer := benchServer(store, collab.Config{Logger: log})
+	ts, _, closeServer := benchServer(store, collab.Config{Logger: log})
 	defer closeServer()
 
 	var res staleResult
@@ -158,11 +158,11 @@ func runStale(tb testing.TB, revs, honest, ops int, pace time.Duration, attack s
 
 // benchServer serves store on 127.0.0.1 (a manager with cfg and the HTTP
 // routes); closeServer shuts it all down and closes the store.
-func benchServer(store storage.Store, cfg collab.Config) (ts *httptest.Server, closeServer func()) {
-	mgr := collab.NewManager(store, cfg)
+func benchServer(store storage.Store, cfg collab.Config) (ts *httptest.Server, mgr *collab.Manager, closeServer func()) {
+	mgr = collab.NewManager(store, cfg)
 	srv := web.New(web.Config{Store: store, Manager: mgr, Logger: cfg.Logger})
 	ts = httptest.NewServer(srv)
-	return ts, func() {
+	return ts, mgr, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		mgr.Close(ctx)
