@@ -483,6 +483,9 @@ func (c *core) submit(cl *client, p *parked) (*Error, bool) {
 	if c.state != stateOpen {
 		return protoErr(CodeInternal, "document is closing; resubmit after reconnecting"), true
 	}
+	if cl.info.ReadOnly {
+		return protoErr(CodeForbidden, "this connection may read the document, not edit it"), true
+	}
 	if dup, e, ok := c.duplicate(cl, p); !ok {
 		return nil, false
 	} else if dup || e != nil {

@@ -30,9 +30,15 @@ type ClientInfo struct {
 	// KeyIssued: the server generated Key (so hello carries it). Set by
 	// Connect.
 	KeyIssued bool
-	// User, Name and Color are shown to other participants. Tandem has no
-	// accounts yet: they are what the client says.
+	// User, Name and Color are shown to other participants: what the
+	// client says in open mode, what its token says otherwise.
 	User, Name, Color string
+	// Owner, if set (the authenticated user), is part of what the source
+	// is derived from: a source belongs to a user and a key.
+	Owner string
+	// ReadOnly: the client may read and show its presence, not edit (its
+	// ops are refused with forbidden).
+	ReadOnly bool
 	// LastRev is the last revision the client saw, to catch up from; -1 for
 	// a client that has nothing.
 	LastRev int64
@@ -44,6 +50,15 @@ type ClientInfo struct {
 func SourceOf(key string) string {
 	sum := sha256.Sum256([]byte("tandem source\x00" + key))
 	return hex.EncodeToString(sum[:16])
+}
+
+// sourceOf is SourceOf for an authenticated owner: the same key under
+// another user is another source.
+func sourceOf(owner, key string) string {
+	if owner == "" {
+		return SourceOf(key)
+	}
+	return SourceOf(owner + "\x00" + key)
 }
 
 // Key sizes: at least 128 bits of a client's randomness, in URL-safe
@@ -236,7 +251,7 @@ func (m *Manager) Connect(ctx context.Context, docID string, conn Conn, info Cli
 		if err := checkKey(info.Key); err != nil {
 			return nil, protoErr(CodeSourceDenied, "%v", err)
 		}
-		if src := SourceOf(info.Key); info.Source != "" && info.Source != src {
+		if src := sourceOf(info.Owner, info.Key); info.Source != "" && info.Source != src {
 			return nil, protoErr(CodeSourceDenied, "source %q does not belong to this key", info.Source)
 		} else {
 			info.Source = src
@@ -245,7 +260,7 @@ func (m *Manager) Connect(ctx context.Context, docID string, conn Conn, info Cli
 		return nil, protoErr(CodeSourceDenied, "source %q given without its key", info.Source)
 	default:
 		info.Key, info.KeyIssued = newKey(), true
-		info.Source = SourceOf(info.Key)
+		info.Source = sourceOf(info.Owner, info.Key)
 	}
 	c := &Client{
 		id:      uuid.NewString(),

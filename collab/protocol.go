@@ -42,6 +42,9 @@ const (
 	CloseResync = 4001
 	// CloseNotFound: the document does not exist (or was deleted).
 	CloseNotFound = 4004
+	// CloseTokenExpired: the connection's token expired; reconnect with a
+	// fresh one.
+	CloseTokenExpired = 4003
 	// CloseGoingAway is the standard 1001: the server is shutting down.
 	CloseGoingAway = 1001
 	// ClosePolicy is the standard 1008: the connection was refused for

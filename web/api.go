@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -37,6 +38,14 @@ func toJSON(d storage.Document) docJSON {
 const maxTitleBytes = 1024
 
 func (s *Server) createDoc(c echo.Context) error {
+	p, err := s.who(c)
+	if err != nil {
+		return err
+	}
+	id, err := newDocID(p)
+	if err != nil {
+		return err
+	}
 	if err := s.cfg.Manager.Writable(); err != nil {
 		return err
 	}
@@ -61,9 +70,8 @@ func (s *Server) createDoc(c echo.Context) error {
 			return errorf(http.StatusBadRequest, collab.CodeBadMessage, "body must be JSON {\"title\", \"text\"}: "+err.Error())
 		}
 	}
-	doc := storage.Document{ID: uuid.NewString(), Created: time.Now().UTC()}
+	doc := storage.Document{ID: id, Created: time.Now().UTC()}
 	text := ""
-	var err error
 	if body.Title != nil {
 		if doc.Title, err = decodeString("title", *body.Title); err != nil {
 			return err
@@ -96,6 +104,22 @@ func (s *Server) createDoc(c echo.Context) error {
 	return c.JSON(http.StatusCreated, out)
 }
 
+// newDocID picks the id of a document p creates: a UUID if p may write
+// every document, else a UUID under the first prefix ("acme-*") p may
+// write in; forbidden if neither.
+func newDocID(p principal) (string, error) {
+	id := uuid.NewString()
+	if p.role(id) >= RoleWrite {
+		return id, nil
+	}
+	for _, g := range p.claims.Docs {
+		if r, err := ParseRole(g.Role); err == nil && r >= RoleWrite && strings.HasSuffix(g.ID, "*") && len(g.ID) > 1 {
+			return strings.TrimSuffix(g.ID, "*") + id, nil
+		}
+	}
+	return "", errorf(http.StatusForbidden, collab.CodeForbidden, "this token may not create documents")
+}
+
 // decodeString decodes a JSON string (or null) strictly: as the text of an
 // insert op, so that the same rules hold here as over the WebSocket.
 func decodeString(field string, raw json.RawMessage) (string, error) {
@@ -114,6 +138,10 @@ func decodeString(field string, raw json.RawMessage) (string, error) {
 }
 
 func (s *Server) listDocs(c echo.Context) error {
+	p, err := s.who(c)
+	if err != nil {
+		return err
+	}
 	limit, err := queryInt(c, "limit", 50)
 	if err != nil {
 		return err
@@ -121,16 +149,35 @@ func (s *Server) listDocs(c echo.Context) error {
 	if limit < 1 || limit > 1000 {
 		return errorf(http.StatusBadRequest, collab.CodeBadMessage, "limit must be 1..1000")
 	}
-	docs, next, err := s.cfg.Store.ListDocuments(c.Request().Context(), storage.ListOptions{After: c.QueryParam("after"), Limit: int(limit)})
-	if err != nil {
-		return err
-	}
 	out := struct {
 		Docs []docJSON `json:"docs"`
 		Next string    `json:"next,omitempty"`
-	}{Docs: make([]docJSON, 0, len(docs)), Next: next}
-	for _, d := range docs {
-		out.Docs = append(out.Docs, toJSON(d))
+	}{Docs: make([]docJSON, 0, limit)}
+	// Only what the caller may read. A page may come back short (with a
+	// next token) when most documents are someone else's: the scan is
+	// bounded per request.
+	after, scanned := c.QueryParam("after"), 0
+	for len(out.Docs) < int(limit) && scanned < 10*int(limit)+1000 {
+		docs, next, err := s.cfg.Store.ListDocuments(c.Request().Context(), storage.ListOptions{After: after, Limit: int(limit)})
+		if err != nil {
+			return err
+		}
+		for i, d := range docs {
+			scanned++
+			if p.role(d.ID) >= RoleRead {
+				out.Docs = append(out.Docs, toJSON(d))
+			}
+			if len(out.Docs) == int(limit) {
+				if i < len(docs)-1 || next != "" {
+					out.Next = d.ID
+				}
+				return c.JSON(http.StatusOK, out)
+			}
+		}
+		if next == "" {
+			return c.JSON(http.StatusOK, out)
+		}
+		after, out.Next = next, next
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -138,6 +185,9 @@ func (s *Server) listDocs(c echo.Context) error {
 func (s *Server) getDoc(c echo.Context) error {
 	id, err := docID(c)
 	if err != nil {
+		return err
+	}
+	if _, err := s.allow(c, id, RoleRead); err != nil {
 		return err
 	}
 	d, rope, err := storage.Load(c.Request().Context(), s.cfg.Store, id)
@@ -151,7 +201,7 @@ func (s *Server) getDoc(c echo.Context) error {
 }
 
 func (s *Server) getText(c echo.Context) error {
-	d, err := s.document(c)
+	d, err := s.document(c, RoleRead)
 	if err != nil {
 		return err
 	}
@@ -180,10 +230,14 @@ func docID(c echo.Context) (string, error) {
 	return id, nil
 }
 
-// document returns the metadata of the route's document.
-func (s *Server) document(c echo.Context) (storage.Document, error) {
+// document returns the metadata of the route's document, if the caller
+// has role on it.
+func (s *Server) document(c echo.Context, role Role) (storage.Document, error) {
 	id, err := docID(c)
 	if err != nil {
+		return storage.Document{}, err
+	}
+	if _, err := s.allow(c, id, role); err != nil {
 		return storage.Document{}, err
 	}
 	return s.cfg.Store.Document(c.Request().Context(), id)
@@ -193,7 +247,7 @@ func (s *Server) document(c echo.Context) (storage.Document, error) {
 const maxOpsPage = 1000
 
 func (s *Server) getOps(c echo.Context) error {
-	d, err := s.document(c)
+	d, err := s.document(c, RoleRead)
 	if err != nil {
 		return err
 	}
@@ -237,7 +291,7 @@ func (s *Server) getOps(c echo.Context) error {
 }
 
 func (s *Server) deleteDoc(c echo.Context) error {
-	d, err := s.document(c)
+	d, err := s.document(c, RoleAdmin)
 	if err != nil {
 		return err
 	}
@@ -256,10 +310,11 @@ func (s *Server) deleteDoc(c echo.Context) error {
 
 // Session keys.
 const (
-	keyDoc    = "doc"
-	keyInfo   = "info"
-	keyConn   = "conn"
-	keyClient = "client"
+	keyDoc     = "doc"
+	keyInfo    = "info"
+	keyConn    = "conn"
+	keyClient  = "client"
+	keyExpires = "expires"
 )
 
 func (s *Server) openWS(c echo.Context) error {
@@ -273,8 +328,21 @@ func (s *Server) openWS(c echo.Context) error {
 	if !s.originAllowed(c.Request()) {
 		return errorf(http.StatusForbidden, collab.CodeForbidden, "origin not allowed")
 	}
+	// Refused before the upgrade: a client without access never gets a
+	// WebSocket.
+	p, err := s.allow(c, id, RoleRead)
+	if err != nil {
+		return err
+	}
 	q := c.Request().URL.Query()
 	info := collab.ClientInfo{Key: q.Get("key"), Source: q.Get("src"), User: q.Get("user"), Name: q.Get("name"), Color: q.Get("color"), LastRev: -1}
+	var expires time.Time
+	if p.claims != nil {
+		// Who it is comes from the token, not the query.
+		info.User, info.Name, info.Color, info.Owner = p.claims.Subject, p.claims.Name, p.claims.Color, p.claims.Subject
+		info.ReadOnly = p.role(id) < RoleWrite
+		expires = p.claims.ExpiresAt.Time
+	}
 	if v := q.Get("rev"); v != "" {
 		rev, err := queryInt(c, "rev", -1)
 		if err != nil {
@@ -282,7 +350,7 @@ func (s *Server) openWS(c echo.Context) error {
 		}
 		info.LastRev = rev
 	}
-	keys := map[string]any{keyDoc: id, keyInfo: info}
+	keys := map[string]any{keyDoc: id, keyInfo: info, keyExpires: expires}
 	// After the upgrade the connection is hijacked: never return an error
 	// for echo to write.
 	if err := s.ws.HandleRequestWithKeys(c.Response(), c.Request(), keys); err != nil {
@@ -296,6 +364,14 @@ func (s *Server) wsConnect(ss *melody.Session) {
 	info := ss.MustGet(keyInfo).(collab.ClientInfo)
 	conn := newSessionConn(ss)
 	ss.Set(keyConn, conn)
+	if exp, _ := ss.MustGet(keyExpires).(time.Time); !exp.IsZero() {
+		// A session outlives its token only until the token's expiry: then
+		// it is closed with a code of its own, and the client comes back
+		// with a fresh token (docs/protocol.md).
+		conn.expiry = time.AfterFunc(time.Until(exp), func() {
+			conn.Close(collab.CloseTokenExpired, "token expired: reconnect with a fresh token")
+		})
+	}
 	client, err := s.cfg.Manager.Connect(ss.Request.Context(), id, conn, info)
 	if err != nil {
 		var pe *collab.Error

@@ -33,6 +33,10 @@ type Config struct {
 	// PingPeriod and PongWait: a connection that does not answer pings for
 	// PongWait is dropped and its cursor disappears (5s, 12s).
 	PingPeriod, PongWait time.Duration
+	// Auth, if set, checks the tokens every request needs (see auth.go);
+	// without it the server runs in open mode: everyone may read and
+	// write, and only loopback connections delete.
+	Auth *Verifier
 	// Metrics, if set, is served at GET /metrics (Prometheus).
 	Metrics http.Handler
 	// AdminToken, if set, is the bearer token the admin endpoints

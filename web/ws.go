@@ -21,6 +21,8 @@ type sessionConn struct {
 	mu      sync.Mutex
 	written []func() // one per frame handed to melody, in order
 	closing bool
+
+	expiry *time.Timer // closes the session when its token expires; set before Connect
 }
 
 func newSessionConn(s *melody.Session) *sessionConn { return &sessionConn{s: s} }
@@ -103,6 +105,9 @@ func (c *sessionConn) forceClose(code int, reason string) {
 // stop marks the session gone: frames still owed a written call get it, so
 // collab's outbox never waits for a dead connection.
 func (c *sessionConn) stop() {
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
 	c.mu.Lock()
 	c.closing = true
 	pending := c.written

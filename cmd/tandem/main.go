@@ -50,6 +50,7 @@ commands:
   restore       restore backup files into a new data directory
   export        write documents out of a backup file or data directory, no server needed
   verify        check a backup file or data directory
+  token         mint an access token (signed with the server's --auth-secret)
   healthcheck   check that the server on --addr (TANDEM_ADDR) is healthy
   version       print the version
 
@@ -78,9 +79,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args[1:], stderr)
 	case "healthcheck":
 		return healthcheck(ctx, args[1:], stdout, stderr)
-	case "backup", "restore", "export", "verify":
+	case "backup", "restore", "export", "verify", "token":
 		tool := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
-			"backup": backupCmd, "restore": restoreCmd, "export": exportCmd, "verify": verifyCmd,
+			"backup": backupCmd, "restore": restoreCmd, "export": exportCmd, "verify": verifyCmd, "token": tokenCmd,
 		}[args[0]]
 		if err := tool(ctx, args[1:], stdout, stderr); err != nil && !helpRequested(err) {
 			return err
@@ -109,6 +110,9 @@ type serveConfig struct {
 	AdminToken      string
 	MinFreeSpace    byteSize
 	DiskCheckEvery  time.Duration
+	AuthSecret      string
+	AuthPublicKey   string
+	Open            bool
 }
 
 // byteSize is a flag of bytes with an optional unit: 256MiB, 1GiB, 500MB,
@@ -153,6 +157,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.StringVar(&c.AllowedOrigins, "allowed-origins", "", "comma-separated Origins allowed to open WebSockets besides the server's own host (* for any)")
 	fs.Int64Var(&c.Retain, "retain", 0, "keep at most this many revisions of each document's history (0: keep everything)")
+	fs.StringVar(&c.AuthSecret, "auth-secret", "", "HMAC-SHA256 secret(s) for access tokens, comma-separated (the first signs; the others are still accepted, for rotation); 32 bytes or more. Prefer TANDEM_AUTH_SECRET. Without a secret or a public key the server runs in open mode")
+	fs.StringVar(&c.AuthPublicKey, "auth-public-key", "", "PEM file of an Ed25519 or RSA public key that verifies tokens minted by your own identity service")
+	fs.BoolVar(&c.Open, "open", false, "allow open mode (no tokens: everyone may read and write) on an address other than loopback")
 	c.MinFreeSpace = 256 << 20
 	fs.Var(&c.MinFreeSpace, "min-free-space", "stop taking writes while the data directory's disk has less free space than this (room for Badger's next memtable flush and value-log file), and resume when it has more")
 	fs.DurationVar(&c.DiskCheckEvery, "disk-check-every", time.Second, "how often the free disk space is measured")
@@ -216,6 +223,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 
+	auth, err := newAuth(cfg, log)
+	if err != nil {
+		return err
+	}
+
 	// The data directory must exist for its disk to be measured.
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
@@ -257,7 +269,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 	srv := web.New(web.Config{Store: store, Manager: mgr, Logger: log, AllowedOrigins: origins, AdminToken: cfg.AdminToken,
-		Metrics: metricsHandler(mgr, store, cfg.DataDir)})
+		Auth: auth, Metrics: metricsHandler(mgr, store, cfg.DataDir)})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -304,6 +316,44 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// newAuth builds the token verifier, or allows open mode: loudly, and on a
+// non-loopback address only with --open.
+func newAuth(cfg serveConfig, log *slog.Logger) (*web.Verifier, error) {
+	var secrets []string
+	for s := range strings.SplitSeq(cfg.AuthSecret, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			secrets = append(secrets, s)
+		}
+	}
+	var pub []byte
+	if cfg.AuthPublicKey != "" {
+		var err error
+		if pub, err = os.ReadFile(cfg.AuthPublicKey); err != nil {
+			return nil, fmt.Errorf("--auth-public-key: %w", err)
+		}
+	}
+	if len(secrets) > 0 || len(pub) > 0 {
+		v, err := web.NewVerifier(secrets, pub)
+		if err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
+		}
+		log.Info("access tokens required", "secrets", len(secrets), "public_key", cfg.AuthPublicKey != "")
+		return v, nil
+	}
+	host, _, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("--addr %q: %w", cfg.Addr, err)
+	}
+	ip := net.ParseIP(host)
+	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
+	if !loopback && !cfg.Open {
+		return nil, fmt.Errorf("no --auth-secret: open mode (anyone may read, edit and list every document) is allowed on loopback only; "+
+			"listening on %s needs --open to say so, or a secret (TANDEM_AUTH_SECRET)", cfg.Addr)
+	}
+	log.Warn("OPEN MODE: no --auth-secret, so anyone who can reach this server may read and edit every document; only loopback connections may delete. Set TANDEM_AUTH_SECRET to require tokens (tandem token mints them)", "addr", cfg.Addr)
+	return nil, nil
 }
 
 func retainLoop(ctx context.Context, log *slog.Logger, store storage.Store, keep int64) {

@@ -501,6 +501,29 @@ test('sources: the client connects with a secret key, never a bare src; the serv
   a2.close()
 })
 
+test('tokens: getToken is asked before every connection; an expired session (4003) reconnects with a fresh one', async () => {
+  const server = new FakeServer()
+  server.createDoc('t', 'x')
+  const urls = []
+  const WS = class extends server.WebSocket {
+    constructor (url) { super(url); urls.push(new URL(url)) }
+  }
+  let n = 0
+  const a = open(server, 't', { WebSocket: WS, getToken: async () => `tok-${++n}` })
+  await waitFor('connected', () => a.status === 'connected')
+  assert.equal(urls[0].searchParams.get('token'), 'tok-1')
+  server.killAll('t', 4003)
+  await waitFor('reconnected', () => urls.length === 2 && a.status === 'connected')
+  assert.equal(urls[1].searchParams.get('token'), 'tok-2')
+  a.edit(['!'])
+  await settle(server, 't', [a])
+  a.close()
+  const b = open(server, 't', { WebSocket: WS, token: 'fixed' })
+  await waitFor('connected', () => b.status === 'connected')
+  assert.equal(urls.at(-1).searchParams.get('token'), 'fixed')
+  b.close()
+})
+
 test('a protocol 1 record in storage: its unsent edits go out under a new source, as new ops', async () => {
   const server = new FakeServer()
   server.createDoc('v1', 'abc')

@@ -647,7 +647,24 @@ export class TandemClient {
       return
     }
     const o = this.options
+    if (typeof o.getToken === 'function' && !this._tokenReady) {
+      // A fresh token for every connection: the server closes a session
+      // whose token expired (4003) and refuses an expired one.
+      this._tokenReady = true
+      Promise.resolve().then(() => o.getToken()).then(tok => {
+        this._token = typeof tok === 'string' ? tok : null
+        if (!this._closed && !this._ws) this._open()
+        this._tokenReady = false
+      }, err => {
+        this._tokenReady = false
+        this._error('token', String(err && err.message ? err.message : err))
+        this._scheduleReconnect()
+      })
+      return
+    }
     const params = { key: this._srcKey, user: o.user, name: o.name, color: o.color }
+    const token = this._token || o.token
+    if (token) params.token = token
     if (this.rev !== null && !this._forceText) params.rev = this.rev
     let ws
     try {

@@ -1,0 +1,247 @@
+package web
+
+import (
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/labstack/echo/v4"
+
+	"github.com/tandemdocs/tandem/collab"
+)
+
+// Role is what a token lets its holder do with a document. Each role
+// includes the ones below it.
+type Role int
+
+const (
+	RoleNone  Role = iota
+	RoleRead       // receives the text, ops and presence; its submits are refused
+	RoleWrite      // edits
+	RoleAdmin      // deletes; the admin endpoints (on "*")
+)
+
+func (r Role) String() string {
+	return [...]string{"none", "read", "write", "admin"}[r]
+}
+
+// ParseRole reads "read", "write" or "admin".
+func ParseRole(s string) (Role, error) {
+	switch s {
+	case "read":
+		return RoleRead, nil
+	case "write":
+		return RoleWrite, nil
+	case "admin":
+		return RoleAdmin, nil
+	}
+	return RoleNone, fmt.Errorf("role %q: want read, write or admin", s)
+}
+
+// Grant gives a role on documents: ID is "*" (every document), an id, or a
+// prefix ending in "*" ("acme-*": a tenant's documents).
+type Grant struct {
+	ID   string `json:"id"`
+	Role string `json:"role"`
+}
+
+func (g Grant) matches(doc string) bool {
+	switch {
+	case g.ID == "*":
+		return true
+	case strings.HasSuffix(g.ID, "*"):
+		return strings.HasPrefix(doc, strings.TrimSuffix(g.ID, "*"))
+	}
+	return g.ID == doc
+}
+
+// Claims are a Tandem token's claims: the registered ones (sub is the user
+// id; exp is required), the name and colour others see, and the grants.
+type Claims struct {
+	jwt.RegisteredClaims
+	Name  string  `json:"name,omitempty"`
+	Color string  `json:"color,omitempty"`
+	Docs  []Grant `json:"docs,omitempty"`
+}
+
+// RoleFor returns the highest role the claims grant on doc.
+func (c *Claims) RoleFor(doc string) Role {
+	best := RoleNone
+	for _, g := range c.Docs {
+		if r, err := ParseRole(g.Role); err == nil && r > best && g.matches(doc) {
+			best = r
+		}
+	}
+	return best
+}
+
+// Verifier checks tokens: HMAC-SHA256 with any of a list of secrets (the
+// first signs; the others are still accepted, for rotation), and/or a
+// public key (Ed25519 or RSA) for tokens minted by the user's own identity
+// service. Tokens must carry exp and a subject; the algorithm is pinned
+// to the key's ("none" and algorithm confusion are refused).
+type Verifier struct {
+	secrets [][]byte
+	public  crypto.PublicKey
+	methods []string
+}
+
+// NewVerifier builds a verifier from secrets (each at least 32 bytes) and
+// an optional PEM public key.
+func NewVerifier(secrets []string, publicKeyPEM []byte) (*Verifier, error) {
+	v := &Verifier{}
+	for _, s := range secrets {
+		if len(s) < 32 {
+			return nil, errors.New("an auth secret must be at least 32 bytes (openssl rand -hex 32)")
+		}
+		v.secrets = append(v.secrets, []byte(s))
+	}
+	if len(v.secrets) > 0 {
+		v.methods = append(v.methods, jwt.SigningMethodHS256.Alg())
+	}
+	if len(publicKeyPEM) > 0 {
+		block, _ := pem.Decode(publicKeyPEM)
+		if block == nil {
+			return nil, errors.New("auth public key: not PEM")
+		}
+		key, err := x509.ParsePKIXPublicKey(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("auth public key: %w", err)
+		}
+		switch key.(type) {
+		case ed25519.PublicKey:
+			v.methods = append(v.methods, jwt.SigningMethodEdDSA.Alg())
+		case *rsa.PublicKey:
+			v.methods = append(v.methods, jwt.SigningMethodRS256.Alg())
+		default:
+			return nil, fmt.Errorf("auth public key: %T is not Ed25519 or RSA", key)
+		}
+		v.public = key
+	}
+	if len(v.methods) == 0 {
+		return nil, errors.New("no auth secret and no public key")
+	}
+	return v, nil
+}
+
+// Verify checks a token and returns its claims.
+func (v *Verifier) Verify(token string) (*Claims, error) {
+	var lastErr error
+	keys := make([]any, 0, len(v.secrets)+1)
+	for _, s := range v.secrets {
+		keys = append(keys, s)
+	}
+	if v.public != nil {
+		keys = append(keys, v.public)
+	}
+	for _, key := range keys {
+		claims := &Claims{}
+		_, err := jwt.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
+			switch t.Method.(type) {
+			case *jwt.SigningMethodHMAC:
+				if _, ok := key.([]byte); !ok {
+					return nil, errors.New("an HMAC token for a public key")
+				}
+			default:
+				if _, ok := key.([]byte); ok {
+					return nil, errors.New("a public-key token for a secret")
+				}
+			}
+			return key, nil
+		}, jwt.WithValidMethods(v.methods), jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Second))
+		if err == nil {
+			if claims.Subject == "" {
+				return nil, errors.New("token without a subject (sub)")
+			}
+			return claims, nil
+		}
+		lastErr = err
+		if !errors.Is(err, jwt.ErrTokenSignatureInvalid) && !errors.Is(err, jwt.ErrTokenUnverifiable) {
+			break // expired, malformed...: another key will not help
+		}
+	}
+	return nil, lastErr
+}
+
+// Mint signs claims with secret (HMAC-SHA256): for `tandem token`, scripts
+// and tests.
+func Mint(secret string, claims Claims) (string, error) {
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
+}
+
+// principal is who makes a request: a token's claims, or nobody in open
+// mode.
+type principal struct {
+	claims   *Claims // nil in open mode
+	loopback bool    // the connection comes from this machine, not through a proxy
+}
+
+// role is what the principal may do with doc. In open mode everyone may
+// read and write, and only loopback connections administer.
+func (p principal) role(doc string) Role {
+	if p.claims == nil {
+		if p.loopback {
+			return RoleAdmin
+		}
+		return RoleWrite
+	}
+	return p.claims.RoleFor(doc)
+}
+
+// tokenCookie carries a token for browsers, which cannot set headers on a
+// WebSocket.
+const tokenCookie = "tandem_token"
+
+// requestToken finds the token: Authorization: Bearer, the token query
+// parameter, or the cookie.
+func requestToken(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "Bearer ") {
+		return strings.TrimSpace(strings.TrimPrefix(h, "Bearer "))
+	}
+	if t := r.URL.Query().Get("token"); t != "" {
+		return t
+	}
+	if c, err := r.Cookie(tokenCookie); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+// who authenticates a request: in open mode everyone is welcome; with a
+// verifier a valid token is required (401 otherwise).
+func (s *Server) who(c echo.Context) (principal, error) {
+	p := principal{loopback: isLoopback(c.Request().RemoteAddr) && !proxied(c.Request())}
+	if s.cfg.Auth == nil {
+		return p, nil
+	}
+	tok := requestToken(c.Request())
+	if tok == "" {
+		return p, errorf(http.StatusUnauthorized, codeUnauthorized, "a token is required (Authorization: Bearer, ?token= or the tandem_token cookie)")
+	}
+	claims, err := s.cfg.Auth.Verify(tok)
+	if err != nil {
+		return p, errorf(http.StatusUnauthorized, codeUnauthorized, "invalid token: "+err.Error())
+	}
+	p.claims = claims
+	return p, nil
+}
+
+// allow authenticates the request and checks it has role on doc.
+func (s *Server) allow(c echo.Context, doc string, role Role) (principal, error) {
+	p, err := s.who(c)
+	if err != nil {
+		return p, err
+	}
+	if p.role(doc) < role {
+		return p, errorf(http.StatusForbidden, collab.CodeForbidden, fmt.Sprintf("this needs the %s role on document %s", role, doc))
+	}
+	return p, nil
+}
