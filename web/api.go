@@ -88,6 +88,9 @@ func (s *Server) createDoc(c echo.Context) error {
 	if !utf8.ValidString(text) {
 		return errorf(http.StatusBadRequest, collab.CodeBadMessage, "text must be valid UTF-8")
 	}
+	if len(text) > s.cfg.MaxDocBytes {
+		return errorf(http.StatusRequestEntityTooLarge, collab.CodeTooLarge, fmt.Sprintf("the text is %d bytes; a document holds at most %d", len(text), s.cfg.MaxDocBytes))
+	}
 	if err := s.cfg.Store.CreateDocument(c.Request().Context(), doc, text); err != nil {
 		if errors.Is(err, storage.ErrInvalid) {
 			return errorf(http.StatusRequestEntityTooLarge, collab.CodeTooLarge, err.Error())

@@ -303,3 +303,72 @@ func TestTokenPublicKey(t *testing.T) {
 		t.Fatalf("HMAC token keyed with the public key: %d", status)
 	}
 }
+
+// TestDNSRebinding: a page on evil.example whose name resolves to the
+// server's address sends "Host: evil.example" (and a matching Origin): the
+// server answers only its own hosts, REST, WebSocket and admin alike.
+func TestDNSRebinding(t *testing.T) {
+	t.Parallel()
+	for _, cfg := range []web.Config{{LoopbackOnly: true}, {AllowedHosts: []string{"docs.example.com"}}} {
+		ts := startServer(t, serverOpts{web: cfg})
+		seedDoc(t, ts, "doc", "secret text")
+		for _, path := range []string{"/api/docs", "/api/docs/doc", "/api/docs/doc/ws", "/api/admin/backup", "/"} {
+			req, _ := http.NewRequest("GET", ts.URL+path, nil)
+			req.Host = "evil.example"
+			req.Header.Set("Origin", "http://evil.example")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusMisdirectedRequest || strings.Contains(string(body), "secret text") {
+				t.Errorf("%+v: %s for Host evil.example: %d %s", cfg, path, resp.StatusCode, body)
+			}
+		}
+		// Its own name works (and /healthz answers any host).
+		req, _ := http.NewRequest("GET", ts.URL+"/api/docs/doc", nil)
+		if len(cfg.AllowedHosts) > 0 {
+			req.Host = cfg.AllowedHosts[0]
+		}
+		if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+			t.Errorf("%+v: own host: %v %v", cfg, resp, err)
+		}
+		req, _ = http.NewRequest("GET", ts.URL+"/healthz", nil)
+		req.Host = "evil.example"
+		if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+			t.Errorf("%+v: /healthz: %v %v", cfg, resp, err)
+		}
+	}
+}
+
+// TestCrossSiteWrites: a foreign page can POST text/plain or a form
+// without a preflight; such writes are refused. The document size limit
+// holds on create as on edit.
+func TestCrossSiteWrites(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, serverOpts{})
+	for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", ""} {
+		req, _ := http.NewRequest("POST", ts.URL+"/api/docs", strings.NewReader(`{"title":"x"}`))
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnsupportedMediaType {
+			t.Errorf("POST with Content-Type %q: %d", ct, resp.StatusCode)
+		}
+	}
+	var list struct{ Docs []any }
+	if _, err := ts.call("GET", "/api/docs", nil, &list); err != nil || len(list.Docs) != 0 {
+		t.Fatalf("documents created: %v %v", list, err)
+	}
+	big, _ := json.Marshal(map[string]string{"text": strings.Repeat("x", 9<<20)})
+	status, code, _ := call(t, ts, "POST", "/api/docs", "", string(big))
+	if status != http.StatusRequestEntityTooLarge || code != collab.CodeTooLarge {
+		t.Fatalf("a 9 MiB document: %d %s", status, code)
+	}
+}

@@ -59,7 +59,11 @@ func TestCreateDocument(t *testing.T) {
 	})
 	t.Run("without body", func(t *testing.T) {
 		var d docJSON
-		status, err := ts.call("POST", "/api/docs", nil, &d)
+		// Without Content-Type: a cross-site form could do that.
+		if status, err := ts.call("POST", "/api/docs", nil, &d); err != nil || status != http.StatusUnsupportedMediaType {
+			t.Fatalf("create without Content-Type: %d %v", status, err)
+		}
+		status, err := ts.call("POST", "/api/docs", strings.NewReader(""), &d)
 		if err != nil || status != http.StatusCreated || d.ID == "" || d.Title != "" || d.Text == nil || *d.Text != "" {
 			t.Fatalf("create: %d %v %+v", status, err, d)
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -33,6 +35,15 @@ type Config struct {
 	// PingPeriod and PongWait: a connection that does not answer pings for
 	// PongWait is dropped and its cursor disappears (5s, 12s).
 	PingPeriod, PongWait time.Duration
+	// AllowedHosts are the Host headers the server answers (host or
+	// host:port); requests for any other get 421, which defeats DNS
+	// rebinding. Empty: loopback names only (localhost, 127.0.0.0/8, ::1)
+	// when LoopbackOnly, any host otherwise. "/healthz" answers any host.
+	AllowedHosts []string
+	// LoopbackOnly: the server listens on loopback only.
+	LoopbackOnly bool
+	// MaxDocBytes bounds a document created over REST, as edits do (8 MiB).
+	MaxDocBytes int
 	// Auth, if set, checks the tokens every request needs (see auth.go);
 	// without it the server runs in open mode: everyone may read and
 	// write, and only loopback connections delete.
@@ -64,6 +75,9 @@ func New(cfg Config) *Server {
 	if cfg.MaxMessageBytes <= 0 {
 		cfg.MaxMessageBytes = 1 << 20
 	}
+	if cfg.MaxDocBytes <= 0 {
+		cfg.MaxDocBytes = 8 << 20
+	}
 	if cfg.PingPeriod <= 0 {
 		cfg.PingPeriod = 5 * time.Second
 	}
@@ -93,9 +107,21 @@ func New(cfg Config) *Server {
 	e.HTTPErrorHandler = s.httpError
 	e.Use(middleware.Recover())
 	e.Use(s.requestLog)
+	e.Use(s.checkHost)
+	if len(cfg.AllowedOrigins) > 0 {
+		// Pages on the allowed origins may use the REST API (the
+		// WebSocket checks Origin itself).
+		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
+			AllowOrigins:     cfg.AllowedOrigins,
+			AllowMethods:     []string{http.MethodGet, http.MethodPost, http.MethodDelete},
+			AllowHeaders:     []string{"Authorization", "Content-Type"},
+			AllowCredentials: true,
+		}))
+	}
 
 	api := e.Group("/api")
 	api.Use(middleware.BodyLimit("16M"))
+	api.Use(s.noCrossSiteWrites)
 	api.POST("/docs", s.createDoc)
 	api.GET("/docs", s.listDocs)
 	api.GET("/docs/:id", s.getDoc)
@@ -135,6 +161,71 @@ func (s *Server) Close(ctx context.Context) error {
 		}
 	}
 	return s.ws.Close()
+}
+
+// checkHost answers only the configured hosts (421 Misdirected Request
+// otherwise): a page on evil.example whose name an attacker rebinds to this
+// server's address sends "Host: evil.example", and is refused.
+func (s *Server) checkHost(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if r.URL.Path == "/healthz" || s.hostAllowed(r.Host) {
+			return next(c)
+		}
+		return errorf(http.StatusMisdirectedRequest, collab.CodeForbidden, "this server does not answer for host "+r.Host+" (see --public-url)")
+	}
+}
+
+func (s *Server) hostAllowed(host string) bool {
+	if len(s.cfg.AllowedHosts) == 0 {
+		return !s.cfg.LoopbackOnly || isLoopbackName(host)
+	}
+	name := hostName(host)
+	for _, h := range s.cfg.AllowedHosts {
+		if strings.EqualFold(h, host) || strings.EqualFold(h, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// hostName is host without its port.
+func hostName(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		return h
+	}
+	return strings.Trim(host, "[]")
+}
+
+func isLoopbackName(host string) bool {
+	name := hostName(host)
+	if strings.EqualFold(name, "localhost") || strings.HasSuffix(strings.ToLower(name), ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(name)
+	return ip != nil && ip.IsLoopback()
+}
+
+// noCrossSiteWrites refuses state-changing requests that a page on another
+// site could make without a CORS preflight: a form or a fetch with a
+// "simple" Content-Type (text/plain, form encodings) and no credentials
+// header. Writes need "Content-Type: application/json" or an Authorization
+// header, which no cross-site page can send unless CORS allows it.
+func (s *Server) noCrossSiteWrites(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		// POST is the only state-changing method a cross-site page can
+		// send without a preflight.
+		if r.Method != http.MethodPost || r.Header.Get("Authorization") != "" || isJSON(r.Header.Get("Content-Type")) {
+			return next(c)
+		}
+		return errorf(http.StatusUnsupportedMediaType, collab.CodeBadMessage, "send Content-Type: application/json (or an Authorization header)")
+	}
+}
+
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == "application/json"
 }
 
 // originAllowed implements the WebSocket Origin check: melody's default

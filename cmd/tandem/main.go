@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -110,6 +111,8 @@ type serveConfig struct {
 	AdminToken      string
 	MinFreeSpace    byteSize
 	DiskCheckEvery  time.Duration
+	PublicURL       string
+	AllowedHosts    string
 	AuthSecret      string
 	AuthPublicKey   string
 	Open            bool
@@ -157,6 +160,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.StringVar(&c.AllowedOrigins, "allowed-origins", "", "comma-separated Origins allowed to open WebSockets besides the server's own host (* for any)")
 	fs.Int64Var(&c.Retain, "retain", 0, "keep at most this many revisions of each document's history (0: keep everything)")
+	fs.StringVar(&c.PublicURL, "public-url", "", "the URL people reach the server at (https://docs.example.com): requests for other hosts are refused (421: defeats DNS rebinding) and its origin may open WebSockets")
+	fs.StringVar(&c.AllowedHosts, "allowed-hosts", "", "comma-separated hosts (name or name:port) the server answers besides --public-url's; default: loopback names when listening on loopback, any host otherwise")
 	fs.StringVar(&c.AuthSecret, "auth-secret", "", "HMAC-SHA256 secret(s) for access tokens, comma-separated (the first signs; the others are still accepted, for rotation); 32 bytes or more. Prefer TANDEM_AUTH_SECRET. Without a secret or a public key the server runs in open mode")
 	fs.StringVar(&c.AuthPublicKey, "auth-public-key", "", "PEM file of an Ed25519 or RSA public key that verifies tokens minted by your own identity service")
 	fs.BoolVar(&c.Open, "open", false, "allow open mode (no tokens: everyone may read and write) on an address other than loopback")
@@ -262,13 +267,31 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	})
 	mgr.SetWritable(store.Writable())
 	go store.Run(ctx)
-	var origins []string
+	var origins, hosts []string
 	for o := range strings.SplitSeq(cfg.AllowedOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			origins = append(origins, o)
 		}
 	}
+	for h := range strings.SplitSeq(cfg.AllowedHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			hosts = append(hosts, h)
+		}
+	}
+	if cfg.PublicURL != "" {
+		u, err := url.Parse(cfg.PublicURL)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			return fmt.Errorf("--public-url %q: want http(s)://host[:port]", cfg.PublicURL)
+		}
+		hosts = append(hosts, u.Host)
+		origins = append(origins, u.Scheme+"://"+u.Host)
+	}
+	if len(hosts) > 0 {
+		// Health checks from the machine itself keep working.
+		hosts = append(hosts, "localhost", "127.0.0.1", "::1")
+	}
 	srv := web.New(web.Config{Store: store, Manager: mgr, Logger: log, AllowedOrigins: origins, AdminToken: cfg.AdminToken,
+		AllowedHosts: hosts, LoopbackOnly: loopbackAddr(cfg.Addr),
 		Auth: auth, Metrics: metricsHandler(mgr, store, cfg.DataDir)})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -342,18 +365,25 @@ func newAuth(cfg serveConfig, log *slog.Logger) (*web.Verifier, error) {
 		log.Info("access tokens required", "secrets", len(secrets), "public_key", cfg.AuthPublicKey != "")
 		return v, nil
 	}
-	host, _, err := net.SplitHostPort(cfg.Addr)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
 		return nil, fmt.Errorf("--addr %q: %w", cfg.Addr, err)
 	}
-	ip := net.ParseIP(host)
-	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
-	if !loopback && !cfg.Open {
+	if !loopbackAddr(cfg.Addr) && !cfg.Open {
 		return nil, fmt.Errorf("no --auth-secret: open mode (anyone may read, edit and list every document) is allowed on loopback only; "+
 			"listening on %s needs --open to say so, or a secret (TANDEM_AUTH_SECRET)", cfg.Addr)
 	}
 	log.Warn("OPEN MODE: no --auth-secret, so anyone who can reach this server may read and edit every document; only loopback connections may delete. Set TANDEM_AUTH_SECRET to require tokens (tandem token mints them)", "addr", cfg.Addr)
 	return nil, nil
+}
+
+// loopbackAddr reports whether a listen address is on loopback only.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 func retainLoop(ctx context.Context, log *slog.Logger, store storage.Store, keep int64) {
