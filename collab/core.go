@@ -38,6 +38,8 @@ type coreConfig struct {
 	MaxInsertBytes  int
 	MaxDocBytes     int
 	WorkPerToken    int64
+	MaxClients      int // connections per document (0: unlimited)
+	HelloPeers      int // peers listed in a hello
 }
 
 // source is what the core knows of a client source, for exactly-once.
@@ -232,6 +234,10 @@ func (c *core) join(ev evJoin) {
 		c.out.Joined = append(c.out.Joined, joinOutcome{Client: ev.Client, Err: protoErr(CodeInternal, "document %s is closing; retry", c.id)})
 		return
 	}
+	if c.cfg.MaxClients > 0 && len(c.clients) >= c.cfg.MaxClients {
+		c.out.Joined = append(c.out.Joined, joinOutcome{Client: ev.Client, Err: protoErr(CodeDocumentFull, "document %s has %d connections, the most it takes; try again later", c.id, len(c.clients))})
+		return
+	}
 	if _, dup := c.byID[ev.Client]; dup {
 		c.out.Joined = append(c.out.Joined, joinOutcome{Client: ev.Client, Err: protoErr(CodeInternal, "connection %s joined twice", ev.Client)})
 		return
@@ -328,11 +334,19 @@ func (c *core) hello(cl *client, catchUp bool, ops []committed) []byte {
 	}
 	b = appendField(b, "peers")
 	b = append(b, '[')
-	first := true
+	first, listed, more := true, 0, 0
 	for _, p := range c.clients {
 		if p == cl || !p.joined || p.left {
 			continue
 		}
+		// A hello lists a bounded number of peers (the others come as a
+		// count): joining a crowded document costs O(HelloPeers), and the
+		// crowd's joins O(peers) in all, not O(peers²).
+		if listed >= c.cfg.HelloPeers {
+			more++
+			continue
+		}
+		listed++
 		if !first {
 			b = append(b, ',')
 		}
@@ -343,7 +357,12 @@ func (c *core) hello(cl *client, catchUp bool, ops []committed) []byte {
 			return appendSelections(b, p.sel)
 		})
 	}
-	return append(b, ']', '}')
+	b = append(b, ']')
+	if more > 0 {
+		b = appendField(b, "more")
+		b = appendInt(b, int64(more))
+	}
+	return append(b, '}')
 }
 
 // catchUpBytes estimates the size of ops in a hello: past the text's size,

@@ -33,7 +33,7 @@ import (
 //
 // Commands:
 //
-//	open doc=ID [text=...] [ops=N] [snapshot-every=N] [history=N] [max-lag=N] [catch-up=N] [work=N] [max-insert=N] [max-doc=N]
+//	open doc=ID [text=...] [ops=N] [snapshot-every=N] [history=N] [max-lag=N] [catch-up=N] [work=N] [max-insert=N] [max-doc=N] [max-clients=N] [hello-peers=N]
 //	    creates the document in a fresh store (with N one-character ops
 //	    committed before the core loads it) and loads the core
 //	join CLIENT src=S [rev=N] [name=NAME]
@@ -230,13 +230,15 @@ func (h *harness) open(d *datadriven.TestData) (string, error) {
 		}
 	}
 	cfg := Config{
-		SnapshotEvery:   argInt(d, "snapshot-every", 0),
-		HistoryInMemory: int(argInt(d, "history", 0)),
-		MaxLag:          argInt(d, "max-lag", 0),
-		CatchUpMax:      argInt(d, "catch-up", 0),
-		WorkPerToken:    argInt(d, "work", 0),
-		MaxInsertBytes:  int(argInt(d, "max-insert", 0)),
-		MaxDocBytes:     int(argInt(d, "max-doc", 0)),
+		SnapshotEvery:    argInt(d, "snapshot-every", 0),
+		HistoryInMemory:  int(argInt(d, "history", 0)),
+		MaxLag:           argInt(d, "max-lag", 0),
+		CatchUpMax:       argInt(d, "catch-up", 0),
+		WorkPerToken:     argInt(d, "work", 0),
+		MaxInsertBytes:   int(argInt(d, "max-insert", 0)),
+		MaxDocBytes:      int(argInt(d, "max-doc", 0)),
+		MaxClientsPerDoc: int(argInt(d, "max-clients", 0)),
+		HelloPeers:       int(argInt(d, "hello-peers", 0)),
 	}
 	cfg.setDefaults()
 	doc, rope, err := storage.Load(ctx, h.store, h.doc)

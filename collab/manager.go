@@ -117,6 +117,12 @@ type Config struct {
 	// WorkPerToken revisions it must be transformed through (50).
 	RatePerSecond, RateBurst float64
 	WorkPerToken             int64
+	// MaxClientsPerDoc bounds a document's connections (2000); past it a
+	// join is refused with document_full.
+	MaxClientsPerDoc int
+	// HelloPeers bounds the peers a hello lists with their selections
+	// (100); the others come as a count ("more").
+	HelloPeers int
 	// QueueMessages and QueueBytes bound a connection's outbound queue; past
 	// them it is closed for resync (4096, 8 MiB).
 	QueueMessages, QueueBytes int
@@ -164,6 +170,12 @@ func (c *Config) setDefaults() {
 	if c.WorkPerToken <= 0 {
 		c.WorkPerToken = 50
 	}
+	if c.MaxClientsPerDoc <= 0 {
+		c.MaxClientsPerDoc = 2000
+	}
+	if c.HelloPeers <= 0 {
+		c.HelloPeers = 100
+	}
 	if c.QueueMessages <= 0 {
 		c.QueueMessages = 4096
 	}
@@ -187,6 +199,8 @@ func (c *Config) core() coreConfig {
 		MaxInsertBytes:  c.MaxInsertBytes,
 		MaxDocBytes:     c.MaxDocBytes,
 		WorkPerToken:    c.WorkPerToken,
+		MaxClients:      c.MaxClientsPerDoc,
+		HelloPeers:      c.HelloPeers,
 	}
 }
 

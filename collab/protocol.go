@@ -32,6 +32,9 @@ const (
 	// CodeSourceDenied: the connection named a source without the key that
 	// proves it owns it.
 	CodeSourceDenied = "source_denied"
+	// CodeDocumentFull: the document has as many connections as it takes;
+	// try again later.
+	CodeDocumentFull = "document_full"
 )
 
 // WebSocket close codes the server uses besides the standard ones.
@@ -45,6 +48,9 @@ const (
 	// CloseTokenExpired: the connection's token expired; reconnect with a
 	// fresh one.
 	CloseTokenExpired = 4003
+	// CloseTryAgainLater is the standard 1013: refused for now (the
+	// document is full); reconnect with backoff.
+	CloseTryAgainLater = 1013
 	// CloseGoingAway is the standard 1001: the server is shutting down.
 	CloseGoingAway = 1001
 	// ClosePolicy is the standard 1008: the connection was refused for

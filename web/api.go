@@ -46,6 +46,9 @@ func (s *Server) createDoc(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if (s.cfg.LimitLoopback || !isLoopback(c.Request().RemoteAddr)) && !s.creations.allow(p.key(c)) {
+		return errorf(http.StatusTooManyRequests, collab.CodeRateLimited, "too many documents created: slow down")
+	}
 	if err := s.cfg.Manager.Writable(); err != nil {
 		return err
 	}
@@ -59,7 +62,13 @@ func (s *Server) createDoc(c echo.Context) error {
 		// encoding/json would quietly turn invalid UTF-8 into U+FFFD.
 		raw, err := io.ReadAll(c.Request().Body)
 		if err != nil {
-			return err
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				return errorf(http.StatusRequestEntityTooLarge, collab.CodeTooLarge, "the body is too large")
+			}
+			// The client went away mid-body: its business, not a server
+			// error.
+			return errAborted
 		}
 		if !utf8.Valid(raw) {
 			return errorf(http.StatusBadRequest, collab.CodeBadMessage, "body must be valid UTF-8")
@@ -387,6 +396,8 @@ func (s *Server) wsConnect(ss *melody.Session) {
 				code = collab.CloseNotFound
 			case collab.CodeSourceDenied, collab.CodeBadMessage:
 				code = collab.ClosePolicy
+			case collab.CodeDocumentFull:
+				code = collab.CloseTryAgainLater
 			}
 			conn.Close(code, pe.Code)
 		case errors.Is(err, collab.ErrShuttingDown):

@@ -372,3 +372,36 @@ func TestCrossSiteWrites(t *testing.T) {
 		t.Fatalf("a 9 MiB document: %d %s", status, code)
 	}
 }
+
+// TestRESTLimits: per-address request rates and per-user document
+// creation rates, with clear codes; aborted bodies are not server errors.
+func TestRESTLimits(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, serverOpts{web: web.Config{LimitLoopback: true, RequestsPerSecond: 1, RequestBurst: 5, CreatesPerMinute: 0.001}})
+	limited := 0
+	for range 20 {
+		status, code, _ := call(t, ts, "GET", "/api/docs", "", "")
+		if status == http.StatusTooManyRequests {
+			if code != collab.CodeRateLimited {
+				t.Fatalf("429 with code %q", code)
+			}
+			limited++
+		}
+	}
+	if limited < 10 {
+		t.Fatalf("%d of 20 requests limited with a burst of 5", limited)
+	}
+	ts2 := startServer(t, serverOpts{web: web.Config{LimitLoopback: true, CreatesPerMinute: 0.001}})
+	created, refused := 0, 0
+	for range 25 {
+		switch status, _, _ := call(t, ts2, "POST", "/api/docs", "", `{}`); status {
+		case http.StatusCreated:
+			created++
+		case http.StatusTooManyRequests:
+			refused++
+		}
+	}
+	if created != 20 || refused != 5 {
+		t.Fatalf("created %d, refused %d; want the burst of 20, then refusals", created, refused)
+	}
+}

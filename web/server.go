@@ -16,6 +16,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/olahol/melody"
+	"golang.org/x/time/rate"
 
 	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/storage"
@@ -48,6 +49,18 @@ type Config struct {
 	// without it the server runs in open mode: everyone may read and
 	// write, and only loopback connections delete.
 	Auth *Verifier
+	// RequestsPerSecond and RequestBurst limit each IP address's REST
+	// requests (50, 100; the WebSocket's messages have their own budget).
+	// CreatesPerMinute limits the documents one user (one IP in open
+	// mode) creates (60, burst 20).
+	RequestsPerSecond float64
+	RequestBurst      int
+	CreatesPerMinute  float64
+	// LimitLoopback applies the per-address limits to loopback peers too.
+	// By default they are exempt: local tools and health checks, and a
+	// reverse proxy on this machine, behind which every client would share
+	// one address.
+	LimitLoopback bool
 	// Metrics, if set, is served at GET /metrics (Prometheus).
 	Metrics http.Handler
 	// AdminToken, if set, is the bearer token the admin endpoints
@@ -65,6 +78,7 @@ type Server struct {
 	draining atomic.Bool
 	// backingUp: an admin backup is streaming (one at a time).
 	backingUp atomic.Bool
+	creations *keyedLimiter
 }
 
 // New builds the server's routes.
@@ -78,13 +92,22 @@ func New(cfg Config) *Server {
 	if cfg.MaxDocBytes <= 0 {
 		cfg.MaxDocBytes = 8 << 20
 	}
+	if cfg.RequestsPerSecond <= 0 {
+		cfg.RequestsPerSecond = 50
+	}
+	if cfg.RequestBurst <= 0 {
+		cfg.RequestBurst = 100
+	}
+	if cfg.CreatesPerMinute <= 0 {
+		cfg.CreatesPerMinute = 60
+	}
 	if cfg.PingPeriod <= 0 {
 		cfg.PingPeriod = 5 * time.Second
 	}
 	if cfg.PongWait <= cfg.PingPeriod {
 		cfg.PongWait = cfg.PingPeriod*2 + 2*time.Second
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger}
+	s := &Server{cfg: cfg, log: cfg.Logger, creations: newKeyedLimiter(rate.Limit(cfg.CreatesPerMinute/60), 20)}
 
 	m := melody.New()
 	m.Config.MaxMessageSize = cfg.MaxMessageBytes
@@ -121,6 +144,22 @@ func New(cfg Config) *Server {
 
 	api := e.Group("/api")
 	api.Use(middleware.BodyLimit("16M"))
+	api.Use(bodyDeadline)
+	// Per address (the socket's: X-Forwarded-For is not trusted), on top
+	// of the connection limits of the listener.
+	api.Use(middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
+		Skipper: func(c echo.Context) bool { return !cfg.LimitLoopback && isLoopback(c.Request().RemoteAddr) },
+		Store: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
+			Rate: rate.Limit(cfg.RequestsPerSecond), Burst: cfg.RequestBurst, ExpiresIn: 3 * time.Minute,
+		}),
+		IdentifierExtractor: func(c echo.Context) (string, error) { return c.RealIP(), nil },
+		ErrorHandler: func(c echo.Context, err error) error {
+			return errorf(http.StatusForbidden, collab.CodeForbidden, "cannot tell who is asking")
+		},
+		DenyHandler: func(c echo.Context, _ string, _ error) error {
+			return errorf(http.StatusTooManyRequests, collab.CodeRateLimited, "too many requests from this address: slow down")
+		},
+	}))
 	api.Use(s.noCrossSiteWrites)
 	api.POST("/docs", s.createDoc)
 	api.GET("/docs", s.listDocs)
@@ -264,6 +303,22 @@ func (s *Server) requestLog(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// bodyDeadline gives a request with a body a minute to send it: a client
+// that trickles a body keeps no connection forever. (http.Server's
+// ReadTimeout would also cut long responses and WebSockets.)
+func bodyDeadline(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if r := c.Request(); r.ContentLength != 0 && r.Method != http.MethodGet {
+			http.NewResponseController(c.Response().Writer).SetReadDeadline(time.Now().Add(time.Minute))
+		}
+		return next(c)
+	}
+}
+
+// errAborted: the client closed the connection before its request was
+// read.
+var errAborted = errors.New("web: request aborted by the client")
+
 // apiError is an error response: {"error": {"code", "message"}}.
 type apiError struct {
 	status  int
@@ -309,6 +364,11 @@ func (s *Server) httpError(err error, c echo.Context) {
 		ae = errorf(http.StatusBadRequest, collab.CodeBadMessage, err.Error())
 	case errors.Is(err, storage.ErrNoSpace):
 		ae = errorf(http.StatusInsufficientStorage, collab.CodeStorageFull, err.Error())
+	case errors.Is(err, errAborted) || errors.Is(err, context.Canceled):
+		// The client went away: nobody reads the answer, and nothing
+		// failed here.
+		s.log.Debug("request aborted by the client", "path", c.Request().URL.Path, "err", err)
+		ae = errorf(http.StatusBadRequest, collab.CodeBadMessage, "request aborted")
 	default:
 		s.log.Error("request failed", "path", c.Request().URL.Path, "err", err)
 		ae = errorf(http.StatusInternalServerError, collab.CodeInternal, "internal error")

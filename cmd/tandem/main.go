@@ -113,6 +113,9 @@ type serveConfig struct {
 	DiskCheckEvery  time.Duration
 	PublicURL       string
 	AllowedHosts    string
+	MaxConns        int
+	MaxConnsPerIP   int
+	ConnRate        float64
 	AuthSecret      string
 	AuthPublicKey   string
 	Open            bool
@@ -162,6 +165,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.Int64Var(&c.Retain, "retain", 0, "keep at most this many revisions of each document's history (0: keep everything)")
 	fs.StringVar(&c.PublicURL, "public-url", "", "the URL people reach the server at (https://docs.example.com): requests for other hosts are refused (421: defeats DNS rebinding) and its origin may open WebSockets")
 	fs.StringVar(&c.AllowedHosts, "allowed-hosts", "", "comma-separated hosts (name or name:port) the server answers besides --public-url's; default: loopback names when listening on loopback, any host otherwise")
+	fs.IntVar(&c.MaxConns, "max-connections", 0, "connections open at once; past it new ones wait (0: 90% of the file-descriptor limit, which the server raises to its hard limit)")
+	fs.IntVar(&c.MaxConnsPerIP, "max-connections-per-ip", 256, "connections open at once from one address (loopback is exempt: a local reverse proxy)")
+	fs.Float64Var(&c.ConnRate, "connection-rate", 20, "new connections a second from one address (burst 5 times that)")
 	fs.StringVar(&c.AuthSecret, "auth-secret", "", "HMAC-SHA256 secret(s) for access tokens, comma-separated (the first signs; the others are still accepted, for rotation); 32 bytes or more. Prefer TANDEM_AUTH_SECRET. Without a secret or a public key the server runs in open mode")
 	fs.StringVar(&c.AuthPublicKey, "auth-public-key", "", "PEM file of an Ed25519 or RSA public key that verifies tokens minted by your own identity service")
 	fs.BoolVar(&c.Open, "open", false, "allow open mode (no tokens: everyone may read and write) on an address other than loopback")
@@ -298,7 +304,21 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	nofile := raiseFileLimit()
+	maxConns := cfg.MaxConns
+	if maxConns <= 0 {
+		maxConns = max(64, int(nofile)*9/10-64)
+	}
+	log.Info("connection limits", "file_descriptors", nofile, "max_connections", maxConns, "per_ip", cfg.MaxConnsPerIP, "attempts_per_second", cfg.ConnRate)
+	ln = web.LimitListener(ln, web.ConnLimits{Total: maxConns, PerIP: cfg.MaxConnsPerIP,
+		AttemptsPerSecond: cfg.ConnRate, AttemptBurst: int(5 * cfg.ConnRate), ExemptLoopback: true}, log)
+	httpSrv := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		// No ReadTimeout: it would cut long responses (an online backup)
+		// and WebSockets; request bodies get their own deadline (web).
+		IdleTimeout: 120 * time.Second,
+	}
 	admin := "loopback only (no --admin-token)"
 	if cfg.AdminToken != "" {
 		admin = "bearer token"
@@ -374,6 +394,23 @@ func newAuth(cfg serveConfig, log *slog.Logger) (*web.Verifier, error) {
 	}
 	log.Warn("OPEN MODE: no --auth-secret, so anyone who can reach this server may read and edit every document; only loopback connections may delete. Set TANDEM_AUTH_SECRET to require tokens (tandem token mints them)", "addr", cfg.Addr)
 	return nil, nil
+}
+
+// raiseFileLimit raises the soft limit on open files to the hard limit
+// (each connection is one) and returns it.
+func raiseFileLimit() uint64 {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 1024
+	}
+	if lim.Cur < lim.Max {
+		raised := lim
+		raised.Cur = raised.Max
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised) == nil {
+			lim = raised
+		}
+	}
+	return lim.Cur
 }
 
 // loopbackAddr reports whether a listen address is on loopback only.

@@ -1,0 +1,138 @@
+package web
+
+import (
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/net/netutil"
+	"golang.org/x/time/rate"
+)
+
+// ConnLimits bound the TCP connections a listener lets through. Zero
+// fields are unlimited.
+type ConnLimits struct {
+	// Total connections open at once: past it, Accept waits (new
+	// connections wait in the kernel's backlog) instead of running the
+	// process out of file descriptors.
+	Total int
+	// PerIP connections open at once from one address: past it, a new one
+	// is closed at once.
+	PerIP int
+	// AttemptsPerSecond and AttemptBurst bound how fast one address may
+	// open connections; past it, a new one is closed at once.
+	AttemptsPerSecond float64
+	AttemptBurst      int
+	// ExemptLoopback leaves loopback peers out of the per-address limits
+	// (a reverse proxy on this machine would otherwise put every client
+	// behind one address).
+	ExemptLoopback bool
+}
+
+// LimitListener applies lim to ln. Addresses are the connection's own
+// (the peer's IP), never a forwarded header.
+func LimitListener(ln net.Listener, lim ConnLimits, log *slog.Logger) net.Listener {
+	if lim.Total > 0 {
+		ln = netutil.LimitListener(ln, lim.Total)
+	}
+	if lim.PerIP <= 0 && lim.AttemptsPerSecond <= 0 {
+		return ln
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &ipLimitListener{Listener: ln, lim: lim, log: log, open: map[string]int{}, rates: map[string]*rate.Limiter{}}
+}
+
+type ipLimitListener struct {
+	net.Listener
+	lim ConnLimits
+	log *slog.Logger
+
+	mu    sync.Mutex
+	open  map[string]int
+	rates map[string]*rate.Limiter
+}
+
+func (l *ipLimitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := peerIP(c)
+		if l.lim.ExemptLoopback {
+			if parsed := net.ParseIP(ip); parsed != nil && parsed.IsLoopback() {
+				return c, nil
+			}
+		}
+		if reason := l.admit(ip); reason != "" {
+			l.log.Debug("connection refused", "ip", ip, "reason", reason)
+			c.Close()
+			continue
+		}
+		return &ipConn{Conn: c, release: func() { l.release(ip) }}, nil
+	}
+}
+
+// admit counts a new connection from ip, or says why not.
+func (l *ipLimitListener) admit(ip string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lim.AttemptsPerSecond > 0 {
+		r := l.rates[ip]
+		if r == nil {
+			if len(l.rates) >= 4096 {
+				l.pruneRates()
+			}
+			r = rate.NewLimiter(rate.Limit(l.lim.AttemptsPerSecond), max(1, l.lim.AttemptBurst))
+			l.rates[ip] = r
+		}
+		if !r.Allow() {
+			return "too many connection attempts"
+		}
+	}
+	if l.lim.PerIP > 0 && l.open[ip] >= l.lim.PerIP {
+		return "too many connections from this address"
+	}
+	l.open[ip]++
+	return ""
+}
+
+// pruneRates forgets addresses whose budget is full again.
+func (l *ipLimitListener) pruneRates() {
+	now := time.Now()
+	for ip, r := range l.rates {
+		if r.TokensAt(now) >= float64(r.Burst()) {
+			delete(l.rates, ip)
+		}
+	}
+}
+
+func (l *ipLimitListener) release(ip string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open[ip]--; l.open[ip] <= 0 {
+		delete(l.open, ip)
+	}
+}
+
+func peerIP(c net.Conn) string {
+	if host, _, err := net.SplitHostPort(c.RemoteAddr().String()); err == nil {
+		return host
+	}
+	return c.RemoteAddr().String()
+}
+
+// ipConn releases its address's slot once, when closed.
+type ipConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *ipConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}
