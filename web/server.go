@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"strconv"
 	"strings"
@@ -61,8 +62,11 @@ type Config struct {
 	// reverse proxy on this machine, behind which every client would share
 	// one address.
 	LimitLoopback bool
-	// Metrics, if set, is served at GET /metrics (Prometheus).
-	Metrics http.Handler
+	// Metrics, if set, is served at GET /metrics (Prometheus), to admins
+	// (like /api/admin), unless MetricsPublic: the caller serves it on an
+	// address of its own (--metrics-addr).
+	Metrics       http.Handler
+	MetricsPublic bool
 	// AdminToken, if set, is the bearer token the admin endpoints
 	// (/api/admin/...) require. Without it they answer only requests from a
 	// loopback address that did not come through a proxy (admin.go).
@@ -170,10 +174,14 @@ func New(cfg Config) *Server {
 	api.GET("/docs/:id/ws", s.openWS)
 	admin := api.Group("/admin", s.adminOnly)
 	admin.GET("/backup", s.adminBackup)
+	// Go's profiler, for the admin role only.
+	admin.GET("/debug/pprof/*", echo.WrapHandler(http.HandlerFunc(pprofIndex)))
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.ready)
-	if cfg.Metrics != nil {
-		e.GET("/metrics", echo.WrapHandler(cfg.Metrics))
+	if cfg.Metrics != nil && !cfg.MetricsPublic {
+		// Guarded like the admin endpoints (admin token or role, or this
+		// machine), unless served on their own address (MetricsPublic).
+		e.GET("/metrics", echo.WrapHandler(cfg.Metrics), s.adminOnly)
 	}
 	s.mountStatic(e) // "/", "/d/:id", "/js/*", "/css/*": static.go
 	s.echo = e
@@ -300,6 +308,25 @@ func (s *Server) requestLog(next echo.HandlerFunc) echo.HandlerFunc {
 		s.log.Debug("http", "method", c.Request().Method, "path", c.Request().URL.Path,
 			"status", c.Response().Status, "dur", time.Since(start))
 		return nil
+	}
+}
+
+// pprofIndex serves net/http/pprof under /api/admin/debug/pprof/.
+func pprofIndex(w http.ResponseWriter, r *http.Request) {
+	name := strings.TrimPrefix(r.URL.Path, "/api/admin/debug/pprof/")
+	switch name {
+	case "cmdline":
+		pprof.Cmdline(w, r)
+	case "profile":
+		pprof.Profile(w, r)
+	case "symbol":
+		pprof.Symbol(w, r)
+	case "trace":
+		pprof.Trace(w, r)
+	case "":
+		pprof.Index(w, r)
+	default:
+		pprof.Handler(name).ServeHTTP(w, r)
 	}
 }
 

@@ -113,6 +113,7 @@ type serveConfig struct {
 	DiskCheckEvery  time.Duration
 	PublicURL       string
 	AllowedHosts    string
+	MetricsAddr     string
 	MaxConns        int
 	MaxConnsPerIP   int
 	ConnRate        float64
@@ -165,6 +166,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.Int64Var(&c.Retain, "retain", 0, "keep at most this many revisions of each document's history (0: keep everything)")
 	fs.StringVar(&c.PublicURL, "public-url", "", "the URL people reach the server at (https://docs.example.com): requests for other hosts are refused (421: defeats DNS rebinding) and its origin may open WebSockets")
 	fs.StringVar(&c.AllowedHosts, "allowed-hosts", "", "comma-separated hosts (name or name:port) the server answers besides --public-url's; default: loopback names when listening on loopback, any host otherwise")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve /metrics (Prometheus) on this address of its own, open to whoever reaches it (e.g. 127.0.0.1:9090); without it /metrics is on the main address for admins only")
 	fs.IntVar(&c.MaxConns, "max-connections", 0, "connections open at once; past it new ones wait (0: 90% of the file-descriptor limit, which the server raises to its hard limit)")
 	fs.IntVar(&c.MaxConnsPerIP, "max-connections-per-ip", 256, "connections open at once from one address (loopback is exempt: a local reverse proxy)")
 	fs.Float64Var(&c.ConnRate, "connection-rate", 20, "new connections a second from one address (burst 5 times that)")
@@ -296,9 +298,22 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		// Health checks from the machine itself keep working.
 		hosts = append(hosts, "localhost", "127.0.0.1", "::1")
 	}
+	metrics := metricsHandler(mgr, store, cfg.DataDir)
 	srv := web.New(web.Config{Store: store, Manager: mgr, Logger: log, AllowedOrigins: origins, AdminToken: cfg.AdminToken,
 		AllowedHosts: hosts, LoopbackOnly: loopbackAddr(cfg.Addr),
-		Auth: auth, Metrics: metricsHandler(mgr, store, cfg.DataDir)})
+		Auth: auth, Metrics: metrics, MetricsPublic: cfg.MetricsAddr != ""})
+	if cfg.MetricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics)
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr %s: %w", cfg.MetricsAddr, err)
+		}
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go msrv.Serve(mln)
+		defer msrv.Close()
+		log.Info("metrics", "addr", "http://"+mln.Addr().String()+"/metrics")
+	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
