@@ -17,6 +17,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -114,6 +115,8 @@ type serveConfig struct {
 	PublicURL       string
 	AllowedHosts    string
 	MetricsAddr     string
+	TLSCert         string
+	TLSKey          string
 	MaxConns        int
 	MaxConnsPerIP   int
 	ConnRate        float64
@@ -166,6 +169,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.Int64Var(&c.Retain, "retain", 0, "keep at most this many revisions of each document's history (0: keep everything)")
 	fs.StringVar(&c.PublicURL, "public-url", "", "the URL people reach the server at (https://docs.example.com): requests for other hosts are refused (421: defeats DNS rebinding) and its origin may open WebSockets")
 	fs.StringVar(&c.AllowedHosts, "allowed-hosts", "", "comma-separated hosts (name or name:port) the server answers besides --public-url's; default: loopback names when listening on loopback, any host otherwise")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) file: serve HTTPS and WSS directly; reloaded when the file changes or on SIGHUP")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key file for --tls-cert")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve /metrics (Prometheus) on this address of its own, open to whoever reaches it (e.g. 127.0.0.1:9090); without it /metrics is on the main address for admins only")
 	fs.IntVar(&c.MaxConns, "max-connections", 0, "connections open at once; past it new ones wait (0: 90% of the file-descriptor limit, which the server raises to its hard limit)")
 	fs.IntVar(&c.MaxConnsPerIP, "max-connections-per-ip", 256, "connections open at once from one address (loopback is exempt: a local reverse proxy)")
@@ -201,6 +206,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if c.SnapshotEvery < 1 {
 		return c, errors.New("--snapshot-every must be at least 1")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return c, errors.New("--tls-cert and --tls-key go together")
 	}
 	if strings.TrimSpace(c.AdminToken) != c.AdminToken || strings.ContainsAny(c.AdminToken, " \t\r\n") {
 		return c, errors.New("--admin-token must not contain spaces (it travels as \"Authorization: Bearer <token>\")")
@@ -341,14 +349,30 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			log.Warn("the admin token is short: anyone who guesses it can download every document (use 16 characters or more, e.g. openssl rand -hex 16)")
 		}
 	}
-	log.Info("tandem serving", "addr", "http://"+ln.Addr().String(), "data_dir", cfg.DataDir, "version", version, "admin", admin)
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		certs, err := newCertReloader(cfg.TLSCert, cfg.TLSKey, log)
+		if err != nil {
+			return err
+		}
+		go certs.watch(ctx, 5*time.Second)
+		httpSrv.TLSConfig = certs.tlsConfig()
+		scheme = "https"
+	}
+	log.Info("tandem serving", "addr", scheme+"://"+ln.Addr().String(), "data_dir", cfg.DataDir, "version", version, "admin", admin)
 
 	if cfg.Retain > 0 {
 		go retainLoop(ctx, log, store, cfg.Retain)
 	}
 
 	served := make(chan error, 1)
-	go func() { served <- httpSrv.Serve(ln) }()
+	go func() {
+		if httpSrv.TLSConfig != nil {
+			served <- httpSrv.ServeTLS(ln, "", "")
+		} else {
+			served <- httpSrv.Serve(ln)
+		}
+	}()
 	select {
 	case err := <-served:
 		return fmt.Errorf("http server: %w", err)
@@ -474,11 +498,17 @@ func healthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/healthz", nil)
+	scheme, client := "http", http.DefaultClient
+	if os.Getenv(envName("tls-cert")) != "" {
+		// Its own certificate, on loopback: no name to verify it against.
+		scheme = "https"
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+net.JoinHostPort(host, port)+"/healthz", nil)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("healthcheck: %w", err)
 	}

@@ -132,7 +132,7 @@ type server struct {
 	stderr bytes.Buffer
 }
 
-var servingRE = regexp.MustCompile(`msg="tandem serving" addr=(http://\S+)`)
+var servingRE = regexp.MustCompile(`msg="tandem serving" addr=(https?://\S+)`)
 
 // startServer runs `tandem serve` on dir, listening on a free port of
 // 127.0.0.1, and waits until it logs the address it serves.
