@@ -67,6 +67,8 @@ type client struct {
 	// left: the connection is gone, but ops it sent still wait to be
 	// committed.
 	left bool
+	// announced: others were told of its join (see tryHello).
+	announced bool
 }
 
 // parked is a message that waits for history or an exactly-once lookup.
@@ -106,9 +108,10 @@ type core struct {
 	committing bool // an append is outstanding (or its conflict is being resolved)
 	resolving  bool // the append conflicted: waiting for the other writer's records
 
-	clients []*client // in join order: output is deterministic
-	byID    map[string]*client
-	sources map[string]source
+	clients   []*client // in join order: output is deterministic
+	announced int       // clients whose presence others see
+	byID      map[string]*client
+	sources   map[string]source
 	// absent: per source, a seq the store's index said was not committed
 	// (so a message resent after an error needs no second lookup). If
 	// another writer commits it meanwhile, the conflict shows it.
@@ -287,7 +290,15 @@ func (c *core) tryHello(cl *client) bool {
 	c.send(cl, c.hello(cl, catchUp, ops))
 	cl.joined = true
 	cl.joinRev = c.durableRev
-	c.sendOthers(cl, encodeJoin(cl))
+	// Presence is announced for the first HelloPeers participants only: in
+	// a crowded document the others are counted in hellos, and their
+	// joins, leaves and selections go to nobody, so a crowd of n costs
+	// O(n × HelloPeers) presence traffic, not O(n²).
+	if c.announced < c.cfg.HelloPeers {
+		cl.announced = true
+		c.announced++
+		c.sendOthers(cl, encodeJoin(cl))
+	}
 	c.out.Joined = append(c.out.Joined, joinOutcome{Client: cl.id})
 	c.drainClient(cl)
 	return true
@@ -339,10 +350,9 @@ func (c *core) hello(cl *client, catchUp bool, ops []committed) []byte {
 		if p == cl || !p.joined || p.left {
 			continue
 		}
-		// A hello lists a bounded number of peers (the others come as a
-		// count): joining a crowded document costs O(HelloPeers), and the
-		// crowd's joins O(peers) in all, not O(peers²).
-		if listed >= c.cfg.HelloPeers {
+		// A hello lists the announced peers (at most HelloPeers); the
+		// others come as a count.
+		if !p.announced || listed >= c.cfg.HelloPeers {
 			more++
 			continue
 		}
@@ -392,7 +402,11 @@ func (c *core) leave(id string, overflow bool) {
 		c.out.Joined = append(c.out.Joined, joinOutcome{Client: id, Err: protoErr(CodeInternal, "connection closed before it joined")})
 		return
 	}
-	c.sendOthers(cl, encodeLeave(id))
+	if cl.announced {
+		cl.announced = false
+		c.announced--
+		c.sendOthers(cl, encodeLeave(id))
+	}
 	cl.parked = slices.DeleteFunc(cl.parked, func(p *parked) bool { return p.msg.Type != "op" })
 	if len(cl.parked) > 0 {
 		cl.left = true
@@ -708,7 +722,9 @@ func (c *core) selection(cl *client, p *parked) (*Error, bool) {
 		sel[i] = clampSelection(s, n)
 	}
 	cl.sel = sel
-	c.sendOthers(cl, encodeSel(cl.id, c.durableRev, sel))
+	if cl.announced {
+		c.sendOthers(cl, encodeSel(cl.id, c.durableRev, sel))
+	}
 	return nil, true
 }
 

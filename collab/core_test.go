@@ -583,3 +583,29 @@ func FuzzCore(f *testing.F) {
 		t.Fatal("the core never went quiet")
 	})
 }
+
+// TestCrowdPresenceTraffic: 2,000 participants joining one document. With
+// every presence message sent to everyone, that was O(n²): 386 MB of
+// hellos and joins measured before. Now hellos list at most HelloPeers
+// peers and only those are announced.
+func TestCrowdPresenceTraffic(t *testing.T) {
+	h := &harness{}
+	if _, err := h.run(t, &datadriven.TestData{Cmd: "open", CmdArgs: []datadriven.CmdArg{{Key: "text", Vals: []string{"hello"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	total, msgs := 0, 0
+	for i := range 2000 {
+		rd := h.c.step(evJoin{Client: fmt.Sprintf("client-%04d", i), Info: ClientInfo{Source: fmt.Sprintf("source-%04d", i), User: "user", Name: "A Name", Color: "#e11d48", LastRev: -1}})
+		if len(rd.Joined) != 1 || rd.Joined[0].Err != nil {
+			t.Fatalf("join %d: %+v", i, rd.Joined)
+		}
+		for _, m := range rd.Messages {
+			total += len(m.Msg)
+			msgs++
+		}
+	}
+	t.Logf("2,000 joins: %d messages, %.1f MB of presence traffic", msgs, float64(total)/1e6)
+	if total > 40e6 {
+		t.Fatalf("%d bytes of presence traffic for 2,000 joins", total)
+	}
+}

@@ -105,7 +105,11 @@ func TestTLS(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if !strings.Contains(srv.log(), "TLS certificate reloaded") {
-		t.Errorf("no log of the reload")
+	// The log line follows the swap (and comes through a pipe): wait for it.
+	for !strings.Contains(srv.log(), "TLS certificate reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log of the reload:\n%s", srv.log())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
