@@ -93,43 +93,27 @@ func TestTokens(t *testing.T) {
 	seedDoc(t, ts, "acme-1", "acme")
 
 	expired := token(t, secret, "u", -time.Minute, "*:admin")
-	notYet := func() string {
-		c := web.Claims{Docs: []web.Grant{{ID: "*", Role: "read"}}}
-		c.Subject = "u"
-		c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(time.Hour))
-		c.NotBefore = jwt.NewNumericDate(time.Now().Add(time.Hour))
-		tok, _ := web.Mint(secret, c)
-		return tok
-	}()
-	noExp := func() string {
-		c := web.Claims{Docs: []web.Grant{{ID: "*", Role: "admin"}}}
-		c.Subject = "u"
-		tok, _ := web.Mint(secret, c)
-		return tok
-	}()
-	noSub := func() string {
-		c := web.Claims{Docs: []web.Grant{{ID: "*", Role: "admin"}}}
-		c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(time.Hour))
-		tok, _ := web.Mint(secret, c)
-		return tok
-	}()
-	algNone := func() string {
+	// sign signs admin-on-everything claims for "u", valid for an hour,
+	// changed by edit, with method and key.
+	sign := func(method jwt.SigningMethod, key any, edit func(*web.Claims)) string {
 		c := web.Claims{Docs: []web.Grant{{ID: "*", Role: "admin"}}}
 		c.Subject = "u"
 		c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(time.Hour))
-		tok, err := jwt.NewWithClaims(jwt.SigningMethodNone, c).SignedString(jwt.UnsafeAllowNoneSignatureType)
+		if edit != nil {
+			edit(&c)
+		}
+		tok, err := jwt.NewWithClaims(method, c).SignedString(key)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return tok
-	}()
-	hs384 := func() string {
-		c := web.Claims{Docs: []web.Grant{{ID: "*", Role: "admin"}}}
-		c.Subject = "u"
-		c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(time.Hour))
-		tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS384, c).SignedString([]byte(secret))
-		return tok
-	}()
+	}
+	hmac := []byte(secret)
+	notYet := sign(jwt.SigningMethodHS256, hmac, func(c *web.Claims) { c.NotBefore = jwt.NewNumericDate(time.Now().Add(time.Hour)) })
+	noExp := sign(jwt.SigningMethodHS256, hmac, func(c *web.Claims) { c.ExpiresAt = nil })
+	noSub := sign(jwt.SigningMethodHS256, hmac, func(c *web.Claims) { c.Subject = "" })
+	algNone := sign(jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, nil)
+	hs384 := sign(jwt.SigningMethodHS384, hmac, nil)
 	for _, tc := range []struct {
 		name, tok string
 		status    int
