@@ -46,7 +46,7 @@ func (s *Server) createDoc(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if (s.cfg.LimitLoopback || !isLoopback(c.Request().RemoteAddr)) && !s.creations.allow(p.key(c)) {
+	if (s.cfg.LimitLoopback || !isLoopback(c.RealIP())) && !s.creations.allow(p.key(c)) {
 		return errorf(http.StatusTooManyRequests, collab.CodeRateLimited, "too many documents created: slow down")
 	}
 	if err := s.cfg.Manager.Writable(); err != nil {

@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -439,4 +441,38 @@ func FuzzVerify(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestTrustedProxies: behind a trusted proxy the per-client limits follow
+// X-Forwarded-For; from anyone else the header changes nothing.
+func TestTrustedProxies(t *testing.T) {
+	t.Parallel()
+	_, loopback, _ := net.ParseCIDR("127.0.0.0/8")
+	for _, trusted := range []bool{true, false} {
+		cfg := web.Config{RequestsPerSecond: 0.001, RequestBurst: 2}
+		if trusted {
+			cfg.TrustedProxies = []*net.IPNet{loopback}
+		} else {
+			cfg.LimitLoopback = true
+		}
+		ts := startServer(t, serverOpts{web: cfg})
+		get := func(client string) int {
+			req, _ := http.NewRequest("GET", ts.URL+"/api/docs", nil)
+			req.Header.Set("X-Forwarded-For", client)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		got := []int{get("203.0.113.5"), get("203.0.113.5"), get("203.0.113.5"), get("203.0.113.6")}
+		want := []int{200, 200, 429, 200} // per client behind the proxy
+		if !trusted {
+			want = []int{200, 200, 429, 429} // one client: the socket's address
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("trusted=%v: %v, want %v", trusted, got, want)
+		}
+	}
 }

@@ -57,6 +57,10 @@ type Config struct {
 	RequestsPerSecond float64
 	RequestBurst      int
 	CreatesPerMinute  float64
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For the
+	// server believes (the client's address for rate limits and logs);
+	// without them it is ignored: anyone can send it.
+	TrustedProxies []*net.IPNet
 	// LimitLoopback applies the per-address limits to loopback peers too.
 	// By default they are exempt: local tools and health checks, and a
 	// reverse proxy on this machine, behind which every client would share
@@ -131,6 +135,13 @@ func New(cfg Config) *Server {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.IPExtractor = echo.ExtractIPDirect() // X-Forwarded-For is not trusted
+	if len(cfg.TrustedProxies) > 0 {
+		opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+		for _, n := range cfg.TrustedProxies {
+			opts = append(opts, echo.TrustIPRange(n))
+		}
+		e.IPExtractor = echo.ExtractIPFromXFFHeader(opts...)
+	}
 	e.HTTPErrorHandler = s.httpError
 	e.Use(middleware.Recover())
 	e.Use(s.requestLog)
@@ -152,7 +163,7 @@ func New(cfg Config) *Server {
 	// Per address (the socket's: X-Forwarded-For is not trusted), on top
 	// of the connection limits of the listener.
 	api.Use(middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
-		Skipper: func(c echo.Context) bool { return !cfg.LimitLoopback && isLoopback(c.Request().RemoteAddr) },
+		Skipper: func(c echo.Context) bool { return !cfg.LimitLoopback && isLoopback(c.RealIP()) },
 		Store: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
 			Rate: rate.Limit(cfg.RequestsPerSecond), Burst: cfg.RequestBurst, ExpiresIn: 3 * time.Minute,
 		}),

@@ -114,6 +114,7 @@ type serveConfig struct {
 	DiskCheckEvery  time.Duration
 	PublicURL       string
 	AllowedHosts    string
+	TrustedProxies  string
 	MetricsAddr     string
 	TLSCert         string
 	TLSKey          string
@@ -171,6 +172,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.AllowedHosts, "allowed-hosts", "", "comma-separated hosts (name or name:port) the server answers besides --public-url's; default: loopback names when listening on loopback, any host otherwise")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) file: serve HTTPS and WSS directly; reloaded when the file changes or on SIGHUP")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key file for --tls-cert")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For is believed (for per-client limits); without it the header is ignored")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve /metrics (Prometheus) on this address of its own, open to whoever reaches it (e.g. 127.0.0.1:9090); without it /metrics is on the main address for admins only")
 	fs.IntVar(&c.MaxConns, "max-connections", 0, "connections open at once; past it new ones wait (0: 90% of the file-descriptor limit, which the server raises to its hard limit)")
 	fs.IntVar(&c.MaxConnsPerIP, "max-connections-per-ip", 256, "connections open at once from one address (loopback is exempt: a local reverse proxy)")
@@ -306,9 +308,27 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		// Health checks from the machine itself keep working.
 		hosts = append(hosts, "localhost", "127.0.0.1", "::1")
 	}
+	var proxies []*net.IPNet
+	for p := range strings.SplitSeq(cfg.TrustedProxies, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if !strings.Contains(p, "/") {
+			if ip := net.ParseIP(p); ip != nil && ip.To4() != nil {
+				p += "/32"
+			} else {
+				p += "/128"
+			}
+		}
+		_, n, err := net.ParseCIDR(p)
+		if err != nil {
+			return fmt.Errorf("--trusted-proxies: %w", err)
+		}
+		proxies = append(proxies, n)
+	}
 	metrics := metricsHandler(mgr, store, cfg.DataDir)
 	srv := web.New(web.Config{Store: store, Manager: mgr, Logger: log, AllowedOrigins: origins, AdminToken: cfg.AdminToken,
-		AllowedHosts: hosts, LoopbackOnly: loopbackAddr(cfg.Addr),
+		AllowedHosts: hosts, LoopbackOnly: loopbackAddr(cfg.Addr), TrustedProxies: proxies,
 		Auth: auth, Metrics: metrics, MetricsPublic: cfg.MetricsAddr != ""})
 	if cfg.MetricsAddr != "" {
 		mux := http.NewServeMux()
