@@ -3,6 +3,7 @@ package collab
 import (
 	"context"
 	"errors"
+	"time"
 	"log/slog"
 	"sync"
 
@@ -22,6 +23,7 @@ type commitReq struct {
 // all in one durable Store.Commit. Under load a write carries many
 // documents' ops for the price of one fsync.
 type committer struct {
+	obs      Observer
 	store    storage.Store
 	maxBatch int
 	log      *slog.Logger
@@ -43,8 +45,9 @@ type CommitStats struct {
 	Conflicts int64 // appends refused because another writer moved the head first
 }
 
-func newCommitter(store storage.Store, maxBatch int, log *slog.Logger) *committer {
+func newCommitter(store storage.Store, maxBatch int, log *slog.Logger, obs Observer) *committer {
 	c := &committer{
+		obs:      obs,
 		store:    store,
 		maxBatch: maxBatch,
 		log:      log,
@@ -104,24 +107,30 @@ func (c *committer) write(batch []*commitReq, apps []storage.Append) {
 	for _, r := range batch {
 		apps = append(apps, r.app)
 	}
+	start := time.Now()
 	results, err := c.store.Commit(context.Background(), apps)
+	took := time.Since(start)
 	if err != nil {
 		c.log.Error("group commit failed", "appends", len(batch), "err", err)
 	} else {
 		// Counted before the documents hear, so Stats read after an ack
 		// sees it.
+		appends, records := 0, 0
 		c.statsMu.Lock()
 		c.stats.Writes++
 		for i, r := range batch {
 			switch {
 			case results[i] == nil:
-				c.stats.Appends++
-				c.stats.Records += int64(len(r.app.Records))
+				appends++
+				records += len(r.app.Records)
 			case errors.Is(results[i], storage.ErrConflict):
 				c.stats.Conflicts++
 			}
 		}
+		c.stats.Appends += int64(appends)
+		c.stats.Records += int64(records)
 		c.statsMu.Unlock()
+		c.obs.Committed(appends, records, took)
 	}
 	for i, r := range batch {
 		if err != nil {

@@ -227,7 +227,10 @@ func (c *core) sendOthers(except *client, msg []byte) {
 	}
 }
 
-func (c *core) sendError(to *client, e *Error) { c.send(to, EncodeError(e)) }
+func (c *core) sendError(to *client, e *Error) {
+	c.out.Refused = append(c.out.Refused, e.Code)
+	c.send(to, EncodeError(e))
+}
 
 // ---------------------------------------------------------------------------
 // Joining and leaving.

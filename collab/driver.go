@@ -200,6 +200,9 @@ func (d *driver) do(rd ready) {
 	for _, err := range rd.Errs {
 		m.log.Error("document", "doc", d.id, "err", err)
 	}
+	for _, code := range rd.Refused {
+		m.cfg.Observer.Refused(code)
+	}
 	if rd.Append != nil {
 		if !m.committer.submit(&commitReq{app: *rd.Append, result: d.result}) {
 			d.result <- errors.New("group committer stopped")
@@ -218,7 +221,11 @@ func (d *driver) do(rd ready) {
 	}
 	if s := rd.Snapshot; s != nil && !rd.Done {
 		m.io.Go(func() {
+			start := time.Now()
 			err := m.store.SaveSnapshot(context.Background(), d.id, *s)
+			if err == nil {
+				m.cfg.Observer.SnapshotSaved(len(s.Text), time.Since(start))
+			}
 			d.post(input{ev: evSnapshotSaved{Rev: s.Rev, Err: err}})
 		})
 	}
@@ -236,6 +243,7 @@ func (d *driver) do(rd ready) {
 	for _, o := range rd.Messages {
 		if box := d.boxes[o.To]; box != nil {
 			if err := box.push(o.Msg); err != nil {
+				m.cfg.Observer.Overflowed()
 				// Closed at once, so nothing more is queued behind the gap.
 				box.close(CloseResync, "outbound queue full: reconnect and catch up")
 				delete(d.boxes, o.To)

@@ -125,6 +125,8 @@ type ready struct {
 	// Done: the document is finished; the driver saves Snapshot (if any)
 	// and exits.
 	Done bool
+	// Refused: the codes of the errors sent (for metrics).
+	Refused []string
 	// Charges bill connections for work done (see core.charge).
 	Charges []charge
 	// Errs are failures for the driver to log (the core has no logger).

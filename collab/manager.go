@@ -126,6 +126,8 @@ type Config struct {
 	// QueueMessages and QueueBytes bound a connection's outbound queue; past
 	// them it is closed for resync (4096, 8 MiB).
 	QueueMessages, QueueBytes int
+	// Observer, if set, is told what the documents do (metrics).
+	Observer Observer
 	// Broker, if set, carries commits between Managers that share the
 	// store (a cluster); without it this Manager assumes it is the store's
 	// only writer, and still handles a conflict if it is not.
@@ -185,6 +187,9 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -229,7 +234,7 @@ type Manager struct {
 func NewManager(store storage.Store, cfg Config) *Manager {
 	cfg.setDefaults()
 	m := &Manager{store: store, cfg: cfg, log: cfg.Logger, docs: map[string]*driver{}}
-	m.committer = newCommitter(store, cfg.MaxBatch, cfg.Logger)
+	m.committer = newCommitter(store, cfg.MaxBatch, cfg.Logger, cfg.Observer)
 	return m
 }
 
@@ -372,6 +377,7 @@ func (c *Client) HandleBinary() {
 // reply answers the client from its reading goroutine, without the
 // document.
 func (c *Client) reply(e *Error) {
+	c.d.m.cfg.Observer.Refused(e.Code)
 	if err := c.box.push(EncodeError(e)); err != nil {
 		c.d.post(input{ev: evOverflow{Client: c.id}})
 	}

@@ -71,6 +71,8 @@ type Config struct {
 	// address of its own (--metrics-addr).
 	Metrics       http.Handler
 	MetricsPublic bool
+	// OnError, if set, is told of every error response (for metrics).
+	OnError func(status int, code string)
 	// AdminToken, if set, is the bearer token the admin endpoints
 	// (/api/admin/...) require. Without it they answer only requests from a
 	// loopback address that did not come through a proxy (admin.go).
@@ -410,6 +412,9 @@ func (s *Server) httpError(err error, c echo.Context) {
 	default:
 		s.log.Error("request failed", "path", c.Request().URL.Path, "err", err)
 		ae = errorf(http.StatusInternalServerError, collab.CodeInternal, "internal error")
+	}
+	if s.cfg.OnError != nil {
+		s.cfg.OnError(ae.status, ae.code)
 	}
 	c.JSON(ae.status, map[string]any{"error": map[string]string{"code": ae.code, "message": ae.message}})
 }

@@ -147,8 +147,17 @@ func TestDiskFull(t *testing.T) {
 	if d, err := getDoc(srv.URL, id); err != nil || d.Text != "abc!" || d.Rev != 1 {
 		t.Fatalf("read on a full disk: %+v %v", d, err)
 	}
-	if code, body := httpStatus(t, "GET", srv.URL+"/metrics", ""); code != http.StatusOK || !strings.Contains(body, "\ntandem_storage_writable 0\n") {
-		t.Fatalf("metrics on a full disk: %d, no tandem_storage_writable 0 in:\n%.2000s", code, body)
+	code, body := httpStatus(t, "GET", srv.URL+"/metrics", "")
+	for _, want := range []string{
+		"\ntandem_storage_writable 0\n",
+		`tandem_messages_refused_total{code="storage_full"} 1`,
+		`tandem_http_errors_total{code="storage_full",status="507"} 2`,
+		"\ntandem_commit_seconds_count 1\n",
+		"\ntandem_documents_open 1\n",
+	} {
+		if code != http.StatusOK || !strings.Contains(body, want) {
+			t.Fatalf("metrics on a full disk: %d, no %q in:\n%.3000s", code, want, body)
+		}
 	}
 
 	// Room again: the same op (same seq) goes through, no restart.

@@ -278,10 +278,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}()
 
+	obs := newPromObserver()
 	mgr = collab.NewManager(store, collab.Config{
 		SnapshotEvery: cfg.SnapshotEvery,
 		IdleTimeout:   cfg.IdleTimeout,
 		Logger:        log,
+		Observer:      obs,
 	})
 	mgr.SetWritable(store.Writable())
 	go store.Run(ctx)
@@ -326,10 +328,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		proxies = append(proxies, n)
 	}
-	metrics := metricsHandler(mgr, store, cfg.DataDir)
+	metrics := metricsHandler(mgr, store, cfg.DataDir, obs)
 	srv := web.New(web.Config{Store: store, Manager: mgr, Logger: log, AllowedOrigins: origins, AdminToken: cfg.AdminToken,
 		AllowedHosts: hosts, LoopbackOnly: loopbackAddr(cfg.Addr), TrustedProxies: proxies,
-		Auth: auth, Metrics: metrics, MetricsPublic: cfg.MetricsAddr != ""})
+		Auth: auth, Metrics: metrics, MetricsPublic: cfg.MetricsAddr != "", OnError: obs.HTTPError})
 	if cfg.MetricsAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", metrics)

@@ -1,0 +1,26 @@
+package collab
+
+import "time"
+
+// Observer is told what the documents do, for metrics. Its methods are
+// called from the documents' goroutines and the committer: they must be
+// fast and safe for concurrent use. A nil Observer in Config observes
+// nothing.
+type Observer interface {
+	// Committed: one durable write of the group commit, with the appends
+	// and records it carried, and how long the store took.
+	Committed(appends, records int, took time.Duration)
+	// Refused: a client's message refused with an error code.
+	Refused(code string)
+	// Overflowed: a connection closed because it read too slowly.
+	Overflowed()
+	// SnapshotSaved: a snapshot of size bytes written, in took.
+	SnapshotSaved(bytes int, took time.Duration)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Committed(int, int, time.Duration) {}
+func (nopObserver) Refused(string)                    {}
+func (nopObserver) Overflowed()                       {}
+func (nopObserver) SnapshotSaved(int, time.Duration)  {}
