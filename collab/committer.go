@@ -3,9 +3,9 @@ package collab
 import (
 	"context"
 	"errors"
-	"time"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/tandemdocs/tandem/storage"
 )
