@@ -506,7 +506,9 @@ func TestBrowser(t *testing.T) {
 		if !strings.Contains(strings.ToLower(ind), "unsent") {
 			t.Errorf("offline indicator %q does not mention the unsent edits", ind)
 		}
-		// Bob's edit reached the server; Ann's did not.
+		// Bob's edit reached the server (waited for: his client has nothing
+		// pending); Ann's did not.
+		bob.waitJS(`window.tandem.client.pending === 0 && window.tandem.client.status === 'connected'`, "his edits acknowledged")
 		if srv, _ := serverText(t, base, id); strings.Contains(srv, "offline ✈️") || !strings.Contains(srv, "online 🌐") {
 			t.Fatalf("server text while Ann is offline: %q", srv)
 		}
