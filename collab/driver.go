@@ -264,6 +264,7 @@ func (d *driver) do(rd ready) {
 		}
 		if j.Err != nil {
 			delete(d.boxes, j.Client)
+			delete(d.limiters, j.Client)
 		}
 	}
 	if rd.Done {

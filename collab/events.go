@@ -139,12 +139,6 @@ type charge struct {
 	At     time.Time
 }
 
-func (r *ready) empty() bool {
-	return r.Append == nil && len(r.Read) == 0 && len(r.Lookups) == 0 && r.Snapshot == nil &&
-		len(r.Publish) == 0 && len(r.Messages) == 0 && len(r.Closes) == 0 && len(r.Joined) == 0 && !r.Done &&
-		len(r.Charges) == 0 && len(r.Errs) == 0
-}
-
 // readRequest asks for the records with From < Rev <= To; To < 0 means up
 // to the document's head in the store (a forward read after a conflict or
 // a remote commit).

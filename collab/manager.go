@@ -139,51 +139,21 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.SnapshotEvery <= 0 {
-		c.SnapshotEvery = 100
-	}
-	if c.IdleTimeout <= 0 {
-		c.IdleTimeout = 30 * time.Second
-	}
-	if c.HistoryInMemory <= 0 {
-		c.HistoryInMemory = 1000
-	}
-	if c.MaxLag <= 0 {
-		c.MaxLag = 2000
-	}
-	if c.CatchUpMax <= 0 {
-		c.CatchUpMax = 5000
-	}
-	if c.MaxInsertBytes <= 0 {
-		c.MaxInsertBytes = 256 << 10
-	}
-	if c.MaxDocBytes <= 0 {
-		c.MaxDocBytes = 8 << 20
-	}
-	if c.MaxBatch <= 0 {
-		c.MaxBatch = 256
-	}
-	if c.RatePerSecond <= 0 {
-		c.RatePerSecond = 200
-	}
-	if c.RateBurst <= 0 {
-		c.RateBurst = 400
-	}
-	if c.WorkPerToken <= 0 {
-		c.WorkPerToken = 50
-	}
-	if c.MaxClientsPerDoc <= 0 {
-		c.MaxClientsPerDoc = 2000
-	}
-	if c.HelloPeers <= 0 {
-		c.HelloPeers = 100
-	}
-	if c.QueueMessages <= 0 {
-		c.QueueMessages = 4096
-	}
-	if c.QueueBytes <= 0 {
-		c.QueueBytes = 8 << 20
-	}
+	positive(&c.SnapshotEvery, 100)
+	positive(&c.IdleTimeout, 30*time.Second)
+	positive(&c.HistoryInMemory, 1000)
+	positive(&c.MaxLag, 2000)
+	positive(&c.CatchUpMax, 5000)
+	positive(&c.MaxInsertBytes, 256<<10)
+	positive(&c.MaxDocBytes, 8<<20)
+	positive(&c.MaxBatch, 256)
+	positive(&c.RatePerSecond, 200)
+	positive(&c.RateBurst, 400)
+	positive(&c.WorkPerToken, 50)
+	positive(&c.MaxClientsPerDoc, 2000)
+	positive(&c.HelloPeers, 100)
+	positive(&c.QueueMessages, 4096)
+	positive(&c.QueueBytes, 8<<20)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -192,6 +162,14 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+}
+
+// positive sets *p to def unless it is positive already: a zero field of
+// a config takes its default.
+func positive[T int | int64 | float64 | time.Duration](p *T, def T) {
+	if *p <= 0 {
+		*p = def
 	}
 }
 

@@ -46,8 +46,10 @@ func (s *Server) createDoc(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if (s.cfg.LimitLoopback || !isLoopback(c.RealIP())) && !s.creations.allow(p.key(c)) {
-		return errorf(http.StatusTooManyRequests, collab.CodeRateLimited, "too many documents created: slow down")
+	if s.cfg.LimitLoopback || !isLoopback(c.RealIP()) {
+		if ok, _ := s.creations.Allow(p.key(c)); !ok {
+			return errorf(http.StatusTooManyRequests, collab.CodeRateLimited, "too many documents created: slow down")
+		}
 	}
 	if err := s.cfg.Manager.Writable(); err != nil {
 		return err

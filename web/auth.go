@@ -10,12 +10,10 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/labstack/echo/v4"
-	"golang.org/x/time/rate"
 
 	"github.com/tandemdocs/tandem/collab"
 )
@@ -193,39 +191,6 @@ func (p principal) key(c echo.Context) string {
 		return "user:" + p.claims.Subject
 	}
 	return "ip:" + c.RealIP()
-}
-
-// keyedLimiter is a token bucket per key (golang.org/x/time/rate),
-// forgetting keys whose bucket is full again.
-type keyedLimiter struct {
-	every rate.Limit
-	burst int
-
-	mu sync.Mutex
-	m  map[string]*rate.Limiter
-}
-
-func newKeyedLimiter(every rate.Limit, burst int) *keyedLimiter {
-	return &keyedLimiter{every: every, burst: burst, m: map[string]*rate.Limiter{}}
-}
-
-func (k *keyedLimiter) allow(key string) bool {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	l := k.m[key]
-	if l == nil {
-		if len(k.m) >= 4096 {
-			now := time.Now()
-			for key, l := range k.m {
-				if l.TokensAt(now) >= float64(l.Burst()) {
-					delete(k.m, key)
-				}
-			}
-		}
-		l = rate.NewLimiter(k.every, k.burst)
-		k.m[key] = l
-	}
-	return l.Allow()
 }
 
 // role is what the principal may do with doc. In open mode everyone may

@@ -4,8 +4,8 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"time"
 
+	"github.com/labstack/echo/v4/middleware"
 	"golang.org/x/net/netutil"
 	"golang.org/x/time/rate"
 )
@@ -42,7 +42,12 @@ func LimitListener(ln net.Listener, lim ConnLimits, log *slog.Logger) net.Listen
 	if log == nil {
 		log = slog.Default()
 	}
-	return &ipLimitListener{Listener: ln, lim: lim, log: log, open: map[string]int{}, rates: map[string]*rate.Limiter{}}
+	l := &ipLimitListener{Listener: ln, lim: lim, log: log, open: map[string]int{}}
+	if lim.AttemptsPerSecond > 0 {
+		l.attempts = middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
+			Rate: rate.Limit(lim.AttemptsPerSecond), Burst: max(1, lim.AttemptBurst)})
+	}
+	return l
 }
 
 type ipLimitListener struct {
@@ -50,9 +55,10 @@ type ipLimitListener struct {
 	lim ConnLimits
 	log *slog.Logger
 
-	mu    sync.Mutex
-	open  map[string]int
-	rates map[string]*rate.Limiter
+	attempts *middleware.RateLimiterMemoryStore // per address
+
+	mu   sync.Mutex
+	open map[string]int
 }
 
 func (l *ipLimitListener) Accept() (net.Conn, error) {
@@ -78,36 +84,18 @@ func (l *ipLimitListener) Accept() (net.Conn, error) {
 
 // admit counts a new connection from ip, or says why not.
 func (l *ipLimitListener) admit(ip string) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.lim.AttemptsPerSecond > 0 {
-		r := l.rates[ip]
-		if r == nil {
-			if len(l.rates) >= 4096 {
-				l.pruneRates()
-			}
-			r = rate.NewLimiter(rate.Limit(l.lim.AttemptsPerSecond), max(1, l.lim.AttemptBurst))
-			l.rates[ip] = r
-		}
-		if !r.Allow() {
+	if l.attempts != nil {
+		if ok, _ := l.attempts.Allow(ip); !ok {
 			return "too many connection attempts"
 		}
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.lim.PerIP > 0 && l.open[ip] >= l.lim.PerIP {
 		return "too many connections from this address"
 	}
 	l.open[ip]++
 	return ""
-}
-
-// pruneRates forgets addresses whose budget is full again.
-func (l *ipLimitListener) pruneRates() {
-	now := time.Now()
-	for ip, r := range l.rates {
-		if r.TokensAt(now) >= float64(r.Burst()) {
-			delete(l.rates, ip)
-		}
-	}
 }
 
 func (l *ipLimitListener) release(ip string) {

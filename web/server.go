@@ -88,7 +88,7 @@ type Server struct {
 	draining atomic.Bool
 	// backingUp: an admin backup is streaming (one at a time).
 	backingUp atomic.Bool
-	creations *keyedLimiter
+	creations *middleware.RateLimiterMemoryStore // documents created, per user
 }
 
 // New builds the server's routes.
@@ -96,28 +96,20 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.MaxMessageBytes <= 0 {
-		cfg.MaxMessageBytes = 1 << 20
-	}
-	if cfg.MaxDocBytes <= 0 {
-		cfg.MaxDocBytes = 8 << 20
-	}
-	if cfg.RequestsPerSecond <= 0 {
-		cfg.RequestsPerSecond = 50
-	}
-	if cfg.RequestBurst <= 0 {
-		cfg.RequestBurst = 100
-	}
-	if cfg.CreatesPerMinute <= 0 {
-		cfg.CreatesPerMinute = 60
-	}
-	if cfg.PingPeriod <= 0 {
-		cfg.PingPeriod = 5 * time.Second
-	}
+	positive(&cfg.MaxMessageBytes, 1<<20)
+	positive(&cfg.MaxDocBytes, 8<<20)
+	positive(&cfg.RequestsPerSecond, 50)
+	positive(&cfg.RequestBurst, 100)
+	positive(&cfg.CreatesPerMinute, 60)
+	positive(&cfg.PingPeriod, 5*time.Second)
 	if cfg.PongWait <= cfg.PingPeriod {
 		cfg.PongWait = cfg.PingPeriod*2 + 2*time.Second
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, creations: newKeyedLimiter(rate.Limit(cfg.CreatesPerMinute/60), 20)}
+	s := &Server{cfg: cfg, log: cfg.Logger, creations: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
+		Rate: rate.Limit(cfg.CreatesPerMinute / 60), Burst: 20,
+		// Forgotten only once a full bucket would have refilled anyway.
+		ExpiresIn: max(3*time.Minute, time.Duration(20/(cfg.CreatesPerMinute/60)*float64(time.Second))),
+	})}
 
 	m := melody.New()
 	m.Config.MaxMessageSize = cfg.MaxMessageBytes
@@ -221,6 +213,14 @@ func (s *Server) Close(ctx context.Context) error {
 		}
 	}
 	return s.ws.Close()
+}
+
+// positive sets *p to def unless it is positive already: a zero field of
+// Config takes its default.
+func positive[T int | int64 | float64 | time.Duration](p *T, def T) {
+	if *p <= 0 {
+		*p = def
+	}
 }
 
 // checkHost answers only the configured hosts (421 Misdirected Request

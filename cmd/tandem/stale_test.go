@@ -69,7 +69,6 @@ func runStale(tb testing.TB, revs, honest, ops int, pace time.Duration, attack s
 		for i := range min(1000, revs-head) {
 			app.Records = append(app.Records, storage.Record{Rev: int64(head + i + 1), Op: ot.Op{ot.Insert("o")}, Source: "history", Seq: uint64(head + i + 1), Time: time.Now()})
 		}
-		app.Snapshot = nil
 		if res, err := store.Commit(ctx, []storage.Append{app}); err != nil || res[0] != nil {
 			tb.Fatal(err, res)
 		}
