@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"slices"
 	"strconv"
@@ -14,7 +12,6 @@ import (
 
 	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/storage"
-	"github.com/tandemdocs/tandem/storage/badgerstore"
 )
 
 // loadOpsEnv sets the ops each client types per benchmark iteration
@@ -103,19 +100,12 @@ func (r *loadResult) perWrite(n int64) float64 {
 // real WebSockets. Only the typing is timed.
 func runLoad(b *testing.B, docs, clients, opsPerClient, maxBatch int) loadResult {
 	b.StopTimer()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	bstore, err := badgerstore.Open(badgerstore.Options{Dir: b.TempDir(), Logger: log})
-	if err != nil {
-		b.Fatal(err)
-	}
-	store := &timedStore{Store: bstore}
-	ts, mgr, closeServer := benchServer(store, collab.Config{
-		MaxBatch: maxBatch,
-		// The per-client rate limit is for abuse, not for a benchmark.
-		RatePerSecond: 1e9, RateBurst: 1e9,
-		Logger: log,
-	})
-	defer closeServer()
+	var store *timedStore
+	srv := benchServer(b, func(c *collab.Config) { c.MaxBatch = maxBatch },
+		func(s storage.Store) storage.Store { store = &timedStore{Store: s}; return store })
+	defer srv.close()
+	mgr, base := srv.mgr, srv.url
+	var err error
 
 	var eds []*editor
 	defer func() {
@@ -125,11 +115,11 @@ func runLoad(b *testing.B, docs, clients, opsPerClient, maxBatch int) loadResult
 	}()
 	ids := make([]string, docs)
 	for i := range ids {
-		if ids[i], err = createDoc(ts.URL, fmt.Sprint("load ", i), initialText); err != nil {
+		if ids[i], err = createDoc(base, fmt.Sprint("load ", i), initialText); err != nil {
 			b.Fatal(err)
 		}
 		for j := range clients {
-			e, err := dialEditor(ts.URL, ids[i], "", uint64(i*1000+j))
+			e, err := dialEditor(base, ids[i], "", uint64(i*1000+j))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -169,7 +159,7 @@ func runLoad(b *testing.B, docs, clients, opsPerClient, maxBatch int) loadResult
 	// Every ack is a record on disk, and the documents add up.
 	var heads int64
 	for _, id := range ids {
-		d, err := getDoc(ts.URL, id)
+		d, err := getDoc(base, id)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -120,7 +120,7 @@ func childEnv(env ...string) []string {
 }
 
 // server is one running `tandem serve` process.
-type server struct {
+type process struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	dir  string
@@ -136,7 +136,7 @@ var servingRE = regexp.MustCompile(`msg="tandem serving" addr=(https?://\S+)`)
 
 // startServer runs `tandem serve` on dir, listening on a free port of
 // 127.0.0.1, and waits until it logs the address it serves.
-func startServer(t *testing.T, dir string, extra ...string) *server {
+func startServer(t *testing.T, dir string, extra ...string) *process {
 	t.Helper()
 	s := launch(t, dir, extra...)
 	deadline := time.After(20 * time.Second)
@@ -156,12 +156,12 @@ func startServer(t *testing.T, dir string, extra ...string) *server {
 }
 
 // launch starts the process without waiting for it.
-func launch(t *testing.T, dir string, extra ...string) *server {
+func launch(t *testing.T, dir string, extra ...string) *process {
 	t.Helper()
 	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dir, "--shutdown-timeout", "10s"}, extra...)
 	cmd := exec.Command(tandemBinary(t), args...)
 	cmd.Env = childEnv()
-	s := &server{t: t, cmd: cmd, dir: dir, done: make(chan struct{})}
+	s := &process{t: t, cmd: cmd, dir: dir, done: make(chan struct{})}
 	pr, pw := io.Pipe()
 	cmd.Stderr, cmd.Stdout = pw, pw
 	if err := cmd.Start(); err != nil {
@@ -192,14 +192,14 @@ func launch(t *testing.T, dir string, extra ...string) *server {
 	return s
 }
 
-func (s *server) log() string {
+func (s *process) log() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.stderr.String()
 }
 
 // kill sends SIGKILL and waits for the process to be gone.
-func (s *server) kill() {
+func (s *process) kill() {
 	select {
 	case <-s.done:
 		return
@@ -215,7 +215,7 @@ func (s *server) kill() {
 
 // exitCode waits up to d for the process to exit and returns its code (-1
 // when a signal ended it).
-func (s *server) exitCode(d time.Duration) (int, bool) {
+func (s *process) exitCode(d time.Duration) (int, bool) {
 	select {
 	case <-s.done:
 	case <-time.After(d):

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"io"
 	"io/fs"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,7 +14,6 @@ import (
 
 	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/storage"
-	"github.com/tandemdocs/tandem/storage/badgerstore"
 )
 
 // BenchmarkLargeNeighbour measures the ack latency of small documents
@@ -47,20 +44,17 @@ func BenchmarkLargeNeighbour(b *testing.B) {
 
 func runNeighbours(b *testing.B, large bool) (staleResult, float64) {
 	b.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	dir := b.TempDir()
-	bstore, err := badgerstore.Open(badgerstore.Options{Dir: dir, Logger: log})
-	if err != nil {
-		b.Fatal(err)
-	}
-	store := &snapshotCounter{Store: bstore}
 	ctx := context.Background()
 	every, _ := strconv.ParseInt(os.Getenv("TANDEM_BENCH_SNAPSHOT_EVERY"), 10, 64)
-	ts, _, closeServer := benchServer(store, collab.Config{Logger: log, SnapshotEvery: every})
-	defer closeServer()
+	var store *snapshotCounter
+	srv := benchServer(b, func(c *collab.Config) { c.SnapshotEvery = every },
+		func(s storage.Store) storage.Store { store = &snapshotCounter{Store: s}; return store })
+	defer srv.close()
+	dir, base := srv.cfg.DataDir, srv.url
+	var err error
 	small := make([]string, 10)
 	for i := range small {
-		if small[i], err = createDoc(ts.URL, "small", "small"); err != nil {
+		if small[i], err = createDoc(base, "small", "small"); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -82,12 +76,12 @@ func runNeighbours(b *testing.B, large bool) (staleResult, float64) {
 		for range 5 {
 			joined.Add(1)
 			bigWG.Go(func() {
-				if _, err := typeUntil(ts.URL, bigID, 1, time.Millisecond, nil); err != nil {
+				if _, err := typeUntil(base, bigID, 1, time.Millisecond, nil); err != nil {
 					b.Error(err)
 				}
 				joined.Done()
 				// Typing until the small documents are done.
-				if _, err := typeUntil(ts.URL, bigID, 1<<30, 5*time.Millisecond, stop); err != nil {
+				if _, err := typeUntil(base, bigID, 1<<30, 5*time.Millisecond, stop); err != nil {
 					b.Error(err)
 				}
 			})
@@ -100,7 +94,7 @@ func runNeighbours(b *testing.B, large bool) (staleResult, float64) {
 	start := time.Now()
 	for _, id := range small {
 		wg.Go(func() {
-			lat, err := honestTyping(ts.URL, id, 1000, 10*time.Millisecond)
+			lat, err := honestTyping(base, id, 1000, 10*time.Millisecond)
 			if err != nil {
 				b.Error(err)
 				return

@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"sync"
@@ -18,8 +15,6 @@ import (
 	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/ot"
 	"github.com/tandemdocs/tandem/storage"
-	"github.com/tandemdocs/tandem/storage/badgerstore"
-	"github.com/tandemdocs/tandem/web"
 )
 
 // A stale op is one based on an old revision: the server must transform it
@@ -54,11 +49,9 @@ type staleAttack string
 // rate limit (200 frames a second).
 func runStale(tb testing.TB, revs, honest, ops int, pace time.Duration, attack staleAttack) staleResult {
 	tb.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store, err := badgerstore.Open(badgerstore.Options{Dir: tb.TempDir(), Logger: log})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	srv := startInProcess(tb, testServeConfig(tb), serverHooks{})
+	defer srv.close()
+	store, base := srv.store, srv.url
 	ctx := context.Background()
 	const id = "stale"
 	if err := store.CreateDocument(ctx, storage.Document{ID: id, Created: time.Now()}, "base"); err != nil {
@@ -73,8 +66,6 @@ func runStale(tb testing.TB, revs, honest, ops int, pace time.Duration, attack s
 			tb.Fatal(err, res)
 		}
 	}
-	ts, _, closeServer := benchServer(store, collab.Config{Logger: log})
-	defer closeServer()
 
 	var res staleResult
 	stop := make(chan struct{})
@@ -82,7 +73,7 @@ func runStale(tb testing.TB, revs, honest, ops int, pace time.Duration, attack s
 	var acks, limited, tooOld, sent atomic.Int64
 	var c *websocket.Conn
 	if attack != "" {
-		c = dialStale(tb, ts.URL, id)
+		c = dialStale(tb, base, id)
 		var head atomic.Int64
 		head.Store(int64(revs))
 		attacker.Go(func() { // reads everything, or its queue would overflow
@@ -135,7 +126,7 @@ func runStale(tb testing.TB, revs, honest, ops int, pace time.Duration, attack s
 	lat := make([][]time.Duration, honest)
 	errs := make([]error, honest)
 	for i := range honest {
-		wg.Go(func() { lat[i], errs[i] = honestTyping(ts.URL, id, ops, pace) })
+		wg.Go(func() { lat[i], errs[i] = honestTyping(base, id, ops, pace) })
 	}
 	wg.Wait()
 	res.elapsed = time.Since(start)
@@ -153,22 +144,6 @@ func runStale(tb testing.TB, revs, honest, ops int, pace time.Duration, attack s
 		res.latencies = append(res.latencies, lat[i]...)
 	}
 	return res
-}
-
-// benchServer serves store on 127.0.0.1 (a manager with cfg and the HTTP
-// routes); closeServer shuts it all down and closes the store.
-func benchServer(store storage.Store, cfg collab.Config) (ts *httptest.Server, mgr *collab.Manager, closeServer func()) {
-	mgr = collab.NewManager(store, cfg)
-	srv := web.New(web.Config{Store: store, Manager: mgr, Logger: cfg.Logger})
-	ts = httptest.NewServer(srv)
-	return ts, mgr, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		mgr.Close(ctx)
-		srv.Close(ctx)
-		ts.Close()
-		store.Close()
-	}
 }
 
 func dialStale(tb testing.TB, base, id string) *websocket.Conn {

@@ -196,7 +196,7 @@ func copyDir(t *testing.T, from, to string) {
 
 // stopServer stops a server with SIGTERM and waits for it (so that its
 // directory is closed cleanly).
-func stopServer(t *testing.T, s *server) {
+func stopServer(t *testing.T, s *process) {
 	t.Helper()
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	if code, ok := s.exitCode(15 * time.Second); !ok || code != 0 {

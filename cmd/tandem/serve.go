@@ -1,0 +1,572 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	stdlog "log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/tandemdocs/tandem/collab"
+	"github.com/tandemdocs/tandem/storage"
+	"github.com/tandemdocs/tandem/storage/badgerstore"
+	"github.com/tandemdocs/tandem/storage/spaceguard"
+	"github.com/tandemdocs/tandem/web"
+)
+
+// serveConfig is everything `tandem serve` reads from flags and env.
+type serveConfig struct {
+	Addr            string
+	DataDir         string
+	SnapshotEvery   int64
+	IdleTimeout     time.Duration
+	ShutdownTimeout time.Duration
+	LogLevel        string
+	LogFormat       string
+	AllowedOrigins  string
+	Retain          int64
+	AdminToken      string
+	MinFreeSpace    byteSize
+	DiskCheckEvery  time.Duration
+	PublicURL       string
+	AllowedHosts    string
+	TrustedProxies  string
+	MetricsAddr     string
+	TLSCert         string
+	TLSKey          string
+	MaxConns        int
+	MaxConnsPerIP   int
+	ConnRate        float64
+	AuthSecret      string
+	AuthPublicKey   string
+	Open            bool
+}
+
+// byteSize is a flag of bytes with an optional unit: 256MiB, 1GiB, 500MB,
+// 1048576.
+type byteSize uint64
+
+func (b *byteSize) String() string { return fmt.Sprintf("%dMiB", uint64(*b)>>20) }
+
+func (b *byteSize) Set(v string) error {
+	units := []struct {
+		suffix string
+		mult   uint64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}, {"", 1}}
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(v, u.suffix); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(num), 10, 64)
+			if err != nil {
+				return fmt.Errorf("a size like 256MiB, 1GiB or 1048576: %w", err)
+			}
+			*b = byteSize(n * u.mult)
+			return nil
+		}
+	}
+	return errors.New("a size like 256MiB, 1GiB or 1048576")
+}
+
+// envName is the environment variable that sets a flag.
+func envName(flagName string) string {
+	return "TANDEM_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
+	var c serveConfig
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.Addr, "addr", "localhost:8080", "address to listen on (the Docker image sets :8080)")
+	fs.StringVar(&c.DataDir, "data-dir", "./data", "Badger data directory")
+	fs.Int64Var(&c.SnapshotEvery, "snapshot-every", 100, "write a snapshot every this many revisions of a document")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 30*time.Second, "unload a document this long after its last client leaves")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.StringVar(&c.AllowedOrigins, "allowed-origins", "", "comma-separated Origins allowed to open WebSockets besides the server's own host (* for any)")
+	fs.Int64Var(&c.Retain, "retain", 0, "keep at most this many revisions of each document's history (0: keep everything)")
+	fs.StringVar(&c.PublicURL, "public-url", "", "the URL people reach the server at (https://docs.example.com): requests for other hosts are refused (421: defeats DNS rebinding) and its origin may open WebSockets")
+	fs.StringVar(&c.AllowedHosts, "allowed-hosts", "", "comma-separated hosts (name or name:port) the server answers besides --public-url's; default: loopback names when listening on loopback, any host otherwise")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) file: serve HTTPS and WSS directly; reloaded when the file changes or on SIGHUP")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key file for --tls-cert")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For is believed (for per-client limits); without it the header is ignored")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve /metrics (Prometheus) on this address of its own, open to whoever reaches it (e.g. 127.0.0.1:9090); without it /metrics is on the main address for admins only")
+	fs.IntVar(&c.MaxConns, "max-connections", 0, "connections open at once; past it new ones wait (0: 90% of the file-descriptor limit, which the server raises to its hard limit)")
+	fs.IntVar(&c.MaxConnsPerIP, "max-connections-per-ip", 256, "connections open at once from one address (loopback is exempt: a local reverse proxy)")
+	fs.Float64Var(&c.ConnRate, "connection-rate", 20, "new connections a second from one address (burst 5 times that)")
+	fs.StringVar(&c.AuthSecret, "auth-secret", "", "HMAC-SHA256 secret(s) for access tokens, comma-separated (the first signs; the others are still accepted, for rotation); 32 bytes or more. Prefer TANDEM_AUTH_SECRET. Without a secret or a public key the server runs in open mode")
+	fs.StringVar(&c.AuthPublicKey, "auth-public-key", "", "PEM file of an Ed25519 or RSA public key that verifies tokens minted by your own identity service")
+	fs.BoolVar(&c.Open, "open", false, "allow open mode (no tokens: everyone may read and write) on an address other than loopback")
+	c.MinFreeSpace = 256 << 20
+	fs.Var(&c.MinFreeSpace, "min-free-space", "stop taking writes while the data directory's disk has less free space than this (room for Badger's next memtable flush and value-log file), and resume when it has more")
+	fs.DurationVar(&c.DiskCheckEvery, "disk-check-every", time.Second, "how often the free disk space is measured")
+	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for the admin endpoints (online backup); without one they answer loopback only. Prefer TANDEM_ADMIN_TOKEN: command lines are visible to other users")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: tandem serve [flags]\n\nflags (each also settable as TANDEM_<FLAG>, e.g. TANDEM_DATA_DIR):")
+		fs.PrintDefaults()
+	}
+	// Environment first, so that flags given on the command line win.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := os.LookupEnv(envName(f.Name)); ok && envErr == nil {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("%s=%q: %w", envName(f.Name), v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return c, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("serve: unexpected arguments %q", fs.Args())
+	}
+	if c.SnapshotEvery < 1 {
+		return c, errors.New("--snapshot-every must be at least 1")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return c, errors.New("--tls-cert and --tls-key go together")
+	}
+	if strings.TrimSpace(c.AdminToken) != c.AdminToken || strings.ContainsAny(c.AdminToken, " \t\r\n") {
+		return c, errors.New("--admin-token must not contain spaces (it travels as \"Authorization: Bearer <token>\")")
+	}
+	return c, nil
+}
+
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, not %q", format)
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, err := parseServeFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
+	if err != nil {
+		return err
+	}
+	srv, err := openServer(ctx, cfg, log, serverHooks{})
+	if err != nil {
+		return err
+	}
+	err = srv.wait(ctx)
+	if cerr := srv.close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// serverHooks let tests and benchmarks reach into a server they start in
+// process; the command leaves them empty.
+type serverHooks struct {
+	// wrapStore wraps the store the Manager and the HTTP API use (to
+	// time or count its calls).
+	wrapStore func(storage.Store) storage.Store
+	// tune adjusts the collaboration settings (rate limits, bounds) that
+	// have no flag.
+	tune func(*collab.Config)
+	// listener, when set, is served instead of listening on cfg.Addr.
+	listener net.Listener
+	// limitLoopback applies the per-address limits to loopback peers too
+	// (tests play many clients from 127.0.0.x).
+	limitLoopback bool
+}
+
+// server is one running `tandem serve`: the storage, the documents, the
+// HTTP server and the background loops, wired from a serveConfig.
+// openServer starts it; wait blocks until its context ends or serving
+// fails; close shuts it down gracefully. The process tests run the binary;
+// in-process tests and benchmarks use this same wiring.
+type server struct {
+	cfg serveConfig
+	log *slog.Logger
+
+	store   *spaceguard.Guard
+	mgr     *collab.Manager
+	web     *web.Server
+	http    *http.Server
+	metrics *http.Server // on --metrics-addr; nil without it
+	ln      net.Listener
+	url     string
+
+	closeOnce sync.Once
+	closeErr  error
+
+	served chan error     // the HTTP server's exit
+	stop   func()         // ends the background loops
+	loops  sync.WaitGroup // disk checks, retention, certificate reloads
+}
+
+func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks serverHooks) (_ *server, err error) {
+	s := &server{cfg: cfg, log: log, served: make(chan error, 1)}
+	auth, err := newAuth(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	origins, hosts, err := originsAndHosts(cfg)
+	if err != nil {
+		return nil, err
+	}
+	proxies, err := parseCIDRs(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("--trusted-proxies: %w", err)
+	}
+
+	// The data directory must exist for its disk to be measured.
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	var guard atomic.Pointer[spaceguard.Guard] // for Badger's GC goroutine
+	var mgr atomic.Pointer[collab.Manager]     // for the guard's callback
+	s.store, err = spaceguard.Open(spaceguard.Options{
+		Dir:     cfg.DataDir,
+		MinFree: uint64(cfg.MinFreeSpace),
+		Every:   cfg.DiskCheckEvery,
+		Logger:  log,
+		Open: func(readOnly bool) (storage.Store, error) {
+			return badgerstore.Open(badgerstore.Options{Dir: cfg.DataDir, Logger: log, ReadOnly: readOnly,
+				GCAllowed: func() bool { g := guard.Load(); return g != nil && g.Writable() == nil }})
+		},
+		OnChange: func(err error) {
+			if m := mgr.Load(); m != nil {
+				m.SetWritable(err)
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	guard.Store(s.store)
+	loopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stop = stop
+	defer func() {
+		if err != nil {
+			s.stop()
+			s.loops.Wait()
+			if s.metrics != nil {
+				s.metrics.Close()
+			}
+			if cerr := s.store.Close(); cerr != nil {
+				log.Error("close storage", "err", cerr)
+			}
+		}
+	}()
+	var store storage.Store = s.store
+	if hooks.wrapStore != nil {
+		store = hooks.wrapStore(store)
+	}
+
+	obs := newPromObserver()
+	ccfg := collab.Config{
+		SnapshotEvery: cfg.SnapshotEvery,
+		IdleTimeout:   cfg.IdleTimeout,
+		Logger:        log,
+		Observer:      obs,
+	}
+	if hooks.tune != nil {
+		hooks.tune(&ccfg)
+	}
+	s.mgr = collab.NewManager(store, ccfg)
+	mgr.Store(s.mgr)
+	s.mgr.SetWritable(s.store.Writable())
+	s.goLoop(func() { s.store.Run(loopCtx) })
+
+	metrics := metricsHandler(s.mgr, s.store, cfg.DataDir, obs)
+	s.web = web.New(web.Config{Store: store, Manager: s.mgr, Logger: log, AllowedOrigins: origins, AdminToken: cfg.AdminToken,
+		AllowedHosts: hosts, LoopbackOnly: loopbackAddr(cfg.Addr), TrustedProxies: proxies,
+		Auth: auth, Metrics: metrics, MetricsPublic: cfg.MetricsAddr != "", OnError: obs.HTTPError,
+		LimitLoopback: hooks.limitLoopback})
+	if cfg.MetricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics)
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return nil, fmt.Errorf("--metrics-addr %s: %w", cfg.MetricsAddr, err)
+		}
+		s.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go s.metrics.Serve(mln)
+		log.Info("metrics", "addr", "http://"+mln.Addr().String()+"/metrics")
+	}
+
+	ln := hooks.listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+			return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+		}
+	}
+	nofile := raiseFileLimit()
+	maxConns := cfg.MaxConns
+	if maxConns <= 0 {
+		maxConns = max(64, int(nofile)*9/10-64)
+	}
+	log.Info("connection limits", "file_descriptors", nofile, "max_connections", maxConns, "per_ip", cfg.MaxConnsPerIP, "attempts_per_second", cfg.ConnRate)
+	s.ln = web.LimitListener(ln, web.ConnLimits{Total: maxConns, PerIP: cfg.MaxConnsPerIP,
+		AttemptsPerSecond: cfg.ConnRate, AttemptBurst: int(5 * cfg.ConnRate), ExemptLoopback: !hooks.limitLoopback}, log)
+	s.http = &http.Server{
+		Handler:           s.web,
+		ReadHeaderTimeout: 10 * time.Second,
+		// No ReadTimeout: it would cut long responses (an online backup)
+		// and WebSockets; request bodies get their own deadline (web).
+		IdleTimeout: 120 * time.Second,
+		ErrorLog:    stdlog.New(httpErrorLog{log}, "", 0),
+	}
+	admin := "loopback only (no --admin-token)"
+	if cfg.AdminToken != "" {
+		admin = "bearer token"
+		if len(cfg.AdminToken) < 16 {
+			log.Warn("the admin token is short: anyone who guesses it can download every document (use 16 characters or more, e.g. openssl rand -hex 16)")
+		}
+	}
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		certs, err := newCertReloader(cfg.TLSCert, cfg.TLSKey, log)
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		s.goLoop(func() { certs.watch(loopCtx, 5*time.Second) })
+		s.http.TLSConfig = certs.tlsConfig()
+		scheme = "https"
+	}
+	s.url = scheme + "://" + ln.Addr().String()
+	log.Info("tandem serving", "addr", s.url, "data_dir", cfg.DataDir, "version", version, "admin", admin)
+
+	if cfg.Retain > 0 {
+		s.goLoop(func() { retainLoop(loopCtx, log, s.store, cfg.Retain) })
+	}
+	go func() {
+		if s.http.TLSConfig != nil {
+			s.served <- s.http.ServeTLS(s.ln, "", "")
+		} else {
+			s.served <- s.http.Serve(s.ln)
+		}
+	}()
+	return s, nil
+}
+
+func (s *server) goLoop(f func()) {
+	s.loops.Add(1)
+	go func() {
+		defer s.loops.Done()
+		f()
+	}()
+}
+
+// wait blocks until ctx ends (nil) or the HTTP server fails.
+func (s *server) wait(ctx context.Context) error {
+	select {
+	case err := <-s.served:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+// close shuts the server down gracefully: stop being ready, let every
+// document finish its commits and close its WebSockets with "going
+// away", stop HTTP, stop the background loops, close Badger. It takes at
+// most cfg.ShutdownTimeout (plus closing Badger). Later calls return the
+// first one's error.
+func (s *server) close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.shutdown() })
+	return s.closeErr
+}
+
+func (s *server) shutdown() error {
+	s.log.Info("shutting down")
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	s.web.Drain()
+	if err := s.mgr.Close(ctx); err != nil {
+		s.log.Error("close documents", "err", err)
+	}
+	// Let the close frames reach the clients before the connections go.
+	wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
+	s.web.Close(wctx)
+	wcancel()
+	if err := s.http.Shutdown(ctx); err != nil {
+		s.log.Error("http shutdown", "err", err)
+	}
+	if s.metrics != nil {
+		s.metrics.Close()
+	}
+	s.stop()
+	s.loops.Wait()
+	err := s.store.Close()
+	if err != nil {
+		err = fmt.Errorf("close storage: %w", err)
+	}
+	s.log.Info("stopped")
+	return err
+}
+
+// httpErrorLog routes net/http's own messages to slog: failed accepts
+// (out of file descriptors) are errors, the rest (TLS handshakes from
+// scanners, malformed requests) are debug noise.
+type httpErrorLog struct{ log *slog.Logger }
+
+func (w httpErrorLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	if strings.Contains(msg, "Accept error") {
+		w.log.Error("http server", "err", msg)
+	} else {
+		w.log.Debug("http server", "err", msg)
+	}
+	return len(p), nil
+}
+
+// originsAndHosts are the WebSocket/CORS origins and the Host names the
+// server answers, from --allowed-origins, --allowed-hosts and --public-url.
+func originsAndHosts(cfg serveConfig) (origins, hosts []string, err error) {
+	for o := range strings.SplitSeq(cfg.AllowedOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			origins = append(origins, o)
+		}
+	}
+	for h := range strings.SplitSeq(cfg.AllowedHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			hosts = append(hosts, h)
+		}
+	}
+	if cfg.PublicURL != "" {
+		u, err := url.Parse(cfg.PublicURL)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			return nil, nil, fmt.Errorf("--public-url %q: want http(s)://host[:port]", cfg.PublicURL)
+		}
+		hosts = append(hosts, u.Host)
+		origins = append(origins, u.Scheme+"://"+u.Host)
+	}
+	if len(hosts) > 0 {
+		// Health checks from the machine itself keep working.
+		hosts = append(hosts, "localhost", "127.0.0.1", "::1")
+	}
+	return origins, hosts, nil
+}
+
+// parseCIDRs reads a comma-separated list of addresses and CIDRs.
+func parseCIDRs(list string) ([]*net.IPNet, error) {
+	var nets []*net.IPNet
+	for p := range strings.SplitSeq(list, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if !strings.Contains(p, "/") {
+			if ip := net.ParseIP(p); ip != nil && ip.To4() != nil {
+				p += "/32"
+			} else {
+				p += "/128"
+			}
+		}
+		_, n, err := net.ParseCIDR(p)
+		if err != nil {
+			return nil, err
+		}
+		nets = append(nets, n)
+	}
+	return nets, nil
+}
+
+// newAuth builds the token verifier, or allows open mode: loudly, and on a
+// non-loopback address only with --open.
+func newAuth(cfg serveConfig, log *slog.Logger) (*web.Verifier, error) {
+	var secrets []string
+	for s := range strings.SplitSeq(cfg.AuthSecret, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			secrets = append(secrets, s)
+		}
+	}
+	var pub []byte
+	if cfg.AuthPublicKey != "" {
+		var err error
+		if pub, err = os.ReadFile(cfg.AuthPublicKey); err != nil {
+			return nil, fmt.Errorf("--auth-public-key: %w", err)
+		}
+	}
+	if len(secrets) > 0 || len(pub) > 0 {
+		v, err := web.NewVerifier(secrets, pub)
+		if err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
+		}
+		log.Info("access tokens required", "secrets", len(secrets), "public_key", cfg.AuthPublicKey != "")
+		return v, nil
+	}
+	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
+		return nil, fmt.Errorf("--addr %q: %w", cfg.Addr, err)
+	}
+	if !loopbackAddr(cfg.Addr) && !cfg.Open {
+		return nil, fmt.Errorf("no --auth-secret: open mode (anyone may read, edit and list every document) is allowed on loopback only; "+
+			"listening on %s needs --open to say so, or a secret (TANDEM_AUTH_SECRET)", cfg.Addr)
+	}
+	log.Warn("OPEN MODE: no --auth-secret, so anyone who can reach this server may read and edit every document; only loopback connections may delete. Set TANDEM_AUTH_SECRET to require tokens (tandem token mints them)", "addr", cfg.Addr)
+	return nil, nil
+}
+
+// raiseFileLimit raises the soft limit on open files to the hard limit
+// (each connection is one) and returns it.
+func raiseFileLimit() uint64 {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 1024
+	}
+	if lim.Cur < lim.Max {
+		raised := lim
+		raised.Cur = raised.Max
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised) == nil {
+			lim = raised
+		}
+	}
+	return lim.Cur
+}
+
+// loopbackAddr reports whether a listen address is on loopback only.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
+}
+
+func retainLoop(ctx context.Context, log *slog.Logger, store storage.Store, keep int64) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		if err := storage.Retain(ctx, store, keep); err != nil {
+			log.Error("history retention", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
