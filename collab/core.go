@@ -553,6 +553,7 @@ func (c *core) submit(cl *client, p *parked) (*Error, bool) {
 	if e != nil {
 		return e, true
 	}
+	c.out.Distances = append(c.out.Distances, c.headRev-m.Rev)
 	rec.Client = cl.id
 	rec.Record.Source, rec.Record.Seq, rec.Record.User, rec.Record.Time = cl.info.Source, m.Seq, cl.info.User, p.now
 	c.push(rec)
@@ -867,10 +868,12 @@ func (c *core) afterDurable() {
 // op (encoded once) to everyone else; and moves every selection through it.
 func (c *core) broadcast(r committed) {
 	var msg, ack []byte
+	sent := 0
 	for _, cl := range c.clients {
 		if !cl.joined || cl.left {
 			continue
 		}
+		sent++
 		if r.Source != "" && cl.info.Source == r.Source {
 			if ack == nil {
 				ack = encodeAck(r.Seq, r.Rev)
@@ -886,6 +889,7 @@ func (c *core) broadcast(r committed) {
 			cl.sel[i] = ot.TransformSelection(s, r.Op, sideFor(cl, r))
 		}
 	}
+	c.out.FanOut = append(c.out.FanOut, sent)
 }
 
 // trimLog keeps HistoryInMemory durable records in memory (trimming when a

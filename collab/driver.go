@@ -203,6 +203,12 @@ func (d *driver) do(rd ready) {
 	for _, code := range rd.Refused {
 		m.cfg.Observer.Refused(code)
 	}
+	for _, d := range rd.Distances {
+		m.cfg.Observer.Accepted(d)
+	}
+	for _, n := range rd.FanOut {
+		m.cfg.Observer.Broadcast(n)
+	}
 	if rd.Append != nil {
 		if !m.committer.submit(&commitReq{app: *rd.Append, result: d.result}) {
 			d.result <- errors.New("group committer stopped")

@@ -131,6 +131,11 @@ type ready struct {
 	Charges []charge
 	// Errs are failures for the driver to log (the core has no logger).
 	Errs []error
+	// Distances: for each op accepted, the revisions it was transformed
+	// through; FanOut: for each record broadcast, the connections it went
+	// to (both for metrics).
+	Distances []int64
+	FanOut    []int
 }
 
 type charge struct {

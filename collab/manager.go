@@ -206,6 +206,8 @@ type Manager struct {
 	writeErr error          // the write gate's state, for documents opened later
 	running  sync.WaitGroup // driver goroutines
 	io       sync.WaitGroup // their reads, lookups and snapshots
+
+	queued queueDepth // messages waiting in the connections' outboxes
 }
 
 // NewManager returns a manager over store. Close it to shut down.
@@ -270,6 +272,7 @@ func (m *Manager) Connect(ctx context.Context, docID string, conn Conn, info Cli
 	c.box = newOutbox(conn, m.cfg.QueueMessages, m.cfg.QueueBytes, func() {
 		go c.d.post(input{ev: evOverflow{Client: c.id}})
 	})
+	c.box.depth = &m.queued
 	// A driver that finished between acquire and the join (unloaded, or
 	// failed) is no longer in the map: try a fresh one.
 	for range 3 {
@@ -492,7 +495,13 @@ func (m *Manager) Writable() error {
 	return m.writeErr
 }
 
-// Open reports how many documents are loaded.
+// Queued returns the messages and bytes waiting in all connections'
+// outbound queues.
+func (m *Manager) Queued() (msgs, bytes int64) {
+	return m.queued.msgs.Load(), m.queued.bytes.Load()
+}
+
+// Open returns the number of documents loaded.
 func (m *Manager) Open() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()

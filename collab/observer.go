@@ -16,6 +16,12 @@ type Observer interface {
 	Overflowed()
 	// SnapshotSaved: a snapshot of size bytes written, in took.
 	SnapshotSaved(bytes int, took time.Duration)
+	// Accepted: an op accepted after being transformed through distance
+	// concurrent revisions.
+	Accepted(distance int64)
+	// Broadcast: a committed op sent to recipients connections (acks
+	// included).
+	Broadcast(recipients int)
 }
 
 type nopObserver struct{}
@@ -24,3 +30,5 @@ func (nopObserver) Committed(int, int, time.Duration) {}
 func (nopObserver) Refused(string)                    {}
 func (nopObserver) Overflowed()                       {}
 func (nopObserver) SnapshotSaved(int, time.Duration)  {}
+func (nopObserver) Accepted(int64)                    {}
+func (nopObserver) Broadcast(int)                     {}

@@ -3,6 +3,7 @@ package collab
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 )
 
 // Conn is the transport under one client connection (a WebSocket session,
@@ -40,6 +41,8 @@ type outbox struct {
 	maxMsgs  int
 	maxBytes int
 
+	depth *queueDepth // shared by a Manager's outboxes; may be nil
+
 	mu       sync.Mutex
 	queue    [][]byte
 	bytes    int
@@ -59,6 +62,24 @@ func newOutbox(conn Conn, maxMsgs, maxBytes int, onFail func()) *outbox {
 	return &outbox{conn: conn, maxMsgs: maxMsgs, maxBytes: maxBytes, onFail: onFail}
 }
 
+// queueDepth totals the messages and bytes waiting in outboxes (a gauge:
+// a growing total means readers cannot keep up).
+type queueDepth struct {
+	msgs, bytes atomic.Int64
+}
+
+func (d *queueDepth) add(msgs, bytes int) {
+	if d != nil {
+		d.msgs.Add(int64(msgs))
+		d.bytes.Add(int64(bytes))
+	}
+}
+
+// emptied subtracts the whole queue; o.mu is held.
+func (o *outbox) emptied() {
+	o.depth.add(-len(o.queue), -o.bytes)
+}
+
 // push queues msg. It returns ErrQueueFull when the queue is over its
 // bounds (the caller closes the connection for resync); after a close,
 // messages are discarded (the client reconnects and catches up anyway).
@@ -76,6 +97,7 @@ func (o *outbox) push(msg []byte) error {
 	}
 	o.queue = append(o.queue, msg)
 	o.bytes += len(msg)
+	o.depth.add(1, len(msg))
 	o.mu.Unlock()
 	o.pump()
 	return nil
@@ -130,6 +152,7 @@ func (o *outbox) pump() {
 
 // take returns the queued messages as one frame; o.mu is held.
 func (o *outbox) take() []byte {
+	o.emptied()
 	if len(o.queue) == 1 {
 		frame := o.queue[0]
 		o.queue[0] = nil
@@ -185,6 +208,7 @@ func (o *outbox) finishClose() {
 	if req.code != CloseResync && len(o.queue) > 0 {
 		frame = o.take()
 	}
+	o.emptied()
 	o.queue, o.bytes = nil, 0
 	o.closed = true
 	o.mu.Unlock()

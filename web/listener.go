@@ -28,6 +28,9 @@ type ConnLimits struct {
 	// (a reverse proxy on this machine would otherwise put every client
 	// behind one address).
 	ExemptLoopback bool
+	// OnRefused, if set, is told of each connection closed by these
+	// limits: reason "rate" or "per_ip" (for metrics).
+	OnRefused func(reason string)
 }
 
 // LimitListener applies lim to ln. Addresses are the connection's own
@@ -76,23 +79,27 @@ func (l *ipLimitListener) Accept() (net.Conn, error) {
 		if reason := l.admit(ip); reason != "" {
 			l.log.Debug("connection refused", "ip", ip, "reason", reason)
 			c.Close()
+			if l.lim.OnRefused != nil {
+				l.lim.OnRefused(reason)
+			}
 			continue
 		}
 		return &ipConn{Conn: c, release: func() { l.release(ip) }}, nil
 	}
 }
 
-// admit counts a new connection from ip, or says why not.
+// admit counts a new connection from ip, or says why not: "rate" (too
+// many attempts) or "per_ip" (too many open).
 func (l *ipLimitListener) admit(ip string) string {
 	if l.attempts != nil {
 		if ok, _ := l.attempts.Allow(ip); !ok {
-			return "too many connection attempts"
+			return "rate"
 		}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.lim.PerIP > 0 && l.open[ip] >= l.lim.PerIP {
-		return "too many connections from this address"
+		return "per_ip"
 	}
 	l.open[ip]++
 	return ""

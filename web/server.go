@@ -193,6 +193,9 @@ func New(cfg Config) *Server {
 	return s
 }
 
+// WebSockets returns the number of WebSocket connections open.
+func (s *Server) WebSockets() int { return s.ws.Len() }
+
 // ServeHTTP makes the server an http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
 

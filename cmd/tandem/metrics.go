@@ -1,8 +1,10 @@
 package main
 
 import (
+	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +24,9 @@ type promObserver struct {
 	snapshotBytes prometheus.Histogram
 	snapshotSecs  prometheus.Histogram
 	httpErrors    *prometheus.CounterVec
+	distance      prometheus.Histogram
+	fanOut        prometheus.Histogram
+	connRefused   *prometheus.CounterVec
 }
 
 func newPromObserver() *promObserver {
@@ -37,6 +42,11 @@ func newPromObserver() *promObserver {
 		snapshotSecs: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tandem_snapshot_seconds", Help: "Time to write a snapshot.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 		httpErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_http_errors_total", Help: "HTTP requests answered with an error, by status and code (401/403 refusals, 429 rate limits, ...)."}, []string{"status", "code"}),
+		distance: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tandem_op_transform_distance", Help: "Concurrent revisions an accepted op was transformed through (its count is the ops accepted).",
+			Buckets: []float64{0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048}}),
+		fanOut: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tandem_op_fanout", Help: "Connections a committed op was sent to (acks included).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12)}),
+		connRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_connections_refused_total", Help: "TCP connections closed at accept by the per-address limits, by reason (rate, per_ip)."}, []string{"reason"}),
 	}
 }
 
@@ -50,19 +60,83 @@ func (o *promObserver) SnapshotSaved(bytes int, took time.Duration) {
 	o.snapshotBytes.Observe(float64(bytes))
 	o.snapshotSecs.Observe(took.Seconds())
 }
+func (o *promObserver) Accepted(distance int64)  { o.distance.Observe(float64(distance)) }
+func (o *promObserver) Broadcast(recipients int) { o.fanOut.Observe(float64(recipients)) }
+func (o *promObserver) ConnRefused(reason string) {
+	o.connRefused.WithLabelValues(reason).Inc()
+}
 func (o *promObserver) HTTPError(status int, code string) {
 	o.httpErrors.WithLabelValues(strconv.Itoa(status), code).Inc()
 }
 
+// connStates counts the HTTP server's connections by state (its ConnState
+// hook). A connection upgraded to a WebSocket leaves net/http's
+// accounting: those are counted by the web server.
+type connStates struct {
+	mu    sync.Mutex
+	state map[net.Conn]http.ConnState
+	count [http.StateClosed + 1]int
+}
+
+func newConnStates() *connStates { return &connStates{state: map[net.Conn]http.ConnState{}} }
+
+func (c *connStates) track(conn net.Conn, s http.ConnState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.state[conn]; ok {
+		c.count[old]--
+	}
+	if s == http.StateHijacked || s == http.StateClosed {
+		delete(c.state, conn)
+		return
+	}
+	c.state[conn] = s
+	c.count[s]++
+}
+
+func (c *connStates) get(s http.ConnState) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.count[s]
+}
+
+// metricSources is what the metrics are read from when scraped.
+type metricSources struct {
+	mgr        *collab.Manager
+	guard      *spaceguard.Guard
+	dataDir    string
+	obs        *promObserver
+	conns      *connStates
+	websockets func() int
+}
+
 // metricsHandler serves the server's metrics in the Prometheus text format:
-// the Go runtime and the process, the documents open, the group commit's
-// counters, and the disk guard's state. Every value is read when scraped.
-func metricsHandler(mgr *collab.Manager, guard *spaceguard.Guard, dataDir string, obs *promObserver) http.Handler {
+// the Go runtime and the process, connections by state, the documents
+// open, the ops' transform distance and fan-out, the outbound queues, the
+// group commit's counters, the disk guard's state and Badger's own
+// figures. Every gauge is read when scraped.
+func metricsHandler(src metricSources) http.Handler {
+	mgr, guard, dataDir, obs := src.mgr, src.guard, src.dataDir, src.obs
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(obs.commitSeconds, obs.commitRecords, obs.refused, obs.overflowed, obs.snapshotBytes, obs.snapshotSecs, obs.httpErrors)
+	reg.MustRegister(obs.commitSeconds, obs.commitRecords, obs.refused, obs.overflowed, obs.snapshotBytes, obs.snapshotSecs, obs.httpErrors,
+		obs.distance, obs.fanOut, obs.connRefused)
+	conns := prometheus.NewDesc("tandem_connections", "Connections open, by state: new (no request yet), active (in a request), idle (keep-alive), websocket.", []string{"state"}, nil)
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		badgerCollector(),
+		funcCollector{conns, func(ch chan<- prometheus.Metric) {
+			for _, st := range []http.ConnState{http.StateNew, http.StateActive, http.StateIdle} {
+				ch <- prometheus.MustNewConstMetric(conns, prometheus.GaugeValue, float64(src.conns.get(st)), st.String())
+			}
+			ch <- prometheus.MustNewConstMetric(conns, prometheus.GaugeValue, float64(src.websockets()), "websocket")
+		}},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tandem_outbound_queued_messages", Help: "Messages waiting in the connections' outbound queues (all connections).",
+		}, func() float64 { n, _ := mgr.Queued(); return float64(n) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tandem_outbound_queued_bytes", Help: "Bytes waiting in the connections' outbound queues (all connections).",
+		}, func() float64 { _, n := mgr.Queued(); return float64(n) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tandem_documents_open", Help: "Documents loaded in memory.",
 		}, func() float64 { return float64(mgr.Open()) }),
@@ -97,4 +171,31 @@ func metricsHandler(mgr *collab.Manager, guard *spaceguard.Guard, dataDir string
 			func() float64 { return float64(c.get(mgr.Stats())) }))
 	}
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+}
+
+// funcCollector is a collector of one metric family, read by a function
+// at each scrape.
+type funcCollector struct {
+	desc    *prometheus.Desc
+	collect func(chan<- prometheus.Metric)
+}
+
+func (c funcCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c funcCollector) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
+
+// badgerCollector exports Badger's own figures, which it publishes with
+// expvar (per process: one Badger per Tandem).
+func badgerCollector() prometheus.Collector {
+	return collectors.NewExpvarCollector(map[string]*prometheus.Desc{
+		"badger_size_bytes_lsm":             prometheus.NewDesc("tandem_badger_lsm_bytes", "Size of Badger's LSM tree (updated by Badger once a minute).", []string{"dir"}, nil),
+		"badger_size_bytes_vlog":            prometheus.NewDesc("tandem_badger_vlog_bytes", "Size of Badger's value log (updated by Badger once a minute).", []string{"dir"}, nil),
+		"badger_compaction_current_num_lsm": prometheus.NewDesc("tandem_badger_compactions_running", "Badger compactions running now.", nil, nil),
+		"badger_write_bytes_compaction":     prometheus.NewDesc("tandem_badger_compaction_written_bytes_total", "Bytes Badger's compactions wrote, by level.", []string{"level"}, nil),
+		"badger_write_bytes_l0":             prometheus.NewDesc("tandem_badger_l0_written_bytes_total", "Bytes Badger flushed from memtables to level 0.", nil, nil),
+		"badger_write_pending_num_memtable": prometheus.NewDesc("tandem_badger_pending_writes", "Writes waiting for Badger's memtable.", []string{"dir"}, nil),
+		"badger_write_bytes_user":           prometheus.NewDesc("tandem_badger_written_bytes_total", "Bytes written to Badger.", nil, nil),
+		"badger_write_bytes_vlog":           prometheus.NewDesc("tandem_badger_vlog_written_bytes_total", "Bytes written to Badger's value log.", nil, nil),
+		"badger_get_num_user":               prometheus.NewDesc("tandem_badger_gets_total", "Badger point reads.", nil, nil),
+		"badger_put_num_user":               prometheus.NewDesc("tandem_badger_puts_total", "Badger writes (keys).", nil, nil),
+	})
 }

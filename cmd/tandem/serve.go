@@ -299,11 +299,15 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 	s.mgr.SetWritable(s.store.Writable())
 	s.goLoop(func() { s.store.Run(loopCtx) })
 
-	metrics := metricsHandler(s.mgr, s.store, cfg.DataDir, obs)
+	conns := newConnStates()
+	var websockets func() int // the web server is built after its metrics
+	metrics := metricsHandler(metricSources{mgr: s.mgr, guard: s.store, dataDir: cfg.DataDir, obs: obs, conns: conns,
+		websockets: func() int { return websockets() }})
 	s.web = web.New(web.Config{Store: store, Manager: s.mgr, Logger: log, AllowedOrigins: origins, AdminToken: cfg.AdminToken,
 		AllowedHosts: hosts, LoopbackOnly: loopbackAddr(cfg.Addr), TrustedProxies: proxies,
 		Auth: auth, Metrics: metrics, MetricsPublic: cfg.MetricsAddr != "", OnError: obs.HTTPError,
 		LimitLoopback: hooks.limitLoopback})
+	websockets = s.web.WebSockets
 	if cfg.MetricsAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", metrics)
@@ -329,13 +333,15 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 	}
 	log.Info("connection limits", "file_descriptors", nofile, "max_connections", maxConns, "per_ip", cfg.MaxConnsPerIP, "attempts_per_second", cfg.ConnRate)
 	s.ln = web.LimitListener(ln, web.ConnLimits{Total: maxConns, PerIP: cfg.MaxConnsPerIP,
-		AttemptsPerSecond: cfg.ConnRate, AttemptBurst: int(5 * cfg.ConnRate), ExemptLoopback: !hooks.limitLoopback}, log)
+		AttemptsPerSecond: cfg.ConnRate, AttemptBurst: int(5 * cfg.ConnRate), ExemptLoopback: !hooks.limitLoopback,
+		OnRefused: obs.ConnRefused}, log)
 	s.http = &http.Server{
 		Handler:           s.web,
 		ReadHeaderTimeout: 10 * time.Second,
 		// No ReadTimeout: it would cut long responses (an online backup)
 		// and WebSockets; request bodies get their own deadline (web).
 		IdleTimeout: 120 * time.Second,
+		ConnState:   conns.track,
 		ErrorLog:    stdlog.New(httpErrorLog{log}, "", 0),
 	}
 	admin := "loopback only (no --admin-token)"
