@@ -1278,6 +1278,32 @@ func TestPresence(t *testing.T) {
 	expectNothing(t, a.fakeConn, b.fakeConn, c.fakeConn)
 }
 
+// TestPresenceCrowd: above PresenceCrowd connections, selections wait for
+// the presence tick and go out together (one frame, spliced into whatever
+// else is queued), each mover's without its own.
+func TestPresenceCrowd(t *testing.T) {
+	t.Parallel()
+	st, mem := newTestStore()
+	createDoc(t, mem, "doc", "0123456789")
+	m := newManager(t, st, collab.Config{PresenceCrowd: 2, PresenceInterval: 10 * time.Millisecond})
+	a := connect(t, m, "doc", info("a", -1))
+	b := connect(t, m, "doc", info("b", -1))
+	a.expectJoin(t, b)
+	c := connect(t, m, "doc", info("c", -1))
+	a.expectJoin(t, c)
+	b.expectJoin(t, c)
+
+	// (That a later selection replaces a waiting one is in the presence
+	// transcript, where the tick's timing is explicit.)
+	a.sel(0, caret(3))
+	b.sel(0, caret(2))
+	c.expectSel(t, a, 0, caret(3))
+	c.expectSel(t, b, 0, caret(2))
+	a.expectSel(t, b, 0, caret(2))
+	b.expectSel(t, a, 0, caret(3))
+	expectNothing(t, a.fakeConn, b.fakeConn, c.fakeConn)
+}
+
 // ---------------------------------------------------------------------------
 // Errors answered by the hub and the client handle.
 

@@ -31,15 +31,17 @@ func (s lifecycle) String() string {
 
 // coreConfig is the part of Config the core uses.
 type coreConfig struct {
-	SnapshotEvery   int64
-	HistoryInMemory int
-	MaxLag          int64
-	CatchUpMax      int64
-	MaxInsertBytes  int
-	MaxDocBytes     int
-	WorkPerToken    int64
-	MaxClients      int // connections per document (0: unlimited)
-	HelloPeers      int // peers listed in a hello
+	SnapshotEvery    int64
+	HistoryInMemory  int
+	MaxLag           int64
+	CatchUpMax       int64
+	MaxInsertBytes   int
+	MaxDocBytes      int
+	WorkPerToken     int64
+	MaxClients       int           // connections per document (0: unlimited)
+	HelloPeers       int           // peers listed in a hello
+	PresenceCrowd    int           // above this many connections, selections wait for a presence tick
+	PresenceInterval time.Duration // the tick, for up to 10×PresenceCrowd connections; longer beyond
 }
 
 // source is what the core knows of a client source, for exactly-once.
@@ -69,6 +71,8 @@ type client struct {
 	left bool
 	// announced: others were told of its join (see tryHello).
 	announced bool
+	// selQueued: its selection waits for the next presence tick.
+	selQueued bool
 }
 
 // parked is a message that waits for history or an exactly-once lookup.
@@ -110,6 +114,8 @@ type core struct {
 
 	clients   []*client // in join order: output is deterministic
 	announced int       // clients whose presence others see
+	selQueue  []*client // selections waiting for the presence tick, in order
+	tickAsked bool      // a presence tick is on its way
 	byID      map[string]*client
 	sources   map[string]source
 	// absent: per source, a seq the store's index said was not committed
@@ -200,6 +206,8 @@ func (c *core) step(ev event) ready {
 		c.writeErr = ev.Err
 	case evShutdown:
 		c.shutdown(ev)
+	case evPresenceTick:
+		c.flushPresence()
 	default:
 		panic(fmt.Sprintf("collab: unknown event %T", ev))
 	}
@@ -726,10 +734,65 @@ func (c *core) selection(cl *client, p *parked) (*Error, bool) {
 		sel[i] = clampSelection(s, n)
 	}
 	cl.sel = sel
-	if cl.announced {
+	switch {
+	case !cl.announced:
+	case len(c.clients) > c.cfg.PresenceCrowd:
+		c.queueSelection(cl)
+	default:
 		c.sendOthers(cl, encodeSel(cl.id, c.durableRev, sel))
 	}
 	return nil, true
+}
+
+// queueSelection holds cl's selection for the next presence tick. In a
+// crowded document a caret that moves with every keystroke would cost
+// every peer a message per keystroke; instead each peer gets one frame
+// per tick with the latest selection of everyone who moved (encoded once),
+// so presence traffic is bounded by peers × ticks, however fast people
+// type.
+func (c *core) queueSelection(cl *client) {
+	if !cl.selQueued {
+		cl.selQueued = true
+		c.selQueue = append(c.selQueue, cl)
+	}
+	if !c.tickAsked {
+		c.tickAsked = true
+		// Each tick sends up to HelloPeers selections to every
+		// connection: beyond ten crowds the interval grows with the
+		// connections, so a document's presence traffic stops growing.
+		c.out.PresenceTick = c.cfg.PresenceInterval * time.Duration(max(1, len(c.clients)/(10*c.cfg.PresenceCrowd)))
+	}
+}
+
+// flushPresence sends the queued selections, at the durable revision,
+// to every joined client: one frame, the same for everyone but the
+// movers themselves, who get it without their own.
+func (c *core) flushPresence() {
+	c.tickAsked = false
+	var parts [][]byte
+	movers := map[*client]int{}
+	for _, cl := range c.selQueue {
+		cl.selQueued = false
+		if cl.announced && !cl.left {
+			movers[cl] = len(parts)
+			parts = append(parts, encodeSel(cl.id, c.durableRev, cl.sel))
+		}
+	}
+	c.selQueue = c.selQueue[:0]
+	if len(parts) == 0 {
+		return
+	}
+	all := encodeBatch(parts, -1)
+	for _, o := range c.clients {
+		if !o.joined || o.left {
+			continue
+		}
+		if i, moved := movers[o]; !moved {
+			c.send(o, all)
+		} else if len(parts) > 1 {
+			c.send(o, encodeBatch(parts, i))
+		}
+	}
 }
 
 func clampSelection(s ot.Selection, n int) ot.Selection {

@@ -209,6 +209,8 @@ func (h *harness) run(t *testing.T, d *datadriven.TestData) (string, error) {
 		return h.step(evWritable{Err: err}), nil
 	case "shutdown":
 		return h.step(evShutdown{Code: int(argInt(d, "code", CloseGoingAway)), Reason: "shutdown", Snapshot: d.HasArg("snapshot")}), nil
+	case "tick":
+		return h.step(evPresenceTick{}), nil
 	case "state":
 		return h.state()
 	}
@@ -239,6 +241,7 @@ func (h *harness) open(d *datadriven.TestData) (string, error) {
 		MaxDocBytes:      int(argInt(d, "max-doc", 0)),
 		MaxClientsPerDoc: int(argInt(d, "max-clients", 0)),
 		HelloPeers:       int(argInt(d, "hello-peers", 0)),
+		PresenceCrowd:    int(argInt(d, "presence-crowd", 0)),
 	}
 	cfg.setDefaults()
 	doc, rope, err := storage.Load(ctx, h.store, h.doc)
@@ -312,6 +315,9 @@ func (h *harness) step(ev event) string {
 		} else {
 			fmt.Fprintf(&b, "joined %s\n", j.Client)
 		}
+	}
+	if rd.PresenceTick > 0 {
+		fmt.Fprintf(&b, "presence tick in %v\n", rd.PresenceTick)
 	}
 	if rd.Done {
 		b.WriteString("done\n")
@@ -415,7 +421,8 @@ func FuzzCore(f *testing.F) {
 		if err := h.store.CreateDocument(ctx, storage.Document{ID: "doc"}, "abcdef"); err != nil {
 			t.Fatal(err)
 		}
-		cfg := Config{HistoryInMemory: 2, MaxLag: 6, SnapshotEvery: 3}
+		// PresenceCrowd 1: two clients are a crowd, selections wait for ticks.
+		cfg := Config{HistoryInMemory: 2, MaxLag: 6, SnapshotEvery: 3, PresenceCrowd: 1}
 		cfg.setDefaults()
 		doc, rope, _ := storage.Load(ctx, h.store, "doc")
 		var err error
@@ -534,6 +541,9 @@ func FuzzCore(f *testing.F) {
 				if perr == nil {
 					step(evMessage{Client: "c2", Msg: m, Now: time.UnixMilli(1)})
 				}
+				if next()%2 == 0 {
+					step(evPresenceTick{})
+				}
 			case 7:
 				if next()%8 == 0 && len(h.appends) > 0 {
 					commit(true)
@@ -589,23 +599,74 @@ func FuzzCore(f *testing.F) {
 // hellos and joins measured before. Now hellos list at most HelloPeers
 // peers and only those are announced.
 func TestCrowdPresenceTraffic(t *testing.T) {
-	h := &harness{}
-	if _, err := h.run(t, &datadriven.TestData{Cmd: "open", CmdArgs: []datadriven.CmdArg{{Key: "text", Vals: []string{"hello"}}}}); err != nil {
-		t.Fatal(err)
-	}
-	total, msgs := 0, 0
-	for i := range 2000 {
-		rd := h.c.step(evJoin{Client: fmt.Sprintf("client-%04d", i), Info: ClientInfo{Source: fmt.Sprintf("source-%04d", i), User: "user", Name: "A Name", Color: "#e11d48", LastRev: -1}})
-		if len(rd.Joined) != 1 || rd.Joined[0].Err != nil {
-			t.Fatalf("join %d: %+v", i, rd.Joined)
+	// crowd simulates 2,000 peers joining a document, then one second in
+	// which every peer moves its caret moves times every 100 ms, and counts
+	// what the core sends.
+	crowd := func(presenceCrowd, moves int) (joinMsgs, joinBytes, selMsgs, selBytes int) {
+		h := &harness{}
+		if _, err := h.run(t, &datadriven.TestData{Cmd: "open", CmdArgs: []datadriven.CmdArg{{Key: "text", Vals: []string{"hello"}},
+			{Key: "presence-crowd", Vals: []string{fmt.Sprint(presenceCrowd)}}}}); err != nil {
+			t.Fatal(err)
 		}
-		for _, m := range rd.Messages {
-			total += len(m.Msg)
-			msgs++
+		for i := range 2000 {
+			rd := h.c.step(evJoin{Client: fmt.Sprintf("client-%04d", i), Info: ClientInfo{Source: fmt.Sprintf("source-%04d", i), User: "user", Name: "A Name", Color: "#e11d48", LastRev: -1}})
+			if len(rd.Joined) != 1 || rd.Joined[0].Err != nil {
+				t.Fatalf("join %d: %+v", i, rd.Joined)
+			}
+			for _, m := range rd.Messages {
+				joinBytes += len(m.Msg)
+				joinMsgs++
+			}
 		}
+		// Simulated time: a round of moves every 100 ms; the tick comes
+		// when the core asked for it.
+		var now, due time.Duration
+		count := func(rd ready) {
+			for _, m := range rd.Messages {
+				selBytes += len(m.Msg)
+				selMsgs++
+			}
+			if rd.PresenceTick > 0 {
+				due = now + rd.PresenceTick
+			}
+		}
+		for ; now < time.Second; now += 100 * time.Millisecond {
+			if due > 0 && now >= due {
+				due = 0
+				count(h.c.step(evPresenceTick{}))
+			}
+			for i := range 2000 {
+				for k := range moves {
+					m, err := ParseClientMessage(fmt.Appendf(nil, `{"type":"sel","rev":0,"sel":[{"anchor":%d,"head":%d}]}`, (int(now/time.Millisecond)+k)%5, k%5))
+					if err != nil {
+						t.Fatal(err)
+					}
+					count(h.c.step(evMessage{Client: fmt.Sprintf("client-%04d", i), Msg: m}))
+				}
+			}
+		}
+		if due > 0 {
+			count(h.c.step(evPresenceTick{}))
+		}
+		return
 	}
-	t.Logf("2,000 joins: %d messages, %.1f MB of presence traffic", msgs, float64(total)/1e6)
-	if total > 40e6 {
-		t.Fatalf("%d bytes of presence traffic for 2,000 joins", total)
+	joinMsgs, joinBytes, _, _ := crowd(0, 1)
+	t.Logf("2,000 joins: %d messages, %.1f MB of presence traffic", joinMsgs, float64(joinBytes)/1e6)
+	if joinBytes > 40e6 {
+		t.Fatalf("%d bytes of presence traffic for 2,000 joins", joinBytes)
+	}
+	for _, moves := range []int{1, 3} {
+		_, _, eachMsgs, eachBytes := crowd(1<<30, moves)
+		_, _, tickMsgs, tickBytes := crowd(0, moves)
+		t.Logf("2,000 peers each moving %d times per 100 ms for 1 s: %d messages, %.1f MB if sent as they come; %d messages, %.1f MB coalesced",
+			moves, eachMsgs, float64(eachBytes)/1e6, tickMsgs, float64(tickBytes)/1e6)
+		// 2,000 connections: a tick a second, one message per peer per tick
+		// (the second tick sends the last moves), however often people move.
+		if tickMsgs > 2*2000 {
+			t.Errorf("coalesced: %d messages for 2,000 peers in one second", tickMsgs)
+		}
+		if tickBytes*5 > eachBytes {
+			t.Errorf("coalesced: %d bytes, uncoalesced %d: expected a fifth or less", tickBytes, eachBytes)
+		}
 	}
 }

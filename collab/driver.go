@@ -53,12 +53,14 @@ type driver struct {
 	remoteSignal  chan struct{}
 
 	// Owned by the run goroutine.
-	boxes    map[string]*outbox
-	limiters map[string]*rate.Limiter
-	replies  map[string]chan *Error
-	idle     *time.Timer
-	idleC    <-chan time.Time
-	done     bool
+	boxes     map[string]*outbox
+	limiters  map[string]*rate.Limiter
+	replies   map[string]chan *Error
+	idle      *time.Timer
+	idleC     <-chan time.Time
+	presence  *time.Timer // the presence tick the core asked for
+	presenceC <-chan time.Time
+	done      bool
 }
 
 func newDriver(m *Manager, id string) *driver {
@@ -146,6 +148,9 @@ func (d *driver) run(writeErr error) {
 			d.remoteRecords = nil
 			d.remoteMu.Unlock()
 			d.step(evRemote{Records: recs})
+		case <-d.presenceC:
+			d.presenceC = nil
+			d.step(evPresenceTick{})
 		case <-d.idleC:
 			d.idleC = nil
 			if d.core.idle() && d.m.release(d) {
@@ -157,6 +162,9 @@ func (d *driver) run(writeErr error) {
 	d.m.detach(d)
 	if d.idle != nil {
 		d.idle.Stop()
+	}
+	if d.presence != nil {
+		d.presence.Stop()
 	}
 }
 
@@ -208,6 +216,14 @@ func (d *driver) do(rd ready) {
 	}
 	for _, n := range rd.FanOut {
 		m.cfg.Observer.Broadcast(n)
+	}
+	if rd.PresenceTick > 0 {
+		if d.presence == nil {
+			d.presence = time.NewTimer(rd.PresenceTick)
+		} else {
+			d.presence.Reset(rd.PresenceTick)
+		}
+		d.presenceC = d.presence.C
 	}
 	if rd.Append != nil {
 		if !m.committer.submit(&commitReq{app: *rd.Append, result: d.result}) {

@@ -85,6 +85,10 @@ type evShutdown struct {
 	Snapshot bool
 }
 
+// evPresenceTick: the time asked for by ready.PresenceTick has passed: send the selections that waited for it.
+type evPresenceTick struct{}
+
+func (evPresenceTick) isEvent()  {}
 func (evJoin) isEvent()          {}
 func (evLeave) isEvent()         {}
 func (evOverflow) isEvent()      {}
@@ -136,6 +140,9 @@ type ready struct {
 	// to (both for metrics).
 	Distances []int64
 	FanOut    []int
+	// PresenceTick asks for evPresenceTick after this long (0: not):
+	// selections in a crowded document wait for it.
+	PresenceTick time.Duration
 }
 
 type charge struct {

@@ -123,6 +123,14 @@ type Config struct {
 	// HelloPeers bounds the peers a hello lists with their selections
 	// (100); the others come as a count ("more").
 	HelloPeers int
+	// PresenceCrowd and PresenceInterval: in a document with more than
+	// PresenceCrowd connections (20), selections are not sent as they
+	// come but every PresenceInterval (100ms), the latest of each client
+	// that moved, in one frame per peer; with more than ten times
+	// PresenceCrowd connections the interval grows in proportion (2,000
+	// connections: 1 s).
+	PresenceCrowd    int
+	PresenceInterval time.Duration
 	// QueueMessages and QueueBytes bound a connection's outbound queue; past
 	// them it is closed for resync (4096, 8 MiB).
 	QueueMessages, QueueBytes int
@@ -152,6 +160,8 @@ func (c *Config) setDefaults() {
 	positive(&c.WorkPerToken, 50)
 	positive(&c.MaxClientsPerDoc, 2000)
 	positive(&c.HelloPeers, 100)
+	positive(&c.PresenceCrowd, 20)
+	positive(&c.PresenceInterval, 100*time.Millisecond)
 	positive(&c.QueueMessages, 4096)
 	positive(&c.QueueBytes, 8<<20)
 	if c.Logger == nil {
@@ -175,15 +185,17 @@ func positive[T int | int64 | float64 | time.Duration](p *T, def T) {
 
 func (c *Config) core() coreConfig {
 	return coreConfig{
-		SnapshotEvery:   c.SnapshotEvery,
-		HistoryInMemory: c.HistoryInMemory,
-		MaxLag:          c.MaxLag,
-		CatchUpMax:      c.CatchUpMax,
-		MaxInsertBytes:  c.MaxInsertBytes,
-		MaxDocBytes:     c.MaxDocBytes,
-		WorkPerToken:    c.WorkPerToken,
-		MaxClients:      c.MaxClientsPerDoc,
-		HelloPeers:      c.HelloPeers,
+		SnapshotEvery:    c.SnapshotEvery,
+		HistoryInMemory:  c.HistoryInMemory,
+		MaxLag:           c.MaxLag,
+		CatchUpMax:       c.CatchUpMax,
+		MaxInsertBytes:   c.MaxInsertBytes,
+		MaxDocBytes:      c.MaxDocBytes,
+		WorkPerToken:     c.WorkPerToken,
+		MaxClients:       c.MaxClientsPerDoc,
+		HelloPeers:       c.HelloPeers,
+		PresenceCrowd:    c.PresenceCrowd,
+		PresenceInterval: c.PresenceInterval,
 	}
 }
 

@@ -55,7 +55,8 @@ type outbox struct {
 
 // maxInFlight is how many frames may be in the transport at once. Keeping
 // it small leaves a slow reader's backlog here, where the bounds apply and
-// messages batch.
+// messages batch. A message may itself be a JSON array of messages (a
+// batch the document encoded once for many connections).
 const maxInFlight = 2
 
 func newOutbox(conn Conn, maxMsgs, maxBytes int, onFail func()) *outbox {
@@ -164,6 +165,11 @@ func (o *outbox) take() []byte {
 	for i, m := range o.queue {
 		if i > 0 {
 			frame = append(frame, ',')
+		}
+		if m[0] == '[' {
+			// A batch of messages (presence): spliced in, so that a
+			// frame is always one flat array.
+			m = m[1 : len(m)-1]
 		}
 		frame = append(frame, m...)
 		o.queue[i] = nil

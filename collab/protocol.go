@@ -252,6 +252,36 @@ func encodeSel(client string, rev int64, sel []ot.Selection) []byte {
 	return append(b, '}')
 }
 
+// encodeBatch encodes messages as one: a JSON array, or the message itself
+// if there is only one; skip >= 0 leaves parts[skip] out.
+func encodeBatch(parts [][]byte, skip int) []byte {
+	n, size := 0, 2
+	for i, p := range parts {
+		if i != skip {
+			n++
+			size += len(p) + 1
+		}
+	}
+	if n == 1 {
+		for i, p := range parts {
+			if i != skip {
+				return p
+			}
+		}
+	}
+	b := append(make([]byte, 0, size), '[')
+	for i, p := range parts {
+		if i == skip {
+			continue
+		}
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = append(b, p...)
+	}
+	return append(b, ']')
+}
+
 func appendInt(b []byte, n int64) []byte { return strconv.AppendInt(b, n, 10) }
 
 func appendPeerFields(b []byte, p *client) []byte {
