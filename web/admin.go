@@ -155,12 +155,12 @@ func (s *Server) adminBackup(c echo.Context) error {
 	cw := &countingWriter{w: c.Response()}
 	next, err := b.Backup(ctx, cw, since)
 	if err != nil {
-		s.log.Error("backup failed", "since", since, "bytes", cw.n, "err", err)
+		s.logger(c).Error("backup failed", "since", since, "bytes", cw.n, "err", err)
 		// Abort the connection instead of ending the chunked body cleanly.
 		panic(http.ErrAbortHandler)
 	}
 	h.Set(HeaderNextVersion, strconv.FormatUint(next, 10))
-	s.log.Info("backup streamed", "since", since, "next", next, "documents", docs, "bytes", cw.n,
+	s.logger(c).Info("backup streamed", "since", since, "next", next, "documents", docs, "bytes", cw.n,
 		"dur", time.Since(start).Round(time.Millisecond), "remote", c.Request().RemoteAddr)
 	return nil
 }

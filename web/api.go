@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -329,6 +330,8 @@ const (
 	keyConn    = "conn"
 	keyClient  = "client"
 	keyExpires = "expires"
+	keyLog     = "log"
+	keyOpened  = "opened"
 )
 
 func (s *Server) openWS(c echo.Context) error {
@@ -364,13 +367,26 @@ func (s *Server) openWS(c echo.Context) error {
 		}
 		info.LastRev = rev
 	}
-	keys := map[string]any{keyDoc: id, keyInfo: info, keyExpires: expires}
+	log := s.logger(c).With("doc", id)
+	if info.User != "" {
+		log = log.With("user", info.User)
+	}
+	keys := map[string]any{keyDoc: id, keyInfo: info, keyExpires: expires, keyLog: log, keyOpened: time.Now()}
 	// After the upgrade the connection is hijacked: never return an error
 	// for echo to write.
 	if err := s.ws.HandleRequestWithKeys(c.Response(), c.Request(), keys); err != nil {
-		s.log.Debug("websocket upgrade failed", "doc", id, "err", err)
+		log.Debug("websocket upgrade failed", "err", err)
 	}
 	return nil
+}
+
+// sessionLog is the logger of a WebSocket session: its request id,
+// document and user.
+func (s *Server) sessionLog(ss *melody.Session) *slog.Logger {
+	if l, ok := ss.Get(keyLog); ok {
+		return l.(*slog.Logger)
+	}
+	return s.log
 }
 
 func (s *Server) wsConnect(ss *melody.Session) {
@@ -405,11 +421,16 @@ func (s *Server) wsConnect(ss *melody.Session) {
 		case errors.Is(err, collab.ErrShuttingDown):
 			conn.Close(collab.CloseGoingAway, "server shutting down")
 		default:
+			s.sessionLog(ss).Error("websocket join failed", "err", err)
 			conn.Close(collab.CloseResync, "internal error")
 		}
+		s.sessionLog(ss).Debug("websocket refused", "err", err)
 		return
 	}
 	ss.Set(keyClient, client)
+	log := s.sessionLog(ss).With("client", client.ID())
+	ss.Set(keyLog, log)
+	log.Debug("websocket open")
 }
 
 func (s *Server) wsMessage(ss *melody.Session, msg []byte) {
@@ -427,6 +448,8 @@ func (s *Server) wsBinary(ss *melody.Session, _ []byte) {
 func (s *Server) wsDisconnect(ss *melody.Session) {
 	if v, ok := ss.Get(keyClient); ok {
 		v.(*collab.Client).Disconnect()
+		opened, _ := ss.MustGet(keyOpened).(time.Time)
+		s.sessionLog(ss).Debug("websocket closed", "dur", time.Since(opened))
 	}
 	if v, ok := ss.Get(keyConn); ok {
 		v.(*sessionConn).stop()
@@ -449,5 +472,5 @@ func (s *Server) wsError(ss *melody.Session, err error) {
 		}
 		return
 	}
-	s.log.Debug("websocket", "err", err)
+	s.sessionLog(ss).Debug("websocket", "err", err)
 }

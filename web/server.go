@@ -138,6 +138,9 @@ func New(cfg Config) *Server {
 	}
 	e.HTTPErrorHandler = s.httpError
 	e.Use(middleware.Recover())
+	e.Use(s.requestID, middleware.RequestIDWithConfig(middleware.RequestIDConfig{
+		RequestIDHandler: func(c echo.Context, id string) { c.Set(keyLog, s.log.With("req", id)) },
+	}))
 	e.Use(s.requestLog)
 	e.Use(s.checkHost)
 	if len(cfg.AllowedOrigins) > 0 {
@@ -314,6 +317,42 @@ func (s *Server) originAllowed(r *http.Request) bool {
 	return false
 }
 
+// requestID keeps an X-Request-Id from a proxy in front (to follow a
+// request through both logs) if it looks like one, and drops it otherwise:
+// the request-id middleware then makes one. Every response carries it.
+func (s *Server) requestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header
+		if id := h.Get(echo.HeaderXRequestID); id != "" && !plainID(id) {
+			h.Del(echo.HeaderXRequestID)
+		}
+		return next(c)
+	}
+}
+
+func plainID(id string) bool {
+	if len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// logger is the request's logger: the server's, with the request id.
+func (s *Server) logger(c echo.Context) *slog.Logger {
+	if l, ok := c.Get(keyLog).(*slog.Logger); ok {
+		return l
+	}
+	return s.log
+}
+
+// requestLog logs every request at debug level: the path (never the query,
+// which may hold a token), the status, the time taken. Nothing of a
+// document's text or of a token is ever logged.
 func (s *Server) requestLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
@@ -321,8 +360,8 @@ func (s *Server) requestLog(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			c.Error(err)
 		}
-		s.log.Debug("http", "method", c.Request().Method, "path", c.Request().URL.Path,
-			"status", c.Response().Status, "dur", time.Since(start))
+		s.logger(c).Debug("http", "method", c.Request().Method, "path", c.Request().URL.Path, "ip", c.RealIP(),
+			"status", c.Response().Status, "bytes", c.Response().Size, "dur", time.Since(start))
 		return nil
 	}
 }
@@ -410,10 +449,10 @@ func (s *Server) httpError(err error, c echo.Context) {
 	case errors.Is(err, errAborted) || errors.Is(err, context.Canceled):
 		// The client went away: nobody reads the answer, and nothing
 		// failed here.
-		s.log.Debug("request aborted by the client", "path", c.Request().URL.Path, "err", err)
+		s.logger(c).Debug("request aborted by the client", "path", c.Request().URL.Path, "err", err)
 		ae = errorf(http.StatusBadRequest, collab.CodeBadMessage, "request aborted")
 	default:
-		s.log.Error("request failed", "path", c.Request().URL.Path, "err", err)
+		s.logger(c).Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
 		ae = errorf(http.StatusInternalServerError, collab.CodeInternal, "internal error")
 	}
 	if s.cfg.OnError != nil {

@@ -46,6 +46,9 @@ type serverOpts struct {
 	// connections (no autotuning): a client that stops reading pushes back
 	// on the server after kilobytes instead of megabytes.
 	sendBuffer int
+	// logger, if set, is the server's (default: discard, or stderr with
+	// TANDEM_TEST_LOG).
+	logger *slog.Logger
 }
 
 type sendBufferListener struct {
@@ -74,6 +77,9 @@ func startServer(t testing.TB, o serverOpts) *testServer {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("TANDEM_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	if o.logger != nil {
+		log = o.logger
 	}
 	store, err := badgerstore.Open(badgerstore.Options{Dir: o.dir, Logger: log})
 	if err != nil {
