@@ -251,7 +251,17 @@ func key(r rune, modifiers chromedp.Modifier) chromedp.Action[chromedp.Void] {
 // serverText is the document's text as the server has it.
 func serverText(t *testing.T, base, id string) (string, int64) {
 	t.Helper()
-	resp, err := http.Get(base + "/api/docs/" + id)
+	return serverTextAs(t, base, "", id)
+}
+
+// serverTextAs reads the server's text with a bearer token ("" for none).
+func serverTextAs(t *testing.T, base, tok, id string) (string, int64) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, base+"/api/docs/"+id, nil)
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,9 +280,15 @@ func serverText(t *testing.T, base, id string) (string, int64) {
 // server's text, and checks that text is want.
 func waitConverged(t *testing.T, base, id, want string, tabs ...*tab) {
 	t.Helper()
+	waitConvergedAs(t, base, "", id, want, tabs...)
+}
+
+// waitConvergedAs is waitConverged reading the server's text with a token.
+func waitConvergedAs(t *testing.T, base, tok, id, want string, tabs ...*tab) {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		srv, _ := serverText(t, base, id)
+		srv, _ := serverTextAs(t, base, tok, id)
 		same := srv == want
 		for _, tb := range tabs {
 			if !same {

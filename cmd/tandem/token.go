@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -27,6 +28,7 @@ func tokenCmd(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Var(&docs, "doc", "a document id, an id prefix ending in * (a tenant), or * for every document; repeat for several (default *)")
 	role := fs.String("role", "write", "read, write or admin: the role on every --doc")
 	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token is valid")
+	link := fs.String("link", "", "the server's URL (http://localhost:8080): print a link that opens the demo with the token (in the #fragment, which no server sees) instead of the bare token")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: tandem token --user ID [--doc ID|PREFIX*|*]... [--role read|write|admin] [--ttl 24h]\n\nPrints a token signed with the server's secret.\n\nflags:")
 		fs.PrintDefaults()
@@ -64,7 +66,21 @@ func tokenCmd(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("token: %w", err)
 	}
-	fmt.Fprintln(stdout, tok)
+	if *link == "" {
+		fmt.Fprintln(stdout, tok)
+		return nil
+	}
+	u, err := url.Parse(*link)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("token: --link %q: want the server's http(s) URL", *link)
+	}
+	// One document: its editor; several, a prefix or *: the list.
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/"
+	if len(docs) == 1 && !strings.HasSuffix(docs[0], "*") {
+		u.Path += "d/" + docs[0]
+	}
+	u.RawQuery, u.Fragment = "", "token="+tok
+	fmt.Fprintln(stdout, u.String())
 	return nil
 }
 

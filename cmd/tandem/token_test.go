@@ -31,7 +31,19 @@ func TestTokenCommand(t *testing.T) {
 	if d := time.Until(c.ExpiresAt.Time); d < 59*time.Minute || d > time.Hour+time.Second {
 		t.Fatalf("expires in %v", d)
 	}
+	out.Reset()
+	if err := run(context.Background(), []string{"token", "--secret", secret, "--user", "bob", "--doc", "trip", "--link", "http://localhost:8080"}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	link, tok, _ := strings.Cut(strings.TrimSpace(out.String()), "#token=")
+	if link != "http://localhost:8080/d/trip" {
+		t.Errorf("link %q", out.String())
+	}
+	if c, err := v.Verify(tok); err != nil || c.RoleFor("trip") != web.RoleWrite {
+		t.Errorf("the link's token: %+v, %v", c, err)
+	}
 	for _, args := range [][]string{
+		{"token", "--secret", secret, "--user", "a", "--link", "localhost:8080"},
 		{"token", "--user", "ann"},    // no secret
 		{"token", "--secret", secret}, // no user
 		{"token", "--secret", secret, "--user", "a", "--role", "owner"},

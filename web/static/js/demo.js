@@ -19,6 +19,71 @@ function usableStorage(kind) {
 }
 const local = usableStorage('localStorage')
 
+// ---------------------------------------------------------------- access
+
+// On a server that requires access tokens the page is opened with its
+// token in the address's fragment (/d/{id}#token=…, what `tandem token
+// --link` prints): a fragment never reaches a server or its logs. The page
+// keeps the token in a cookie for this site until it expires (the server
+// reads the tandem_token cookie on every request and WebSocket, so fetch
+// and the client need nothing more) and takes it out of the address bar,
+// so that a copied link does not share it.
+function tokenClaims (tok) {
+  try {
+    const b64 = tok.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')
+    const c = JSON.parse(atob(b64 + '='.repeat((4 - b64.length % 4) % 4)))
+    return c && typeof c === 'object' && typeof c.exp === 'number' ? c : null
+  } catch {
+    return null
+  }
+}
+
+function readTokenCookie () {
+  const m = /(?:^|;\s*)tandem_token=([^;]+)/.exec(document.cookie)
+  return m ? decodeURIComponent(m[1]) : null
+}
+
+function takeToken () {
+  const m = /(?:^#|&)token=([^&]+)/.exec(location.hash)
+  if (m) {
+    const tok = decodeURIComponent(m[1])
+    const claims = tokenClaims(tok)
+    if (claims) {
+      const maxAge = Math.max(0, Math.floor(claims.exp - Date.now() / 1000))
+      document.cookie = `tandem_token=${encodeURIComponent(tok)}; path=/; max-age=${maxAge}; samesite=strict` +
+        (location.protocol === 'https:' ? '; secure' : '')
+    }
+    history.replaceState(null, '', location.pathname + location.search)
+    // (An expired one is not kept, but is known: the page says it expired.)
+    return claims ? { token: tok, claims } : { token: null, claims: null, invalid: true }
+  }
+  const token = readTokenCookie()
+  return { token, claims: token ? tokenClaims(token) : null }
+}
+const access = takeToken()
+
+// The role the token gives on a document, as the server decides it (the
+// best grant that matches: the id, an id prefix ending in *, or *).
+function roleFor (claims, doc) {
+  const rank = { read: 1, write: 2, admin: 3 }
+  let best = 0
+  for (const g of Array.isArray(claims?.docs) ? claims.docs : []) {
+    const id = String(g?.id ?? '')
+    const match = id === '*' || id === doc || (id.endsWith('*') && doc.startsWith(id.slice(0, -1)))
+    if (match && (rank[g.role] ?? 0) > best) best = rank[g.role]
+  }
+  return ['none', 'read', 'write', 'admin'][best]
+}
+
+const tokenExpired = () => access.claims && access.claims.exp * 1000 <= Date.now()
+
+function expiryMessage () {
+  const at = new Date(access.claims.exp * 1000).toLocaleString()
+  return `Your access link expired (${at}). Ask for a fresh link; edits you make meanwhile are kept in this browser.`
+}
+
+const NEEDS_TOKEN = 'This server needs an access link: open the address you were given (it ends in #token=…; `tandem token --link` makes one).'
+
 // ---------------------------------------------------------------- identity
 
 const PALETTE = ['#e11d48', '#db2777', '#9333ea', '#4f46e5', '#2563eb', '#0891b2',
@@ -41,12 +106,23 @@ function loadIdentity () {
   return { name, color }
 }
 let me = loadIdentity()
+if (access.claims) {
+  // With a token, others see the name and colour it carries (the server
+  // takes them from it): show the same here, not editable.
+  const sub = String(access.claims.sub ?? '')
+  me = { name: String(access.claims.name || sub || 'Anonymous').slice(0, 40), color: validColor(access.claims.color) ? access.claims.color : colorFor(sub) }
+}
 
 function setupIdentityControls (onChange) {
   const nameIn = $('my-name')
   const colorIn = $('my-color')
   nameIn.value = me.name
   colorIn.value = me.color
+  if (access.claims) {
+    nameIn.readOnly = true
+    colorIn.disabled = true
+    nameIn.title = colorIn.title = 'Set by your access link'
+  }
   const swatch = colorIn.parentElement
   const paintSwatch = () => {
     swatch.style.setProperty('--swatch', colorIn.value)
@@ -204,7 +280,9 @@ async function showList () {
       next = r.next || null
       render()
     } catch (err) {
-      $('list-error').textContent = `Could not list the documents: ${err.message}`
+      $('list-error').textContent = err.status === 401
+        ? (tokenExpired() ? expiryMessage() : NEEDS_TOKEN)
+        : `Could not list the documents: ${err.message}`
       $('list-error').hidden = false
     }
   }
@@ -233,8 +311,14 @@ async function openEditor (id) {
     return d
   }, (err) => {
     if (err.status === 404) showMissing()
+    if (err.status === 401) banner(tokenExpired() ? expiryMessage() : (access.invalid ? 'That access link is not valid. ' : '') + NEEDS_TOKEN)
+    if (err.status === 403) banner('Your access link does not open this document.')
     return null
   })
+  const readOnly = access.claims && roleFor(access.claims, id) === 'read'
+  if (readOnly) {
+    $('doc-title').after(el('span', { class: 'tag view-only', title: 'Your access link lets you read this document, not edit it' }, 'View only'))
+  }
 
   let client = null
   let unbind = null
@@ -313,7 +397,16 @@ async function openEditor (id) {
     // localStorage keeps the unsent edits across reloads and restarts; the
     // client leases it to one tab per document (another tab of the same
     // document works without keeping them).
-    const c = lib.connect(location.origin, id, { name: me.name, color: me.color, user: me.name, storage: local ?? undefined })
+    const opts = { name: me.name, color: me.color, user: me.name, storage: local ?? undefined }
+    if (access.claims) {
+      // Asked before every connection: an expired link is said so, and
+      // the client keeps the unsent edits until a fresh one comes.
+      opts.getToken = () => {
+        if (tokenExpired()) throw new Error(expiryMessage())
+        return readTokenCookie() ?? access.token
+      }
+    }
+    const c = lib.connect(location.origin, id, opts)
     client = c
     c.on('status', () => { renderStatus(); if (c.status === 'connected') bind(c) })
     c.on('text', () => { renderStatus(); onHistoryText() })
@@ -334,7 +427,7 @@ async function openEditor (id) {
     if (bound === c || client !== c) return
     bound = c
     unbind = lib.bindTextarea(c, textarea, { overlay })
-    textarea.readOnly = false
+    textarea.readOnly = !!readOnly
     textarea.placeholder = 'Start typing…'
 
     if (textarea.disabled) {
@@ -347,7 +440,8 @@ async function openEditor (id) {
     switch (e?.code) {
       case 'not_found': showMissing(); break
       case 'too_large': toast('That edit is too large for this document (256 KiB per edit, 8 MiB per document).', 5000); break
-      case 'forbidden': banner('The server refused the connection from this page (origin not allowed).'); break
+      case 'forbidden': banner(readOnly ? 'Your access link lets you read this document, not edit it.' : 'The server refused the connection from this page (origin not allowed).'); break
+      case 'token': banner(e.message); break
       case 'rebased':
       case 'conflict':
       case 'storage': toast(e.message, 8000); break
