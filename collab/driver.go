@@ -58,6 +58,8 @@ type driver struct {
 	replies   map[string]chan *Error
 	idle      *time.Timer
 	idleC     <-chan time.Time
+	perConn   map[string][][]byte // a step's messages by connection (reused)
+	order     []string
 	presence  *time.Timer // the presence tick the core asked for
 	presenceC <-chan time.Time
 	done      bool
@@ -73,6 +75,7 @@ func newDriver(m *Manager, id string) *driver {
 		result:       make(chan error, 1),
 		remoteSignal: make(chan struct{}, 1),
 		boxes:        map[string]*outbox{},
+		perConn:      map[string][][]byte{},
 		limiters:     map[string]*rate.Limiter{},
 		replies:      map[string]chan *Error{},
 	}
@@ -262,14 +265,23 @@ func (d *driver) do(rd ready) {
 		}
 	}
 	var overflowed []string
+	// Each connection's messages of this step go to its outbox together.
+	clear(d.perConn)
+	d.order = d.order[:0]
 	for _, o := range rd.Messages {
-		if box := d.boxes[o.To]; box != nil {
-			if err := box.push(o.Msg); err != nil {
+		if _, seen := d.perConn[o.To]; !seen {
+			d.order = append(d.order, o.To)
+		}
+		d.perConn[o.To] = append(d.perConn[o.To], o.Msg)
+	}
+	for _, to := range d.order {
+		if box := d.boxes[to]; box != nil {
+			if err := box.pushAll(d.perConn[to]); err != nil {
 				m.cfg.Observer.Overflowed()
 				// Closed at once, so nothing more is queued behind the gap.
 				box.close(CloseResync, "outbound queue full: reconnect and catch up")
-				delete(d.boxes, o.To)
-				overflowed = append(overflowed, o.To)
+				delete(d.boxes, to)
+				overflowed = append(overflowed, to)
 			}
 		}
 	}

@@ -104,6 +104,34 @@ func (o *outbox) push(msg []byte) error {
 	return nil
 }
 
+// pushAll queues msgs together (one event's messages for this
+// connection), so that they leave in one frame when the transport is
+// free: a commit of k ops costs a reader one write, not k.
+func (o *outbox) pushAll(msgs [][]byte) error {
+	if len(msgs) == 1 {
+		return o.push(msgs[0])
+	}
+	o.mu.Lock()
+	if o.closed || o.closing != nil {
+		o.mu.Unlock()
+		return nil
+	}
+	size := 0
+	for _, m := range msgs {
+		size += len(m)
+	}
+	if len(o.queue) > 0 && (len(o.queue)+len(msgs) > o.maxMsgs || o.bytes+size > o.maxBytes) {
+		o.mu.Unlock()
+		return ErrQueueFull
+	}
+	o.queue = append(o.queue, msgs...)
+	o.bytes += size
+	o.depth.add(len(msgs), size)
+	o.mu.Unlock()
+	o.pump()
+	return nil
+}
+
 // written is the transport's callback for a frame it is done with.
 func (o *outbox) written() {
 	o.mu.Lock()

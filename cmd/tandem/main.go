@@ -6,6 +6,8 @@
 //	tandem restore      restore backup files into a new data directory
 //	tandem export       write documents' text, metadata and history out of a backup or data directory
 //	tandem verify       check a backup or data directory
+//	tandem token        mint an access token
+//	tandem bench        drive a running server with editing clients and measure it
 //	tandem healthcheck  exit 0 if the server on TANDEM_ADDR answers /healthz (for container health checks)
 //	tandem version      print the version
 //
@@ -42,6 +44,7 @@ commands:
   export        write documents out of a backup file or data directory, no server needed
   verify        check a backup file or data directory
   token         mint an access token (signed with the server's --auth-secret)
+  bench         drive a running server with editing clients and measure it
   healthcheck   check that the server on --addr (TANDEM_ADDR) is healthy
   version       print the version
 
@@ -70,9 +73,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args[1:], stderr)
 	case "healthcheck":
 		return healthcheck(ctx, args[1:], stdout, stderr)
-	case "backup", "restore", "export", "verify", "token":
+	case "backup", "restore", "export", "verify", "token", "bench":
 		tool := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
 			"backup": backupCmd, "restore": restoreCmd, "export": exportCmd, "verify": verifyCmd, "token": tokenCmd,
+			"bench": benchCmd,
 		}[args[0]]
 		if err := tool(ctx, args[1:], stdout, stderr); err != nil && !helpRequested(err) {
 			return err

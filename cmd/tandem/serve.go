@@ -49,6 +49,7 @@ type serveConfig struct {
 	MaxConns        int
 	MaxConnsPerIP   int
 	ConnRate        float64
+	ClientRate      float64
 	AuthSecret      string
 	AuthPublicKey   string
 	Open            bool
@@ -105,6 +106,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.IntVar(&c.MaxConns, "max-connections", 0, "connections open at once; past it new ones wait (0: 90% of the file-descriptor limit, which the server raises to its hard limit)")
 	fs.IntVar(&c.MaxConnsPerIP, "max-connections-per-ip", 256, "connections open at once from one address (loopback is exempt: a local reverse proxy)")
 	fs.Float64Var(&c.ConnRate, "connection-rate", 20, "new connections a second from one address (burst 5 times that)")
+	fs.Float64Var(&c.ClientRate, "client-rate", 200, "messages a second each WebSocket connection may send (burst twice that; an op far behind costs more): a bound for abuse, which benchmarks that type as fast as acks come raise (e.g. 1e6)")
 	fs.StringVar(&c.AuthSecret, "auth-secret", "", "HMAC-SHA256 secret(s) for access tokens, comma-separated (the first signs; the others are still accepted, for rotation); 32 bytes or more. Prefer TANDEM_AUTH_SECRET. Without a secret or a public key the server runs in open mode")
 	fs.StringVar(&c.AuthPublicKey, "auth-public-key", "", "PEM file of an Ed25519 or RSA public key that verifies tokens minted by your own identity service")
 	fs.BoolVar(&c.Open, "open", false, "allow open mode (no tokens: everyone may read and write) on an address other than loopback")
@@ -290,6 +292,8 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 		IdleTimeout:   cfg.IdleTimeout,
 		Logger:        log,
 		Observer:      obs,
+		RatePerSecond: cfg.ClientRate,
+		RateBurst:     2 * cfg.ClientRate,
 	}
 	if hooks.tune != nil {
 		hooks.tune(&ccfg)

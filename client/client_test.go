@@ -1,0 +1,197 @@
+package client_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tandemdocs/tandem/client"
+	"github.com/tandemdocs/tandem/collab"
+	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/storage"
+	"github.com/tandemdocs/tandem/storage/badgerstore"
+	"github.com/tandemdocs/tandem/web"
+)
+
+// startServer runs a real server (Badger in a temp dir) for the test.
+func startServer(t *testing.T) (string, *badgerstore.Store) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store, err := badgerstore.Open(badgerstore.Options{Dir: t.TempDir(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgr := collab.NewManager(store, collab.Config{Logger: log, RatePerSecond: 1e6, RateBurst: 1e6})
+	srv := web.New(web.Config{Store: store, Manager: mgr, Logger: log})
+	ts := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		mgr.Close(ctx)
+		srv.Close(ctx)
+		ts.Close()
+		store.Close()
+	})
+	return ts.URL, store
+}
+
+func createDoc(t *testing.T, store storage.Store, id, text string) {
+	t.Helper()
+	if err := store.CreateDocument(context.Background(), storage.Document{ID: id, Created: time.Now()}, text); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func serverText(t *testing.T, base, id string) (string, int64) {
+	t.Helper()
+	resp, err := http.Get(base + "/api/docs/" + id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var d struct {
+		Text string
+		Rev  int64
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
+		t.Fatal(err)
+	}
+	return d.Text, d.Rev
+}
+
+// randomEdit is an insert or a delete at a random place of a text n code
+// points long.
+func randomEdit(rng *rand.Rand, n int, tag string) ot.Op {
+	pos := rng.IntN(n + 1)
+	if n > 0 && rng.IntN(3) == 0 {
+		pos = min(pos, n-1)
+		return client.Delete(pos, 1+rng.IntN(min(3, n-pos)))
+	}
+	return client.Insert(pos, tag)
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// TestConverge: clients editing one document at once, each as fast as it
+// can (edits composed while one is in flight), end with the server's text.
+func TestConverge(t *testing.T) {
+	base, store := startServer(t)
+	createDoc(t, store, "doc", "hello 😀 漢字\n")
+	var docs []*client.Doc
+	for i := range 4 {
+		d, err := client.Dial(ctx(t), base, "doc", client.Options{Name: fmt.Sprint("c", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		docs = append(docs, d)
+	}
+	var wg sync.WaitGroup
+	for i, d := range docs {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(i), 7))
+			for k := range 300 {
+				if err := d.Edit(randomEdit(rng, d.Len(), string(rune('a'+i)))); err != nil {
+					t.Error(err)
+					return
+				}
+				if k%50 == 0 {
+					d.SetSelection([]ot.Selection{{Anchor: 0, Head: min(2, d.Len())}})
+				}
+			}
+			if err := d.Synced(ctx(t)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	want, rev := serverText(t, base, "doc")
+	if rev >= 4*300 {
+		t.Errorf("%d revisions for 1,200 edits: nothing was composed", rev)
+	}
+	for i, d := range docs {
+		deadline := time.Now().Add(20 * time.Second)
+		for d.Rev() < rev && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := d.Text(); got != want || d.Rev() != rev {
+			t.Errorf("client %d at %d: %q\nserver at %d: %q", i, d.Rev(), got, rev, want)
+		}
+	}
+}
+
+// TestReconnectExactlyOnce: an op in flight when the connection drops is
+// sent again on the next one and applied once, whether or not the first
+// connection had it committed; the ops missed meanwhile arrive.
+func TestReconnectExactlyOnce(t *testing.T) {
+	base, store := startServer(t)
+	createDoc(t, store, "doc", "")
+	a, err := client.Dial(ctx(t), base, "doc", client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := client.Dial(ctx(t), base, "doc", client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for i := range 50 {
+		if err := a.Edit(client.Insert(a.Len(), fmt.Sprint(i%10))); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			b.Edit(ot.Op{ot.Insert("b")})
+		}
+		if i%7 == 0 {
+			if err := a.Reconnect(ctx(t)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, d := range []*client.Doc{a, b} {
+		if err := d.Synced(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, rev := serverText(t, base, "doc")
+	if strings.Count(want, "b") != 25 || len(want) != 75 {
+		t.Fatalf("server text %q: want 25 b and 50 digits", want)
+	}
+	digits := strings.ReplaceAll(want, "b", "")
+	if digits != strings.Repeat("0123456789", 5) {
+		t.Errorf("a's digits %q: lost or doubled", digits)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for (a.Rev() < rev || b.Rev() < rev) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if a.Text() != want || b.Text() != want {
+		t.Errorf("a %q, b %q, server %q", a.Text(), b.Text(), want)
+	}
+}
+
+// TestDialErrors: a missing document and a refused token come back as
+// server errors with their codes.
+func TestDialErrors(t *testing.T) {
+	base, _ := startServer(t)
+	_, err := client.Dial(ctx(t), base, "nope", client.Options{})
+	var se *client.ServerError
+	if !errors.As(err, &se) || se.Code != collab.CodeNotFound {
+		t.Fatalf("dial a missing document: %v", err)
+	}
+}

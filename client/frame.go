@@ -1,0 +1,286 @@
+package client
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+)
+
+// parseFrame unpacks one server frame: a message or a JSON array of them.
+// The messages every client gets many of (op, ack, sel) are read by a
+// small scanner of their flat shape, which a busy document makes worth it
+// (encoding/json was most of a client's time); anything else, or anything
+// the scanner does not expect, goes through encoding/json.
+func parseFrame(data []byte) ([]message, error) {
+	data = bytes.TrimSpace(data)
+	if len(data) > 0 && data[0] == '[' {
+		var out []message
+		rest := data[1:]
+		for {
+			rest = skipSpace(rest)
+			if len(rest) > 0 && rest[0] == ']' && len(out) == 0 {
+				if len(skipSpace(rest[1:])) != 0 {
+					return nil, fmt.Errorf("client: frame %.200s: data after the array", data)
+				}
+				return nil, nil
+			}
+			end := valueEnd(rest)
+			if end < 0 {
+				return nil, fmt.Errorf("client: frame %.200s: malformed array", data)
+			}
+			m, err := parseMessage(rest[:end])
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, m)
+			rest = skipSpace(rest[end:])
+			if len(rest) == 0 {
+				return nil, fmt.Errorf("client: frame %.200s: unterminated array", data)
+			}
+			if rest[0] == ']' {
+				if len(skipSpace(rest[1:])) != 0 {
+					return nil, fmt.Errorf("client: frame %.200s: data after the array", data)
+				}
+				return out, nil
+			}
+			if rest[0] != ',' {
+				return nil, fmt.Errorf("client: frame %.200s: malformed array", data)
+			}
+			rest = rest[1:]
+		}
+	}
+	m, err := parseMessage(data)
+	if err != nil {
+		return nil, err
+	}
+	return []message{m}, nil
+}
+
+func parseMessage(data []byte) (message, error) {
+	if m, ok := scanFlat(data); ok {
+		return m, nil
+	}
+	var m message
+	if err := json.Unmarshal(data, &m); err != nil {
+		return message{}, fmt.Errorf("client: message %.200s: %w", data, err)
+	}
+	return m, nil
+}
+
+// scanFlat reads an object of string, integer and (for "op") raw array
+// fields; ok is false for anything else (the caller falls back).
+func scanFlat(data []byte) (m message, ok bool) {
+	if len(data) < 2 || data[0] != '{' || !bytes.HasPrefix(data, []byte(`{"type":"`)) {
+		return m, false
+	}
+	rest := data[1:]
+	for first := true; ; first = false {
+		rest = skipSpace(rest)
+		if len(rest) > 0 && rest[0] == '}' {
+			return m, !first && len(skipSpace(rest[1:])) == 0 && m.Type != "" && m.Type != "hello"
+		}
+		key, n, ok := scanRaw(rest)
+		if !ok {
+			return m, false
+		}
+		rest = skipSpace(rest[n:])
+		if len(rest) == 0 || rest[0] != ':' {
+			return m, false
+		}
+		rest = skipSpace(rest[1:])
+		end := valueEnd(rest)
+		if end <= 0 {
+			return m, false
+		}
+		val := rest[:end]
+		switch string(key) { // no allocation: the compiler compares bytes
+		case "type", "src", "client", "code", "message", "user", "name", "color", "title", "key":
+			s, n, ok := scanString(val)
+			if !ok || n != len(val) {
+				return m, false
+			}
+			switch string(key) {
+			case "type":
+				m.Type = s
+			case "src":
+				m.Src = s
+			case "client":
+				m.Client = s
+			case "code":
+				m.Code = s
+			case "message":
+				m.Message = s
+			case "user":
+				m.User = s
+			case "name":
+				m.Name = s
+			case "color":
+				m.Color = s
+			case "title":
+				m.Title = s
+			case "key":
+				m.Key = s
+			}
+		case "rev", "seq", "time", "protocol", "from":
+			if !jsonInt(val) {
+				return m, false
+			}
+			v, err := strconv.ParseInt(string(val), 10, 64)
+			if err != nil {
+				return m, false
+			}
+			switch string(key) {
+			case "rev":
+				m.Rev = v
+			case "seq":
+				if v < 0 {
+					return m, false
+				}
+				m.Seq = uint64(v)
+			case "protocol":
+				m.Protocol = int(v)
+			case "from":
+				m.From = v
+			}
+		case "op":
+			if !json.Valid(val) {
+				return m, false
+			}
+			m.Op = json.RawMessage(val)
+		default:
+			// sel, ops, peers, text, ...: encoding/json's job.
+			return m, false
+		}
+		rest = skipSpace(rest[end:])
+		switch {
+		case len(rest) > 0 && rest[0] == ',':
+			if rest = skipSpace(rest[1:]); len(rest) == 0 || rest[0] != '"' {
+				return m, false
+			}
+		case len(rest) > 0 && rest[0] == '}':
+		default:
+			return m, false
+		}
+	}
+}
+
+// jsonInt reports whether b is an integer as JSON writes one.
+func jsonInt(b []byte) bool {
+	if len(b) > 0 && b[0] == '-' {
+		b = b[1:]
+	}
+	if len(b) == 0 || (b[0] == '0' && len(b) > 1) {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// scanRaw reads a JSON string without escapes at the start of b (a key):
+// its bytes and length.
+func scanRaw(b []byte) ([]byte, int, bool) {
+	if len(b) == 0 || b[0] != '"' {
+		return nil, 0, false
+	}
+	for i := 1; i < len(b); i++ {
+		switch {
+		case b[i] == '"':
+			return b[1:i], i + 1, true
+		case b[i] == '\\' || b[i] < 0x20 || b[i] >= 0x80:
+			return nil, 0, false
+		}
+	}
+	return nil, 0, false
+}
+
+// scanString reads a JSON string at the start of b: its value and length.
+func scanString(b []byte) (string, int, bool) {
+	if len(b) == 0 || b[0] != '"' {
+		return "", 0, false
+	}
+	escaped := false
+	for i := 1; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			escaped = true
+			i++
+		case '"':
+			if !utf8.Valid(b[1:i]) {
+				return "", 0, false // encoding/json's replacement rules
+			}
+			if !escaped {
+				return string(b[1:i]), i + 1, true
+			}
+			s, err := strconv.Unquote(string(b[:i+1]))
+			if err != nil {
+				// JSON escapes strconv does not know (\/): let
+				// encoding/json decide.
+				var js string
+				if json.Unmarshal(b[:i+1], &js) != nil {
+					return "", 0, false
+				}
+				s = js
+			}
+			return s, i + 1, true
+		default:
+			if b[i] < 0x20 {
+				return "", 0, false
+			}
+		}
+	}
+	return "", 0, false
+}
+
+// valueEnd is the length of the JSON value at the start of b (strings,
+// numbers, literals, and arrays and objects balanced), or -1.
+func valueEnd(b []byte) int {
+	if len(b) == 0 {
+		return -1
+	}
+	switch b[0] {
+	case '"':
+		_, n, ok := scanString(b)
+		if !ok {
+			return -1
+		}
+		return n
+	case '[', '{':
+		depth := 0
+		for i := 0; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				_, n, ok := scanString(b[i:])
+				if !ok {
+					return -1
+				}
+				i += n - 1
+			case '[', '{':
+				depth++
+			case ']', '}':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return -1
+	}
+	for i, c := range b {
+		if c == ',' || c == '}' || c == ']' || c == ' ' || c == '\n' || c == '\t' || c == '\r' {
+			return i
+		}
+	}
+	return len(b)
+}
+
+func skipSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\n' || b[0] == '\t' || b[0] == '\r') {
+		b = b[1:]
+	}
+	return b
+}
