@@ -291,6 +291,12 @@ func bucketValue(b int) int64 {
 	return (1<<e | int64(b%16)<<(e-4)) + (1<<(e-4))/2
 }
 
+func (h *histogram) reset() {
+	h.mu.Lock()
+	h.counts, h.n, h.max = [64 * 16]int64{}, 0, 0
+	h.mu.Unlock()
+}
+
 func (h *histogram) add(d time.Duration) {
 	ns := int64(d)
 	h.mu.Lock()
@@ -550,7 +556,10 @@ func (e *tandemEditor) close()                           { e.doc.Close() }
 // drive runs the editors in the configured loop for d (or until ops are
 // committed) and returns what was measured.
 func (b *bench) drive(ctx context.Context, eds []benchClient, d time.Duration, ops int64) *benchResult {
-	b.ack, b.seen = histogram{}, histogram{}
+	// (Clients of a previous ramp step are still connected: their last
+	// acks may come in now.)
+	b.ack.reset()
+	b.seen.reset()
 	b.edits.Store(0)
 	b.committed.Store(0)
 	b.delivered.Store(0)

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// runBench runs `tandem bench args... --json` against srv and decodes the
+// result.
+func runBench(t *testing.T, srv *server, args ...string) benchResult {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	args = append([]string{"bench", "--server", srv.url, "--json", "--pid", "0"}, args...)
+	if err := run(context.Background(), args, &out, &errOut); err != nil {
+		t.Fatalf("tandem %v: %v\n%s%s", args, err, out.String(), errOut.String())
+	}
+	var res benchResult
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	return res
+}
+
+// TestBenchSmoke: a few seconds of every mode of the load tool against an
+// in-process server, so that it cannot rot: ops committed, latencies
+// measured, no errors, every client converged.
+func TestBenchSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the load tool for seconds (-short)")
+	}
+	srv := startInProcess(t, testServeConfig(t, "--client-rate", "1e6"), serverHooks{})
+	for _, args := range [][]string{
+		{"--mode", "closed", "--docs", "2", "--clients", "3", "--ops", "300", "--duration", "30s"},
+		{"--mode", "open", "--clients", "25", "--rate", "20", "--duration", "1s", "--presence"},
+		{"--mode", "ramp", "--clients", "2", "--ramp-step", "2", "--ramp-max", "4", "--rate", "10", "--duration", "500ms"},
+	} {
+		res := runBench(t, srv, args...)
+		if res.Committed == 0 || res.Ack.Count == 0 || res.Converged == nil || !*res.Converged || len(res.Errors) > 0 {
+			t.Errorf("bench %v: %+v", args, res)
+		}
+		if res.Mode != "ramp" && res.Seen.Count == 0 {
+			t.Errorf("bench %v: no op seen by another client", args)
+		}
+	}
+	idle := runBench(t, srv, "--mode", "idle", "--docs", "2", "--clients", "10")
+	if idle.Connections != 20 {
+		t.Errorf("idle: %d connections, want 20", idle.Connections)
+	}
+}
+
+// TestBenchTrace replays a recorded editing session (from ../shared/traces,
+// skipped without it) as two authors in one document: each section ends
+// as the trace's end text.
+func TestBenchTrace(t *testing.T) {
+	path := filepath.Join("..", "..", "..", "shared", "traces", "sveltecomponent.json.gz")
+	if _, err := os.Stat(path); err != nil {
+		t.Skipf("no trace at %s (the shared traces are not part of the repository)", path)
+	}
+	if testing.Short() {
+		t.Skip("replays 18,000 edits twice (-short)")
+	}
+	srv := startInProcess(t, testServeConfig(t, "--client-rate", "1e6"), serverHooks{})
+	res := runBench(t, srv, "--mode", "trace", "--trace", path, "--clients", "2", "--rate", "0", "--duration", "5m")
+	if res.Converged == nil || !*res.Converged || res.TraceCheck == "" || res.TraceCheck[:5] != "every" {
+		t.Fatalf("trace replay: %+v", res)
+	}
+	t.Logf("%d edits replayed by 2 authors at %.0f ops/s, ack p99 %.2f ms: %s", res.Edits, res.OpsPerSec, res.Ack.P99, res.TraceCheck)
+}
+
+// TestHistogram: percentiles within the buckets' 3%.
+func TestHistogram(t *testing.T) {
+	var h histogram
+	for i := 1; i <= 100000; i++ {
+		h.add(time.Duration(i) * time.Microsecond)
+	}
+	l := h.summary()
+	for _, c := range []struct {
+		name      string
+		got, want float64
+	}{{"p50", l.P50, 50}, {"p90", l.P90, 90}, {"p99", l.P99, 99}, {"max", l.Max, 100}} {
+		if math.Abs(c.got-c.want)/c.want > 0.03 {
+			t.Errorf("%s = %.3f ms, want %.0f ± 3%%", c.name, c.got, c.want)
+		}
+	}
+	if l.Count != 100000 {
+		t.Errorf("count %d", l.Count)
+	}
+}
