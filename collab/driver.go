@@ -70,7 +70,7 @@ func newDriver(m *Manager, id string) *driver {
 		m:            m,
 		id:           id,
 		loaded:       make(chan struct{}),
-		inbox:        make(chan input, 256),
+		inbox:        make(chan input, 64), // 40 bytes a slot, per open document
 		quit:         make(chan struct{}),
 		result:       make(chan error, 1),
 		remoteSignal: make(chan struct{}, 1),

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -113,7 +114,14 @@ func New(cfg Config) *Server {
 
 	m := melody.New()
 	m.Config.MaxMessageSize = cfg.MaxMessageBytes
-	m.Config.MessageBufferSize = 256
+	// collab's outbox hands melody at most two frames at a time (plus a
+	// close): a deep channel would only cost every connection memory
+	// (256 slots were 10 kB each).
+	m.Config.MessageBufferSize = 16
+	// Write buffers are taken from a pool for each frame and given back,
+	// so an idle connection holds none.
+	m.Upgrader.WriteBufferSize = 4096
+	m.Upgrader.WriteBufferPool = &sync.Pool{}
 	m.Config.PingPeriod = cfg.PingPeriod
 	m.Config.PongWait = cfg.PongWait
 	m.Config.ConcurrentMessageHandling = false // a client's ops must stay in order

@@ -28,6 +28,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/tandemdocs/tandem/client"
 	"github.com/tandemdocs/tandem/ot"
 )
@@ -198,6 +200,8 @@ type benchResult struct {
 	ServerRSSMB     *float64         `json:"server_rss_mb,omitempty"`
 	ServerPeakRSSMB *float64         `json:"server_peak_rss_mb,omitempty"`
 	Converged       *bool            `json:"converged,omitempty"`
+	LostConnections int              `json:"lost_connections,omitempty"`
+	BenchCPU        float64          `json:"load_generator_cpu_percent"`
 	ConvergeNote    string           `json:"converge_note,omitempty"`
 	Steps           []benchResult    `json:"ramp_steps,omitempty"`
 	RampLimit       int              `json:"ramp_authors_at_bound,omitempty"`
@@ -254,8 +258,19 @@ func (r *benchResult) print(w io.Writer) {
 	if r.TraceCheck != "" {
 		fmt.Fprintf(tw, "trace\t%s\n", r.TraceCheck)
 	}
+	if r.BenchCPU > 90 {
+		fmt.Fprintf(tw, "load generator	CPU %.0f%%: it was the bottleneck, not the server (run it on more cores, or fewer clients)\n", r.BenchCPU)
+	} else if r.BenchCPU > 0 {
+		fmt.Fprintf(tw, "load generator	CPU %.0f%%\n", r.BenchCPU)
+	}
+	if r.LostConnections > 0 {
+		fmt.Fprintf(tw, "lost	%d connections closed during the run (the server closes readers that fall 4,096 messages behind: 4001)\n", r.LostConnections)
+	}
 	if r.Converged != nil {
 		verdict := "yes: every client's text equals the server's"
+		if r.LostConnections > 0 {
+			verdict = "yes: every connected client's text equals the server's"
+		}
 		if !*r.Converged {
 			verdict = "NO: " + r.ConvergeNote
 		}
@@ -349,6 +364,26 @@ type opKey struct {
 	seq uint64
 }
 
+// errorLabel is an error as a short label to count by: a server's code,
+// a close code, or the kind of network failure (never an address).
+func errorLabel(err error) string {
+	var se *client.ServerError
+	var ce *websocket.CloseError
+	switch {
+	case errors.As(err, &se):
+		return se.Code
+	case errors.As(err, &ce):
+		return fmt.Sprintf("connection closed %d", ce.Code)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "timed out"
+	case strings.Contains(err.Error(), "connection reset"):
+		return "connection reset"
+	case strings.Contains(err.Error(), "EOF"), strings.Contains(err.Error(), "closed"):
+		return "connection lost"
+	}
+	return "client error"
+}
+
 func (b *bench) countError(code string) {
 	b.errMu.Lock()
 	if b.errs == nil {
@@ -362,6 +397,7 @@ func (b *bench) countError(code string) {
 type benchClient interface {
 	edit(rng *rand.Rand) error
 	synced(ctx context.Context) error
+	lost() error // why the connection ended, nil while it is up
 	text() string
 	rev() int64
 	close()
@@ -549,6 +585,7 @@ func (e *tandemEditor) edit(rng *rand.Rand) error {
 var errTraceDone = errors.New("trace replayed")
 
 func (e *tandemEditor) synced(ctx context.Context) error { return e.doc.Synced(ctx) }
+func (e *tandemEditor) lost() error                      { return e.doc.Err() }
 func (e *tandemEditor) text() string                     { return e.doc.Text() }
 func (e *tandemEditor) rev() int64                       { return e.doc.Rev() }
 func (e *tandemEditor) close()                           { e.doc.Close() }
@@ -567,6 +604,7 @@ func (b *bench) drive(ctx context.Context, eds []benchClient, d time.Duration, o
 	b.errs = nil
 	b.errMu.Unlock()
 	cpu0, _ := procCPU(b.cfg.PID)
+	self0, _ := procCPU(os.Getpid())
 
 	runCtx, stop := context.WithTimeout(ctx, d)
 	defer stop()
@@ -610,13 +648,13 @@ func (b *bench) drive(ctx context.Context, eds []benchClient, d time.Duration, o
 			for runCtx.Err() == nil {
 				if err := e.edit(rng); err != nil {
 					if !errors.Is(err, errTraceDone) {
-						b.countError("client: " + err.Error())
+						b.countError(errorLabel(err))
 					}
 					return
 				}
 				if tick == nil {
 					if err := e.synced(runCtx); err != nil && runCtx.Err() == nil {
-						b.countError("client: " + err.Error())
+						b.countError(errorLabel(err))
 						return
 					}
 					continue
@@ -631,12 +669,18 @@ func (b *bench) drive(ctx context.Context, eds []benchClient, d time.Duration, o
 	wg.Wait()
 	elapsed := time.Since(start)
 	stop()
+	// The processes' CPU over the typing only (not the wait below).
+	cpu1, haveCPU := procCPU(b.cfg.PID)
+	self1, haveSelf := procCPU(os.Getpid())
 	<-progressDone
 	// What was typed is still acknowledged; it counts, not its time.
+	// (A client whose connection was lost was counted when it was.)
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	for _, e := range eds {
-		if err := e.synced(wctx); err != nil {
-			b.countError("unacknowledged at the end: " + err.Error())
+		if e.lost() == nil {
+			if err := e.synced(wctx); err != nil {
+				b.countError("unacknowledged at the end: " + errorLabel(err))
+			}
 		}
 	}
 	cancel()
@@ -652,7 +696,10 @@ func (b *bench) drive(ctx context.Context, eds []benchClient, d time.Duration, o
 	b.errMu.Lock()
 	res.Errors = b.errs
 	b.errMu.Unlock()
-	if cpu1, ok := procCPU(b.cfg.PID); ok {
+	if haveSelf {
+		res.BenchCPU = 100 * (self1 - self0).Seconds() / elapsed.Seconds()
+	}
+	if haveCPU {
 		pct := 100 * (cpu1 - cpu0).Seconds() / elapsed.Seconds()
 		res.ServerCPU = &pct
 	}
@@ -685,8 +732,9 @@ func (b *bench) progress(ctx context.Context, start time.Time, done chan struct{
 // converge waits until every client has seen the server's head and
 // compares its text with the server's.
 func (b *bench) converge(ctx context.Context, res *benchResult, ids []string, eds []benchClient) {
-	ok := true
+	ok, lost := true, 0
 	per := len(eds) / len(ids)
+	defer func() { res.LostConnections = lost }()
 	for d, id := range ids {
 		var doc struct {
 			Text string
@@ -696,8 +744,12 @@ func (b *bench) converge(ctx context.Context, res *benchResult, ids []string, ed
 			ok, res.ConvergeNote = false, err.Error()
 			break
 		}
+		deadline := time.Now().Add(30 * time.Second)
 		for _, e := range eds[d*per : (d+1)*per] {
-			deadline := time.Now().Add(30 * time.Second)
+			if e.lost() != nil {
+				lost++
+				continue
+			}
 			for e.rev() < doc.Rev && time.Now().Before(deadline) {
 				time.Sleep(5 * time.Millisecond)
 			}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,6 +51,7 @@ type serveConfig struct {
 	MaxConnsPerIP   int
 	ConnRate        float64
 	ClientRate      float64
+	MemoryLimit     byteSize
 	AuthSecret      string
 	AuthPublicKey   string
 	Open            bool
@@ -110,6 +112,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.AuthSecret, "auth-secret", "", "HMAC-SHA256 secret(s) for access tokens, comma-separated (the first signs; the others are still accepted, for rotation); 32 bytes or more. Prefer TANDEM_AUTH_SECRET. Without a secret or a public key the server runs in open mode")
 	fs.StringVar(&c.AuthPublicKey, "auth-public-key", "", "PEM file of an Ed25519 or RSA public key that verifies tokens minted by your own identity service")
 	fs.BoolVar(&c.Open, "open", false, "allow open mode (no tokens: everyone may read and write) on an address other than loopback")
+	fs.Var(&c.MemoryLimit, "memory-limit", "a soft limit on the Go heap (e.g. 400MiB): the garbage collector works harder as it nears it, instead of letting the heap grow to twice the live data (0: no limit; GOMEMLIMIT works too)")
 	c.MinFreeSpace = 256 << 20
 	fs.Var(&c.MinFreeSpace, "min-free-space", "stop taking writes while the data directory's disk has less free space than this (room for Badger's next memtable flush and value-log file), and resume when it has more")
 	fs.DurationVar(&c.DiskCheckEvery, "disk-check-every", time.Second, "how often the free disk space is measured")
@@ -229,6 +232,10 @@ type server struct {
 
 func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks serverHooks) (_ *server, err error) {
 	s := &server{cfg: cfg, log: log, served: make(chan error, 1)}
+	if cfg.MemoryLimit > 0 {
+		debug.SetMemoryLimit(int64(cfg.MemoryLimit))
+		log.Info("memory limit", "bytes", uint64(cfg.MemoryLimit))
+	}
 	auth, err := newAuth(cfg, log)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Runs Tandem and ShareDB 7 side by side under the same loads with
+# `tandem bench`, and writes the results table into BENCHMARKS.md.
+#
+#   ./scripts/bench.sh               # every scenario, 10 s each
+#   DURATION=5s ./scripts/bench.sh   # shorter
+#   ONLY=tandem ./scripts/bench.sh   # one server
+#
+# Each server runs alone on CPU 0 and the load generator on CPU 1
+# (taskset), each scenario on a freshly started server (Tandem: Badger in a
+# new directory, fsync on; ShareDB: in memory). Tandem's per-connection
+# rate limit is lifted (--client-rate 1e6): closed-loop clients type as
+# fast as acks come. Needs Go, Node and npm; installs ShareDB from npm into
+# scripts/sharedb/node_modules.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration=${DURATION:-10s}
+only=${ONLY:-}
+out=${OUT:-bench-results}
+mkdir -p "$out"
+rm -f "$out"/*.json
+
+go build -o "$out/tandem" ./cmd/tandem
+tandem=$(cd "$out" && pwd)/tandem
+if [ "$only" != tandem ]; then
+  (cd scripts/sharedb && npm ci --no-audit --no-fund --silent)
+fi
+
+server_cpu="taskset -c 0"
+bench_cpu="taskset -c 1"
+if ! command -v taskset >/dev/null || [ "$(nproc)" -lt 2 ]; then
+  echo "no taskset or fewer than 2 CPUs: server and load share the CPUs" >&2
+  server_cpu="" bench_cpu=""
+fi
+
+pid=""
+stop_server() {
+  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""; fi
+}
+trap stop_server EXIT
+
+start_tandem() {
+  rm -rf "$out/data"
+  $server_cpu "$tandem" serve --addr 127.0.0.1:18080 --data-dir "$out/data" --client-rate 1e6 \
+    --log-level warn 2>"$out/tandem-server.log" &
+  pid=$!
+  for _ in $(seq 100); do curl -sf http://127.0.0.1:18080/healthz >/dev/null 2>&1 && return; sleep 0.1; done
+  echo "tandem did not start" >&2; cat "$out/tandem-server.log" >&2; exit 1
+}
+
+start_sharedb() {
+  $server_cpu node scripts/sharedb/server.mjs 18090 >"$out/sharedb-server.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do grep -q listening "$out/sharedb-server.log" 2>/dev/null && return; sleep 0.1; done
+  echo "sharedb did not start" >&2; cat "$out/sharedb-server.log" >&2; exit 1
+}
+
+# scenario NAME ARGS...: one run on each server.
+scenario() {
+  local name=$1; shift
+  for proto in tandem sharedb; do
+    [ -n "$only" ] && [ "$only" != "$proto" ] && continue
+    case " $* " in *" --mode idle "*) [ "$proto" = sharedb ] && continue ;; esac
+    if [ "$proto" = tandem ]; then start_tandem; url=http://127.0.0.1:18080; else start_sharedb; url=ws://127.0.0.1:18090; fi
+    echo "== $proto: $name" >&2
+    if $bench_cpu "$tandem" bench --protocol "$proto" --server "$url" --pid "$pid" --json --quiet "$@" >"$out/$proto-$name.json"; then :; else
+      echo "   (the run failed or did not converge: see $out/$proto-$name.json)" >&2
+    fi
+    stop_server
+  done
+}
+
+scenario closed-2      --mode closed --clients 2 --duration "$duration"
+scenario closed-10     --mode closed --clients 10 --duration "$duration"
+scenario closed-50     --mode closed --clients 50 --duration "$duration"
+scenario open-200x5    --mode open --clients 200 --rate 5 --duration "$duration"
+scenario open-500x1    --mode open --clients 500 --rate 1 --duration "$duration"
+scenario open-1000x1   --mode open --clients 1000 --rate 1 --duration "$duration"
+scenario docs-1000x4   --mode open --docs 1000 --clients 4 --rate 1 --duration "$duration"
+scenario join-2000     --mode idle --clients 2000 --duration 2s
+scenario idle-10000    --mode idle --docs 1000 --clients 10 --duration 5s
+
+node scripts/bench-report.mjs "$out" BENCHMARKS.md
+echo "results in $out/, table in BENCHMARKS.md" >&2
