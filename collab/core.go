@@ -42,6 +42,7 @@ type coreConfig struct {
 	HelloPeers       int           // peers listed in a hello
 	PresenceCrowd    int           // above this many connections, selections wait for a presence tick
 	PresenceInterval time.Duration // the tick, for up to 10×PresenceCrowd connections; longer beyond
+	CommitLinger     time.Duration // how long the next append may wait for the ops just-acked clients send next (0: never)
 }
 
 // source is what the core knows of a client source, for exactly-once.
@@ -116,8 +117,15 @@ type core struct {
 	announced int       // clients whose presence others see
 	selQueue  []*client // selections waiting for the presence tick, in order
 	tickAsked bool      // a presence tick is on its way
-	byID      map[string]*client
-	sources   map[string]source
+
+	// Commit linger (see flush): the ops the next append waits for, and
+	// whether that is worth it lately.
+	expect     int64
+	lingering  bool // the next append waits (a linger tick was asked for)
+	lingerOver bool // the tick came: append what there is
+	lingerSkip int  // appends to make without lingering, after a linger that waited in vain
+	byID       map[string]*client
+	sources    map[string]source
 	// absent: per source, a seq the store's index said was not committed
 	// (so a message resent after an error needs no second lookup). If
 	// another writer commits it meanwhile, the conflict shows it.
@@ -208,6 +216,17 @@ func (c *core) step(ev event) ready {
 		c.shutdown(ev)
 	case evPresenceTick:
 		c.flushPresence()
+	case evLingerTick:
+		// (A tick for a wait that already ended with an append is moot.)
+		if c.lingering {
+			if c.headRev > c.durableRev {
+				// Waited in vain (the clients do not answer that fast):
+				// do not wait for a while.
+				c.lingerSkip = 16
+			}
+			c.lingerOver = true
+			c.flush()
+		}
 	default:
 		panic(fmt.Sprintf("collab: unknown event %T", ev))
 	}
@@ -870,9 +889,33 @@ func (c *core) historyRead(ev evRecords) {
 // flush hands the pending records to the committer as one append, if none
 // is outstanding.
 func (c *core) flush() {
-	if c.committing || c.readingFwd || c.state == stateFailed || c.headRev == c.durableRev {
+	if c.headRev == c.durableRev {
+		// Nothing pending (any more: ops can be dropped, or committed by
+		// another writer): nothing to wait for.
+		c.lingering, c.lingerOver = false, false
 		return
 	}
+	if c.committing || c.readingFwd || c.state == stateFailed {
+		return
+	}
+	// One append is outstanding at a time, so the clients acked by the
+	// last one send their next ops while the next one is already being
+	// written, and each append carries half the clients (two cohorts
+	// that alternate). Waiting a moment for the ops the acked clients
+	// are expected to send puts them all in one append: more ops per
+	// synced write. It is given up (and not tried for a while) when the
+	// clients do not answer that fast.
+	if n := c.headRev - c.durableRev; c.cfg.CommitLinger > 0 && c.state == stateOpen && !c.lingerOver && c.lingerSkip == 0 && n < c.expect {
+		if !c.lingering {
+			c.lingering = true
+			c.out.CommitLinger = c.cfg.CommitLinger
+		}
+		return
+	}
+	if c.lingerSkip > 0 {
+		c.lingerSkip--
+	}
+	c.lingering, c.lingerOver, c.expect = false, false, 0
 	pending := c.log[c.durableRev-c.logStart:]
 	c.committing, c.nInflight = true, len(pending)
 	app := &storage.Append{DocID: c.id, Head: c.durableRev, Records: make([]storage.Record, len(pending))}
@@ -917,7 +960,31 @@ func (c *core) committed(ev evCommitted) {
 	}
 	c.afterDurable()
 	c.catchUpRemote()
+	// The next append waits for what is pending plus an op from each
+	// client just acked (see flush).
+	c.expect = c.headRev - c.durableRev + int64(ackedClients(c, recs))
 	c.flush()
+}
+
+// ackedClients counts the connections, still here, whose ops recs are.
+func ackedClients(c *core, recs []committed) int {
+	n := 0
+	for i, r := range recs {
+		if cl := c.byID[r.Client]; cl == nil || cl.left {
+			continue
+		}
+		dup := false
+		for _, o := range recs[:i] {
+			if o.Client == r.Client {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			n++
+		}
+	}
+	return n
 }
 
 // afterDurable runs when the durable revision moved: snapshot if due, and

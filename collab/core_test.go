@@ -211,6 +211,8 @@ func (h *harness) run(t *testing.T, d *datadriven.TestData) (string, error) {
 		return h.step(evShutdown{Code: int(argInt(d, "code", CloseGoingAway)), Reason: "shutdown", Snapshot: d.HasArg("snapshot")}), nil
 	case "tick":
 		return h.step(evPresenceTick{}), nil
+	case "linger-tick":
+		return h.step(evLingerTick{}), nil
 	case "state":
 		return h.state()
 	}
@@ -242,6 +244,7 @@ func (h *harness) open(d *datadriven.TestData) (string, error) {
 		MaxClientsPerDoc: int(argInt(d, "max-clients", 0)),
 		HelloPeers:       int(argInt(d, "hello-peers", 0)),
 		PresenceCrowd:    int(argInt(d, "presence-crowd", 0)),
+		CommitLinger:     time.Duration(argInt(d, "linger-us", 0)) * time.Microsecond,
 	}
 	cfg.setDefaults()
 	doc, rope, err := storage.Load(ctx, h.store, h.doc)
@@ -318,6 +321,9 @@ func (h *harness) step(ev event) string {
 	}
 	if rd.PresenceTick > 0 {
 		fmt.Fprintf(&b, "presence tick in %v\n", rd.PresenceTick)
+	}
+	if rd.CommitLinger > 0 {
+		fmt.Fprintf(&b, "linger tick in %v\n", rd.CommitLinger)
 	}
 	if rd.Done {
 		b.WriteString("done\n")
@@ -422,7 +428,8 @@ func FuzzCore(f *testing.F) {
 			t.Fatal(err)
 		}
 		// PresenceCrowd 1: two clients are a crowd, selections wait for ticks.
-		cfg := Config{HistoryInMemory: 2, MaxLag: 6, SnapshotEvery: 3, PresenceCrowd: 1}
+		// CommitLinger: appends may wait for a tick.
+		cfg := Config{HistoryInMemory: 2, MaxLag: 6, SnapshotEvery: 3, PresenceCrowd: 1, CommitLinger: time.Millisecond}
 		cfg.setDefaults()
 		doc, rope, _ := storage.Load(ctx, h.store, "doc")
 		var err error
@@ -541,8 +548,11 @@ func FuzzCore(f *testing.F) {
 				if perr == nil {
 					step(evMessage{Client: "c2", Msg: m, Now: time.UnixMilli(1)})
 				}
-				if next()%2 == 0 {
+				switch next() % 4 {
+				case 0, 2:
 					step(evPresenceTick{})
+				case 1:
+					step(evLingerTick{})
 				}
 			case 7:
 				if next()%8 == 0 && len(h.appends) > 0 {
@@ -564,6 +574,8 @@ func FuzzCore(f *testing.F) {
 				read()
 			case len(h.appends) > 0:
 				commit(false)
+			case h.c.lingering:
+				step(evLingerTick{})
 			default:
 				d, rope, err := storage.Load(ctx, h.store, "doc")
 				if err != nil {
@@ -590,8 +602,17 @@ func FuzzCore(f *testing.F) {
 				return
 			}
 		}
-		t.Fatal("the core never went quiet")
+		t.Fatalf("the core never went quiet: head %d durable %d committing %v reading %v/%v lingering %v over %v skip %d expect %d lookups %d parked %v",
+			h.c.headRev, h.c.durableRev, h.c.committing, h.c.readingBack, h.c.readingFwd, h.c.lingering, h.c.lingerOver, h.c.lingerSkip, h.c.expect, len(h.c.lookups), parkedCount(h.c))
 	})
+}
+
+func parkedCount(c *core) []int {
+	var n []int
+	for _, cl := range c.clients {
+		n = append(n, len(cl.parked))
+	}
+	return n
 }
 
 // TestCrowdPresenceTraffic: 2,000 participants joining one document. With

@@ -62,6 +62,8 @@ type driver struct {
 	order     []string
 	presence  *time.Timer // the presence tick the core asked for
 	presenceC <-chan time.Time
+	linger    *time.Timer // the commit linger the core asked for
+	lingerC   <-chan time.Time
 	done      bool
 }
 
@@ -154,6 +156,9 @@ func (d *driver) run(writeErr error) {
 		case <-d.presenceC:
 			d.presenceC = nil
 			d.step(evPresenceTick{})
+		case <-d.lingerC:
+			d.lingerC = nil
+			d.step(evLingerTick{})
 		case <-d.idleC:
 			d.idleC = nil
 			if d.core.idle() && d.m.release(d) {
@@ -168,6 +173,9 @@ func (d *driver) run(writeErr error) {
 	}
 	if d.presence != nil {
 		d.presence.Stop()
+	}
+	if d.linger != nil {
+		d.linger.Stop()
 	}
 }
 
@@ -219,6 +227,14 @@ func (d *driver) do(rd ready) {
 	}
 	for _, n := range rd.FanOut {
 		m.cfg.Observer.Broadcast(n)
+	}
+	if rd.CommitLinger > 0 {
+		if d.linger == nil {
+			d.linger = time.NewTimer(rd.CommitLinger)
+		} else {
+			d.linger.Reset(rd.CommitLinger)
+		}
+		d.lingerC = d.linger.C
 	}
 	if rd.PresenceTick > 0 {
 		if d.presence == nil {

@@ -88,6 +88,11 @@ type evShutdown struct {
 // evPresenceTick: the time asked for by ready.PresenceTick has passed: send the selections that waited for it.
 type evPresenceTick struct{}
 
+// evLingerTick: the commit linger asked for (ready.CommitLinger) is over.
+type evLingerTick struct{}
+
+func (evLingerTick) isEvent() {}
+
 func (evPresenceTick) isEvent()  {}
 func (evJoin) isEvent()          {}
 func (evLeave) isEvent()         {}
@@ -143,6 +148,9 @@ type ready struct {
 	// PresenceTick asks for evPresenceTick after this long (0: not):
 	// selections in a crowded document wait for it.
 	PresenceTick time.Duration
+	// CommitLinger asks for evLingerTick after this long (0: not): the
+	// next append waits for it or for the ops it expects.
+	CommitLinger time.Duration
 }
 
 type charge struct {

@@ -131,6 +131,12 @@ type Config struct {
 	// connections: 1 s).
 	PresenceCrowd    int
 	PresenceInterval time.Duration
+	// CommitLinger: after a commit, a document's next append may wait
+	// this long for the ops of the clients it just acknowledged, so that
+	// they share one synced write (throughput when many clients type as
+	// fast as acks come). It stops waiting when the clients do not
+	// answer that fast. 0 never waits.
+	CommitLinger time.Duration
 	// QueueMessages and QueueBytes bound a connection's outbound queue; past
 	// them it is closed for resync (4096, 8 MiB).
 	QueueMessages, QueueBytes int
@@ -196,6 +202,7 @@ func (c *Config) core() coreConfig {
 		HelloPeers:       c.HelloPeers,
 		PresenceCrowd:    c.PresenceCrowd,
 		PresenceInterval: c.PresenceInterval,
+		CommitLinger:     c.CommitLinger,
 	}
 }
 

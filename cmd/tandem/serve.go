@@ -52,6 +52,7 @@ type serveConfig struct {
 	ConnRate        float64
 	ClientRate      float64
 	MemoryLimit     byteSize
+	CommitLinger    time.Duration
 	AuthSecret      string
 	AuthPublicKey   string
 	Open            bool
@@ -112,6 +113,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.AuthSecret, "auth-secret", "", "HMAC-SHA256 secret(s) for access tokens, comma-separated (the first signs; the others are still accepted, for rotation); 32 bytes or more. Prefer TANDEM_AUTH_SECRET. Without a secret or a public key the server runs in open mode")
 	fs.StringVar(&c.AuthPublicKey, "auth-public-key", "", "PEM file of an Ed25519 or RSA public key that verifies tokens minted by your own identity service")
 	fs.BoolVar(&c.Open, "open", false, "allow open mode (no tokens: everyone may read and write) on an address other than loopback")
+	fs.DurationVar(&c.CommitLinger, "commit-linger", 200*time.Microsecond, "how long a document's next durable write may wait for the ops of the clients just acknowledged, so that they share one fsync (throughput when clients type as fast as acks come; given up when they do not); 0 never waits. A wait that comes to nothing turns it off for the next 16 writes")
 	fs.Var(&c.MemoryLimit, "memory-limit", "a soft limit on the Go heap (e.g. 400MiB): the garbage collector works harder as it nears it, instead of letting the heap grow to twice the live data (0: no limit; GOMEMLIMIT works too)")
 	c.MinFreeSpace = 256 << 20
 	fs.Var(&c.MinFreeSpace, "min-free-space", "stop taking writes while the data directory's disk has less free space than this (room for Badger's next memtable flush and value-log file), and resume when it has more")
@@ -299,6 +301,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 		IdleTimeout:   cfg.IdleTimeout,
 		Logger:        log,
 		Observer:      obs,
+		CommitLinger:  cfg.CommitLinger,
 		RatePerSecond: cfg.ClientRate,
 		RateBurst:     2 * cfg.ClientRate,
 	}
