@@ -1,7 +1,9 @@
 package main
 
-// A WebSocket editing client and REST helpers shared by the process tests
-// (process_test.go) and the load benchmark (load_test.go).
+// A WebSocket editing client for the process tests (process_test.go), which
+// keeps what they check (every ack with the hash of its text at that
+// revision, the op as first sent), and REST helpers. Tests and benchmarks
+// that need a well-behaved client and nothing more use the client package.
 
 import (
 	"bytes"
@@ -90,15 +92,10 @@ type editor struct {
 	inSeq    uint64 // the in-flight op's seq (0: none)
 	inBase   int64  // the revision the in-flight op was first sent on
 	inJSON   string // the in-flight op as first sent
-	sentAt   time.Time
 	seq      uint64 // the last seq used
 	resendAt time.Time
 
-	acks      []ackRecord
-	latencies []time.Duration
-	// noHash skips hashing the text at each ack (the benchmark does not
-	// check it).
-	noHash bool
+	acks []ackRecord
 	// rejected: the server answered the in-flight op with an error other
 	// than rate_limited (e.g. "document is closing" during shutdown).
 	rejected   string
@@ -243,7 +240,6 @@ func (e *editor) startOp(maxLen int) error {
 	e.text, e.inflight, e.inSeq, e.inBase = text, op, e.seq, e.rev
 	b, _ := op.MarshalJSON()
 	e.inJSON = string(b)
-	e.sentAt = time.Now()
 	if err := e.sendInflight(); err != nil {
 		return e.writeFailed(err)
 	}
@@ -364,12 +360,8 @@ func (e *editor) handle(m serverMsg) error {
 		if m.Rev != e.rev+1 {
 			return fmt.Errorf("ack at revision %d after %d", m.Rev, e.rev)
 		}
-		e.latencies = append(e.latencies, time.Since(e.sentAt))
 		e.rev, e.server = m.Rev, e.text
-		a := ackRecord{Src: e.src, Seq: m.Seq, Rev: m.Rev, Sent: e.inJSON, Base: e.inBase}
-		if !e.noHash {
-			a.Hash = textHash(e.text)
-		}
+		a := ackRecord{Src: e.src, Seq: m.Seq, Rev: m.Rev, Sent: e.inJSON, Base: e.inBase, Hash: textHash(e.text)}
 		e.acks = append(e.acks, a)
 		e.inflight, e.inSeq, e.resendAt = nil, 0, time.Time{}
 	case "error":

@@ -3,13 +3,16 @@ package main
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/tandemdocs/tandem/client"
 	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/storage"
 )
@@ -107,10 +110,10 @@ func runLoad(b *testing.B, docs, clients, opsPerClient, maxBatch int) loadResult
 	mgr, base := srv.mgr, srv.url
 	var err error
 
-	var eds []*editor
+	var eds []*loadTypist
 	defer func() {
 		for _, e := range eds {
-			e.close()
+			e.doc.Close()
 		}
 	}()
 	ids := make([]string, docs)
@@ -119,11 +122,10 @@ func runLoad(b *testing.B, docs, clients, opsPerClient, maxBatch int) loadResult
 			b.Fatal(err)
 		}
 		for j := range clients {
-			e, err := dialEditor(base, ids[i], "", uint64(i*1000+j))
+			e, err := dialTypist(base, ids[i], uint64(i*1000+j))
 			if err != nil {
 				b.Fatal(err)
 			}
-			e.noHash = true
 			eds = append(eds, e)
 		}
 	}
@@ -139,7 +141,7 @@ func runLoad(b *testing.B, docs, clients, opsPerClient, maxBatch int) loadResult
 	errs := make([]error, len(eds))
 	var wg sync.WaitGroup
 	for i, e := range eds {
-		wg.Go(func() { errs[i] = e.run(opsPerClient, loadMaxLen, stop) })
+		wg.Go(func() { errs[i] = e.run(opsPerClient, stop) })
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -153,7 +155,7 @@ func runLoad(b *testing.B, docs, clients, opsPerClient, maxBatch int) loadResult
 		if errs[i] != nil {
 			b.Fatalf("client %d: %v", i, errs[i])
 		}
-		res.ops += len(e.acks)
+		res.ops += e.acks
 		res.latencies = append(res.latencies, e.latencies...)
 	}
 	// Every ack is a record on disk, and the documents add up.
@@ -169,6 +171,71 @@ func runLoad(b *testing.B, docs, clients, opsPerClient, maxBatch int) loadResult
 		b.Fatalf("%d ops acked, %d records written, heads add up to %d", res.ops, res.stats.Records, heads)
 	}
 	return res
+}
+
+// loadTypist is one client of the load benchmark: the client package's
+// Doc, typing with one op in flight (its next edit right after the ack).
+type loadTypist struct {
+	doc *client.Doc
+	rng *rand.Rand
+
+	mu        sync.Mutex
+	sent      time.Time
+	acks      int
+	latencies []time.Duration
+}
+
+func dialTypist(base, id string, seed uint64) (*loadTypist, error) {
+	e := &loadTypist{rng: rand.New(rand.NewPCG(seed, 7))}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	doc, err := client.Dial(ctx, base, id, client.Options{
+		Name:   "load",
+		OnSend: func(uint64) { e.mu.Lock(); e.sent = time.Now(); e.mu.Unlock() },
+		OnAck: func(uint64, int64) {
+			e.mu.Lock()
+			e.acks++
+			e.latencies = append(e.latencies, time.Since(e.sent))
+			e.mu.Unlock()
+		},
+	})
+	e.doc = doc
+	return e, err
+}
+
+// run makes ops edits: inserts of a few characters of sampleRunes, and
+// deletes (always once the text is longer than loadMaxLen).
+func (e *loadTypist) run(ops int, stop <-chan struct{}) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for range ops {
+		n := e.doc.Len()
+		pos := e.rng.IntN(n + 1)
+		op := client.Insert(pos, func() string {
+			var sb strings.Builder
+			for range 1 + e.rng.IntN(6) {
+				sb.WriteString(sampleRunes[e.rng.IntN(len(sampleRunes))])
+			}
+			return sb.String()
+		}())
+		if n > pos && (e.rng.IntN(4) == 0 || n > loadMaxLen) {
+			op = client.Delete(pos, 1+e.rng.IntN(min(8, n-pos)))
+		}
+		if err := e.doc.Edit(op); err != nil {
+			return err
+		}
+		if err := e.doc.Synced(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // BenchmarkLoad drives documents × clients over real WebSockets, each
