@@ -35,28 +35,29 @@ import (
 )
 
 type benchConfig struct {
-	Server      string
-	Token       string
-	Docs        int
-	Clients     int
-	Mode        string
-	Rate        float64
-	Duration    time.Duration
-	Ops         int64
-	Presence    bool
-	DeleteRatio float64
-	InitialText string
-	DocIDs      string
-	PID         int
-	JSON        bool
-	Quiet       bool
-	Trace       string
-	RampStep    int
-	RampP99     time.Duration
-	RampMax     int
-	Protocol    string
-	Seed        uint64
-	CPUProfile  string
+	Server          string
+	Token           string
+	Docs            int
+	Clients         int
+	Mode            string
+	Rate            float64
+	Duration        time.Duration
+	Ops             int64
+	Presence        bool
+	DeleteRatio     float64
+	InitialText     string
+	DocIDs          string
+	PID             int
+	JSON            bool
+	Quiet           bool
+	Trace           string
+	RampStep        int
+	RampP99         time.Duration
+	RampMax         int
+	Protocol        string
+	Seed            uint64
+	CPUProfile      string
+	JoinConcurrency int
 }
 
 const benchUsage = `usage: tandem bench [flags]
@@ -106,6 +107,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.IntVar(&c.RampMax, "ramp-max", 2000, "ramp mode: stop at this many authors per document")
 	fs.StringVar(&c.Protocol, "protocol", "tandem", "tandem, or sharedb (a ShareDB server's JSON protocol with ot-text-unicode; --server ws://host:port)")
 	fs.Uint64Var(&c.Seed, "seed", 1, "random seed for the edits")
+	fs.IntVar(&c.JoinConcurrency, "join-concurrency", 16, "idle mode: connections opened at once")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file (is it the bottleneck?)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, benchUsage)
@@ -777,18 +779,45 @@ func (b *bench) runIdle(ctx context.Context, ids []string) (*benchResult, error)
 			e.close()
 		}
 	}()
+	// People join at once, not one after another: --join-concurrency
+	// dialers (each waits for its hello before the next connection).
 	start := time.Now()
+	type job struct {
+		id string
+		i  int
+	}
+	jobs := make(chan job)
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	for range max(1, b.cfg.JoinConcurrency) {
+		wg.Go(func() {
+			for j := range jobs {
+				e, err := b.dialTandem(ctx, j.id, j.i, nil)
+				mu.Lock()
+				if err != nil {
+					if firstErr == nil {
+						firstErr = fmt.Errorf("after %d connections: %w", len(eds), err)
+					}
+				} else {
+					eds = append(eds, e)
+					if !b.cfg.Quiet && !b.cfg.JSON && len(eds)%1000 == 0 {
+						fmt.Fprintf(b.stderr, "\r\033[K%d connections", len(eds))
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
 	for i := range b.cfg.Clients {
 		for _, id := range ids {
-			e, err := b.dialTandem(ctx, id, i, nil)
-			if err != nil {
-				return nil, fmt.Errorf("after %d connections: %w", len(eds), err)
-			}
-			eds = append(eds, e)
-			if !b.cfg.Quiet && !b.cfg.JSON && len(eds)%1000 == 0 {
-				fmt.Fprintf(b.stderr, "\r\033[K%d connections", len(eds))
-			}
+			jobs <- job{id, i}
 		}
+	}
+	close(jobs)
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
 	}
 	if !b.cfg.Quiet && !b.cfg.JSON {
 		fmt.Fprint(b.stderr, "\r\033[K")
