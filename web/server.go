@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -118,10 +117,11 @@ func New(cfg Config) *Server {
 	// close): a deep channel would only cost every connection memory
 	// (256 slots were 10 kB each).
 	m.Config.MessageBufferSize = 16
-	// Write buffers are taken from a pool for each frame and given back,
-	// so an idle connection holds none.
-	m.Upgrader.WriteBufferSize = 4096
-	m.Upgrader.WriteBufferPool = &sync.Pool{}
+	// net/http keeps the connection's 4 kB read and write buffers for as
+	// long as the handler runs, which for a WebSocket is its whole life
+	// (melody reads on the handler's goroutine): sizes of 0 make gorilla
+	// use those instead of allocating its own.
+	m.Upgrader.ReadBufferSize, m.Upgrader.WriteBufferSize = 0, 0
 	m.Config.PingPeriod = cfg.PingPeriod
 	m.Config.PongWait = cfg.PongWait
 	m.Config.ConcurrentMessageHandling = false // a client's ops must stay in order
