@@ -13,7 +13,7 @@ import (
 
 // runBench runs `tandem bench args... --json` against srv and decodes the
 // result.
-func runBench(t *testing.T, srv *server, args ...string) benchResult {
+func runBench(t testing.TB, srv *server, args ...string) benchResult {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	args = append([]string{"bench", "--server", srv.url, "--json", "--pid", "0"}, args...)
