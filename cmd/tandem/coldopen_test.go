@@ -70,4 +70,3 @@ func BenchmarkColdOpen(b *testing.B) {
 			d.Rev, typed.Round(time.Second), res.OpsPerSec, hello, float64(size)/1e6, float64(logBytes)/1e6)
 	}
 }
-
