@@ -217,17 +217,13 @@ func scanString(b []byte) (string, int, bool) {
 			if !escaped {
 				return string(b[1:i]), i + 1, true
 			}
-			s, err := strconv.Unquote(string(b[:i+1]))
-			if err != nil {
-				// JSON escapes strconv does not know (\/): let
-				// encoding/json decide.
-				var js string
-				if json.Unmarshal(b[:i+1], &js) != nil {
-					return "", 0, false
-				}
-				s = js
+			// Escapes are rare in these messages: JSON's rules are
+			// encoding/json's (strconv's differ: \a, \x, \').
+			var js string
+			if json.Unmarshal(b[:i+1], &js) != nil {
+				return "", 0, false
 			}
-			return s, i + 1, true
+			return js, i + 1, true
 		default:
 			if b[i] < 0x20 {
 				return "", 0, false
