@@ -53,18 +53,15 @@ type driver struct {
 	remoteSignal  chan struct{}
 
 	// Owned by the run goroutine.
-	boxes     map[string]*outbox
-	limiters  map[string]*rate.Limiter
-	replies   map[string]chan *Error
-	idle      *time.Timer
-	idleC     <-chan time.Time
-	perConn   map[string][][]byte // a step's messages by connection (reused)
-	order     []string
-	presence  *time.Timer // the presence tick the core asked for
-	presenceC <-chan time.Time
-	linger    *time.Timer // the commit linger the core asked for
-	lingerC   <-chan time.Time
-	done      bool
+	boxes    map[string]*outbox
+	limiters map[string]*rate.Limiter
+	replies  map[string]chan *Error
+	idle     timer     // unloads the document when it has been idle this long
+	turn     uint64    // steps done (outboxes note the last that queued to them)
+	queued   []*outbox // the outboxes this step queued to (reused)
+	presence timer     // the presence tick the core asked for
+	linger   timer     // the commit linger the core asked for
+	done     bool
 }
 
 func newDriver(m *Manager, id string) *driver {
@@ -77,7 +74,6 @@ func newDriver(m *Manager, id string) *driver {
 		result:       make(chan error, 1),
 		remoteSignal: make(chan struct{}, 1),
 		boxes:        map[string]*outbox{},
-		perConn:      map[string][][]byte{},
 		limiters:     map[string]*rate.Limiter{},
 		replies:      map[string]chan *Error{},
 	}
@@ -153,14 +149,14 @@ func (d *driver) run(writeErr error) {
 			d.remoteRecords = nil
 			d.remoteMu.Unlock()
 			d.step(evRemote{Records: recs})
-		case <-d.presenceC:
-			d.presenceC = nil
+		case <-d.presence.C:
+			d.presence.C = nil
 			d.step(evPresenceTick{})
-		case <-d.lingerC:
-			d.lingerC = nil
+		case <-d.linger.C:
+			d.linger.C = nil
 			d.step(evLingerTick{})
-		case <-d.idleC:
-			d.idleC = nil
+		case <-d.idle.C:
+			d.idle.C = nil
 			if d.core.idle() && d.m.release(d) {
 				d.step(evShutdown{Code: CloseGoingAway, Reason: "document unloaded", Snapshot: true})
 			}
@@ -168,15 +164,9 @@ func (d *driver) run(writeErr error) {
 		d.armIdle()
 	}
 	d.m.detach(d)
-	if d.idle != nil {
-		d.idle.Stop()
-	}
-	if d.presence != nil {
-		d.presence.Stop()
-	}
-	if d.linger != nil {
-		d.linger.Stop()
-	}
+	d.idle.stop()
+	d.presence.stop()
+	d.linger.stop()
 }
 
 func commitOutcome(err error) evCommitted {
@@ -190,21 +180,36 @@ func commitOutcome(err error) evCommitted {
 // stops it otherwise.
 func (d *driver) armIdle() {
 	if d.done || !d.core.idle() {
-		if d.idle != nil {
-			d.idle.Stop()
-		}
-		d.idleC = nil
+		d.idle.stop()
 		return
 	}
-	if d.idleC != nil {
-		return
+	if d.idle.C == nil {
+		d.idle.arm(d.m.cfg.IdleTimeout)
 	}
-	if d.idle == nil {
-		d.idle = time.NewTimer(d.m.cfg.IdleTimeout)
+}
+
+// timer is one of a driver's one-shot timers: C is nil unless it is armed
+// (a select on it then waits forever), and set to nil by whoever receives
+// from it.
+type timer struct {
+	t *time.Timer
+	C <-chan time.Time
+}
+
+func (t *timer) arm(d time.Duration) {
+	if t.t == nil {
+		t.t = time.NewTimer(d)
 	} else {
-		d.idle.Reset(d.m.cfg.IdleTimeout)
+		t.t.Reset(d)
 	}
-	d.idleC = d.idle.C
+	t.C = t.t.C
+}
+
+func (t *timer) stop() {
+	if t.t != nil {
+		t.t.Stop()
+	}
+	t.C = nil
 }
 
 // step feeds ev to the core and does what it asks.
@@ -229,20 +234,10 @@ func (d *driver) do(rd ready) {
 		m.cfg.Observer.Broadcast(n)
 	}
 	if rd.CommitLinger > 0 {
-		if d.linger == nil {
-			d.linger = time.NewTimer(rd.CommitLinger)
-		} else {
-			d.linger.Reset(rd.CommitLinger)
-		}
-		d.lingerC = d.linger.C
+		d.linger.arm(rd.CommitLinger)
 	}
 	if rd.PresenceTick > 0 {
-		if d.presence == nil {
-			d.presence = time.NewTimer(rd.PresenceTick)
-		} else {
-			d.presence.Reset(rd.PresenceTick)
-		}
-		d.presenceC = d.presence.C
+		d.presence.arm(rd.PresenceTick)
 	}
 	if rd.Append != nil {
 		if !m.committer.submit(&commitReq{app: *rd.Append, result: d.result}) {
@@ -281,26 +276,32 @@ func (d *driver) do(rd ready) {
 		}
 	}
 	var overflowed []string
-	// Each connection's messages of this step go to its outbox together.
-	clear(d.perConn)
-	d.order = d.order[:0]
+	// Each connection's messages of this step are queued, then pumped
+	// once: they leave together.
+	d.turn++
 	for _, o := range rd.Messages {
-		if _, seen := d.perConn[o.To]; !seen {
-			d.order = append(d.order, o.To)
+		box := d.boxes[o.To]
+		if box == nil {
+			continue
 		}
-		d.perConn[o.To] = append(d.perConn[o.To], o.Msg)
-	}
-	for _, to := range d.order {
-		if box := d.boxes[to]; box != nil {
-			if err := box.pushAll(d.perConn[to]); err != nil {
-				m.cfg.Observer.Overflowed()
-				// Closed at once, so nothing more is queued behind the gap.
-				box.close(CloseResync, "outbound queue full: reconnect and catch up")
-				delete(d.boxes, to)
-				overflowed = append(overflowed, to)
-			}
+		if err := box.enqueue(o.Msg); err != nil {
+			m.cfg.Observer.Overflowed()
+			// Closed at once, so nothing more is queued behind the gap.
+			box.close(CloseResync, "outbound queue full: reconnect and catch up")
+			delete(d.boxes, o.To)
+			overflowed = append(overflowed, o.To)
+			continue
+		}
+		if box.turn != d.turn {
+			box.turn = d.turn
+			d.queued = append(d.queued, box)
 		}
 	}
+	for i, box := range d.queued {
+		box.pump()
+		d.queued[i] = nil
+	}
+	d.queued = d.queued[:0]
 	for _, c := range rd.Closes {
 		if box := d.boxes[c.Client]; box != nil {
 			box.close(c.Code, c.Reason)

@@ -42,6 +42,7 @@ type outbox struct {
 	maxBytes int
 
 	depth *queueDepth // shared by a Manager's outboxes; may be nil
+	turn  uint64      // the driver's own: the step that last queued here
 
 	mu       sync.Mutex
 	queue    [][]byte
@@ -81,10 +82,23 @@ func (o *outbox) emptied() {
 	o.depth.add(-len(o.queue), -o.bytes)
 }
 
-// push queues msg. It returns ErrQueueFull when the queue is over its
-// bounds (the caller closes the connection for resync); after a close,
-// messages are discarded (the client reconnects and catches up anyway).
+// push queues msg and hands what it can to the transport. It returns
+// ErrQueueFull when the queue is over its bounds (the caller closes the
+// connection for resync); after a close, messages are discarded (the
+// client reconnects and catches up anyway).
 func (o *outbox) push(msg []byte) error {
+	if err := o.enqueue(msg); err != nil {
+		return err
+	}
+	o.pump()
+	return nil
+}
+
+// enqueue is push without handing anything to the transport: a document
+// queues all of an event's messages for a connection, then pumps once, so
+// that they leave in one frame (a commit of k ops costs a reader one
+// write, not k).
+func (o *outbox) enqueue(msg []byte) error {
 	o.mu.Lock()
 	if o.closed || o.closing != nil {
 		o.mu.Unlock()
@@ -100,35 +114,6 @@ func (o *outbox) push(msg []byte) error {
 	o.bytes += len(msg)
 	o.depth.add(1, len(msg))
 	o.mu.Unlock()
-	o.pump()
-	return nil
-}
-
-// pushAll queues msgs together (one event's messages for this
-// connection), so that they leave in one frame when the transport is
-// free: a commit of k ops costs a reader one write, not k.
-func (o *outbox) pushAll(msgs [][]byte) error {
-	if len(msgs) == 1 {
-		return o.push(msgs[0])
-	}
-	o.mu.Lock()
-	if o.closed || o.closing != nil {
-		o.mu.Unlock()
-		return nil
-	}
-	size := 0
-	for _, m := range msgs {
-		size += len(m)
-	}
-	if len(o.queue) > 0 && (len(o.queue)+len(msgs) > o.maxMsgs || o.bytes+size > o.maxBytes) {
-		o.mu.Unlock()
-		return ErrQueueFull
-	}
-	o.queue = append(o.queue, msgs...)
-	o.bytes += size
-	o.depth.add(len(msgs), size)
-	o.mu.Unlock()
-	o.pump()
 	return nil
 }
 
