@@ -95,63 +95,28 @@ func scanFlat(data []byte) (m message, ok bool) {
 			return m, false
 		}
 		val := rest[:end]
-		switch string(key) { // no allocation: the compiler compares bytes
-		case "type", "src", "client", "code", "message", "user", "name", "color", "title", "key":
-			s, n, ok := scanString(val)
+		switch p := m.stringField(key); {
+		case p != nil:
+			str, n, ok := scanString(val)
 			if !ok || n != len(val) {
 				return m, false
 			}
-			switch string(key) {
-			case "type":
-				m.Type = s
-			case "src":
-				m.Src = s
-			case "client":
-				m.Client = s
-			case "code":
-				m.Code = s
-			case "message":
-				m.Message = s
-			case "user":
-				m.User = s
-			case "name":
-				m.Name = s
-			case "color":
-				m.Color = s
-			case "title":
-				m.Title = s
-			case "key":
-				m.Key = s
-			}
-		case "rev", "seq", "time", "protocol", "from":
-			if !jsonInt(val) {
-				return m, false
-			}
-			v, err := strconv.ParseInt(string(val), 10, 64)
-			if err != nil {
-				return m, false
-			}
-			switch string(key) {
-			case "rev":
-				m.Rev = v
-			case "seq":
-				if v < 0 {
-					return m, false
-				}
-				m.Seq = uint64(v)
-			case "protocol":
-				m.Protocol = int(v)
-			case "from":
-				m.From = v
-			}
-		case "op":
+			*p = str
+		case string(key) == "op":
 			if !json.Valid(val) {
 				return m, false
 			}
 			m.Op = json.RawMessage(val)
 		default:
-			// sel, ops, peers, text, ...: encoding/json's job.
-			return m, false
+			// An integer field, or one for encoding/json (sel, ops,
+			// peers, text, ...).
+			if !jsonInt(val) {
+				return m, false
+			}
+			v, err := strconv.ParseInt(string(val), 10, 64)
+			if err != nil || !m.setInt(key, v) {
+				return m, false
+			}
 		}
 		rest = skipSpace(rest[end:])
 		switch {
@@ -164,6 +129,57 @@ func scanFlat(data []byte) (m message, ok bool) {
 			return m, false
 		}
 	}
+}
+
+// stringField is the string field key names, or nil. (A switch on
+// string(key) compares bytes: no allocation.)
+func (m *message) stringField(key []byte) *string {
+	switch string(key) {
+	case "type":
+		return &m.Type
+	case "src":
+		return &m.Src
+	case "client":
+		return &m.Client
+	case "code":
+		return &m.Code
+	case "message":
+		return &m.Message
+	case "user":
+		return &m.User
+	case "name":
+		return &m.Name
+	case "color":
+		return &m.Color
+	case "title":
+		return &m.Title
+	case "key":
+		return &m.Key
+	}
+	return nil
+}
+
+// setInt sets the integer field key names; false if there is none (or
+// the value does not fit it).
+func (m *message) setInt(key []byte, v int64) bool {
+	switch string(key) {
+	case "rev":
+		m.Rev = v
+	case "from":
+		m.From = v
+	case "protocol":
+		m.Protocol = int(v)
+	case "seq":
+		if v < 0 {
+			return false
+		}
+		m.Seq = uint64(v)
+	case "time":
+		// (when an op was committed: not kept)
+	default:
+		return false
+	}
+	return true
 }
 
 // jsonInt reports whether b is an integer as JSON writes one.
