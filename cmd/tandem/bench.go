@@ -405,11 +405,45 @@ type benchClient interface {
 	close()
 }
 
-func (b *bench) run(ctx context.Context) (*benchResult, error) {
-	if b.cfg.Protocol == "sharedb" {
-		return b.runShareDB(ctx)
+// benchTarget is the server a run speaks to: how a client connects, and
+// the document as the server holds it (for the convergence check).
+type benchTarget struct {
+	dial func(ctx context.Context, id string, i int) (benchClient, error)
+	head func(ctx context.Context, id string) (text string, rev int64, err error)
+}
+
+// tandemTarget speaks Tandem's protocol (replaying tr, if any).
+func (b *bench) tandemTarget(tr *trace) benchTarget {
+	return benchTarget{
+		dial: func(ctx context.Context, id string, i int) (benchClient, error) { return b.dialTandem(ctx, id, i, tr) },
+		head: func(ctx context.Context, id string) (string, int64, error) {
+			var doc struct {
+				Text string
+				Rev  int64
+			}
+			err := b.api(ctx, http.MethodGet, "/api/docs/"+id, nil, &doc)
+			return doc.Text, doc.Rev, err
+		},
 	}
-	ids, initial, err := b.documents(ctx)
+}
+
+func (b *bench) run(ctx context.Context) (*benchResult, error) {
+	var tr *trace
+	if b.cfg.Mode == "trace" {
+		var err error
+		if tr, err = loadTrace(b.cfg.Trace); err != nil {
+			return nil, err
+		}
+	}
+	var ids []string
+	var err error
+	target := b.tandemTarget(tr)
+	if b.cfg.Protocol == "sharedb" {
+		ids, err = b.shareDBDocuments(ctx)
+		target = b.shareDBTarget()
+	} else {
+		ids, err = b.documents(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -417,13 +451,7 @@ func (b *bench) run(ctx context.Context) (*benchResult, error) {
 	case "idle":
 		return b.runIdle(ctx, ids)
 	case "ramp":
-		return b.runRamp(ctx, ids, func(ctx context.Context, id string, i int) (benchClient, error) { return b.dialTandem(ctx, id, i, nil) })
-	}
-	var tr *trace
-	if b.cfg.Mode == "trace" {
-		if tr, err = loadTrace(b.cfg.Trace); err != nil {
-			return nil, err
-		}
+		return b.runRamp(ctx, ids, target)
 	}
 	var eds []benchClient
 	defer func() {
@@ -433,7 +461,7 @@ func (b *bench) run(ctx context.Context) (*benchResult, error) {
 	}()
 	for _, id := range ids {
 		for i := range b.cfg.Clients {
-			e, err := b.dialTandem(ctx, id, i, tr)
+			e, err := target.dial(ctx, id, i)
 			if err != nil {
 				return nil, err
 			}
@@ -442,18 +470,18 @@ func (b *bench) run(ctx context.Context) (*benchResult, error) {
 	}
 	res := b.drive(ctx, eds, b.cfg.Duration, b.cfg.Ops)
 	res.Docs, res.Clients = len(ids), b.cfg.Clients
-	b.converge(ctx, res, ids, eds)
+	b.converge(ctx, res, ids, eds, target.head)
 	if tr != nil {
-		b.checkTrace(ctx, res, ids, eds, tr, initial)
+		b.checkTrace(ctx, res, ids, eds, tr)
 	}
 	return res, nil
 }
 
 // documents creates the run's documents (or takes --doc-ids) and returns
-// their ids and initial text.
-func (b *bench) documents(ctx context.Context) ([]string, string, error) {
+// their ids.
+func (b *bench) documents(ctx context.Context) ([]string, error) {
 	if b.cfg.DocIDs != "" {
-		return strings.Split(b.cfg.DocIDs, ","), "", nil
+		return strings.Split(b.cfg.DocIDs, ","), nil
 	}
 	text := b.cfg.InitialText
 	if b.cfg.Mode == "trace" {
@@ -466,11 +494,11 @@ func (b *bench) documents(ctx context.Context) ([]string, string, error) {
 		body, _ := json.Marshal(map[string]string{"title": fmt.Sprintf("bench %d", i), "text": text})
 		var out struct{ ID string }
 		if err := b.api(ctx, http.MethodPost, "/api/docs", body, &out); err != nil {
-			return nil, "", fmt.Errorf("bench: create document %d: %w", i, err)
+			return nil, fmt.Errorf("bench: create document %d: %w", i, err)
 		}
 		ids[i] = out.ID
 	}
-	return ids, text, nil
+	return ids, nil
 }
 
 func (b *bench) api(ctx context.Context, method, path string, body []byte, out any) error {
@@ -733,16 +761,14 @@ func (b *bench) progress(ctx context.Context, start time.Time, done chan struct{
 
 // converge waits until every client has seen the server's head and
 // compares its text with the server's.
-func (b *bench) converge(ctx context.Context, res *benchResult, ids []string, eds []benchClient) {
+func (b *bench) converge(ctx context.Context, res *benchResult, ids []string, eds []benchClient,
+	head func(context.Context, string) (string, int64, error)) {
 	ok, lost := true, 0
 	per := len(eds) / len(ids)
 	defer func() { res.LostConnections = lost }()
 	for d, id := range ids {
-		var doc struct {
-			Text string
-			Rev  int64
-		}
-		if err := b.api(ctx, http.MethodGet, "/api/docs/"+id, nil, &doc); err != nil {
+		text, rev, err := head(ctx, id)
+		if err != nil {
 			ok, res.ConvergeNote = false, err.Error()
 			break
 		}
@@ -752,13 +778,13 @@ func (b *bench) converge(ctx context.Context, res *benchResult, ids []string, ed
 				lost++
 				continue
 			}
-			for e.rev() < doc.Rev && time.Now().Before(deadline) {
+			for e.rev() < rev && time.Now().Before(deadline) {
 				time.Sleep(5 * time.Millisecond)
 			}
-			if e.rev() != doc.Rev || e.text() != doc.Text {
+			if e.rev() != rev || e.text() != text {
 				ok = false
 				res.ConvergeNote = fmt.Sprintf("document %s: a client at revision %d (%d code points), the server at %d (%d)",
-					id, e.rev(), len([]rune(e.text())), doc.Rev, len([]rune(doc.Text)))
+					id, e.rev(), len([]rune(e.text())), rev, len([]rune(text)))
 			}
 		}
 		if !ok {
@@ -833,7 +859,7 @@ func (b *bench) runIdle(ctx context.Context, ids []string) (*benchResult, error)
 	return res, nil
 }
 
-func (b *bench) runRamp(ctx context.Context, ids []string, dial func(context.Context, string, int) (benchClient, error)) (*benchResult, error) {
+func (b *bench) runRamp(ctx context.Context, ids []string, target benchTarget) (*benchResult, error) {
 	b.cfg.Mode = "open"
 	res := &benchResult{Protocol: b.cfg.Protocol, Mode: "ramp", Docs: len(ids), Rate: b.cfg.Rate}
 	var eds []benchClient
@@ -846,7 +872,7 @@ func (b *bench) runRamp(ctx context.Context, ids []string, dial func(context.Con
 	for n := b.cfg.Clients; n <= b.cfg.RampMax; n += b.cfg.RampStep {
 		for ; perDoc < n; perDoc++ {
 			for _, id := range ids {
-				e, err := dial(ctx, id, perDoc)
+				e, err := target.dial(ctx, id, perDoc)
 				if err != nil {
 					return nil, err
 				}
@@ -876,7 +902,7 @@ func (b *bench) runRamp(ctx context.Context, ids []string, dial func(context.Con
 			byDoc = append(byDoc, eds[i])
 		}
 	}
-	b.converge(ctx, res, ids, byDoc)
+	b.converge(ctx, res, ids, byDoc, target.head)
 	return res, nil
 }
 
@@ -970,7 +996,7 @@ func loadTrace(path string) (*trace, error) {
 
 // checkTrace: when every client replayed the whole trace, each section
 // must hold the trace's end text exactly.
-func (b *bench) checkTrace(ctx context.Context, res *benchResult, ids []string, eds []benchClient, tr *trace, initial string) {
+func (b *bench) checkTrace(ctx context.Context, res *benchResult, ids []string, eds []benchClient, tr *trace) {
 	for _, e := range eds {
 		if te, ok := e.(*tandemEditor); ok && te.next < len(tr.patches) {
 			res.TraceCheck = fmt.Sprintf("stopped at edit %d of %d (give a longer --duration to check the end text)", te.next, len(tr.patches))

@@ -31,7 +31,8 @@ const (
 	sharedbType       = "http://sharejs.org/types/text-unicode"
 )
 
-func (b *bench) runShareDB(ctx context.Context) (*benchResult, error) {
+// shareDBDocuments creates the run's documents on a ShareDB server.
+func (b *bench) shareDBDocuments(ctx context.Context) ([]string, error) {
 	if b.cfg.DocIDs != "" {
 		return nil, errors.New("bench: --doc-ids is for Tandem; ShareDB documents are created by the run")
 	}
@@ -49,28 +50,23 @@ func (b *bench) runShareDB(ctx context.Context) (*benchResult, error) {
 			return nil, err
 		}
 	}
-	if b.cfg.Mode == "ramp" {
-		return b.runRamp(ctx, ids, func(ctx context.Context, id string, i int) (benchClient, error) { return b.dialShareDB(ctx, id, i) })
-	}
-	var eds []benchClient
-	defer func() {
-		for _, e := range eds {
-			e.close()
-		}
-	}()
-	for _, id := range ids {
-		for i := range b.cfg.Clients {
-			e, err := b.dialShareDB(ctx, id, i)
+	return ids, nil
+}
+
+// shareDBTarget speaks ShareDB's protocol; the server's state is what a
+// fresh subscriber gets.
+func (b *bench) shareDBTarget() benchTarget {
+	return benchTarget{
+		dial: func(ctx context.Context, id string, i int) (benchClient, error) { return b.dialShareDB(ctx, id, i) },
+		head: func(ctx context.Context, id string) (string, int64, error) {
+			fresh, err := b.dialShareDB(ctx, id, -1)
 			if err != nil {
-				return nil, err
+				return "", 0, err
 			}
-			eds = append(eds, e)
-		}
+			defer fresh.close()
+			return fresh.text(), fresh.rev(), nil
+		},
 	}
-	res := b.drive(ctx, eds, b.cfg.Duration, b.cfg.Ops)
-	res.Docs, res.Clients = len(ids), b.cfg.Clients
-	b.convergeShareDB(ctx, res, ids, eds)
-	return res, nil
 }
 
 // sharedbEditor is one ShareDB client on one document.
@@ -394,34 +390,4 @@ func (e *sharedbEditor) close() {
 	e.writeMu.Unlock()
 	e.conn.Close()
 	<-e.done
-}
-
-// convergeShareDB compares every client's text with a fresh subscriber's.
-func (b *bench) convergeShareDB(ctx context.Context, res *benchResult, ids []string, eds []benchClient) {
-	ok := true
-	per := len(eds) / len(ids)
-	for d, id := range ids {
-		fresh, err := b.dialShareDB(ctx, id, -1)
-		if err != nil {
-			ok, res.ConvergeNote = false, err.Error()
-			break
-		}
-		want, version := fresh.text(), fresh.rev()
-		fresh.close()
-		deadline := time.Now().Add(30 * time.Second)
-		for _, e := range eds[d*per : (d+1)*per] {
-			if e.lost() != nil {
-				res.LostConnections++
-				continue
-			}
-			for e.rev() < version && time.Now().Before(deadline) {
-				time.Sleep(5 * time.Millisecond)
-			}
-			if e.rev() != version || e.text() != want {
-				ok = false
-				res.ConvergeNote = fmt.Sprintf("document %s: a client at version %d, the server at %d", id, e.rev(), version)
-			}
-		}
-	}
-	res.Converged = &ok
 }
