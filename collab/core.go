@@ -179,7 +179,10 @@ func newCore(cfg coreConfig, doc storage.Document, text *ot.Rope, lastSnap int64
 
 // step feeds one event to the core and returns what the driver must do.
 func (c *core) step(ev event) ready {
-	c.out = ready{}
+	// The metrics' slices keep their capacity from step to step (the
+	// driver is done with a ready before the next step): no allocation
+	// per op for them.
+	c.out = ready{Distances: c.out.Distances[:0], FanOut: c.out.FanOut[:0]}
 	if c.state == stateDone || c.state == stateFailed {
 		// Joins still waiting get an answer; everything else is moot.
 		if j, ok := ev.(evJoin); ok {

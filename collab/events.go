@@ -142,7 +142,7 @@ type ready struct {
 	Errs []error
 	// Distances: for each op accepted, the revisions it was transformed
 	// through; FanOut: for each record broadcast, the connections it went
-	// to (both for metrics).
+	// to (both for metrics; valid until the next step).
 	Distances []int64
 	FanOut    []int
 	// PresenceTick asks for evPresenceTick after this long (0: not):
