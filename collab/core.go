@@ -651,6 +651,18 @@ func (c *core) lenAt(rev int64) int {
 // lookup.
 func (c *core) duplicate(cl *client, p *parked) (dup bool, e *Error, ok bool) {
 	src, seq := cl.info.Source, p.msg.Seq
+	for _, r := range c.log[c.durableRev-c.logStart:] {
+		if r.Source == src && r.Seq == seq {
+			if r.Client == cl.id {
+				// Every op message gets one answer, and this one's ack
+				// answers the first.
+				return false, protoErr(CodeBadSeq, "seq %d is already in flight on this connection: wait for its ack", seq), true
+			}
+			// A resend from a new connection: the commit's ack goes to
+			// every connection of the source.
+			return true, nil, true
+		}
+	}
 	s, known := c.sources[src]
 	switch {
 	case known && seq == s.seq && s.rev > 0: // rev 0: nothing committed yet
@@ -659,12 +671,7 @@ func (c *core) duplicate(cl *client, p *parked) (dup bool, e *Error, ok bool) {
 	case known && (seq > s.seq || s.rev == 0) && s.mine:
 		return false, nil, true
 	}
-	for _, r := range c.log[c.durableRev-c.logStart:] {
-		if r.Source == src && r.Seq == seq {
-			return true, nil, true // pending: its commit acknowledges it
-		}
-	}
-	if !p.looked && c.absent[src] == seq && seq != 0 {
+	if !p.looked && c.absent[src] == seq && seq != 0 { // 0: no entry
 		p.looked = true // the store's index said so already
 	}
 	switch {
@@ -681,14 +688,17 @@ func (c *core) duplicate(cl *client, p *parked) (dup bool, e *Error, ok bool) {
 		c.ackDuplicate(cl, seq, p.rev)
 		return true, nil, true
 	case known && seq < s.seq:
-		return false, protoErr(CodeBadMessage, "seq %d is older than %d, the newest from this source, and was never committed", seq, s.seq), true
+		return false, protoErr(CodeBadSeq, "seq %d is older than %d, the newest from this source, and was never committed", seq, s.seq), true
 	}
 	return false, nil, true
 }
 
 // ackDuplicate acknowledges a resubmitted op committed at rev. A connection
-// gets one ack per revision: one that joined before rev was durable gets it
-// by broadcast (already, or when it is durable or heard of).
+// gets one message per revision: one that joined before rev was durable
+// gets the ack by broadcast (already, or when it is durable or heard of),
+// and that ack answers the resend. It is not refused when it came first:
+// a client resends right after its hello, and the broadcast ack can cross
+// the resend on the wire.
 func (c *core) ackDuplicate(cl *client, seq uint64, rev int64) {
 	if rev <= cl.joinRev {
 		c.send(cl, encodeAck(seq, rev))

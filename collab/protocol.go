@@ -35,6 +35,10 @@ const (
 	// CodeDocumentFull: the document has as many connections as it takes;
 	// try again later.
 	CodeDocumentFull = "document_full"
+	// CodeBadSeq: the op's seq breaks the sequence rules (docs/protocol.md):
+	// 0, older than the source's newest committed op without being
+	// committed itself, or already in flight on this connection.
+	CodeBadSeq = "bad_seq"
 )
 
 // WebSocket close codes the server uses besides the standard ones.
@@ -123,6 +127,9 @@ func ParseClientMessage(frame []byte) (ClientMessage, *Error) {
 			return ClientMessage{}, protoErr(CodeBadMessage, "op message without seq")
 		}
 		m.Seq = *raw.Seq
+		if m.Seq == 0 {
+			return ClientMessage{}, &Error{Code: CodeBadSeq, Message: "seq numbers a source's ops from 1", Seq: 0, HasSeq: true}
+		}
 		if raw.Rev == nil || *raw.Rev < 0 {
 			return ClientMessage{}, &Error{Code: CodeBadMessage, Message: "op message needs a revision >= 0", Seq: m.Seq, HasSeq: true}
 		}

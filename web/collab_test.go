@@ -1187,6 +1187,40 @@ func TestIdleUnloadAndReload(t *testing.T) {
 	}
 }
 
+// TestRefusalsThatReconnectingCannotCure: a join refused for what it asked
+// gets its error and close 1008, never 4001 (a client following
+// docs/protocol.md would reconnect forever), and changes nothing.
+func TestRefusalsThatReconnectingCannotCure(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, collab.Config{})
+	id := ts.createDoc(t, "refused", "abc")
+	key, _ := owned("refused")
+	long := strings.Repeat("n", 300)
+	for _, tc := range []struct {
+		q    url.Values
+		code string
+	}{
+		{url.Values{"key": {key}, "name": {long}}, collab.CodeBadMessage},
+		{url.Values{"key": {key}, "user": {long}}, collab.CodeBadMessage},
+		{url.Values{"key": {key}, "color": {long[:65]}}, collab.CodeBadMessage},
+		{url.Values{"key": {key}, "src": {strings.Repeat("a", 300)}}, collab.CodeSourceDenied},
+		{url.Values{"src": {strings.Repeat("a", 300)}}, collab.CodeSourceDenied},
+	} {
+		a := ts.open(t, id, tc.q)
+		if m := a.next(); m.Type != "error" || m.Code != tc.code {
+			t.Fatalf("%.80v: got %+v, want %s", tc.q, m, tc.code)
+		}
+		_, err := a.conn.next(time.Now().Add(wait))
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != collab.ClosePolicy {
+			t.Fatalf("%.80v: connection ended with %v, want close %d", tc.q, err, collab.ClosePolicy)
+		}
+	}
+	if rev, text := ts.head(t, id); rev != 0 || text != "abc" {
+		t.Fatalf("doc: %d %q", rev, text)
+	}
+}
+
 // TestSourceHijackRefused: sources are public (every op carries one), so a
 // source alone proves nothing. A connection naming someone else's source
 // without its key is refused (source_denied, close 1008) and changes

@@ -571,6 +571,16 @@ test('not_found: closed with an error', async () => {
   assert.equal(a.errors[0].code, 'not_found')
 })
 
+test('a refusal reconnecting cannot cure (1008): closed with the error, no retries', async () => {
+  const server = new FakeServer()
+  server.createDoc('r', 'abc')
+  const a = open(server, 'r', { name: 'n'.repeat(300) })
+  await waitFor('closed', () => a.status === 'closed')
+  assert.equal(a.errors[0].code, 'bad_message')
+  assert.equal(a.errors.at(-1).code, 'refused')
+  assert.equal(server.refused, 1)
+})
+
 test('too_large and invalid_op: the refused edit is undone locally and reported', async () => {
   const server = new FakeServer()
   server.createDoc('z', 'abc')

@@ -27,6 +27,7 @@ export class FakeServer {
     this.onOp = null // (conn, msg) => 'drop-before' | 'drop-after' | undefined
     this.nextClient = 1
     this.connections = 0
+    this.refused = 0 // connections refused for good (1008)
     this.stats = { ops: 0, dups: 0, acks: 0, textHellos: 0, catchUps: 0, kills: 0 }
     const server = this
     this.WebSocket = class extends FakeWebSocket {
@@ -98,6 +99,12 @@ export class FakeServer {
     if (!/^[A-Za-z0-9_-]{22,128}$/.test(key) || (q.get('src') && q.get('src') !== src) || (issued && q.get('src'))) {
       ws._deliver(JSON.stringify({ type: 'error', code: 'source_denied', message: 'source without its key' }))
       ws._serverClose(1008, 'source_denied')
+      return
+    }
+    if ((q.get('user') || '').length > 256 || (q.get('name') || '').length > 256 || (q.get('color') || '').length > 64) {
+      this.refused++
+      ws._deliver(JSON.stringify({ type: 'error', code: 'bad_message', message: 'user, name or color too long' }))
+      ws._serverClose(1008, 'bad_message')
       return
     }
     const conn = {
@@ -210,7 +217,7 @@ export class FakeServer {
         if (rev <= conn.joinRev) this._send(conn, { type: 'ack', seq: m.seq, rev })
         return
       }
-      if (s) return this._error(conn, 'bad_message', `seq ${m.seq} is older than ${s.seq}`, m.seq)
+      if (s) return this._error(conn, 'bad_seq', `seq ${m.seq} is older than ${s.seq}`, m.seq)
     }
     if (!Number.isInteger(m.rev) || m.rev < 0) return this._error(conn, 'bad_message', 'bad rev', m.seq)
     if (!Array.isArray(m.op) || isNoop(m.op)) return this._error(conn, 'invalid_op', 'empty op: nothing to commit', m.seq)

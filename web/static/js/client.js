@@ -748,6 +748,13 @@ export class TandemClient {
       this._stop('not_found', reason || 'the document does not exist')
       return
     }
+    if (code === 1008) {
+      // A refusal that reconnecting the same way cannot cure (an over-long
+      // name, say); the error before it said why. A refused source was
+      // handled there already (a new source, and a new connection).
+      this._stop('refused', `The server refused the connection (${reason || 'policy'}).`)
+      return
+    }
     if (code === 1009 && sentHere && this._inflight === inf) {
       this._dropInflight('too_large', 'an edit was too large to send and was undone')
     }
@@ -1228,7 +1235,8 @@ export class TandemClient {
         this._error(code, message)
         this._resync(false, 'internal')
         return
-      case 'bad_message':
+      case 'bad_seq':
+      case 'bad_message': // servers before bad_seq answered a stale seq so
         this._error(code, message)
         if (forInflight) {
           // The server has a newer seq from our source and never committed
