@@ -215,6 +215,9 @@ func (c *core) step(ev event) ready {
 		c.snapshotSaved(ev)
 	case evWritable:
 		c.writeErr = ev.Err
+	case evTitle:
+		c.title = ev.Title
+		c.sendOthers(nil, encodeTitle(ev.Title))
 	case evShutdown:
 		c.shutdown(ev)
 	case evPresenceTick:

@@ -110,6 +110,8 @@ func (h *harness) run(t *testing.T, d *datadriven.TestData) (string, error) {
 		return h.step(evJoin{Client: target(d), Info: ClientInfo{Source: src, User: "u-" + name, Name: name, Color: "#" + name, LastRev: lastRev}}), nil
 	case "leave":
 		return h.step(evLeave{Client: target(d)}), nil
+	case "title":
+		return h.step(evTitle{Title: strings.TrimSpace(d.Input)}), nil
 	case "overflow":
 		return h.step(evOverflow{Client: target(d)}), nil
 	case "msg":

@@ -66,6 +66,9 @@ type evLookup struct {
 // They may overlap what the core knows, or leave a gap it must read.
 type evRemote struct{ Records []storage.Record }
 
+// evTitle: the document's title changed (durably): everyone in it hears.
+type evTitle struct{ Title string }
+
 // evSnapshotSaved: the snapshot asked for is durable (or failed).
 type evSnapshotSaved struct {
 	Rev int64
@@ -105,6 +108,7 @@ func (evRemote) isEvent()        {}
 func (evSnapshotSaved) isEvent() {}
 func (evWritable) isEvent()      {}
 func (evShutdown) isEvent()      {}
+func (evTitle) isEvent()         {}
 
 // ready is what the core asks its driver to do after an event. The driver
 // does it in this order: Append, Read, Lookups, Snapshot (all started, none

@@ -227,6 +227,8 @@ type Manager struct {
 	io       sync.WaitGroup // their reads, lookups and snapshots
 
 	queued queueDepth // messages waiting in the connections' outboxes
+
+	renameMu sync.Mutex // one Rename at a time: stored and told in the same order
 }
 
 // NewManager returns a manager over store. Close it to shut down.
@@ -489,6 +491,33 @@ func (m *Manager) DocumentDeleted(ctx context.Context, id string) {
 		case <-ctx.Done():
 		}
 	}
+}
+
+// Rename changes a document's title in the store and tells everyone in it
+// (a title message). Renames are done one at a time, so the title the
+// clients end with is the one stored.
+func (m *Manager) Rename(ctx context.Context, id, title string) error {
+	m.renameMu.Lock()
+	defer m.renameMu.Unlock()
+	if err := m.store.SetTitle(ctx, id, title); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	d := m.docs[id]
+	m.mu.Unlock()
+	if d == nil {
+		return nil // the next load reads the new title
+	}
+	// A document still loading may have read the old title: it hears too.
+	select {
+	case <-d.loaded:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if d.loadErr == nil {
+		d.post(input{ev: evTitle{Title: title}})
+	}
+	return nil
 }
 
 // SetWritable opens or closes the write gate: with a non-nil err (the disk

@@ -309,6 +309,12 @@ func encodeJoin(p *client) []byte {
 	return append(b, '}')
 }
 
+func encodeTitle(title string) []byte {
+	b := append(make([]byte, 0, 32+len(title)), `{"type":"title","title":`...)
+	b = appendString(b, title)
+	return append(b, '}')
+}
+
 func encodeLeave(clientID string) []byte {
 	b := append(make([]byte, 0, 64), `{"type":"leave","client":`...)
 	b = appendString(b, clientID)

@@ -130,6 +130,9 @@ type Store interface {
 	// DeleteDocument removes a document with its history, snapshots and
 	// exactly-once entries. ErrNotFound if there is none.
 	DeleteDocument(ctx context.Context, id string) error
+	// SetTitle changes a document's title (durably, like every write);
+	// nothing else of it changes. ErrNotFound if there is none.
+	SetTitle(ctx context.Context, id, title string) error
 
 	// Commit writes appends, possibly to many documents, in one durable
 	// write: the group commit. Each append is a compare-and-swap on its

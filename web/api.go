@@ -61,26 +61,8 @@ func (s *Server) createDoc(c echo.Context) error {
 		Title *json.RawMessage `json:"title"`
 		Text  *json.RawMessage `json:"text"`
 	}
-	if c.Request().ContentLength != 0 {
-		// encoding/json would quietly turn invalid UTF-8 into U+FFFD.
-		raw, err := io.ReadAll(c.Request().Body)
-		if err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				return errorf(http.StatusRequestEntityTooLarge, collab.CodeTooLarge, "the body is too large")
-			}
-			// The client went away mid-body: its business, not a server
-			// error.
-			return errAborted
-		}
-		if !utf8.Valid(raw) {
-			return errorf(http.StatusBadRequest, collab.CodeBadMessage, "body must be valid UTF-8")
-		}
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&body); err != nil {
-			return errorf(http.StatusBadRequest, collab.CodeBadMessage, "body must be JSON {\"title\", \"text\"}: "+err.Error())
-		}
+	if err := readJSON(c, &body, `{"title", "text"}`); err != nil {
+		return err
 	}
 	doc := storage.Document{ID: id, Created: time.Now().UTC()}
 	text := ""
@@ -94,8 +76,8 @@ func (s *Server) createDoc(c echo.Context) error {
 			return err
 		}
 	}
-	if len(doc.Title) > maxTitleBytes || !utf8.ValidString(doc.Title) {
-		return errorf(http.StatusBadRequest, collab.CodeBadMessage, "title must be valid UTF-8 of at most 1024 bytes")
+	if err := checkTitle(doc.Title); err != nil {
+		return err
 	}
 	if !utf8.ValidString(text) {
 		return errorf(http.StatusBadRequest, collab.CodeBadMessage, "text must be valid UTF-8")
@@ -117,6 +99,77 @@ func (s *Server) createDoc(c echo.Context) error {
 	out.Text = &text
 	c.Response().Header().Set("Location", "/api/docs/"+doc.ID)
 	return c.JSON(http.StatusCreated, out)
+}
+
+// readJSON decodes the request's body, if it has one, into v strictly:
+// valid UTF-8 (encoding/json would quietly turn invalid UTF-8 into
+// U+FFFD), no unknown fields, one value.
+func readJSON(c echo.Context, v any, shape string) error {
+	if c.Request().ContentLength == 0 {
+		return nil
+	}
+	raw, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return errorf(http.StatusRequestEntityTooLarge, collab.CodeTooLarge, "the body is too large")
+		}
+		// The client went away mid-body: its business, not a server
+		// error.
+		return errAborted
+	}
+	if !utf8.Valid(raw) {
+		return errorf(http.StatusBadRequest, collab.CodeBadMessage, "body must be valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errorf(http.StatusBadRequest, collab.CodeBadMessage, "body must be JSON "+shape+": "+err.Error())
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errorf(http.StatusBadRequest, collab.CodeBadMessage, "body must be one JSON value "+shape)
+	}
+	return nil
+}
+
+func checkTitle(title string) error {
+	if len(title) > maxTitleBytes || !utf8.ValidString(title) {
+		return errorf(http.StatusBadRequest, collab.CodeBadMessage, fmt.Sprintf("title must be valid UTF-8 of at most %d bytes", maxTitleBytes))
+	}
+	return nil
+}
+
+// patchDoc renames a document: {"title": "…"}, for writers. Everyone in
+// the document hears of it at once (a title message).
+func (s *Server) patchDoc(c echo.Context) error {
+	d, err := s.document(c, RoleWrite)
+	if err != nil {
+		return err
+	}
+	var body struct {
+		Title *json.RawMessage `json:"title"`
+	}
+	if err := readJSON(c, &body, `{"title"}`); err != nil {
+		return err
+	}
+	if body.Title == nil {
+		return errorf(http.StatusBadRequest, collab.CodeBadMessage, `body must be JSON {"title"}: no title`)
+	}
+	title, err := decodeString("title", *body.Title)
+	if err != nil {
+		return err
+	}
+	if err := checkTitle(title); err != nil {
+		return err
+	}
+	if err := s.cfg.Manager.Writable(); err != nil {
+		return err
+	}
+	if err := s.cfg.Manager.Rename(c.Request().Context(), d.ID, title); err != nil {
+		return err
+	}
+	d.Title = title
+	return c.JSON(http.StatusOK, toJSON(d))
 }
 
 // newDocID picks the id of a document p creates: a UUID if p may write
@@ -225,8 +278,11 @@ func (s *Server) getText(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if rev < 0 || rev > d.Head {
-		return errorf(http.StatusBadRequest, collab.CodeRevAhead, "rev must be 0..head")
+	switch {
+	case rev < 0:
+		return errorf(http.StatusBadRequest, collab.CodeBadMessage, "rev must be 0 or more")
+	case rev > d.Head:
+		return errorf(http.StatusBadRequest, collab.CodeRevAhead, fmt.Sprintf("rev %d is past the head, %d", rev, d.Head))
 	}
 	text, err := storage.TextAt(c.Request().Context(), s.cfg.Store, id, rev)
 	if err != nil {

@@ -229,7 +229,7 @@ func TestDocumentHistory(t *testing.T) {
 		code   string
 	}{
 		{"/api/docs/" + id + "/text?rev=5", 400, "rev_ahead"},
-		{"/api/docs/" + id + "/text?rev=-1", 400, "rev_ahead"},
+		{"/api/docs/" + id + "/text?rev=-1", 400, "bad_message"},
 		{"/api/docs/" + id + "/text?rev=x", 400, "bad_message"},
 		{"/api/docs/" + id + "/ops?from=3&to=2", 400, "bad_message"},
 		{"/api/docs/" + id + "/ops?from=0&to=5", 400, "bad_message"},

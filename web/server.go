@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -156,7 +157,7 @@ func New(cfg Config) *Server {
 		// WebSocket checks Origin itself).
 		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
 			AllowOrigins:     cfg.AllowedOrigins,
-			AllowMethods:     []string{http.MethodGet, http.MethodPost, http.MethodDelete},
+			AllowMethods:     []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete},
 			AllowHeaders:     []string{"Authorization", "Content-Type"},
 			AllowCredentials: true,
 		}))
@@ -181,15 +182,13 @@ func New(cfg Config) *Server {
 		},
 	}))
 	api.Use(s.noCrossSiteWrites)
-	api.POST("/docs", s.createDoc)
-	api.GET("/docs", s.listDocs)
-	api.GET("/docs/:id", s.getDoc)
-	api.GET("/docs/:id/text", s.getText)
-	api.GET("/docs/:id/ops", s.getOps)
-	api.DELETE("/docs/:id", s.deleteDoc)
-	api.GET("/docs/:id/ws", s.openWS)
+	routes(api, "/docs", map[string]echo.HandlerFunc{http.MethodGet: s.listDocs, http.MethodPost: s.createDoc})
+	routes(api, "/docs/:id", map[string]echo.HandlerFunc{http.MethodGet: s.getDoc, http.MethodPatch: s.patchDoc, http.MethodDelete: s.deleteDoc})
+	routes(api, "/docs/:id/text", map[string]echo.HandlerFunc{http.MethodGet: s.getText})
+	routes(api, "/docs/:id/ops", map[string]echo.HandlerFunc{http.MethodGet: s.getOps})
+	routes(api, "/docs/:id/ws", map[string]echo.HandlerFunc{http.MethodGet: s.openWS})
 	admin := api.Group("/admin", s.adminOnly)
-	admin.GET("/backup", s.adminBackup)
+	routes(admin, "/backup", map[string]echo.HandlerFunc{http.MethodGet: s.adminBackup})
 	// Go's profiler, for the admin role only.
 	admin.GET("/debug/pprof/*", echo.WrapHandler(http.HandlerFunc(pprofIndex)))
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
@@ -202,6 +201,32 @@ func New(cfg Config) *Server {
 	s.mountStatic(e) // "/", "/d/:id", "/js/*", "/css/*": static.go
 	s.echo = e
 	return s
+}
+
+// routes registers a path's handlers, and answers its other methods with
+// 405 and an Allow header. (echo would answer 404: a group with middleware
+// catches every path under it.)
+func routes(g *echo.Group, path string, handlers map[string]echo.HandlerFunc) {
+	allowed := make([]string, 0, len(handlers)+1)
+	for m, h := range handlers {
+		g.Add(m, path, h)
+		allowed = append(allowed, m)
+	}
+	if handlers[http.MethodGet] != nil {
+		g.Add(http.MethodHead, path, handlers[http.MethodGet])
+		allowed = append(allowed, http.MethodHead)
+	}
+	slices.Sort(allowed)
+	allow := strings.Join(allowed, ", ")
+	refuse := func(c echo.Context) error {
+		c.Response().Header().Set("Allow", allow)
+		return errorf(http.StatusMethodNotAllowed, "method_not_allowed", c.Request().Method+" is not allowed here; allowed: "+allow)
+	}
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if handlers[m] == nil {
+			g.Add(m, path, refuse)
+		}
+	}
 }
 
 // WebSockets returns the number of WebSocket connections open.

@@ -346,6 +346,21 @@ func (s *Store) ListDocuments(ctx context.Context, opts storage.ListOptions) ([]
 	return docs, next, nil
 }
 
+// SetTitle implements storage.Store.
+func (s *Store) SetTitle(ctx context.Context, id, title string) error {
+	if err := storage.CheckID(id); err != nil {
+		return err
+	}
+	return s.update(func(txn *badger.Txn) error {
+		d, err := getDoc(txn, id)
+		if err != nil {
+			return err
+		}
+		d.Title = title
+		return setDoc(txn, d)
+	})
+}
+
 // DeleteDocument implements storage.Store. The metadata is replaced by a
 // deletion marker first, in one durable write, so the document is gone at
 // once; its history is swept after. A crash mid-sweep leaves only keys of a

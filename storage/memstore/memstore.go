@@ -134,6 +134,21 @@ func (s *Store) Document(ctx context.Context, id string) (storage.Document, erro
 	return d.meta, nil
 }
 
+// SetTitle implements storage.Store.
+func (s *Store) SetTitle(ctx context.Context, id, title string) error {
+	unlock, err := s.lock(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	d, err := s.doc(id)
+	if err != nil {
+		return err
+	}
+	d.meta.Title = title
+	return nil
+}
+
 // ListDocuments implements storage.Store.
 func (s *Store) ListDocuments(ctx context.Context, opts storage.ListOptions) ([]storage.Document, string, error) {
 	limit := opts.Limit

@@ -260,6 +260,11 @@ func (g *Guard) DeleteDocument(ctx context.Context, id string) error {
 	return g.write(func(s storage.Store) error { return s.DeleteDocument(ctx, id) })
 }
 
+// SetTitle implements storage.Store.
+func (g *Guard) SetTitle(ctx context.Context, id, title string) error {
+	return g.write(func(s storage.Store) error { return s.SetTitle(ctx, id, title) })
+}
+
 // Commit implements storage.Store.
 func (g *Guard) Commit(ctx context.Context, appends []storage.Append) (results []error, err error) {
 	err = g.write(func(s storage.Store) error {

@@ -132,6 +132,9 @@ func TestStore(t *testing.T, open func(t *testing.T) storage.Store) {
 			{"Recreate", testDeleteRecreate},
 			{"Neighbours", testDeleteNeighbours},
 		}},
+		{"SetTitle", []leaf{
+			{"Basic", testSetTitle},
+		}},
 		{"Commit", []leaf{
 			{"Single", testCommitSingle},
 			{"MultiRecord", testCommitMultiRecord},
@@ -784,6 +787,33 @@ func testCreateMetadata(t *testing.T, s storage.Store) {
 		}
 		checkAll(t, s, m)
 	}
+}
+
+// testSetTitle: a new title, and nothing else of the document changes
+// (its history, head and updated time included); the other documents keep
+// theirs; a missing document is an error.
+func testSetTitle(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	m := createDoc(t, s, "titled", "text")
+	m.commitOps(t, s, ins("a"), ins("b"))
+	other := createDoc(t, s, "other", "x")
+	for _, title := range []string{"Renamed 📝 日本語", "", strings.Repeat("ü", 500)} {
+		if err := s.SetTitle(ctx, m.id, title); err != nil {
+			t.Fatalf("SetTitle(%q): %v", title, err)
+		}
+		m.title = title
+		checkDoc(t, s, m)
+		checkAll(t, s, m)
+	}
+	checkDoc(t, s, other)
+	m.commitOps(t, s, ins("c"))
+	checkAll(t, s, m)
+	wantErr(t, s.SetTitle(ctx, "missing", "x"), storage.ErrNotFound, `SetTitle("missing")`, "missing")
+	wantErr(t, s.SetTitle(ctx, "bad id", "x"), storage.ErrInvalid, `SetTitle("bad id")`, "bad id")
+	if err := s.DeleteDocument(ctx, other.id); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, s.SetTitle(ctx, other.id, "x"), storage.ErrNotFound, "SetTitle after DeleteDocument", other.id)
 }
 
 func testCreateExists(t *testing.T, s storage.Store) {
@@ -1961,6 +1991,7 @@ func testClose(t *testing.T, s storage.Store) {
 	_, _, err = s.LookupSubmission(ctx, m.id, "src", 1)
 	check("LookupSubmission", err)
 	check("Compact", s.Compact(ctx, m.id, 1))
+	check("SetTitle", s.SetTitle(ctx, m.id, "t"))
 	check("DeleteDocument", s.DeleteDocument(ctx, m.id))
 	_, _, err = storage.Load(ctx, s, m.id)
 	check("Load", err)

@@ -571,6 +571,20 @@ test('not_found: closed with an error', async () => {
   assert.equal(a.errors[0].code, 'not_found')
 })
 
+test('title: from the hello, then renames as they come', async () => {
+  const server = new FakeServer()
+  server.createDoc('t', 'abc', 'First')
+  const a = open(server, 't')
+  const titles = []
+  a.on('title', t => titles.push(t))
+  await waitFor('connected', () => a.status === 'connected')
+  assert.equal(a.title, 'First')
+  server.rename('t', 'Second 📝')
+  await waitFor('renamed', () => a.title === 'Second 📝')
+  assert.deepEqual(titles, ['First', 'Second 📝'])
+  a.close()
+})
+
 test('a refusal reconnecting cannot cure (1008): closed with the error, no retries', async () => {
   const server = new FakeServer()
   server.createDoc('r', 'abc')

@@ -57,6 +57,13 @@ export class FakeServer {
 
   doc (id) { return this.docs.get(id) }
 
+  // rename changes a document's title and tells everyone in it.
+  rename (id, title) {
+    const d = this.docs.get(id)
+    d.title = title
+    for (const c of d.clients.values()) this._send(c, { type: 'title', title })
+  }
+
   compact (id) {
     const d = this.docs.get(id)
     d.oldest = d.durableRev

@@ -794,6 +794,13 @@ export class TandemClient {
       case 'sel': return this._onSel(m)
       case 'join': return this._onJoin(m)
       case 'leave': return this._onLeave(m)
+      case 'title':
+        if (typeof m.title === 'string' && m.title !== this.title) {
+          this.title = m.title
+          this._persistSoon()
+          this._emit('title', m.title)
+        }
+        return
       case 'error': return this._onError(m)
       case 'hello': return this._resync(false, 'second hello')
       default: // unknown messages are ignored (forward compatibility)
@@ -810,7 +817,10 @@ export class TandemClient {
     this._timer('stable', 3000, () => { this._attempt = 0 })
     this.client = typeof m.client === 'string' ? m.client : null
     if (this.client) this._myClients.add(this.client)
-    if (typeof m.title === 'string') this.title = m.title
+    if (typeof m.title === 'string' && m.title !== this.title) {
+      this.title = m.title
+      this._emit('title', m.title)
+    }
     if (typeof m.src === 'string' && m.src !== '' && m.src !== this.src) {
       this.src = m.src // derived from our key: the seqs we counted stay ours
       this._persistNow()
