@@ -90,6 +90,7 @@ type Server struct {
 	// backingUp: an admin backup is streaming (one at a time).
 	backingUp atomic.Bool
 	creations *middleware.RateLimiterMemoryStore // documents created, per user
+	notFound  *asset                             // the HTML page for a page address that names nothing
 }
 
 // New builds the server's routes.
@@ -490,6 +491,11 @@ func (s *Server) httpError(err error, c echo.Context) {
 	}
 	if s.cfg.OnError != nil {
 		s.cfg.OnError(ae.status, ae.code)
+	}
+	if ae.status == http.StatusNotFound && s.notFound != nil && isPage(c.Request()) {
+		// A person followed a bad link: a page, not the API's JSON.
+		servePage(c, http.StatusNotFound, s.notFound)
+		return
 	}
 	c.JSON(ae.status, map[string]any{"error": map[string]string{"code": ae.code, "message": ae.message}})
 }

@@ -87,6 +87,7 @@ func loadAssets() map[string]*asset {
 // "/js/*" and "/css/*" are the modules and the style sheet.
 func (s *Server) mountStatic(e *echo.Echo) {
 	assets := loadAssets()
+	s.notFound = assets["/notfound.html"]
 	page := func(c echo.Context) error { return serveAsset(c, assets["/index.html"]) }
 	editor := func(c echo.Context) error {
 		if storage.CheckID(c.Param("id")) != nil {
@@ -110,6 +111,31 @@ func (s *Server) mountStatic(e *echo.Echo) {
 	e.Match(methods, "/css/*", file)
 }
 
+// isPage tells a browser's page request (GET or HEAD of a page address,
+// HTML acceptable) from API and asset requests.
+func isPage(r *http.Request) bool {
+	p := r.URL.Path
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
+		!strings.HasPrefix(p, "/api/") && !strings.HasPrefix(p, "/js/") && !strings.HasPrefix(p, "/css/") &&
+		strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// servePage answers with an HTML page and a status of its own (no caching).
+func servePage(c echo.Context, status int, a *asset) {
+	pageHeaders(c.Response().Header())
+	c.Response().Header().Set("Cache-Control", "no-store")
+	c.Blob(status, a.ctype, a.body)
+}
+
+// pageHeaders are the security headers of every HTML page.
+func pageHeaders(h http.Header) {
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "+
+		"connect-src 'self' ws: wss:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+}
+
 func serveAsset(c echo.Context, a *asset) error {
 	h := c.Response().Header()
 	h.Set("Cache-Control", a.cache)
@@ -120,10 +146,7 @@ func serveAsset(c echo.Context, a *asset) error {
 		// scripts are fetched with CORS); they are public.
 		h.Set("Access-Control-Allow-Origin", "*")
 	} else {
-		h.Set("Referrer-Policy", "same-origin")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "+
-			"connect-src 'self' ws: wss:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+		pageHeaders(h)
 	}
 	if etagMatch(c.Request().Header.Get("If-None-Match"), a.etag) {
 		return c.NoContent(http.StatusNotModified)

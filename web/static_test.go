@@ -70,3 +70,37 @@ func TestStaticFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestNotFoundPage: a page address that names nothing gets an HTML page
+// (404) for browsers, JSON for everyone else and for the API.
+func TestNotFoundPage(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, collab.Config{})
+	for _, tc := range []struct {
+		path, accept string
+		html         bool
+	}{
+		{"/docs", "text/html,application/xhtml+xml", true},
+		{"/d/not%20an%20id", "text/html", true},
+		{"/d/" + strings.Repeat("x", 200), "text/html", true},
+		{"/docs", "application/json", false},
+		{"/api/nothing", "text/html", false},
+		{"/js/missing.js", "text/html", false},
+	} {
+		req, _ := http.NewRequest("GET", ts.URL+tc.path, nil)
+		req.Header.Set("Accept", tc.accept)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		isHTML := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html")
+		if resp.StatusCode != http.StatusNotFound || isHTML != tc.html {
+			t.Errorf("GET %s (Accept %s): %d %s, want 404 and html=%v", tc.path, tc.accept, resp.StatusCode, resp.Header.Get("Content-Type"), tc.html)
+		}
+		if tc.html && (!strings.Contains(string(body), "nothing at this address") || resp.Header.Get("Content-Security-Policy") == "") {
+			t.Errorf("GET %s: the page %q, CSP %q", tc.path, body, resp.Header.Get("Content-Security-Policy"))
+		}
+	}
+}
