@@ -17,8 +17,8 @@ go vet ./...
 
 if [ -d web/jstest ]; then
   if command -v node >/dev/null 2>&1; then
-    echo "node --test web/jstest/ ($(node --version))"
-    node --test web/jstest/
+    echo "node --test web/jstest/ ($(node --version)): a dot per test, failures in full"
+    node --test --test-reporter=dot web/jstest/
   else
     echo "NOTE: node not found: skipping the JavaScript tests (web/jstest)"
   fi

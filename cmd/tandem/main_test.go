@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,9 +41,36 @@ func TestServeFlagsAndEnv(t *testing.T) {
 	if c.Addr != ":9999" || c.SnapshotEvery != 9 || c.IdleTimeout != time.Minute || c.DataDir != "./data" {
 		t.Fatalf("got %+v: env sets addr, the flag overrides the env's snapshot interval", c)
 	}
+	for _, args := range [][]string{
+		{"--retain", "-1"}, {"--idle-timeout", "-1s"}, {"--shutdown-timeout", "-1s"}, {"--commit-linger", "-1ms"},
+		{"--disk-check-every", "0s"}, {"--max-connections", "-1"}, {"--max-connections-per-ip", "0"},
+		{"--connection-rate", "0"}, {"--client-rate", "-3"}, {"--client-rate", "NaN"}, {"--snapshot-every", "0"},
+	} {
+		if _, err := parseServeFlags(args, &errOut); err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(args[0], "--")) {
+			t.Errorf("%v: %v, want an error naming the flag", args, err)
+		}
+	}
 	t.Setenv("TANDEM_IDLE_TIMEOUT", "soon")
 	if _, err := parseServeFlags(nil, &errOut); err == nil || !strings.Contains(err.Error(), "TANDEM_IDLE_TIMEOUT") {
 		t.Fatalf("bad env value: %v", err)
+	}
+}
+
+// TestServeBusyPort: a port in use fails the start before the data
+// directory is made.
+func TestServeBusyPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dir := filepath.Join(t.TempDir(), "data")
+	err = serve(t.Context(), []string{"--addr", ln.Addr().String(), "--data-dir", dir, "--log-level", "error"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "listen") {
+		t.Fatalf("serve on a busy port: %v", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("the data directory was made: %v", err)
 	}
 }
 

@@ -144,6 +144,26 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	if c.SnapshotEvery < 1 {
 		return c, errors.New("--snapshot-every must be at least 1")
 	}
+	// A negative value is a mistake, never "off": say so instead of
+	// guessing what was meant.
+	for _, n := range []struct {
+		flag string
+		bad  bool
+	}{
+		{"retain", c.Retain < 0},
+		{"idle-timeout", c.IdleTimeout < 0},
+		{"shutdown-timeout", c.ShutdownTimeout < 0},
+		{"commit-linger", c.CommitLinger < 0},
+		{"disk-check-every", c.DiskCheckEvery <= 0},
+		{"max-connections", c.MaxConns < 0},
+		{"max-connections-per-ip", c.MaxConnsPerIP < 1},
+		{"connection-rate", !(c.ConnRate > 0)},
+		{"client-rate", !(c.ClientRate > 0)},
+	} {
+		if n.bad {
+			return c, fmt.Errorf("--%s: %s is out of range (see tandem serve -h)", n.flag, fs.Lookup(n.flag).Value)
+		}
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return c, errors.New("--tls-cert and --tls-key go together")
 	}
@@ -251,6 +271,30 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 		return nil, fmt.Errorf("--trusted-proxies: %w", err)
 	}
 
+	// Listen first: a port in use must not leave a new data directory
+	// behind (or open Badger only to close it).
+	ln := hooks.listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+			return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+		}
+	}
+	var mln net.Listener
+	if cfg.MetricsAddr != "" {
+		if mln, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("--metrics-addr %s: %w", cfg.MetricsAddr, err)
+		}
+	}
+	defer func() {
+		if err != nil {
+			ln.Close()
+			if mln != nil && s.metrics == nil {
+				mln.Close()
+			}
+		}
+	}()
+
 	// The data directory must exist for its disk to be measured.
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
@@ -322,24 +366,14 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 		Auth: auth, Metrics: metrics, MetricsPublic: cfg.MetricsAddr != "", OnError: obs.HTTPError,
 		LimitLoopback: hooks.limitLoopback})
 	websockets = s.web.WebSockets
-	if cfg.MetricsAddr != "" {
+	if mln != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", metrics)
-		mln, err := net.Listen("tcp", cfg.MetricsAddr)
-		if err != nil {
-			return nil, fmt.Errorf("--metrics-addr %s: %w", cfg.MetricsAddr, err)
-		}
 		s.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go s.metrics.Serve(mln)
 		log.Info("metrics", "addr", "http://"+mln.Addr().String()+"/metrics")
 	}
 
-	ln := hooks.listener
-	if ln == nil {
-		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
-			return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
-		}
-	}
 	nofile := raiseFileLimit()
 	maxConns := cfg.MaxConns
 	if maxConns <= 0 {
