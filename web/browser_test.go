@@ -174,13 +174,21 @@ func eval[T any](tb *tab, js string) T {
 // and editable.
 func (tb *tab) open(base, id string) {
 	tb.t.Helper()
+	tb.do(chromedp.Navigate(base + "/d/" + id + "?editor=textarea"))
+	tb.waitConnected()
+}
+
+// openCM loads the editor of document id with CodeMirror (the demo's
+// default) and waits until it is connected and editable.
+func (tb *tab) openCM(base, id string) {
+	tb.t.Helper()
 	tb.do(chromedp.Navigate(base + "/d/" + id))
 	tb.waitConnected()
 }
 
 func (tb *tab) waitConnected() {
 	tb.t.Helper()
-	tb.waitJS(`window.tandem?.client?.status === 'connected' && !document.querySelector('#editor').disabled`, "connected")
+	tb.waitJS(`window.tandem?.client?.status === 'connected' && (window.tandem.mode === 'codemirror' ? !!window.tandem.view : !document.querySelector('#editor').disabled)`, "connected")
 }
 
 // waitJS polls a JavaScript condition.
@@ -200,21 +208,21 @@ func (tb *tab) waitJS(cond, what string) {
 
 func (tb *tab) state() string {
 	return eval[string](tb, `JSON.stringify({status: window.tandem?.client?.status, pending: window.tandem?.client?.pending,
-	  rev: window.tandem?.client?.rev, value: document.querySelector('#editor')?.value, indicator: document.querySelector('#conn')?.textContent})`)
+	  rev: window.tandem?.client?.rev, shown: window.tandem?.shown?.(), indicator: document.querySelector('#conn')?.textContent})`)
 }
 
-func (tb *tab) value() string { return eval[string](tb, `document.querySelector('#editor').value`) }
+// value is the text the tab's editor shows.
+func (tb *tab) value() string { return eval[string](tb, `window.tandem.shown()`) }
 
 // caretBefore puts the caret before the first occurrence of marker (or at
 // the end when marker is "").
 func (tb *tab) caretBefore(marker string) {
 	tb.t.Helper()
 	ok := eval[bool](tb, fmt.Sprintf(`(() => {
-	  const t = document.querySelector('#editor');
-	  const i = %q === '' ? t.value.length : t.value.indexOf(%q);
+	  const v = window.tandem.shown();
+	  const i = %q === '' ? v.length : v.indexOf(%q);
 	  if (i < 0) return false;
-	  t.focus();
-	  t.setSelectionRange(i, i);
+	  window.tandem.setCaret(i);
 	  return true;
 	})()`, marker, marker))
 	if !ok {
@@ -230,7 +238,18 @@ func typeText(s string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
 		for _, r := range s {
 			events := kb.Encode(r)
-			if !unicode.IsPrint(r) && r != '\n' {
+			switch {
+			case r == '\n':
+				// One keyDown that carries its text, as a real Enter key: the
+				// browser makes the keypress itself, and not when the page
+				// handled the keydown (CodeMirror does). kb's separate char
+				// event would insert a second line break there.
+				enter := input.DispatchKeyEventParams{Type: input.DispatchKeyEventTypeKeyDown, Key: "Enter", Code: "Enter",
+					WindowsVirtualKeyCode: 13, NativeVirtualKeyCode: 13, Text: "\r", UnmodifiedText: "\r"}
+				up := enter
+				up.Type, up.Text, up.UnmodifiedText = input.DispatchKeyEventTypeKeyUp, "", ""
+				events = []*input.DispatchKeyEventParams{&enter, &up}
+			case !unicode.IsPrint(r):
 				events = []*input.DispatchKeyEventParams{{Type: input.DispatchKeyEventTypeChar, Text: string(r), UnmodifiedText: string(r)}}
 			}
 			for _, ev := range events {
@@ -245,6 +264,11 @@ func typeText(s string) chromedp.Action[chromedp.Void] {
 
 // key presses a key with modifiers (kb.Encode of r).
 func key(r rune, modifiers chromedp.Modifier) chromedp.Action[chromedp.Void] {
+	if modifiers&chromedp.ModifierShift != 0 {
+		// A real keyboard reports Shift+z as "Z" (CodeMirror's keymaps
+		// go by that).
+		r = unicode.ToUpper(r)
+	}
 	return chromedp.KeyEvent(string(r), chromedp.KeyModifiers(modifiers))
 }
 
@@ -295,7 +319,7 @@ func waitConvergedAs(t *testing.T, base, tok, id, want string, tabs ...*tab) {
 				break
 			}
 			same = eval[bool](tb, fmt.Sprintf(`window.tandem.client.pending === 0 && window.tandem.client.status === 'connected' &&
-			  window.tandem.client.text === %q && document.querySelector('#editor').value === %q`, want, want))
+			  window.tandem.client.text === %q && window.tandem.shown() === %q`, want, want))
 		}
 		if same {
 			return

@@ -38,7 +38,7 @@ func TestBrowserWithTokens(t *testing.T) {
 		tok string
 	}{{ann, annTok}, {bob, bobTok}} {
 		wg.Go(func() {
-			p.tb.do(chromedp.Navigate(ts.URL + "/d/trip#token=" + p.tok))
+			p.tb.do(chromedp.Navigate(ts.URL + "/d/trip?editor=textarea#token=" + p.tok))
 			p.tb.waitConnected()
 		})
 	}

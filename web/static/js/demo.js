@@ -323,14 +323,20 @@ async function openEditor (id) {
   let client = null
   let unbind = null
   let lib
+  // CodeMirror by default; ?editor=textarea uses the dependency-free
+  // textarea binding instead.
+  const mode = new URLSearchParams(location.search).get('editor') === 'textarea' ? 'textarea' : 'codemirror'
   try {
-    const [clientMod, textareaMod, unicodeMod, otMod] = await Promise.all([
-      import('/js/client.js'), import('/js/textarea.js'), import('/js/unicode.js'), import('/js/ot.js')])
-    lib = { connect: clientMod.connect, bindTextarea: textareaMod.bindTextarea, ...unicodeMod, compose: otMod.compose }
+    const [clientMod, textareaMod, unicodeMod, otMod, cmMod, cm] = await Promise.all([
+      import('/js/client.js'), import('/js/textarea.js'), import('/js/unicode.js'), import('/js/ot.js'),
+      mode === 'codemirror' ? import('/js/codemirror.js') : null,
+      mode === 'codemirror' ? import('/js/vendor/codemirror.js') : null])
+    lib = { connect: clientMod.connect, bindTextarea: textareaMod.bindTextarea, ...unicodeMod, compose: otMod.compose, tandem: cmMod?.tandem, cm }
   } catch (err) {
     banner(`The editor could not load: ${err.message}`)
     throw err
   }
+  const surface = mode === 'codemirror' ? codeMirrorSurface($('cm'), lib) : textareaSurface(textarea, overlay, lib)
 
   // ---- connection indicator
   const conn = $('conn')
@@ -385,11 +391,7 @@ async function openEditor (id) {
   const jumpTo = (cid) => {
     const p = client?.peers.get(cid)
     const sel = p?.sel?.[0]
-    if (!sel) return
-    const at = lib.cpToUtf16(textarea.value, Math.min(sel.head, lib.cpLength(textarea.value)))
-    textarea.focus()
-    textarea.setSelectionRange(at, at)
-    textarea.dispatchEvent(new Event('select'))
+    if (sel) surface.jump(sel.head)
   }
 
   // ---- the client and the binding
@@ -409,7 +411,7 @@ async function openEditor (id) {
     const c = lib.connect(location.origin, id, opts)
     client = c
     c.on('status', () => { renderStatus(); if (c.status === 'connected') bind(c) })
-    c.on('text', () => { renderStatus(); onHistoryText() })
+    c.on('text', () => { renderStatus(); onHistoryText(); preview.update() })
     c.on('synced', renderStatus)
     c.on('presence', renderPeers)
     c.on('error', onClientError)
@@ -417,24 +419,24 @@ async function openEditor (id) {
     // once; a client without it waits for the server's text, so that the
     // textarea never shows an empty document in between.
     if (c.rev !== null) bind(c)
-    else textarea.readOnly = true
     renderStatus()
     renderPeers()
-    window.tandem = { id, client: c, textarea }
+    // For tests and the console: the client, the editor, and what it shows.
+    window.tandem = {
+      id,
+      client: c,
+      textarea,
+      mode,
+      get view () { return surface.view },
+      shown: () => surface.shown(),
+      setCaret: (at) => surface.setCaret(at)
+    }
   }
   let bound = null
   const bind = (c) => {
     if (bound === c || client !== c) return
     bound = c
-    unbind = lib.bindTextarea(c, textarea, { overlay })
-    textarea.readOnly = !!readOnly
-    textarea.placeholder = 'Start typing…'
-
-    if (textarea.disabled) {
-      const focus = document.activeElement === document.body
-      textarea.disabled = false
-      if (focus) textarea.focus()
-    }
+    unbind = surface.bind(c, !!readOnly)
   }
   const onClientError = (e) => {
     switch (e?.code) {
@@ -466,8 +468,8 @@ async function openEditor (id) {
   // the browser's Edit menu to them; these are the toolbar's buttons.
   const undo = () => { client?.undo(); renderStatus() }
   const redo = () => { client?.redo(); renderStatus() }
-  $('undo').addEventListener('click', () => { undo(); textarea.focus() })
-  $('redo').addEventListener('click', () => { redo(); textarea.focus() })
+  $('undo').addEventListener('click', () => { undo(); surface.focus() })
+  $('redo').addEventListener('click', () => { redo(); surface.focus() })
 
   // Unsent edits are kept in localStorage, but not by a second tab of the
   // same document (the client leases the storage to one): ask first.
@@ -486,12 +488,171 @@ async function openEditor (id) {
     for (const p of client?.peers.values() ?? []) if ((p.name || p.user) === user && validColor(p.color)) return p.color
     return colorFor(user)
   }
-  const hist = setupHistory(id, () => client, lib, textarea, colorOf)
+  const hist = setupHistory(id, () => client, lib, surface, colorOf)
+  const preview = setupPreview(() => client)
   const onHistoryText = () => hist.onText()
 
   start()
   meta.then((d) => { if (d === null && !$('missing-view').hidden) { clearInterval(statusTimer); unbind?.(); client?.close() } })
 }
+
+// ---- the editing surfaces: CodeMirror, or the plain textarea
+
+// textareaSurface edits in the page's <textarea> (textarea.js).
+function textareaSurface (textarea, overlay, lib) {
+  textarea.hidden = false
+  textarea.readOnly = true // until the client has the text: never an empty document in between
+  return {
+    view: null,
+    bind (c, readOnly) {
+      const unbind = lib.bindTextarea(c, textarea, { overlay })
+      textarea.readOnly = readOnly
+      textarea.placeholder = 'Start typing…'
+      if (textarea.disabled) {
+        const focus = document.activeElement === document.body
+        textarea.disabled = false
+        if (focus && !isTouch()) textarea.focus()
+      }
+      return unbind
+    },
+    focus () { textarea.focus() },
+    shown: () => textarea.value,
+    setCaret (at) {
+      textarea.focus()
+      textarea.setSelectionRange(at, at)
+    },
+    jump (cp) {
+      const at = lib.cpToUtf16(textarea.value, Math.min(cp, lib.cpLength(textarea.value)))
+      textarea.focus()
+      textarea.setSelectionRange(at, at)
+      textarea.dispatchEvent(new Event('select'))
+    }
+  }
+}
+
+// codeMirrorSurface edits in CodeMirror 6 (codemirror.js), with Markdown
+// highlighting.
+function codeMirrorSurface (host, lib) {
+  const cm = lib.cm
+  $('editor').hidden = true
+  $('overlay').hidden = true
+  host.hidden = false
+  host.setAttribute('aria-busy', 'true')
+  const s = {
+    view: null,
+    bind (c, readOnly) {
+      host.removeAttribute('aria-busy')
+      host.replaceChildren()
+      const view = new cm.EditorView({
+        parent: host,
+        state: cm.EditorState.create({
+          doc: c.text,
+          extensions: [
+            lib.tandem(c),
+            cm.EditorView.lineWrapping,
+            cm.highlightSpecialChars(),
+            cm.drawSelection(),
+            cm.dropCursor(),
+            cm.rectangularSelection(),
+            cm.highlightActiveLine(),
+            cm.highlightSelectionMatches(),
+            new cm.LanguageSupport(cm.markdownLanguage),
+            cm.syntaxHighlighting(cm.defaultHighlightStyle, { fallback: true }),
+            cm.keymap.of([...cm.defaultKeymap, ...cm.searchKeymap, cm.indentWithTab]),
+            cm.placeholder('Start typing…'),
+            cm.EditorState.readOnly.of(readOnly),
+            cm.EditorView.contentAttributes.of({ 'aria-label': 'Document text', spellcheck: 'true', autocapitalize: 'sentences' })
+          ]
+        })
+      })
+      s.view = view
+      if (document.activeElement === document.body && !isTouch()) view.focus()
+      return () => {
+        view.destroy()
+        if (s.view === view) s.view = null
+      }
+    },
+    focus () { s.view?.focus() },
+    shown: () => s.view ? s.view.state.doc.toString() : null,
+    setCaret (at) {
+      s.view.focus()
+      s.view.dispatch({ selection: { anchor: at } })
+    },
+    jump (cp) {
+      const view = s.view
+      if (!view) return
+      const text = view.state.doc.toString()
+      const at = lib.cpToUtf16(text, Math.min(cp, lib.cpLength(text)))
+      view.dispatch({ selection: { anchor: at }, scrollIntoView: true })
+      view.focus()
+    }
+  }
+  return s
+}
+
+// ---- the Markdown preview
+
+// setupPreview renders the text as Markdown beside it, when the reader
+// turns it on. The text is other people's: marked's HTML goes through
+// DOMPurify before it reaches the page (and the page's CSP forbids inline
+// script besides).
+function setupPreview (getClient) {
+  const pane = $('preview')
+  const toggle = $('preview-toggle')
+  toggle.hidden = false
+  let lib = null
+  let frame = 0
+  const render = async () => {
+    frame = 0
+    const c = getClient()
+    if (pane.hidden || !c) return
+    lib ||= await loadPreview()
+    pane.replaceChildren(lib.render(c.text))
+  }
+  const api = {
+    update () {
+      if (!pane.hidden && !frame) frame = requestAnimationFrame(render)
+    },
+    set (on) {
+      pane.hidden = !on
+      toggle.setAttribute('aria-pressed', String(on))
+      toggle.classList.toggle('active', on)
+      try { local?.setItem('tandem.preview', on ? '1' : '0') } catch {}
+      if (on) api.update()
+      else pane.replaceChildren()
+    }
+  }
+  toggle.addEventListener('click', () => api.set(pane.hidden))
+  api.set(local?.getItem('tandem.preview') === '1')
+  return api
+}
+
+let previewLib = null
+async function loadPreview () {
+  if (previewLib) return previewLib
+  const { Marked, DOMPurify } = await import('/js/vendor/preview.js')
+  const marked = new Marked({ gfm: true, async: false })
+  // Links leave the page in a new tab, without telling the other site
+  // where they came from.
+  DOMPurify.addHook('afterSanitizeAttributes', (node) => {
+    if (node.tagName === 'A' && node.hasAttribute('href')) {
+      node.setAttribute('target', '_blank')
+      node.setAttribute('rel', 'noopener noreferrer nofollow')
+    }
+  })
+  previewLib = {
+    render: (text) => DOMPurify.sanitize(marked.parse(text), {
+      RETURN_DOM_FRAGMENT: true,
+      FORBID_TAGS: ['style', 'form', 'input', 'button', 'textarea', 'select'],
+      FORBID_ATTR: ['style']
+    })
+  }
+  return previewLib
+}
+
+// A phone or tablet: focusing an editor raises the on-screen keyboard, so
+// the page does not do it on its own.
+const isTouch = () => matchMedia('(pointer: coarse)').matches
 
 function banner (msg) {
   const b = $('editor-error')
@@ -521,7 +682,7 @@ async function copyLink (url) {
 
 // ---------------------------------------------------------------- history
 
-function setupHistory (id, getClient, lib, textarea, colorOf) {
+function setupHistory (id, getClient, lib, surface, colorOf) {
   const view = $('history-view')
   const wrap = $('editor-wrap')
   const slider = $('history-slider')
@@ -695,7 +856,7 @@ function setupHistory (id, getClient, lib, textarea, colorOf) {
     wrap.hidden = false
     document.body.classList.remove('history-open')
     $('changes-panel').hidden = true
-    textarea.focus()
+    surface.focus()
   }
 
   toggle.addEventListener('click', () => (open ? closeHistory() : openHistory()))

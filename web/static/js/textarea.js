@@ -8,7 +8,10 @@
 // that does not need a DOM (and are tested in Node).
 
 import { transform, compose, isNoop, transformSelection } from './ot.js'
-import { cpToUtf16, utf16ToCp, opFromDiff } from './unicode.js'
+import { cpToUtf16, utf16ToCp, opFromDiff, caretAfter } from './unicode.js'
+import { peerColor, peerLabel, inkOn } from './peers.js'
+
+export { peerColor, peerLabel, caretAfter }
 
 /** wellFormed replaces lone UTF-16 surrogates (which no op may carry) with
  * U+FFFD. */
@@ -39,21 +42,6 @@ export function mapSelection (oldValue, newValue, op, sel, side = 'left') {
   return { start: Math.min(a, h), end: Math.max(a, h), direction: sel.direction === 'none' && a === h ? 'none' : (h < a ? 'backward' : 'forward') }
 }
 
-/** caretAfter returns the UTF-16 position in newValue just after the last
- * change op makes (where a caret goes after an undo or redo). */
-export function caretAfter (newValue, op) {
-  let pos = 0 // code points of the new document
-  let end = 0
-  for (const c of op) {
-    if (typeof c === 'number') pos += c
-    else if (typeof c === 'string') {
-      pos += [...c].length
-      end = pos
-    } else end = pos
-  }
-  return cpToUtf16(newValue, end)
-}
-
 /** cpToUtf16Many converts many code point offsets of s in one pass; the
  * result maps each offset to its UTF-16 index. */
 export function cpToUtf16Many (s, offsets) {
@@ -73,21 +61,6 @@ export function cpToUtf16Many (s, offsets) {
     out.set(target, i)
   }
   return out
-}
-
-// Colours for peers that did not choose one.
-const PALETTE = ['#e91e63', '#3f51b5', '#009688', '#ff9800', '#9c27b0', '#4caf50', '#f44336', '#2196f3']
-
-export function peerColor (peer) {
-  const c = typeof peer.color === 'string' ? peer.color.trim() : ''
-  if (/^#[0-9a-fA-F]{3,8}$/.test(c) || /^(rgb|rgba|hsl|hsla)\([\d\s.,%/]+\)$/.test(c) || /^[a-zA-Z]{3,20}$/.test(c)) return c
-  let h = 0
-  for (const ch of String(peer.client || '')) h = (h * 31 + ch.charCodeAt(0)) >>> 0
-  return PALETTE[h % PALETTE.length]
-}
-
-export function peerLabel (peer) {
-  return (peer.name || peer.user || 'Anonymous').slice(0, 60)
 }
 
 // The computed styles a mirror copies so that it lays text out exactly as the
@@ -488,7 +461,7 @@ export function bindTextarea (client, textarea, { overlay = null } = {}) {
         Object.assign(label.style, {
           position: 'absolute', left: (c.x - sx - 1) + 'px', top: (above ? y - 16 : y + c.h) + 'px',
           height: '16px', lineHeight: '16px', padding: '0 4px', font: '600 11px/16px system-ui, sans-serif',
-          color: '#fff', background: color, borderRadius: above ? '3px 3px 3px 0' : '0 3px 3px 3px',
+          color: inkOn(color), background: color, borderRadius: above ? '3px 3px 3px 0' : '0 3px 3px 3px',
           whiteSpace: 'nowrap', maxWidth: '12em', overflow: 'hidden', textOverflow: 'ellipsis'
         })
         frag.append(label)

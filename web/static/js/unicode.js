@@ -65,16 +65,28 @@ export function cpLength (s) {
 export function cpToUtf16 (s, cp) {
   checkString(s, 'text')
   checkInt(cp, 'code point offset')
+  return advanceCp(s, 0, cp)
+}
+
+/** cpBetween returns the number of code points in s between the UTF-16
+ * indices from and to (from <= to, neither splitting a surrogate pair). */
+export function cpBetween (s, from, to) {
+  checkString(s, 'text')
+  return count(s, from, to)
+}
+
+/** advanceCp returns the UTF-16 index n code points after UTF-16 index i
+ * in s (at most s.length). */
+export function advanceCp (s, i, n) {
   const len = s.length
-  let i = 0
   let stretch = 32
-  while (cp > 0 && i < len) {
+  while (n > 0 && i < len) {
     const next = nextSurrogate(s, i)
-    if (next - i >= cp) return i + cp
+    if (next - i >= n) return i + n
     stretch = next - i < stretch ? Math.min(stretch * 2, 1 << 16) : 32
-    cp -= next - i
+    n -= next - i
     i = next
-    for (let k = stretch; k > 0 && cp > 0 && i < len; k--, cp--) {
+    for (let k = stretch; k > 0 && n > 0 && i < len; k--, n--) {
       if (isHigh(s.charCodeAt(i++)) && i < len && isLow(s.charCodeAt(i))) i++
     }
   }
@@ -157,4 +169,19 @@ export function opFromDiff (before, after, caretHint) {
   if (deleted > 0) op.push({ d: deleted })
   if (al - s > p) op.push(after.slice(p, al - s))
   return op
+}
+
+/** caretAfter returns the UTF-16 position in newValue just after the last
+ * change op makes (where a caret goes after an undo or redo). */
+export function caretAfter (newValue, op) {
+  let pos = 0 // code points of the new document
+  let end = 0
+  for (const c of op) {
+    if (typeof c === 'number') pos += c
+    else if (typeof c === 'string') {
+      pos += [...c].length
+      end = pos
+    } else end = pos
+  }
+  return cpToUtf16(newValue, end)
 }

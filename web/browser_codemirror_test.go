@@ -1,0 +1,214 @@
+package web_test
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// TestBrowserCodeMirror: the demo's default editor, CodeMirror 6 bound by
+// /js/codemirror.js, in a real browser with two (then three) people.
+func TestBrowserCodeMirror(t *testing.T) {
+	browser := startBrowser(t)
+	ts := startServer(t, serverOpts{})
+	base := ts.URL
+
+	const head, tail = "# Kyoto 🗾\n\nPacking:\n- ", "\n\n## Ideas\n- "
+	id := ts.createDoc(t, "Trip notes", head+"|"+tail)
+	ann := newTab(t, browser, "Ann", "#e11d48")
+	bob := newTab(t, browser, "Bob", "#2563eb")
+	var wg sync.WaitGroup
+	for _, tb := range []*tab{ann, bob} {
+		wg.Go(func() { tb.openCM(base, id) })
+	}
+	wg.Wait()
+	prefix, annText, bobText := "", "", ""
+	want := func() string { return prefix + head + annText + "|" + tail + bobText }
+
+	t.Run("ConcurrentTyping", func(t *testing.T) {
+		ann.caretBefore("|")
+		bob.caretBefore("")
+		a, b := "héllo 😀 👨‍👩‍👧 漢字 ", "temples ⛩️ and ramen 🍜\n- wörld 日本語"
+		var wg sync.WaitGroup
+		wg.Go(func() { ann.do(typeText(a)) })
+		wg.Go(func() { bob.do(typeText(b)) })
+		wg.Wait()
+		annText, bobText = a, b
+		waitConverged(t, base, id, want(), ann, bob)
+	})
+
+	t.Run("RemoteCaretAndLabel", func(t *testing.T) {
+		// Ann sees Bob's caret at the end of the last line, labelled with
+		// his name in his colour; and the other way round.
+		for _, c := range []struct {
+			viewer   *tab
+			name     string
+			lastLine bool
+		}{{ann, "Bob", true}, {bob, "Ann", false}} {
+			c.viewer.waitJS(fmt.Sprintf(`(() => {
+			  const label = [...document.querySelectorAll('.cm-tandem-caret .cm-tandem-label')].find(l => l.textContent === %q);
+			  if (!label) return false;
+			  const line = label.closest('.cm-line');
+			  const lines = [...document.querySelectorAll('.cm-content .cm-line')];
+			  return %v ? line === lines[lines.length - 1] : line.textContent.includes('|');
+			})()`, c.name, c.lastLine), "showing "+c.name+"'s caret where it is")
+		}
+	})
+
+	t.Run("SelectionStaysWhereItBelongs", func(t *testing.T) {
+		// Ann's caret is before "|"; Bob types at the very start. Ann's caret
+		// moves with her text, not with the offsets.
+		ann.caretBefore("|")
+		bob.caretBefore("# Kyoto")
+		bob.do(typeText("✈️ "))
+		prefix = "✈️ "
+		waitConverged(t, base, id, want(), ann, bob)
+		if ok := eval[bool](ann, `(() => { const v = window.tandem.view; return v.state.selection.main.head === v.state.doc.toString().indexOf('|') })()`); !ok {
+			t.Fatalf("Ann's caret moved off its place: %s", ann.state())
+		}
+		ann.do(typeText("!"))
+		annText += "!"
+		waitConverged(t, base, id, want(), ann, bob)
+	})
+
+	t.Run("UndoOwnEditsOnly", func(t *testing.T) {
+		// Ann types at the top, Bob at the end; Ann's Ctrl+Z undoes her
+		// words only, Ctrl+Shift+Z brings them back.
+		before := want()
+		ann.caretBefore("# Kyoto")
+		ann.do(typeText("DRAFT "))
+		bob.caretBefore("")
+		bob.do(typeText(" 🍵"))
+		bobText += " 🍵"
+		withAnn := strings.Replace(want(), "# Kyoto", "DRAFT # Kyoto", 1)
+		waitConverged(t, base, id, withAnn, ann, bob)
+		ann.do(key('z', chromedp.ModifierCtrl))
+		waitConverged(t, base, id, want(), ann, bob)
+		if want() == before {
+			t.Fatal("test bug: Bob's edit is missing")
+		}
+		ann.do(key('z', chromedp.ModifierCtrl|chromedp.ModifierShift))
+		waitConverged(t, base, id, withAnn, ann, bob)
+		ann.do(key('z', chromedp.ModifierCtrl))
+		waitConverged(t, base, id, want(), ann, bob)
+	})
+
+	t.Run("ReadableLabels", func(t *testing.T) {
+		// A yellow participant's label is written in black.
+		carol := newTab(t, browser, "Carol", "#facc15")
+		carol.openCM(base, id)
+		carol.caretBefore("##")
+		carol.do(typeText(" "))
+		bob.waitJS(`(() => {
+		  const l = [...document.querySelectorAll('.cm-tandem-label')].find(l => l.textContent === 'Carol');
+		  return l && getComputedStyle(l).color === 'rgb(0, 0, 0)';
+		})()`, "showing Carol's label in black on yellow")
+		carol.do(key('z', chromedp.ModifierCtrl))
+		waitConverged(t, base, id, want(), ann, bob, carol)
+	})
+
+	t.Run("PreviewIsSanitised", func(t *testing.T) {
+		// Bob types HTML that would run script in anyone's preview: Ann's
+		// preview shows the text, runs none of it, and keeps safe links.
+		const evil = "\n<img src=x onerror=\"window.__pwned='img'\">\n[click](javascript:window.__pwned='link')\n<script>window.__pwned='script'</script>\n<a href=\"https://example.com/\">fine</a> **bold**\n"
+		if !eval[bool](ann, `document.querySelector('#preview').hidden`) {
+			t.Fatal("the preview is on before anyone turned it on")
+		}
+		eval[bool](ann, `(document.querySelector('#preview-toggle').click(), true)`)
+		bob.caretBefore("")
+		eval[bool](bob, fmt.Sprintf(`(() => { const v = window.tandem.view; v.dispatch(v.state.replaceSelection(%q)); return true })()`, evil))
+		bobText += evil
+		waitConverged(t, base, id, want(), ann, bob)
+		ann.waitJS(`document.querySelector('#preview strong')?.textContent === 'bold'`, "rendering the Markdown")
+		ann.waitJS(`document.querySelector('#preview a[href="https://example.com/"]')?.rel.includes('noopener')`, "keeping the safe link")
+		// Give an img's error event its chance, and follow the bad link.
+		eval[bool](ann, `(document.querySelectorAll('#preview a').forEach(a => a.getAttribute('href') !== 'https://example.com/' && a.click()), true)`)
+		ann.waitJS(`[...document.querySelectorAll('#preview img')].every(i => i.complete)`, "images settled")
+		got := eval[string](ann, `JSON.stringify({pwned: window.__pwned ?? null,
+		  handlers: [...document.querySelectorAll('#preview *')].flatMap(e => [...e.attributes].map(a => a.name)).filter(n => n.startsWith('on')),
+		  scripts: document.querySelectorAll('#preview script').length,
+		  js: [...document.querySelectorAll('#preview a')].filter(a => /^\s*javascript:/i.test(a.getAttribute('href') || '')).length})`)
+		if got != `{"pwned":null,"handlers":[],"scripts":0,"js":0}` {
+			t.Fatalf("the preview let script through: %s", got)
+		}
+		// The page itself refuses inline script (Content-Security-Policy).
+		if csp := eval[bool](ann, `(() => { const s = document.createElement('script'); s.textContent = "window.__inline = 1"; document.body.append(s); return window.__inline === undefined })()`); !csp {
+			t.Fatal("an inline script ran: the page's CSP does not forbid it")
+		}
+		eval[bool](ann, `(document.querySelector('#preview-toggle').click(), true)`)
+	})
+
+	t.Run("Screenshots", func(t *testing.T) {
+		for _, size := range []struct{ w, h int64 }{{1280, 800}, {390, 844}} {
+			ann.do(chromedp.EmulateViewport(size.w, size.h))
+			ann.waitJS(fmt.Sprintf(`innerWidth === %d`, size.w), "resized")
+			shot, err := chromedp.Run(ann.ctx, chromedp.CaptureScreenshot())
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkNotBlank(t, shot)
+			path := artifactPath(t, fmt.Sprintf("codemirror-%dx%d.png", size.w, size.h))
+			if err := os.WriteFile(path, shot, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ann.do(chromedp.EmulateViewport(1280, 800))
+	})
+}
+
+// TestBrowserCodeMirrorLargeDocument: a 1 MB document opens and stays
+// editable, and the time from a key press to the next frame is measured
+// (logged, never asserted: CI machines vary).
+func TestBrowserCodeMirrorLargeDocument(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 1 MB document: -short skips it")
+	}
+	browser := startBrowser(t)
+	ts := startServer(t, serverOpts{})
+	var b strings.Builder
+	for i := 0; b.Len() < 1<<20; i++ {
+		fmt.Fprintf(&b, "Line %d: the quick brown fox 🦊 jumps over the lazy dog 犬.\n", i)
+		if i%5 == 4 {
+			b.WriteString("\n")
+		}
+	}
+	text := b.String()
+	id := ts.createDoc(t, "Large", text)
+	ann := newTab(t, browser, "Ann", "#e11d48")
+	bob := newTab(t, browser, "Bob", "#2563eb")
+	start := time.Now()
+	ann.openCM(ts.URL, id)
+	t.Logf("1 MB document open and editable in %v", time.Since(start).Round(time.Millisecond))
+	bob.openCM(ts.URL, id)
+
+	// Keystroke to frame: from keydown to the first animation frame after
+	// the change is in the DOM.
+	eval[bool](ann, `(window.__lat = [], document.addEventListener('keydown', () => {
+	  const t0 = performance.now(); requestAnimationFrame(() => setTimeout(() => window.__lat.push(performance.now() - t0))) }, true), true)`)
+	ann.caretBefore("Line 5000:")
+	const typed = "typing in the middle 😀 "
+	// One key at a time, each after the last one's frame: the latency of
+	// a key, not of a backlog.
+	n := 0
+	for _, r := range typed {
+		ann.do(typeText(string(r)))
+		n++
+		ann.waitJS(fmt.Sprintf(`window.__lat.length >= %d`, n), "the key's frame")
+	}
+	bob.caretBefore("Line 9000:")
+	bob.do(typeText("and here 漢字 "))
+	want := strings.Replace(strings.Replace(text, "Line 5000:", typed+"Line 5000:", 1), "Line 9000:", "and here 漢字 Line 9000:", 1)
+	waitConverged(t, ts.URL, id, want, ann, bob)
+	lat := eval[[]float64](ann, `window.__lat`)
+	if len(lat) == 0 {
+		t.Fatal("no keystroke was timed")
+	}
+	slices.Sort(lat)
+	t.Logf("keystroke to frame, 1 MB document, %d keys: median %.1f ms, max %.1f ms", len(lat), lat[len(lat)/2], lat[len(lat)-1])
+}
