@@ -1,6 +1,8 @@
 package web_test
 
 import (
+	"crypto/sha256"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -102,5 +104,44 @@ func TestNotFoundPage(t *testing.T) {
 		if tc.html && (!strings.Contains(string(body), "nothing at this address") || resp.Header.Get("Content-Security-Policy") == "") {
 			t.Errorf("GET %s: the page %q, CSP %q", tc.path, body, resp.Header.Get("Content-Security-Policy"))
 		}
+	}
+}
+
+// TestVendoredBundles: the vendored bundles are what scripts/vendor/build.sh
+// wrote (their SHA-256 in VERSIONS.txt), not hand-edited copies, and they
+// are served as modules.
+func TestVendoredBundles(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, collab.Config{})
+	get := func(path string) ([]byte, string) {
+		resp, err := http.Get(ts.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d", path, resp.StatusCode)
+		}
+		return body, resp.Header.Get("Content-Type")
+	}
+	versions, _ := get("/js/vendor/VERSIONS.txt")
+	sums := 0
+	for line := range strings.Lines(string(versions)) {
+		sum, name, ok := strings.Cut(strings.TrimSpace(line), "  ")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		body, ctype := get("/js/vendor/" + name)
+		if got := fmt.Sprintf("%x", sha256.Sum256(body)); got != sum {
+			t.Errorf("%s: sha256 %s, VERSIONS.txt says %s: rebuild with scripts/vendor/build.sh", name, got, sum)
+		}
+		if !strings.HasPrefix(ctype, "text/javascript") {
+			t.Errorf("%s served as %q", name, ctype)
+		}
+		sums++
+	}
+	if sums != 2 {
+		t.Fatalf("VERSIONS.txt lists %d bundles, want codemirror.js and preview.js", sums)
 	}
 }
