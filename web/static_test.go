@@ -1,6 +1,8 @@
 package web_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -143,5 +145,42 @@ func TestVendoredBundles(t *testing.T) {
 	}
 	if sums != 2 {
 		t.Fatalf("VERSIONS.txt lists %d bundles, want codemirror.js and preview.js", sums)
+	}
+}
+
+// TestAssetsGzipped: a client that takes gzip gets the big modules
+// compressed (with their own ETag), one that does not gets them plain.
+func TestAssetsGzipped(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, collab.Config{})
+	fetch := func(enc, etag string) (*http.Response, []byte) {
+		req, _ := http.NewRequest("GET", ts.URL+"/js/vendor/codemirror.js", nil)
+		req.Header.Set("Accept-Encoding", enc) // set by hand: net/http does not decompress then
+		if etag != "" {
+			req.Header.Set("If-None-Match", etag)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp, body
+	}
+	plainResp, plain := fetch("identity", "")
+	gzResp, gz := fetch("gzip, deflate, br", "")
+	if plainResp.Header.Get("Content-Encoding") != "" || gzResp.Header.Get("Content-Encoding") != "gzip" || len(gz) >= len(plain)/2 {
+		t.Fatalf("plain %q %d bytes, gzip %q %d bytes", plainResp.Header.Get("Content-Encoding"), len(plain), gzResp.Header.Get("Content-Encoding"), len(gz))
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unzipped, _ := io.ReadAll(zr)
+	if !bytes.Equal(unzipped, plain) || gzResp.Header.Get("ETag") == plainResp.Header.Get("ETag") || gzResp.Header.Get("Vary") != "Accept-Encoding" {
+		t.Fatalf("gzip body differs (%v) or shares the ETag %q / Vary %q", !bytes.Equal(unzipped, plain), gzResp.Header.Get("ETag"), gzResp.Header.Get("Vary"))
+	}
+	if r, _ := fetch("gzip", gzResp.Header.Get("ETag")); r.StatusCode != http.StatusNotModified {
+		t.Fatalf("revalidation: %d", r.StatusCode)
 	}
 }
