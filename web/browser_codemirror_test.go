@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -144,6 +145,31 @@ func TestBrowserCodeMirror(t *testing.T) {
 		eval[bool](ann, `(document.querySelector('#preview-toggle').click(), true)`)
 	})
 
+	t.Run("Rename", func(t *testing.T) {
+		// Ann renames the document from its title; Bob's page follows.
+		eval[bool](ann, `(document.querySelector('#doc-title').click(), true)`)
+		ann.waitJS(`document.activeElement === document.querySelector('#doc-title-input')`, "editing the title")
+		ann.do(chromedp.KeyEvent("a", chromedp.KeyModifiers(chromedp.ModifierCtrl)), typeText("Kyoto, spring 🌸\n"))
+		bob.waitJS(`document.querySelector('#doc-title').textContent === 'Kyoto, spring 🌸' && document.title.startsWith('Kyoto, spring 🌸')`, "showing the new title")
+		ann.waitJS(`!document.querySelector('#doc-title').hidden && document.querySelector('#doc-title-input').hidden`, "back to the title")
+		if title := eval[string](bob, `window.tandem.client.title`); title != "Kyoto, spring 🌸" {
+			t.Fatalf("Bob's client has the title %q", title)
+		}
+	})
+
+	t.Run("UndoButtons", func(t *testing.T) {
+		// A fresh tab has nothing to undo: its buttons say so.
+		dan := newTab(t, browser, "Dan", "#0891b2")
+		dan.openCM(base, id)
+		dan.waitJS(`document.querySelector('#undo').disabled && document.querySelector('#redo').disabled`, "undo and redo disabled")
+		dan.caretBefore("")
+		dan.do(typeText("x"))
+		dan.waitJS(`!document.querySelector('#undo').disabled && document.querySelector('#redo').disabled`, "undo enabled after an edit")
+		eval[bool](dan, `(document.querySelector('#undo').click(), true)`)
+		dan.waitJS(`document.querySelector('#undo').disabled && !document.querySelector('#redo').disabled`, "redo enabled after the undo")
+		waitConverged(t, base, id, want(), ann, bob, dan)
+	})
+
 	t.Run("Screenshots", func(t *testing.T) {
 		for _, size := range []struct{ w, h int64 }{{1280, 800}, {390, 844}} {
 			ann.do(chromedp.EmulateViewport(size.w, size.h))
@@ -153,12 +179,49 @@ func TestBrowserCodeMirror(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkNotBlank(t, shot)
+			if size.w < 500 {
+				// A phone: the title whole, the status in words, the people
+				// in view, and nothing wider than the screen.
+				got := eval[string](ann, `(() => {
+				  const vis = e => e && e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden';
+				  const title = document.querySelector('#doc-title');
+				  const out = [];
+				  if (title.clientWidth < Math.min(title.scrollWidth, 120)) out.push('title cut to ' + title.clientWidth + 'px of ' + title.scrollWidth);
+				  if (!vis(document.querySelector('#conn-text')) || document.querySelector('#conn-text').getBoundingClientRect().width < 40) out.push('no status in words');
+				  const people = [...document.querySelectorAll('#people .person')].filter(vis);
+				  if (people.length < 2) out.push(people.length + ' people shown');
+				  if (document.documentElement.scrollWidth > innerWidth) out.push('page wider than the screen: ' + document.documentElement.scrollWidth);
+				  return out.join('; ');
+				})()`)
+				if got != "" {
+					t.Errorf("layout at %dx%d: %s", size.w, size.h, got)
+				}
+			}
 			path := artifactPath(t, fmt.Sprintf("codemirror-%dx%d.png", size.w, size.h))
 			if err := os.WriteFile(path, shot, 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}
 		ann.do(chromedp.EmulateViewport(1280, 800))
+	})
+
+	t.Run("DeletedWhileOpen", func(t *testing.T) {
+		// The document is deleted under Ann: her text stays on screen, read
+		// only, with a button to copy it.
+		shown := ann.value()
+		req, _ := http.NewRequest(http.MethodDelete, base+"/api/docs/"+id, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("delete: %v %v", resp, err)
+		}
+		resp.Body.Close()
+		ann.waitJS(`!document.querySelector('#editor-error').hidden && document.querySelector('#editor-error').textContent.includes('deleted')`, "saying the document was deleted")
+		if got := ann.value(); got != shown {
+			t.Fatalf("the text changed when the document was deleted: %q", got)
+		}
+		if !eval[bool](ann, `window.tandem.view.state.readOnly && !!document.querySelector('#editor-error button')`) {
+			t.Fatal("the deleted document's text is editable, or there is no copy button")
+		}
 	})
 }
 

@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -96,4 +97,30 @@ func TestMethodNotAllowed(t *testing.T) {
 	}
 	expectAPIError(t, ts, "PUT", "/api/docs", `{}`, http.StatusMethodNotAllowed, "method_not_allowed")
 	expectAPIError(t, ts, "GET", "/api/nothing", "", http.StatusNotFound, collab.CodeNotFound)
+}
+
+// TestListByIDs: ?ids= returns the named documents that exist and may be
+// read, in the order named.
+func TestListByIDs(t *testing.T) {
+	t.Parallel()
+	ts := authServer(t, nil)
+	for _, id := range []string{"a-1", "a-2", "b-1"} {
+		seedDoc(t, ts, id, "x")
+	}
+	tok := token(t, secret, "u", time.Hour, "a-*:read")
+	status, _, raw := call(t, ts, "GET", "/api/docs?ids=a-2,missing,b-1,a-1,bad%20id", tok, "")
+	var out struct{ Docs []struct{ ID string } }
+	if err := json.Unmarshal(raw, &out); err != nil || status != http.StatusOK {
+		t.Fatalf("%d %s %v", status, raw, err)
+	}
+	var got []string
+	for _, d := range out.Docs {
+		got = append(got, d.ID)
+	}
+	if strings.Join(got, ",") != "a-2,a-1" {
+		t.Fatalf("got %v, want a-2 and a-1 (b-1 is not readable, the others do not exist)", got)
+	}
+	if status, code, _ := call(t, ts, "GET", "/api/docs?limit=2&ids=a-1,a-2,a-3", tok, ""); status != http.StatusBadRequest || code != collab.CodeBadMessage {
+		t.Fatalf("more ids than limit: %d %s", status, code)
+	}
 }

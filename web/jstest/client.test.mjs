@@ -749,3 +749,19 @@ test('selection transform helper sides', () => {
   assert.deepEqual(transformSelection({ anchor: 2, head: 2 }, [2, 'x'], 'left'), { anchor: 2, head: 2 })
   assert.deepEqual(transformSelection({ anchor: 2, head: 2 }, [2, 'x'], 'right'), { anchor: 3, head: 3 })
 })
+
+test('retry: connects at once instead of waiting out the backoff', async () => {
+  const server = new FakeServer()
+  server.createDoc('r', 'abc')
+  const a = open(server, 'r', { minBackoff: 60000, maxBackoff: 60000 })
+  await waitFor('connected', () => a.status === 'connected')
+  assert.equal(a.retry(), false)
+  server.down = true
+  server.killAll('r')
+  await waitFor('reconnecting', () => a.status === 'reconnecting')
+  server.down = false
+  // The backoff is a minute: only retry brings it back in time.
+  assert.equal(a.retry(), true)
+  await waitFor('connected again', () => a.status === 'connected')
+  a.close()
+})

@@ -76,7 +76,7 @@ export const PROTOCOL_VERSION = 2
 
 const DEFAULTS = {
   minBackoff: 250,
-  maxBackoff: 10000,
+  maxBackoff: 5000,
   selectionThrottle: 50,
   undoMergeInterval: 500, // ms: consecutive typing within this is one undo step
   maxUndo: 500, // undo steps kept (each is transformed past every later op)
@@ -508,6 +508,17 @@ export class TandemClient {
       return true
     }
     return false
+  }
+
+  /** retry connects at once when the client is waiting to reconnect (a
+   * "Retry now" button, the page coming back into view): the backoff
+   * starts over. False if it is connected or closed. */
+  retry () {
+    if (this._closed || this._helloDone) return false
+    this._attempt = 0
+    this._dropSocket() // an attempt that hangs is abandoned
+    this._open()
+    return true
   }
 
   /** close ends the client: the connection is closed, unsent edits stay in
@@ -1531,6 +1542,9 @@ export class TandemClient {
       this._setStatus('offline')
       this._timer('reconnect', this.options.maxBackoff, () => this._open())
     }
+    this._onVisible = () => {
+      if (document.visibilityState === 'visible' && this.status === 'reconnecting') this.retry()
+    }
     this._onPageHide = () => {
       this._persistNow()
       this._releaseLease()
@@ -1546,6 +1560,7 @@ export class TandemClient {
     window.addEventListener('offline', this._onOffline)
     window.addEventListener('pagehide', this._onPageHide)
     window.addEventListener('pageshow', this._onPageShow)
+    if (typeof document !== 'undefined') document.addEventListener('visibilitychange', this._onVisible)
   }
 
   _removeWindowHandlers () {
@@ -1554,5 +1569,6 @@ export class TandemClient {
     window.removeEventListener('offline', this._onOffline)
     window.removeEventListener('pagehide', this._onPageHide)
     window.removeEventListener('pageshow', this._onPageShow)
+    if (typeof document !== 'undefined') document.removeEventListener('visibilitychange', this._onVisible)
   }
 }

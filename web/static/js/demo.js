@@ -234,6 +234,26 @@ function colorFor (s) {
   return PALETTE[h % PALETTE.length]
 }
 
+// The documents this browser created or opened, newest first (the open-mode
+// list).
+const KNOWN = 'tandem.docs'
+function remembered () {
+  try {
+    const v = JSON.parse(local?.getItem(KNOWN) ?? '[]')
+    return Array.isArray(v) ? v.filter((d) => d && typeof d.id === 'string') : []
+  } catch {
+    return []
+  }
+}
+function remember (id, title) {
+  const list = [{ id, title: title ?? '', at: Date.now() }, ...remembered().filter((d) => d.id !== id)].slice(0, 200)
+  try { local?.setItem(KNOWN, JSON.stringify(list)) } catch {}
+}
+function forgetAllBut (ids) {
+  const keep = new Set(ids)
+  try { local?.setItem(KNOWN, JSON.stringify(remembered().filter((d) => keep.has(d.id)))) } catch {}
+}
+
 // ---------------------------------------------------------------- list page
 
 async function showList () {
@@ -250,6 +270,7 @@ async function showList () {
     try {
       const title = $('new-title').value.trim()
       const doc = await api('/api/docs', { method: 'POST', body: JSON.stringify(title ? { title } : {}) })
+      remember(doc.id, doc.title)
       location.assign('/d/' + encodeURIComponent(doc.id))
     } catch (err) {
       $('list-error').textContent = `Could not create the document: ${err.message}`
@@ -258,6 +279,11 @@ async function showList () {
     }
   })
 
+  // Open mode (no access link): the list is this browser's own documents,
+  // those it opened or created; the server lists everything to everyone
+  // there, which is no way to meet a shared address. With a link: what
+  // it opens.
+  const mine = !access.claims
   const docs = []
   let next = null
   const render = () => {
@@ -273,11 +299,14 @@ async function showList () {
   }
   const load = async () => {
     const q = new URLSearchParams({ limit: '200' })
-    if (next) q.set('after', next)
+    const known = mine ? remembered() : []
+    if (mine) q.set(known.length > 0 ? 'ids' : 'limit', known.length > 0 ? known.map((d) => d.id).join(',') : '1') // with none known, only whether the server lets us in
+    else if (next) q.set('after', next)
     try {
       const r = await api('/api/docs?' + q)
-      docs.push(...r.docs)
-      next = r.next || null
+      if (!mine || known.length > 0) docs.push(...r.docs)
+      next = mine ? null : r.next || null
+      if (mine && known.length > 0) forgetAllBut(r.docs.map((d) => d.id)) // deleted meanwhile
       render()
     } catch (err) {
       $('list-error').textContent = err.status === 401
@@ -287,8 +316,12 @@ async function showList () {
     }
   }
   $('list-more').addEventListener('click', load)
+  if (mine) {
+    $('docs-heading').textContent = 'Your documents'
+    $('list-empty').textContent = 'Documents you create or open in this browser are listed here. Create one above, or open an address someone shared with you.'
+  }
   await load()
-  $('new-title').focus()
+  if (!isTouch()) $('new-title').focus()
 }
 
 // ---------------------------------------------------------------- editor page
@@ -306,8 +339,8 @@ async function openEditor (id) {
   $('share-url').addEventListener('focus', (e) => e.target.select())
 
   const meta = api('/api/docs/' + encodeURIComponent(id)).then((d) => {
-    $('doc-title').textContent = docTitle(d.title)
-    document.title = `${docTitle(d.title)} · Tandem`
+    showTitle(d.title)
+    remember(id, d.title)
     return d
   }, (err) => {
     if (err.status === 404) showMissing()
@@ -352,14 +385,20 @@ async function openEditor (id) {
     switch (st) {
       case 'connected':
         // "Saving" only when an edit takes a while: no flicker per keystroke.
-        text = n > 0 && performance.now() - pendingSince > 600 ? `Saving · ${plural(n, 'pending edit')}` : 'Connected · saved'
+        text = n > 0 && performance.now() - pendingSince > 600 ? 'Saving…' : 'Connected · saved'
         break
       case 'connecting': text = 'Connecting…'; break
       case 'reconnecting': text = 'Reconnecting…'; break
       case 'offline': text = 'Offline'; break
       default: text = 'Disconnected'
     }
-    if (st !== 'connected' && n > 0) text += ` · ${plural(n, 'unsent edit')}`
+    if (st !== 'connected' && n > 0) {
+      // What matters is where the changes are, not how many keystrokes.
+      text += client.persistent ? ' — your changes are saved on this device' : ' — keep this tab open: your changes are sent when the connection returns'
+    }
+    $('retry').hidden = st !== 'reconnecting' && st !== 'offline'
+    $('undo').disabled = readOnly || !client.canUndo
+    $('redo').disabled = readOnly || !client.canRedo
     if (conn.dataset.status !== st) conn.dataset.status = st
     if (conn.dataset.pending !== String(n)) conn.dataset.pending = String(n)
     const label = $('conn-text')
@@ -369,18 +408,24 @@ async function openEditor (id) {
 
   // ---- participants
   let peersKey = ''
+  let lastPeers = [] // the others as last seen online: kept, greyed, while this tab is not connected
   const renderPeers = () => {
     if (!client) return
     const people = [{ me: true, name: me.name, color: me.color }]
-    for (const [cid, p] of client.peers) people.push({ cid, name: p.name || p.user || 'Anonymous', color: validColor(p.color) ? p.color : colorFor(cid) })
+    const online = client.status === 'connected'
+    if (online) {
+      lastPeers = []
+      for (const [cid, p] of client.peers) lastPeers.push({ cid, name: p.name || p.user || 'Anonymous', color: validColor(p.color) ? p.color : colorFor(cid) })
+    }
+    for (const p of lastPeers) people.push(online ? p : { ...p, stale: true })
     // Presence events come with every caret move: redraw only on a change.
     const key = JSON.stringify(people)
     if (key === peersKey) return
     peersKey = key
     $('people-count').textContent = String(people.length)
     $('people').replaceChildren(...people.map((p) => el('li', {
-      class: 'person' + (p.me ? ' is-me' : ''),
-      title: p.me ? 'You (change your name and colour at the top right)' : `Jump to ${p.name}'s cursor`,
+      class: 'person' + (p.me ? ' is-me' : '') + (p.stale ? ' stale' : ''),
+      title: p.me ? 'You (change your name and colour at the top right)' : p.stale ? `${p.name} was here when the connection dropped` : `Jump to ${p.name}'s cursor`,
       dataset: p.cid ? { client: p.cid } : {},
       onclick: p.me ? () => $('my-name').focus() : () => jumpTo(p.cid)
     },
@@ -410,7 +455,8 @@ async function openEditor (id) {
     }
     const c = lib.connect(location.origin, id, opts)
     client = c
-    c.on('status', () => { renderStatus(); if (c.status === 'connected') bind(c) })
+    c.on('status', () => { renderStatus(); renderPeers(); if (c.status === 'connected') bind(c) })
+    c.on('title', showTitle)
     c.on('text', () => { renderStatus(); onHistoryText(); preview.update() })
     c.on('synced', renderStatus)
     c.on('presence', renderPeers)
@@ -438,9 +484,22 @@ async function openEditor (id) {
     bound = c
     unbind = surface.bind(c, !!readOnly)
   }
+  // The document was deleted while open: keep what was on screen, read
+  // only, with a way to take it away.
+  const deleted = () => {
+    const text = surface.shown()
+    if (!text) return showMissing()
+    surface.freeze()
+    const b = $('editor-error')
+    b.replaceChildren(
+      'This document was deleted. Its text as you last saw it stays here until you leave: ',
+      el('button', { type: 'button', class: 'ghost', onclick: () => copyText(text, 'Text copied.') }, 'Copy the text'))
+    b.hidden = false
+    $('conn').hidden = $('retry').hidden = true
+  }
   const onClientError = (e) => {
     switch (e?.code) {
-      case 'not_found': showMissing(); break
+      case 'not_found': deleted(); break
       case 'too_large': toast('That edit is too large for this document (256 KiB per edit, 8 MiB per document).', 5000); break
       case 'forbidden': banner(readOnly ? 'Your access link lets you read this document, not edit it.' : 'The server refused the connection from this page (origin not allowed).'); break
       case 'token': banner(e.message); break
@@ -462,6 +521,8 @@ async function openEditor (id) {
     start()
   })
   statusTimer = setInterval(renderStatus, 250)
+  $('retry').addEventListener('click', () => client?.retry())
+  if (!readOnly) setupRename(id, () => client)
 
   // ---- undo and redo: the client's (own edits only), never the
   // textarea's. bindTextarea maps Ctrl/Cmd+Z, Ctrl/Cmd+Shift+Z, Ctrl+Y and
@@ -496,6 +557,56 @@ async function openEditor (id) {
   meta.then((d) => { if (d === null && !$('missing-view').hidden) { clearInterval(statusTimer); unbind?.(); client?.close() } })
 }
 
+function showTitle (title) {
+  $('doc-title').textContent = docTitle(title)
+  document.title = `${docTitle(title)} · Tandem`
+}
+
+// setupRename makes the title editable: a click (or Enter on it) turns it
+// into a field; Enter or leaving the field renames the document for
+// everyone (PATCH), Escape cancels.
+function setupRename (id, getClient) {
+  const h1 = $('doc-title')
+  const input = $('doc-title-input')
+  h1.classList.add('renamable')
+  h1.tabIndex = 0
+  h1.title = 'Rename'
+  h1.setAttribute('role', 'button')
+  const begin = () => {
+    input.value = getClient()?.title ?? h1.textContent
+    h1.hidden = true
+    input.hidden = false
+    input.focus()
+    input.select()
+  }
+  let busy = false
+  const end = async (save) => {
+    if (input.hidden || busy) return
+    const title = input.value.trim()
+    const old = getClient()?.title ?? ''
+    if (save && title !== old) {
+      busy = true
+      try {
+        const d = await api('/api/docs/' + encodeURIComponent(id), { method: 'PATCH', body: JSON.stringify({ title }) })
+        showTitle(d.title)
+        remember(id, d.title)
+      } catch (err) {
+        toast(`Could not rename the document: ${err.message}`, 5000)
+      }
+      busy = false
+    }
+    input.hidden = true
+    h1.hidden = false
+  }
+  h1.addEventListener('click', begin)
+  h1.addEventListener('keydown', (e) => { if (e.key === 'Enter') begin() })
+  input.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter') { e.preventDefault(); end(true) }
+    if (e.key === 'Escape') { e.preventDefault(); end(false) }
+  })
+  input.addEventListener('blur', () => end(true))
+}
+
 // ---- the editing surfaces: CodeMirror, or the plain textarea
 
 // textareaSurface edits in the page's <textarea> (textarea.js).
@@ -516,6 +627,7 @@ function textareaSurface (textarea, overlay, lib) {
       return unbind
     },
     focus () { textarea.focus() },
+    freeze () { textarea.readOnly = true },
     shown: () => textarea.value,
     setCaret (at) {
       textarea.focus()
@@ -538,8 +650,10 @@ function codeMirrorSurface (host, lib) {
   $('overlay').hidden = true
   host.hidden = false
   host.setAttribute('aria-busy', 'true')
+  const ro = new cm.Compartment()
   const s = {
     view: null,
+    freeze () { s.view?.dispatch({ effects: ro.reconfigure(cm.EditorState.readOnly.of(true)) }) },
     bind (c, readOnly) {
       host.removeAttribute('aria-busy')
       host.replaceChildren()
@@ -560,7 +674,7 @@ function codeMirrorSurface (host, lib) {
             cm.syntaxHighlighting(cm.defaultHighlightStyle, { fallback: true }),
             cm.keymap.of([...cm.defaultKeymap, ...cm.searchKeymap, cm.indentWithTab]),
             cm.placeholder('Start typing…'),
-            cm.EditorState.readOnly.of(readOnly),
+            ro.of(cm.EditorState.readOnly.of(readOnly)),
             cm.EditorView.contentAttributes.of({ 'aria-label': 'Document text', spellcheck: 'true', autocapitalize: 'sentences' })
           ]
         })
@@ -665,6 +779,15 @@ function showMissing () {
   $('doc-head').hidden = true
   $('missing-view').hidden = false
   document.title = 'Not found · Tandem'
+}
+
+async function copyText (text, done) {
+  try {
+    await navigator.clipboard.writeText(text)
+    toast(done)
+  } catch {
+    toast('The browser did not allow copying: select the text and press Ctrl+C.', 5000)
+  }
 }
 
 async function copyLink (url) {
