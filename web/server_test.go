@@ -49,6 +49,8 @@ type serverOpts struct {
 	// logger, if set, is the server's (default: discard, or stderr with
 	// TANDEM_TEST_LOG).
 	logger *slog.Logger
+	// addr, if set, is the address to listen on (restartAt).
+	addr string
 }
 
 type sendBufferListener struct {
@@ -96,6 +98,14 @@ func startServer(t testing.TB, o serverOpts) *testServer {
 	wcfg.Store, wcfg.Manager, wcfg.Logger = st, mgr, log
 	srv := web.New(wcfg)
 	hs := httptest.NewUnstartedServer(srv)
+	if o.addr != "" {
+		ln, err := net.Listen("tcp", o.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs.Listener.Close()
+		hs.Listener = ln
+	}
 	if o.sendBuffer > 0 {
 		hs.Listener = sendBufferListener{hs.Listener, o.sendBuffer}
 	}
@@ -126,6 +136,16 @@ func (ts *testServer) restart(t testing.TB) *testServer {
 	t.Helper()
 	ts.shutdown()
 	return startServer(t, ts.opts)
+}
+
+// restartAt starts a new server on ts's data directory and address (the
+// same origin for a browser), after ts was shut down.
+func (ts *testServer) restartAt(t testing.TB) *testServer {
+	t.Helper()
+	ts.shutdown()
+	o := ts.opts
+	o.addr = ts.Listener.Addr().String()
+	return startServer(t, o)
 }
 
 func (ts *testServer) createDoc(t testing.TB, title, text string) string {

@@ -63,7 +63,7 @@ func loadAssets() map[string]*asset {
 				a.ctype = "application/octet-stream"
 			}
 		}
-		if strings.HasSuffix(p, ".html") {
+		if strings.HasSuffix(p, ".html") || p == "static/sw.js" {
 			// The page names its scripts without a version: revalidate it
 			// every time so that a new binary's page is never stale.
 			a.cache = "no-cache"
@@ -111,6 +111,9 @@ func (s *Server) mountStatic(e *echo.Echo) {
 	methods := []string{http.MethodGet, http.MethodHead}
 	e.Match(methods, "/", page)
 	e.Match(methods, "/d/:id", editor)
+	// The service worker's scope is the directory it is served from: the
+	// root, so that it can open /d/{id} without the server.
+	e.Match(methods, "/sw.js", file)
 	e.Match(methods, "/js/*", file)
 	e.Match(methods, "/css/*", file)
 }

@@ -1025,6 +1025,12 @@ function setupHistory (id, getClient, lib, surface, colorOf) {
 
 // ---------------------------------------------------------------- routing
 
+// The service worker keeps the page so that the editor opens offline,
+// with the unsent edits this browser keeps (sw.js).
+if ('serviceWorker' in navigator && (location.protocol === 'https:' || location.hostname === 'localhost' || location.hostname === '127.0.0.1')) {
+  navigator.serviceWorker.register('/sw.js').catch((err) => console.warn('tandem: no offline copy of the page:', err))
+}
+
 const route = location.pathname.match(/^\/d\/([A-Za-z0-9._-]+)\/?$/)
 if (route) openEditor(route[1])
 else showList()
