@@ -487,6 +487,17 @@ func (c *core) handle(cl *client, p *parked) bool {
 		} else if e != nil {
 			c.sendError(cl, e)
 		}
+	case "restored":
+		// A client restored an old version (an ordinary op, sent on its
+		// own): everyone else is told who and which, for their history.
+		switch m := p.msg; {
+		case cl.info.ReadOnly:
+			c.sendError(cl, protoErr(CodeForbidden, "this connection may read the document, not restore it"))
+		case m.Rev > c.durableRev:
+			c.sendError(cl, protoErr(CodeRevAhead, "restored revision %d, the document is at %d", m.Rev, c.durableRev))
+		default:
+			c.sendOthers(cl, encodeRestored(cl.id, m.Rev))
+		}
 	}
 	return true
 }

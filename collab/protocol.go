@@ -80,7 +80,7 @@ func protoErr(code, format string, args ...any) *Error {
 
 // ClientMessage is a decoded client frame.
 type ClientMessage struct {
-	Type string // "op" or "sel"
+	Type string // "op", "sel" or "restored"
 	Rev  int64
 	Seq  uint64
 	Op   ot.Op
@@ -156,6 +156,14 @@ func ParseClientMessage(frame []byte) (ClientMessage, *Error) {
 			}
 		}
 		m.Sel = raw.Sel
+	case "restored":
+		if raw.Rev == nil || *raw.Rev < 0 {
+			return ClientMessage{}, protoErr(CodeBadMessage, "restored message needs the revision restored, >= 0")
+		}
+		if raw.Seq != nil || raw.Op != nil || raw.Sel != nil {
+			return ClientMessage{}, protoErr(CodeBadMessage, "a restored message has only a rev")
+		}
+		m.Rev = *raw.Rev
 	case "":
 		return ClientMessage{}, protoErr(CodeBadMessage, "message without type")
 	default:
@@ -306,6 +314,14 @@ func appendPeerFields(b []byte, p *client) []byte {
 func encodeJoin(p *client) []byte {
 	b := append(make([]byte, 0, 128), `{"type":"join"`...)
 	b = appendPeerFields(b, p)
+	return append(b, '}')
+}
+
+func encodeRestored(clientID string, rev int64) []byte {
+	b := append(make([]byte, 0, 64), `{"type":"restored","client":`...)
+	b = appendString(b, clientID)
+	b = appendField(b, "rev")
+	b = strconv.AppendInt(b, rev, 10)
 	return append(b, '}')
 }
 

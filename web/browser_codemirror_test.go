@@ -170,6 +170,49 @@ func TestBrowserCodeMirror(t *testing.T) {
 		waitConverged(t, base, id, want(), ann, bob, dan)
 	})
 
+	t.Run("HistorySessionsAndRestore", func(t *testing.T) {
+		// Sessions are runs of edits without a pause (shortened here to a
+		// second and a half); two people typing at once make one session.
+		for _, tb := range []*tab{ann, bob} {
+			eval[bool](tb, `(window.tandemHistoryPause = 1500, true)`)
+		}
+		before := want()
+		// A pause after the last edit: time passing is the point here.
+		time.Sleep(2 * time.Second)
+		ann.caretBefore("# Kyoto")
+		bob.caretBefore("")
+		var wg sync.WaitGroup
+		wg.Go(func() { ann.do(typeText("NEW ")) })
+		wg.Go(func() { bob.do(typeText(" + tea")) })
+		wg.Wait()
+		prefix = strings.Replace(prefix, "✈️ ", "✈️ NEW ", 1)
+		bobText += " + tea"
+		after := want()
+		waitConverged(t, base, id, after, ann, bob)
+
+		eval[bool](ann, `(document.querySelector('#history-toggle').click(), true)`)
+		ann.waitJS(`!document.querySelector('#changes-panel').hidden && document.querySelectorAll('#changes .change').length > 1`, "the sessions listed")
+		if who := eval[string](ann, `document.querySelector('#changes .change .change-who').textContent`); who != "Ann and Bob" && who != "Bob and Ann" {
+			t.Errorf("the newest session is by %q, want Ann and Bob together", who)
+		}
+		// One step back on the slider: the version before both typed.
+		eval[bool](ann, `(() => { const s = document.querySelector('#history-slider'); s.value = String(Number(s.max) - 1); s.dispatchEvent(new Event('input')); return true })()`)
+		ann.waitJS(fmt.Sprintf(`document.querySelector('#history-text').textContent === %q`, before), "showing the version before")
+		// Restore asks first.
+		eval[bool](ann, `(document.querySelector('#history-restore').click(), true)`)
+		ann.waitJS(`!document.querySelector('#history-confirm').hidden`, "asking to confirm")
+		eval[bool](ann, `(document.querySelector('#history-confirm-yes').click(), true)`)
+		waitConverged(t, base, id, before, ann, bob)
+		bob.waitJS(`!document.querySelector('#toast').hidden && document.querySelector('#toast').textContent.includes('Ann restored')`, "telling Bob who restored")
+		// Ann's toast undoes it.
+		ann.waitJS(`document.querySelector('#toast .toast-action')?.textContent === 'Undo'`, "offering Undo")
+		eval[bool](ann, `(document.querySelector('#toast .toast-action').click(), true)`)
+		waitConverged(t, base, id, after, ann, bob)
+		if !eval[bool](ann, `document.querySelector('#changes-panel').hidden && document.querySelector('#history-view').hidden`) {
+			t.Error("the history's panels are still shown while editing")
+		}
+	})
+
 	t.Run("Screenshots", func(t *testing.T) {
 		for _, size := range []struct{ w, h int64 }{{1280, 800}, {390, 844}} {
 			ann.do(chromedp.EmulateViewport(size.w, size.h))

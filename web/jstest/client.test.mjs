@@ -585,6 +585,22 @@ test('title: from the hello, then renames as they come', async () => {
   a.close()
 })
 
+test('restored: announced to the others with the restorer\'s name', async () => {
+  const server = new FakeServer()
+  server.createDoc('h', 'abc')
+  const a = open(server, 'h', { name: 'Ann' })
+  const b = open(server, 'h', { name: 'Bob' })
+  const heard = []
+  b.on('restored', e => heard.push(e))
+  await waitFor('both connected with presence', () => a.status === 'connected' && b.status === 'connected' && b.peers.size === 1)
+  assert.equal(a.announceRestore(0), true)
+  await waitFor('Bob heard', () => heard.length === 1)
+  assert.deepEqual(heard[0], { client: a.client, rev: 0, name: 'Ann' })
+  a.close()
+  assert.equal(a.announceRestore(0), false)
+  b.close()
+})
+
 test('a refusal reconnecting cannot cure (1008): closed with the error, no retries', async () => {
   const server = new FakeServer()
   server.createDoc('r', 'abc')

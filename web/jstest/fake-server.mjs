@@ -189,7 +189,10 @@ export class FakeServer {
     }
     if (m.type === 'op') this._submit(conn, m)
     else if (m.type === 'sel') this._select(conn, m)
-    else this._send(conn, { type: 'error', code: 'bad_message', message: `unknown type ${m.type}` })
+    else if (m.type === 'restored') {
+      const d = this.docs.get(conn.docId)
+      for (const c of d.clients.values()) if (c !== conn) this._send(c, { type: 'restored', client: conn.id, rev: m.rev })
+    } else this._send(conn, { type: 'error', code: 'bad_message', message: `unknown type ${m.type}` })
   }
 
   _error (conn, code, message, seq) {

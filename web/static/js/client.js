@@ -510,6 +510,19 @@ export class TandemClient {
     return false
   }
 
+  /** announceRestore tells the others in the document that this client
+   * restored revision rev (after making the edit that does it): their
+   * clients emit 'restored'. Best effort: false when not connected. */
+  announceRestore (rev) {
+    if (!this._ws || !this._helloDone || !Number.isInteger(rev) || rev < 0 || this.rev === null) return false
+    try {
+      this._ws.send(JSON.stringify({ type: 'restored', rev: Math.min(rev, this.rev) }))
+      return true
+    } catch {
+      return false
+    }
+  }
+
   /** retry connects at once when the client is waiting to reconnect (a
    * "Retry now" button, the page coming back into view): the backoff
    * starts over. False if it is connected or closed. */
@@ -805,6 +818,12 @@ export class TandemClient {
       case 'sel': return this._onSel(m)
       case 'join': return this._onJoin(m)
       case 'leave': return this._onLeave(m)
+      case 'restored':
+        if (typeof m.client === 'string' && Number.isInteger(m.rev)) {
+          const p = this.peers.get(m.client)
+          this._emit('restored', { client: m.client, rev: m.rev, name: p ? (p.name || p.user || '') : '' })
+        }
+        return
       case 'title':
         if (typeof m.title === 'string' && m.title !== this.title) {
           this.title = m.title

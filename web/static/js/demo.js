@@ -205,9 +205,12 @@ function relTime (date) {
 const plural = (n, one, many = one + 's') => `${n} ${n === 1 ? one : many}`
 
 let toastTimer
-function toast (msg, ms = 2200) {
+function toast (msg, ms = 2200, action = null) {
   const t = $('toast')
-  t.textContent = msg
+  t.replaceChildren(msg)
+  if (action) {
+    t.append(' ', el('button', { type: 'button', class: 'toast-action', onclick: () => { t.hidden = true; action.run() } }, action.label))
+  }
   t.hidden = false
   clearTimeout(toastTimer)
   toastTimer = setTimeout(() => { t.hidden = true }, ms)
@@ -457,6 +460,7 @@ async function openEditor (id) {
     client = c
     c.on('status', () => { renderStatus(); renderPeers(); if (c.status === 'connected') bind(c) })
     c.on('title', showTitle)
+    c.on('restored', (e) => toast(`${e.name || 'Someone'} restored an earlier version (revision ${e.rev}).`, 8000, { label: 'Show history', run: () => hist.open() }))
     c.on('text', () => { renderStatus(); onHistoryText(); preview.update() })
     c.on('synced', renderStatus)
     c.on('presence', renderPeers)
@@ -811,17 +815,21 @@ function setupHistory (id, getClient, lib, surface, colorOf) {
   const slider = $('history-slider')
   const toggle = $('history-toggle')
   const changes = $('changes')
+  const restoreBtn = $('history-restore')
   const path = '/api/docs/' + encodeURIComponent(id)
   const ops = new Map() // rev → record {rev, op, user, time}
   let open = false
   let head = 0
-  let oldest = 0
-  let shown = -1
+  let oldest = 0 // the oldest revision retained
+  let start = 0 // the oldest revision loaded (the history may go further back)
+  let sessions = [] // {from, to, who: [names], start, end, op}, oldest first
+  let pos = -1 // the slider's position: 0 is revision `start`, i the end of sessions[i-1]
+  let shownRev = -1
   let shownText = ''
-  let follow = true // showing the newest revision: move along with new edits
   let reqSeq = 0
   let slideTimer = null
   let textTimer = null
+  let confirming = false
 
   const fetchOps = async (from, to) => {
     for (let a = from; a < to;) {
@@ -842,45 +850,57 @@ function setupHistory (id, getClient, lib, surface, colorOf) {
     }
     return [ins ? `+${ins}` : '', del ? `−${del}` : ''].filter(Boolean).join(' ') || 'no change'
   }
+  const names = (who) => who.length <= 2 ? who.join(' and ') : `${who.slice(0, -1).join(', ')} and ${who[who.length - 1]}`
 
-  // Recent changes, newest first: consecutive revisions by the same person
-  // less than a minute apart make one entry (typing is one op per key).
-  let groups = []
-  const renderChanges = () => {
-    groups = []
-    let g = null
-    for (let r = head; r > oldest && groups.length < 40; r--) {
+  // Sessions: a run of revisions with no pause of PAUSE between two of
+  // them, whoever made them (two people typing at once make one session,
+  // not a hundred one-keystroke entries). A restore point is only ever
+  // the end of a session, never a half-typed interleaving.
+  const buildSessions = () => {
+    const PAUSE = Number(window.tandemHistoryPause) || 30000 // (tests shorten it)
+    sessions = []
+    let cur = null
+    for (let r = start + 1; r <= head; r++) {
       const o = ops.get(r)
       if (!o) break
-      const who = o.user || 'someone'
       const t = new Date(o.time).getTime()
-      if (g && g.who === who && g.start - t < 60000) {
-        g.from = r
-        g.start = t
-        g.ops.unshift(o.op)
+      const who = o.user || 'someone'
+      if (cur && t - cur.end < PAUSE) {
+        cur.to = r
+        cur.end = t
+        cur.ops.push(o.op)
+        if (!cur.who.includes(who)) cur.who.push(who)
       } else {
-        g = { who, from: r, to: r, start: t, end: t, ops: [o.op] }
-        groups.push(g)
+        cur = { from: r, to: r, start: t, end: t, who: [who], ops: [o.op] }
+        sessions.push(cur)
       }
     }
-    if (g && head - 500 > oldest && g.from === head - 499 && groups.length > 1) groups.pop() // may go on further back
-    for (const x of groups) {
-      try { x.op = x.ops.reduce((a, b) => lib.compose(a, b)) } catch { x.op = x.ops[x.ops.length - 1] }
+    for (const x of sessions) {
+      try { x.op = x.ops.reduce((a, b) => lib.compose(a, b)) } catch { x.op = null }
+      delete x.ops
     }
-    changes.replaceChildren(...groups.map((x) => el('li', {
-      class: 'change' + (shown >= x.from && shown <= x.to ? ' current' : ''),
+    slider.min = '0'
+    slider.max = String(sessions.length)
+  }
+  const revAt = (i) => (i === 0 ? start : sessions[i - 1].to)
+
+  const renderChanges = () => {
+    const recent = sessions.slice(-40).reverse()
+    changes.replaceChildren(...recent.map((x) => el('li', {
+      class: 'change' + (shownRev >= x.from && shownRev <= x.to ? ' current' : ''),
       dataset: { from: String(x.from), to: String(x.to) },
       title: x.from === x.to ? `Revision ${x.to}` : `Revisions ${x.from}–${x.to}`,
-      onclick: () => select(x.to, x)
+      onclick: () => select(sessions.indexOf(x) + 1)
     },
-    el('span', { class: 'dot', style: { background: colorOf(x.who) } }),
-    el('span', { class: 'change-who' }, x.who),
+    el('span', { class: 'dot', style: { background: colorOf(x.who[0]) } }),
+    el('span', { class: 'change-who' }, names(x.who)),
     el('span', { class: 'change-what' }, describe(x.op)),
     el('time', { class: 'change-when', datetime: new Date(x.end).toISOString(), title: new Date(x.end).toLocaleString() }, relTime(x.end)))))
-    $('changes-panel').hidden = groups.length === 0
+    $('changes-panel').hidden = !open || sessions.length === 0
   }
 
-  // The text of revision `rev` with what its op inserted and deleted marked.
+  // The text of a version with what its session inserted and deleted
+  // marked.
   const renderText = (text, op) => {
     const pre = $('history-text')
     if (!op || text.length > 200000) {
@@ -889,17 +909,17 @@ function setupHistory (id, getClient, lib, surface, colorOf) {
     }
     const cps = Array.from(text)
     const out = []
-    let pos = 0
+    let p = 0
     let firstMark = null
-    const keep = (n) => { if (n > 0) out.push(cps.slice(pos, pos + n).join('')); pos += n }
+    const keep = (n) => { if (n > 0) out.push(cps.slice(p, p + n).join('')); p += n }
     for (const c of op) {
       if (typeof c === 'number') keep(c)
       else if (typeof c === 'string') {
         const n = lib.cpLength(c)
-        const m = el('ins', {}, cps.slice(pos, pos + n).join(''))
+        const m = el('ins', {}, cps.slice(p, p + n).join(''))
         out.push(m)
         firstMark ??= m
-        pos += n
+        p += n
       } else if (c && typeof c === 'object') {
         const m = el('del', { title: typeof c.d === 'string' ? `deleted: ${c.d}` : `${plural(c.d, 'character')} deleted` },
           typeof c.d === 'string' ? c.d : '⌫')
@@ -907,34 +927,33 @@ function setupHistory (id, getClient, lib, surface, colorOf) {
         firstMark ??= m
       }
     }
-    keep(cps.length - pos)
+    keep(cps.length - p)
     pre.replaceChildren(...out)
     firstMark?.scrollIntoView({ block: 'nearest' })
   }
 
-  // show displays revision rev, marking what its op changed (or, for an
-  // entry of the recent changes, what the whole group changed).
-  const show = async (rev, group = null) => {
+  const label = (i) => {
+    if (i === 0) return start === 0 ? 'The document as created' : `The oldest version kept (revision ${start})`
+    const x = sessions[i - 1]
+    return `${new Date(x.end).toLocaleString()} · ${names(x.who)}`
+  }
+
+  // show displays the version at slider position i.
+  const show = async (i) => {
     const my = ++reqSeq
-    $('history-label').textContent = `Revision ${rev} of ${head}`
+    const rev = revAt(i)
+    $('history-label').textContent = `Version ${i + 1} of ${sessions.length + 1}`
+    $('history-meta').textContent = '· ' + label(i)
+    cancelConfirm()
     try {
-      const needOp = rev > oldest && !ops.has(rev)
-      const [t] = await Promise.all([
-        api(`${path}/text?rev=${rev}`),
-        needOp ? fetchOps(rev - 1, rev) : null
-      ])
+      const t = await api(`${path}/text?rev=${rev}`)
       if (my !== reqSeq) return // a later request won
-      shown = rev
+      shownRev = rev
       shownText = t.text
-      const rec = ops.get(rev)
-      const when = (ms) => new Date(ms).toLocaleString()
-      if (rev === 0) $('history-meta').textContent = '· the document as created'
-      else if (group && group.from !== group.to) {
-        $('history-meta').textContent = `· ${group.who}, revisions ${group.from}–${group.to}, ${when(group.end)} (${describe(group.op)})`
-      } else if (rec) $('history-meta').textContent = `· ${rec.user || 'someone'}, ${when(rec.time)} (${describe(rec.op)})`
-      else $('history-meta').textContent = ''
-      renderText(t.text, rev > 0 ? (group ? group.op : rec?.op) : null)
-      $('history-restore').disabled = rev === head
+      const x = i > 0 ? sessions[i - 1] : null
+      if (x) $('history-meta').textContent = `· ${label(i)} (${describe(x.op)}, revision${x.from === x.to ? '' : 's'} ${x.from === x.to ? x.to : x.from + '–' + x.to})`
+      renderText(t.text, x?.op ?? null)
+      restoreBtn.disabled = rev === head
       for (const li of changes.children) li.classList.toggle('current', rev >= Number(li.dataset.from) && rev <= Number(li.dataset.to))
     } catch (err) {
       if (my !== reqSeq) return
@@ -942,10 +961,10 @@ function setupHistory (id, getClient, lib, surface, colorOf) {
     }
   }
 
-  const select = (rev, group = null) => {
-    slider.value = String(rev)
-    follow = rev === head
-    show(rev, group)
+  const select = (i) => {
+    pos = i
+    slider.value = String(i)
+    show(i)
   }
 
   const openHistory = async () => {
@@ -959,11 +978,11 @@ function setupHistory (id, getClient, lib, surface, colorOf) {
       const d = await api(path)
       head = d.rev
       oldest = d.oldest
-      slider.min = String(oldest)
-      slider.max = String(head)
-      await fetchOps(Math.max(oldest, head - 500), head)
+      start = Math.max(oldest, head - 5000) // the last 5,000 revisions
+      await fetchOps(start, head)
+      buildSessions()
       renderChanges()
-      select(head)
+      select(sessions.length)
       slider.focus()
     } catch (err) {
       $('history-meta').textContent = `· could not load the history: ${err.message}`
@@ -973,6 +992,9 @@ function setupHistory (id, getClient, lib, surface, colorOf) {
   const closeHistory = () => {
     open = false
     reqSeq++
+    clearTimeout(textTimer) // a refresh on its way must not show the panel again
+    clearTimeout(slideTimer)
+    cancelConfirm()
     toggle.setAttribute('aria-pressed', 'false')
     toggle.classList.remove('active')
     view.hidden = true
@@ -982,44 +1004,66 @@ function setupHistory (id, getClient, lib, surface, colorOf) {
     surface.focus()
   }
 
+  // Restoring asks first: it changes the document for everyone.
+  const confirmBar = $('history-confirm')
+  const cancelConfirm = () => {
+    confirming = false
+    confirmBar.hidden = true
+    restoreBtn.hidden = false
+  }
+  restoreBtn.addEventListener('click', () => {
+    if (shownRev < 0 || confirming) return
+    confirming = true
+    $('history-confirm-text').textContent = `Make the document what it was at ${label(pos)}? Everyone here sees the change; Undo takes it back.`
+    restoreBtn.hidden = true
+    confirmBar.hidden = false
+    $('history-confirm-yes').focus()
+  })
+  $('history-confirm-no').addEventListener('click', cancelConfirm)
+  $('history-confirm-yes').addEventListener('click', () => {
+    const client = getClient()
+    if (!client || shownRev < 0) return
+    const rev = shownRev
+    const op = lib.opFromDiff(client.text, shownText)
+    if (op.length) client.edit(op)
+    client.announceRestore(rev)
+    closeHistory()
+    toast(`Restored the version of ${label(pos)}.`, 8000, { label: 'Undo', run: () => client.undo() })
+  })
+
   toggle.addEventListener('click', () => (open ? closeHistory() : openHistory()))
   $('history-close').addEventListener('click', closeHistory)
   slider.addEventListener('input', () => {
     clearTimeout(slideTimer)
-    const rev = Number(slider.value)
-    follow = rev === head
-    $('history-label').textContent = `Revision ${rev} of ${head}`
-    slideTimer = setTimeout(() => show(rev), 60)
+    const i = Number(slider.value)
+    pos = i
+    $('history-label').textContent = `Version ${i + 1} of ${sessions.length + 1}`
+    slideTimer = setTimeout(() => show(i), 60)
   })
   view.addEventListener('keydown', (e) => { if (e.key === 'Escape') closeHistory() })
-  $('history-restore').addEventListener('click', () => {
-    const client = getClient()
-    if (!client || shown < 0) return
-    const op = lib.opFromDiff(client.text, shownText)
-    if (op.length) client.edit(op)
-    toast(`Restored revision ${shown}. Undo (Ctrl+Z) takes it back.`)
-    closeHistory()
-  })
 
   return {
-    // New revisions while the history is open: extend the slider, and
-    // follow them when the newest one is shown.
+    // New revisions while the history is open: extend the sessions, and
+    // follow them when the newest version is shown.
     onText () {
       if (!open) return
       clearTimeout(textTimer)
       textTimer = setTimeout(async () => {
         try {
           const r = await api(`${path}/ops?from=${head}`)
+          if (!open) return
           for (const o of r.ops) ops.set(o.rev, o)
           if (r.head === head) return
+          const following = pos === sessions.length
           head = r.head
-          slider.max = String(head)
+          buildSessions()
           renderChanges()
-          if (follow) select(head)
-          else $('history-label').textContent = `Revision ${shown} of ${head}`
+          if (following) select(sessions.length)
+          else $('history-label').textContent = `Version ${pos + 1} of ${sessions.length + 1}`
         } catch { /* the next change retries */ }
       }, 400)
-    }
+    },
+    open: openHistory
   }
 }
 
