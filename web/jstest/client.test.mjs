@@ -781,3 +781,63 @@ test('retry: connects at once instead of waiting out the backoff', async () => {
   await waitFor('connected again', () => a.status === 'connected')
   a.close()
 })
+
+test('storage: typing in a large document writes small records, and a reload restores it exactly', async () => {
+  const server = new FakeServer()
+  let big = ''
+  for (let i = 0; big.length < 300000; i++) big += `line ${i} 😀 漢字\n`
+  server.createDoc('big', big)
+  const storage = new MemoryStorage()
+  let written = 0
+  const setItem = storage.setItem.bind(storage)
+  storage.setItem = (k, v) => { written += String(v).length; setItem(k, v) }
+  const a = open(server, 'big', { storage, persistDelay: 1 })
+  await waitFor('connected', () => a.status === 'connected')
+  await sleep(20)
+  written = 0
+  for (let i = 0; i < 40; i++) {
+    a.edit([1000 + i, 'x'])
+    await sleep(3) // each edit persisted on its own
+  }
+  await settle(server, 'big', [a])
+  // Without the snapshot each write would carry the 300 kB text.
+  assert.ok(written < 100000, `wrote ${written} characters for 40 keystrokes`)
+  // Offline edits on top, then a reload: the same text and pending edits.
+  server.down = true
+  server.killAll('big')
+  await waitFor('disconnected', () => a.status !== 'connected')
+  a.edit([5, 'OFFLINE'])
+  const want = a.text
+  a.close()
+  const a2 = open(server, 'big', { storage })
+  assert.equal(a2.text, want)
+  assert.equal(a2.pending, 1)
+  server.down = false
+  await settle(server, 'big', [a2])
+  a2.close()
+  // One snapshot is kept, the one the record names.
+  const snaps = [...storage.map.keys()].filter(k => k.includes(':snap:'))
+  assert.equal(snaps.length, 1, snaps.join(' '))
+})
+
+test('storage: a snapshot no record names (a crash between writes) is dropped; a missing one is reported', async () => {
+  const server = new FakeServer()
+  server.createDoc('c', 'hello')
+  const storage = new MemoryStorage()
+  const a = open(server, 'c', { storage })
+  await waitFor('connected', () => a.status === 'connected')
+  a.edit([5, '!'])
+  await settle(server, 'c', [a])
+  a.close()
+  const snapKey = [...storage.map.keys()].find(k => k.includes(':snap:'))
+  storage.setItem(snapKey.replace(/:snap:.*/, ':snap:orphan'), JSON.stringify({ text: 'x' }))
+  const b = open(server, 'c', { storage })
+  assert.equal(b.text, 'hello!')
+  assert.ok(![...storage.map.keys()].some(k => k.endsWith(':snap:orphan')))
+  b.close()
+  storage.removeItem([...storage.map.keys()].find(k => k.includes(':snap:')))
+  const c = open(server, 'c', { storage })
+  await waitFor('the storage error', () => c.errors.some(e => e.code === 'storage'))
+  await waitFor('connected with the server text', () => c.status === 'connected' && c.text === 'hello!')
+  c.close()
+})

@@ -1455,6 +1455,17 @@ export class TandemClient {
       // v1 (protocol 1) kept a source without a key: its unsent edits are
       // kept, but go under a new source as never sent.
       const v1 = r && r.v === 1 && typeof r.src === 'string' && r.src !== ''
+      if (r && r.v === 3 && validKey(r.key)) {
+        // v3 keeps the text apart (see _record): put it back.
+        try {
+          r.base = this._loadSnapshot(r)
+        } catch {
+          r.base = null
+          setTimeout(() => this._error('storage', 'The unsent edits kept for this document could not be read and were dropped.'), 0)
+        }
+        r.v = 2
+      }
+      this._dropStaleSnapshots(r && typeof r.snap === 'string' ? r.snap : null)
       if (r && ((r.v === 2 && validKey(r.key)) || v1)) {
         if (v1) {
           this._newSource()
@@ -1505,20 +1516,51 @@ export class TandemClient {
     this._seq = 0
   }
 
+  // The stored state is a small record written at every change, and the
+  // text (the document at rev) apart, as a snapshot under a key of its own
+  // that the record names, plus a delta from it that the record carries:
+  // typing in a 1 MB document writes a few hundred bytes, not the whole
+  // text, until the delta grows (then a new snapshot is written first and
+  // the old one removed after the record that names the new one, so that a
+  // crash between the writes leaves a record and its snapshot).
   _record () {
     const inf = this._inflight
     return {
-      v: 2,
+      v: 3,
       key: this._srcKey,
       src: this.src,
       seq: this._seq,
       rev: this.rev,
       title: this.title,
-      base: this._base,
+      snap: null,
+      delta: null,
       inflight: inf ? { op: inf.op, seq: inf.seq, count: inf.count } : null,
       buffer: this._buffer ? { op: this._buffer.op, count: this._buffer.count } : null,
       time: Date.now()
     }
+  }
+
+  _loadSnapshot (r) {
+    if (typeof r.snap !== 'string') return null
+    const snap = JSON.parse(this._storage.getItem(this._key(':snap:' + r.snap)) || 'null')
+    if (!snap || typeof snap.text !== 'string') throw new Error('the stored text is missing')
+    this._snap = { id: r.snap, text: snap.text, at: Date.now() }
+    return Array.isArray(r.delta) ? apply(snap.text, r.delta) : snap.text
+  }
+
+  // _dropStaleSnapshots removes snapshots no record names (left by a
+  // crash between two writes).
+  _dropStaleSnapshots (keep) {
+    const st = this._storage
+    const prefix = this._key(':snap:')
+    try {
+      const stale = []
+      for (let i = 0; i < st.length; i++) {
+        const k = st.key(i)
+        if (k && k.startsWith(prefix) && k !== prefix + keep) stale.push(k)
+      }
+      for (const k of stale) st.removeItem(k)
+    } catch {}
   }
 
   _persistSoon () {
@@ -1534,7 +1576,24 @@ export class TandemClient {
       st.setItem(this._key(':seq:' + this._srcKey), String(this._seq))
     } catch {}
     try {
-      st.setItem(this._key(), JSON.stringify(this._record()))
+      const rec = this._record()
+      let old = null
+      const snap = this._snap
+      let delta = snap ? opFromDiff(snap.text, this._base) : null
+      if (delta && (JSON.stringify(delta).length > Math.max(65536, snap.text.length / 8) || Date.now() - snap.at > 600000)) delta = null
+      if (snap && delta) {
+        rec.snap = snap.id
+        rec.delta = delta.length ? delta : null
+      } else {
+        // A new snapshot, written before the record that names it.
+        const id = `${this.rev ?? 'x'}.${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`
+        st.setItem(this._key(':snap:' + id), JSON.stringify({ text: this._base }))
+        old = snap
+        this._snap = { id, text: this._base, at: Date.now() }
+        rec.snap = id
+      }
+      st.setItem(this._key(), JSON.stringify(rec))
+      if (old) st.removeItem(this._key(':snap:' + old.id))
     } catch (err) {
       if (!this._storageWarned) {
         this._storageWarned = true
