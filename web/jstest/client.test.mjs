@@ -529,7 +529,7 @@ test('a protocol 1 record in storage: its unsent edits go out under a new source
   server.createDoc('v1', 'abc')
   const storage = new MemoryStorage()
   const probe = open(server, 'v1', { storage })
-  const key = probe._key()
+  const key = probe._local._key()
   probe.close()
   storage.removeItem(key + ':lease')
   storage.setItem(key, JSON.stringify({ v: 1, src: 'old-uuid-source', seq: 7, rev: 0, title: '', base: 'abc', inflight: { op: [3, '!'], seq: 7, count: 1 }, buffer: null, time: Date.now() }))

@@ -3,6 +3,11 @@
 // presence and undo/redo. No dependencies; runs in browsers and in Node (pass
 // options.WebSocket there). docs/client.md is the contract.
 //
+// This module is the protocol state machine and its connection; the parts
+// that stand alone are modules of their own: undo.js (the undo history),
+// localstate.js (what survives a reload), diff.js (the diff a text hello
+// rebases against), keys.js (source keys), ot.js and unicode.js.
+//
 // Positions and lengths are Unicode code points everywhere (ot.js).
 //
 // State. `text` is what the user sees. `rev` is the last server revision
@@ -69,8 +74,15 @@
 // acknowledged. Nothing is sent before hello or while a text hello's verdict
 // is awaited. Sends are throttled to one per selectionThrottle ms.
 
-import { apply, transform, compose, invert, normalize, isNoop, transformSelection, transformPosition } from './ot.js'
+import { apply, transform, compose, invert, normalize, isNoop, transformSelection } from './ot.js'
 import { cpLength, opFromDiff } from './unicode.js'
+import { diffOp } from './diff.js'
+import { newKey, validKey, uuid } from './keys.js'
+import { UndoHistory } from './undo.js'
+import { LocalState } from './localstate.js'
+
+// The public API of the module, as before it was split.
+export { diffOp, newKey, uuid }
 
 export const PROTOCOL_VERSION = 2
 
@@ -117,163 +129,6 @@ export function wsUrl (baseUrl, docId, params = {}) {
   return u.toString()
 }
 
-/** uuid returns a random UUID (crypto.randomUUID where the page may use it:
- * it is missing outside secure contexts). */
-// newKey returns a source key: 128 random bits in hex (the server derives
-// the public source id from it; see docs/protocol.md).
-export function newKey () {
-  const b = new Uint8Array(16)
-  const c = globalThis.crypto
-  if (c && typeof c.getRandomValues === 'function') c.getRandomValues(b)
-  else for (let i = 0; i < 16; i++) b[i] = Math.floor(Math.random() * 256)
-  return Array.from(b, x => x.toString(16).padStart(2, '0')).join('')
-}
-
-function validKey (k) {
-  return typeof k === 'string' && /^[A-Za-z0-9_-]{22,128}$/.test(k)
-}
-
-export function uuid () {
-  const c = globalThis.crypto
-  if (c && typeof c.randomUUID === 'function') {
-    try { return c.randomUUID() } catch {}
-  }
-  const b = new Uint8Array(16)
-  if (c && typeof c.getRandomValues === 'function') c.getRandomValues(b)
-  else for (let i = 0; i < 16; i++) b[i] = Math.floor(Math.random() * 256)
-  b[6] = (b[6] & 0x0f) | 0x40
-  b[8] = (b[8] & 0x3f) | 0x80
-  const h = Array.from(b, x => x.toString(16).padStart(2, '0')).join('')
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`
-}
-
-// ---------------------------------------------------------------------------
-// Diffs.
-
-// lines splits s into lines, each with its '\n'.
-function lines (s) {
-  const out = []
-  let i = 0
-  while (i < s.length) {
-    const j = s.indexOf('\n', i)
-    if (j < 0) { out.push(s.slice(i)); break }
-    out.push(s.slice(i, j + 1))
-    i = j + 1
-  }
-  return out
-}
-
-// myers returns the edit script between arrays a and b as a list of
-// [kind, count] with kind '=', '-' or '+', or null when more than maxD
-// differences would be needed.
-function myers (a, b, maxD) {
-  const n = a.length
-  const m = b.length
-  const max = Math.min(n + m, maxD)
-  const off = max + 1
-  let v = new Int32Array(2 * max + 3)
-  const trace = []
-  let found = -1
-  for (let d = 0; d <= max; d++) {
-    trace.push(v.slice())
-    for (let k = -d; k <= d; k += 2) {
-      let x
-      if (k === -d || (k !== d && v[off + k - 1] < v[off + k + 1])) x = v[off + k + 1]
-      else x = v[off + k - 1] + 1
-      let y = x - k
-      while (x < n && y < m && a[x] === b[y]) { x++; y++ }
-      v[off + k] = x
-      if (x >= n && y >= m) { found = d; break }
-    }
-    if (found >= 0) break
-  }
-  if (found < 0) return null
-  v = null
-  // Walk back.
-  const steps = []
-  let x = n
-  let y = m
-  for (let d = found; d > 0; d--) {
-    const vd = trace[d] // v before round d
-    const k = x - y
-    let prevK
-    if (k === -d || (k !== d && vd[off + k - 1] < vd[off + k + 1])) prevK = k + 1
-    else prevK = k - 1
-    const prevX = vd[off + prevK]
-    const prevY = prevX - prevK
-    while (x > prevX && y > prevY) { steps.push('='); x--; y-- }
-    if (x === prevX) { steps.push('+'); y-- } else { steps.push('-'); x-- }
-  }
-  while (x > 0 && y > 0) { steps.push('='); x--; y-- }
-  steps.reverse()
-  const out = []
-  for (const s of steps) {
-    if (out.length > 0 && out[out.length - 1][0] === s) out[out.length - 1][1]++
-    else out.push([s, 1])
-  }
-  return out
-}
-
-/** diffOp returns an op turning a into b: a line diff (Myers, bounded), each
- * changed block refined to its minimal character change, so that unrelated
- * changes far apart stay separate. Falls back to one replaced region
- * (unicode.opFromDiff) for very different texts. */
-export function diffOp (a, b) {
-  if (a === b) return []
-  const la = lines(a)
-  const lb = lines(b)
-  let pre = 0
-  while (pre < la.length && pre < lb.length && la[pre] === lb[pre]) pre++
-  let suf = 0
-  while (suf < la.length - pre && suf < lb.length - pre && la[la.length - 1 - suf] === lb[lb.length - 1 - suf]) suf++
-  const ma = la.slice(pre, la.length - suf)
-  const mb = lb.slice(pre, lb.length - suf)
-  const script = (ma.length === 0 || mb.length === 0) ? null : myers(ma, mb, 400)
-  const out = []
-  const skip = s => { const n = cpLength(s); if (n > 0) out.push(n) }
-  const change = (x, y) => {
-    if (x === y) { skip(x); return }
-    const sub = opFromDiff(x, y)
-    out.push(...sub)
-    let consumed = 0
-    for (const c of sub) {
-      if (typeof c === 'number') consumed += c
-      else if (typeof c === 'object') consumed += typeof c.d === 'number' ? c.d : cpLength(c.d)
-    }
-    const rest = cpLength(x) - consumed
-    if (rest > 0) out.push(rest)
-  }
-  skip(la.slice(0, pre).join(''))
-  if (script === null) {
-    change(ma.join(''), mb.join(''))
-  } else {
-    let i = 0
-    let j = 0
-    for (let s = 0; s < script.length; s++) {
-      const [kind, count] = script[s]
-      if (kind === '=') {
-        skip(ma.slice(i, i + count).join(''))
-        i += count
-        j += count
-        continue
-      }
-      // A run of deletions and insertions between equal runs.
-      let del = 0
-      let ins = 0
-      while (s < script.length && script[s][0] !== '=') {
-        if (script[s][0] === '-') del += script[s][1]
-        else ins += script[s][1]
-        s++
-      }
-      s--
-      change(ma.slice(i, i + del).join(''), mb.slice(j, j + ins).join(''))
-      i += del
-      j += ins
-    }
-  }
-  return normalize(out)
-}
-
 // ---------------------------------------------------------------------------
 
 function isOffline () {
@@ -293,23 +148,6 @@ function delta (op) {
     else if (typeof c === 'object' && c !== null) n -= typeof c.d === 'number' ? c.d : cpLength(c.d)
   }
   return n
-}
-
-// editShape describes a one-code-point edit for undo grouping: {kind, pos}.
-function editShape (op) {
-  let pos = 0
-  let i = 0
-  if (typeof op[0] === 'number') { pos = op[0]; i = 1 }
-  if (op.length !== i + 1) return null
-  const c = op[i]
-  if (typeof c === 'string') {
-    if (cpLength(c) !== 1) return null
-    return { kind: 'insert', pos, text: c }
-  }
-  if (typeof c === 'object' && c !== null && (c.d === 1 || (typeof c.d === 'string' && cpLength(c.d) === 1))) {
-    return { kind: 'delete', pos }
-  }
-  return null
 }
 
 function xform (local, server) {
@@ -376,9 +214,7 @@ export class TandemClient {
     this._selDirty = false
     this._selApprox = false
 
-    this._undo = [] // {op, time, shape?}: inverses of our own edits, newest last
-    this._redo = []
-    this._group = null // the undo entry typing may still merge into
+    this._history = new UndoHistory({ mergeInterval: this.options.undoMergeInterval, max: this.options.maxUndo })
 
     this._storage = options.storage || null
     this._instance = uuid()
@@ -399,8 +235,8 @@ export class TandemClient {
    * without storage, or when another tab of the same document holds it). */
   get persistent () { return this._persistOK }
 
-  get canUndo () { return this._undo.some(e => !isNoop(e.op)) }
-  get canRedo () { return this._redo.some(e => !isNoop(e.op)) }
+  get canUndo () { return this._history.canUndo }
+  get canRedo () { return this._history.canRedo }
 
   // ----- events
 
@@ -489,25 +325,15 @@ export class TandemClient {
   /** undo undoes this client's last edit (still in place after others'
    * edits); false if there is nothing to undo. */
   undo () {
-    while (this._undo.length > 0) {
-      const e = this._undo.pop()
-      if (isNoop(e.op)) continue
-      this._group = null
-      this._localEdit(e.op, 'undo')
-      return true
-    }
-    return false
+    const op = this._history.nextUndo()
+    if (op) this._localEdit(op, 'undo')
+    return !!op
   }
 
   redo () {
-    while (this._redo.length > 0) {
-      const e = this._redo.pop()
-      if (isNoop(e.op)) continue
-      this._group = null
-      this._localEdit(e.op, 'redo')
-      return true
-    }
-    return false
+    const op = this._history.nextRedo()
+    if (op) this._localEdit(op, 'redo')
+    return !!op
   }
 
   /** announceRestore tells the others in the document that this client
@@ -566,77 +392,12 @@ export class TandemClient {
       this._buffer = { op: compose(this._buffer.op, op), count: this._buffer.count + 1 }
     }
     this._len += delta(op)
-    this._recordUndo(op, inverse, origin)
+    this._history.record(op, inverse, origin)
     for (const p of this.peers.values()) p.sel = p.sel.map(s => transformSelection(s, op, 'left'))
     if (this._selection) this._selection = this._selection.map(s => transformSelection(s, op, 'right'))
     this._persistSoon()
     this._emit('text', this.text, { remote: false, op, origin })
     this._sendInflight()
-  }
-
-  _recordUndo (op, inverse, origin) {
-    const now = Date.now()
-    if (origin === 'silent') {
-      this._transformHistory(op)
-      this._group = null
-      return
-    }
-    if (origin === 'undo') {
-      this._redo.push({ op: inverse, time: now })
-      return
-    }
-    if (origin === 'redo') {
-      this._undo.push({ op: inverse, time: now })
-      return
-    }
-    this._redo = []
-    const shape = editShape(op)
-    const g = this._group
-    if (shape && g && g.shape.kind === shape.kind && now - g.time <= this.options.undoMergeInterval &&
-        this._undo[this._undo.length - 1] === g) {
-      let merge = false
-      if (shape.kind === 'insert') merge = shape.pos === g.end && shape.text !== '\n'
-      else merge = shape.pos + 1 === g.start || shape.pos === g.start
-      if (merge) {
-        g.op = compose(inverse, g.op)
-        g.time = now
-        if (shape.kind === 'insert') g.end = shape.pos + 1
-        else g.start = shape.pos
-        return
-      }
-    }
-    const e = { op: inverse, time: now }
-    if (this._undo.length >= this.options.maxUndo) this._undo.splice(0, this._undo.length - this.options.maxUndo + 1)
-    if (shape && !(shape.kind === 'insert' && shape.text === '\n')) {
-      e.shape = shape
-      e.start = shape.pos
-      e.end = shape.kind === 'insert' ? shape.pos + 1 : shape.pos
-      this._group = e
-    } else {
-      this._group = null
-    }
-    this._undo.push(e)
-  }
-
-  // _transformHistory moves the undo and redo stacks past op, a change made
-  // to this.text by someone else (or by a resync): each entry applies to the
-  // text as it is once the entries above it are undone, so op is carried down
-  // the stack, transformed past each entry.
-  _transformHistory (op) {
-    for (const stack of [this._undo, this._redo]) {
-      let x = op
-      for (let i = stack.length - 1; i >= 0; i--) {
-        const e = stack[i]
-        const e2 = transform(e.op, x, 'left')
-        x = transform(x, e.op, 'right')
-        e.op = e2
-      }
-    }
-    const g = this._group
-    if (g) {
-      g.start = transformPosition(g.start, op, 'left')
-      g.end = transformPosition(g.end, op, 'left')
-    }
   }
 
   _pendingOp () {
@@ -654,7 +415,7 @@ export class TandemClient {
       p.sel = p.sel.map(s => transformSelection(s, op, side))
     }
     if (this._selection) this._selection = this._selection.map(s => transformSelection(s, op, 'left'))
-    this._transformHistory(op)
+    this._history.transform(op)
     this._persistSoon()
     this._emit('text', this.text, { remote: true, op, origin: info.origin, client: info.author })
   }
@@ -1156,7 +917,7 @@ export class TandemClient {
     let stored = 0
     if (this._persistOK) {
       try {
-        stored = parseInt(this._storage.getItem(this._key(':seq:' + this._srcKey)) || '0', 10) || 0
+        stored = this._local.readSeq(this._srcKey)
       } catch {}
     }
     this._seq = Math.max(this._seq, stored) + 1
@@ -1393,79 +1154,33 @@ export class TandemClient {
 
   // ----- storage
 
-  _key (suffix = '') {
-    return this.options.storagePrefix + this.docId + suffix
-  }
-
-  _claimLease () {
-    const st = this._storage
-    const key = this._key(':lease')
-    const now = Date.now()
-    try {
-      const cur = JSON.parse(st.getItem(key) || 'null')
-      if (cur && cur.id !== this._instance && now - cur.t < this.options.leaseTtl) return false
-      st.setItem(key, JSON.stringify({ id: this._instance, t: now }))
-      return true
-    } catch {
-      return false
-    }
-  }
-
-  _holdsLease () {
-    try {
-      const cur = JSON.parse(this._storage.getItem(this._key(':lease')) || 'null')
-      return !!cur && cur.id === this._instance
-    } catch {
-      return false
-    }
-  }
-
   _releaseLease () {
-    if (!this._storage || !this._persistOK) return
-    try {
-      if (this._holdsLease()) this._storage.removeItem(this._key(':lease'))
-    } catch {}
+    if (this._local && this._persistOK) this._local.releaseLease()
   }
 
   _renewLease () {
     if (!this._persistOK || this._closed) return
-    if (!this._holdsLease()) {
+    if (!this._local.renewLease()) {
       // Someone else claimed it (two tabs raced, or this one slept past the
       // lease): stop writing the shared state and leave the shared source.
       this._persistOK = false
       this._srcSwitch = true
-      return
     }
-    try {
-      this._storage.setItem(this._key(':lease'), JSON.stringify({ id: this._instance, t: Date.now() }))
-    } catch {}
   }
 
   _load () {
     const st = this._storage
-    if (st && this._claimLease()) {
+    if (st) this._local = new LocalState(st, this.options.storagePrefix, this.docId, this._instance, this.options.leaseTtl)
+    if (st && this._local.claimLease()) {
       this._persistOK = true
       const every = Math.max(1000, Math.floor(this.options.leaseTtl / 3))
       this._leaseTimer = setInterval(() => this._renewLease(), every)
       if (this._leaseTimer && typeof this._leaseTimer.unref === 'function') this._leaseTimer.unref()
-      let r = null
-      try {
-        r = JSON.parse(st.getItem(this._key()) || 'null')
-      } catch {}
+      const { record: r, lost } = this._local.load()
+      if (lost) setTimeout(() => this._error('storage', 'The unsent edits kept for this document could not be read and were dropped.'), 0)
       // v1 (protocol 1) kept a source without a key: its unsent edits are
       // kept, but go under a new source as never sent.
       const v1 = r && r.v === 1 && typeof r.src === 'string' && r.src !== ''
-      if (r && r.v === 3 && validKey(r.key)) {
-        // v3 keeps the text apart (see _record): put it back.
-        try {
-          r.base = this._loadSnapshot(r)
-        } catch {
-          r.base = null
-          setTimeout(() => this._error('storage', 'The unsent edits kept for this document could not be read and were dropped.'), 0)
-        }
-        r.v = 2
-      }
-      this._dropStaleSnapshots(r && typeof r.snap === 'string' ? r.snap : null)
       if (r && ((r.v === 2 && validKey(r.key)) || v1)) {
         if (v1) {
           this._newSource()
@@ -1473,10 +1188,7 @@ export class TandemClient {
           this._srcKey = r.key
           this.src = typeof r.src === 'string' ? r.src : null
           this._seq = Number.isInteger(r.seq) ? r.seq : 0
-          try {
-            const s = parseInt(st.getItem(this._key(':seq:' + r.key)) || '0', 10)
-            if (s > this._seq) this._seq = s
-          } catch {}
+          this._seq = Math.max(this._seq, this._local.readSeq(r.key))
         }
         if (typeof r.base === 'string') {
           try {
@@ -1516,51 +1228,18 @@ export class TandemClient {
     this._seq = 0
   }
 
-  // The stored state is a small record written at every change, and the
-  // text (the document at rev) apart, as a snapshot under a key of its own
-  // that the record names, plus a delta from it that the record carries:
-  // typing in a 1 MB document writes a few hundred bytes, not the whole
-  // text, until the delta grows (then a new snapshot is written first and
-  // the old one removed after the record that names the new one, so that a
-  // crash between the writes leaves a record and its snapshot).
   _record () {
     const inf = this._inflight
     return {
-      v: 3,
       key: this._srcKey,
       src: this.src,
       seq: this._seq,
       rev: this.rev,
       title: this.title,
-      snap: null,
-      delta: null,
       inflight: inf ? { op: inf.op, seq: inf.seq, count: inf.count } : null,
       buffer: this._buffer ? { op: this._buffer.op, count: this._buffer.count } : null,
       time: Date.now()
     }
-  }
-
-  _loadSnapshot (r) {
-    if (typeof r.snap !== 'string') return null
-    const snap = JSON.parse(this._storage.getItem(this._key(':snap:' + r.snap)) || 'null')
-    if (!snap || typeof snap.text !== 'string') throw new Error('the stored text is missing')
-    this._snap = { id: r.snap, text: snap.text, at: Date.now() }
-    return Array.isArray(r.delta) ? apply(snap.text, r.delta) : snap.text
-  }
-
-  // _dropStaleSnapshots removes snapshots no record names (left by a
-  // crash between two writes).
-  _dropStaleSnapshots (keep) {
-    const st = this._storage
-    const prefix = this._key(':snap:')
-    try {
-      const stale = []
-      for (let i = 0; i < st.length; i++) {
-        const k = st.key(i)
-        if (k && k.startsWith(prefix) && k !== prefix + keep) stale.push(k)
-      }
-      for (const k of stale) st.removeItem(k)
-    } catch {}
   }
 
   _persistSoon () {
@@ -1571,29 +1250,9 @@ export class TandemClient {
   _persistNow () {
     this._clearTimer('persist')
     if (!this._persistOK || this._closed) return
-    const st = this._storage
+    this._local.writeSeq(this._srcKey, this._seq)
     try {
-      st.setItem(this._key(':seq:' + this._srcKey), String(this._seq))
-    } catch {}
-    try {
-      const rec = this._record()
-      let old = null
-      const snap = this._snap
-      let delta = snap ? opFromDiff(snap.text, this._base) : null
-      if (delta && (JSON.stringify(delta).length > Math.max(65536, snap.text.length / 8) || Date.now() - snap.at > 600000)) delta = null
-      if (snap && delta) {
-        rec.snap = snap.id
-        rec.delta = delta.length ? delta : null
-      } else {
-        // A new snapshot, written before the record that names it.
-        const id = `${this.rev ?? 'x'}.${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`
-        st.setItem(this._key(':snap:' + id), JSON.stringify({ text: this._base }))
-        old = snap
-        this._snap = { id, text: this._base, at: Date.now() }
-        rec.snap = id
-      }
-      st.setItem(this._key(), JSON.stringify(rec))
-      if (old) st.removeItem(this._key(':snap:' + old.id))
+      this._local.save(this._record(), this._base)
     } catch (err) {
       if (!this._storageWarned) {
         this._storageWarned = true
@@ -1629,7 +1288,7 @@ export class TandemClient {
     }
     this._onPageShow = e => {
       if (this._closed || !this._storage || !e || !e.persisted) return
-      if (this._persistOK && !this._claimLease()) {
+      if (this._persistOK && !this._local.claimLease()) {
         this._persistOK = false
         this._srcSwitch = true
       }
