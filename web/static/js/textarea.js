@@ -382,6 +382,11 @@ export function bindTextarea (client, textarea, { overlay = null } = {}) {
   let mirror = null
   let layer = null
   let frame = 0
+  // A label shows while its peer is active and for LABEL_MS after: labels
+  // always on would cover the line above everyone's caret.
+  const LABEL_MS = 2500
+  const moved = new Map() // client id → {key, at}
+  let fadeTimer = null
   const raf = win && win.requestAnimationFrame ? win.requestAnimationFrame.bind(win) : fn => setTimeout(fn, 16)
   const caf = win && win.cancelAnimationFrame ? win.cancelAnimationFrame.bind(win) : clearTimeout
 
@@ -417,6 +422,15 @@ export function bindTextarea (client, textarea, { overlay = null } = {}) {
     const text = value
     mirror.sync(text)
     const peers = [...client.peers.values()].filter(p => Array.isArray(p.sel) && p.sel.length > 0)
+    const now = Date.now()
+    let nextFade = Infinity
+    for (const p of peers) {
+      const key = JSON.stringify(p.sel)
+      const m = moved.get(p.client)
+      if (!m || m.key !== key) moved.set(p.client, { key, at: m ? now : 0 })
+      const until = moved.get(p.client).at + LABEL_MS
+      if (until > now) nextFade = Math.min(nextFade, until)
+    }
     const offsets = []
     for (const p of peers) for (const s of p.sel) offsets.push(s.anchor, s.head)
     const at = cpToUtf16Many(text, offsets)
@@ -454,6 +468,10 @@ export function bindTextarea (client, textarea, { overlay = null } = {}) {
         })
         frag.append(caret)
         const label = doc.createElement('div')
+        // Idle: drawn, but not seen (its name stays there for assistive
+        // technology and tests).
+        if (moved.get(p.client).at + LABEL_MS <= now) label.style.opacity = '0'
+
         label.className = 'tandem-label'
         label.dataset.client = p.client
         label.textContent = peerLabel(p)
@@ -468,6 +486,8 @@ export function bindTextarea (client, textarea, { overlay = null } = {}) {
       }
     }
     layer.replaceChildren(frag)
+    clearTimeout(fadeTimer)
+    if (nextFade < Infinity) fadeTimer = setTimeout(scheduleRender, nextFade - now + 20)
   }
 
   if (overlay) {
@@ -493,6 +513,7 @@ export function bindTextarea (client, textarea, { overlay = null } = {}) {
     for (const fn of cleanups.splice(0)) fn()
     if (frame) caf(frame)
     frame = 0
+    clearTimeout(fadeTimer)
     if (mirror) mirror.remove()
     if (layer) layer.remove()
     mirror = layer = null
