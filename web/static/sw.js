@@ -9,7 +9,7 @@ const CACHE = 'tandem-shell-v1'
 const SHELL = [
   '/', '/css/demo.css',
   '/js/demo.js', '/js/client.js', '/js/ot.js', '/js/unicode.js', '/js/peers.js',
-  '/js/diff.js', '/js/keys.js', '/js/undo.js', '/js/localstate.js',
+  '/js/diff.js', '/js/keys.js', '/js/undo.js', '/js/localstate.js', '/js/transport.js',
   '/js/textarea.js', '/js/codemirror.js', '/js/vendor/codemirror.js', '/js/vendor/preview.js'
 ]
 

@@ -3,8 +3,9 @@
 // presence and undo/redo. No dependencies; runs in browsers and in Node (pass
 // options.WebSocket there). docs/client.md is the contract.
 //
-// This module is the protocol state machine and its connection; the parts
-// that stand alone are modules of their own: undo.js (the undo history),
+// This module is the protocol's state machine (ops, acks, catch-up, text
+// hellos, presence); its parts are modules of their own: transport.js (the
+// WebSocket, reconnection and backoff), undo.js (the undo history),
 // localstate.js (what survives a reload), diff.js (the diff a text hello
 // rebases against), keys.js (source keys), ot.js and unicode.js.
 //
@@ -80,9 +81,10 @@ import { diffOp } from './diff.js'
 import { newKey, validKey, uuid } from './keys.js'
 import { UndoHistory } from './undo.js'
 import { LocalState } from './localstate.js'
+import { Transport, wsUrl } from './transport.js'
 
 // The public API of the module, as before it was split.
-export { diffOp, newKey, uuid }
+export { diffOp, newKey, uuid, wsUrl }
 
 export const PROTOCOL_VERSION = 2
 
@@ -108,32 +110,7 @@ export function connect (baseUrl, docId, options = {}) {
   return new TandemClient(baseUrl, docId, options)
 }
 
-/** wsUrl builds the WebSocket address of a document. */
-export function wsUrl (baseUrl, docId, params = {}) {
-  let base = baseUrl
-  if (!base) {
-    if (typeof location === 'undefined') throw new Error('tandem: no baseUrl and no location')
-    base = location.origin
-  }
-  const u = new URL(base, typeof location !== 'undefined' ? location.href : undefined)
-  if (u.protocol === 'https:') u.protocol = 'wss:'
-  else if (u.protocol === 'http:') u.protocol = 'ws:'
-  const prefix = u.pathname.replace(/\/+$/, '')
-  u.pathname = `${prefix}/api/docs/${encodeURIComponent(docId)}/ws`
-  const q = new URLSearchParams()
-  for (const [k, v] of Object.entries(params)) {
-    if (v !== undefined && v !== null && v !== '') q.set(k, String(v))
-  }
-  u.search = q.toString()
-  u.hash = ''
-  return u.toString()
-}
-
 // ---------------------------------------------------------------------------
-
-function isOffline () {
-  return typeof navigator !== 'undefined' && navigator && navigator.onLine === false
-}
 
 function utf8Length (s) {
   if (typeof TextEncoder !== 'undefined') return new TextEncoder().encode(s).length
@@ -175,8 +152,8 @@ export class TandemClient {
     this.docId = docId
     this.baseUrl = baseUrl || ''
     this.options = { ...DEFAULTS, ...options }
-    this._WS = options.WebSocket || globalThis.WebSocket
-    if (typeof this._WS !== 'function') throw new Error('tandem: no WebSocket implementation; pass options.WebSocket')
+    const WS = options.WebSocket || globalThis.WebSocket
+    if (typeof WS !== 'function') throw new Error('tandem: no WebSocket implementation; pass options.WebSocket')
 
     /** The current local text: the server's plus the unacknowledged local edits. */
     this.text = ''
@@ -198,14 +175,26 @@ export class TandemClient {
     this._seq = 0 // the last seq allocated
     this._limbo = null // awaiting the verdict on the in-flight op after a text hello
     this._listeners = new Map()
-    this._ws = null
-    this._gen = 0
     this._helloDone = false
-    this._everConnected = false
     this._forceText = false
     this._catchingUp = false
-    this._attempt = 0
     this._timers = new Map()
+    const o = this.options
+    this._t = new Transport({
+      WebSocket: WS, baseUrl: this.baseUrl, docId, minBackoff: o.minBackoff, maxBackoff: o.maxBackoff,
+      helloTimeout: o.helloTimeout, getToken: o.getToken, token: o.token
+    }, {
+      params: () => {
+        const p = { key: this._srcKey, user: o.user, name: o.name, color: o.color }
+        if (this.rev !== null && !this._forceText) p.rev = this.rev
+        return p
+      },
+      frame: data => this._onFrame(data),
+      closed: (code, reason, gen) => this._onClose(code, reason, gen),
+      status: s => (s === undefined ? this.status : this._setStatus(s)),
+      error: (code, message) => this._error(code, message),
+      noHello: () => this._resync(false, 'no hello')
+    })
     this._closed = false
     this._myClients = new Set() // this client's connection ids, old ones included
 
@@ -225,6 +214,10 @@ export class TandemClient {
     this._installWindowHandlers()
     this._open()
   }
+
+  // The current connection and its generation (transport.js).
+  get _ws () { return this._t.ws }
+  get _gen () { return this._t.gen }
 
   /** Local ops (edits) not yet acknowledged by the server. */
   get pending () {
@@ -354,9 +347,8 @@ export class TandemClient {
    * starts over. False if it is connected or closed. */
   retry () {
     if (this._closed || this._helloDone) return false
-    this._attempt = 0
     this._dropSocket() // an attempt that hangs is abandoned
-    this._open()
+    this._t.now()
     return true
   }
 
@@ -370,6 +362,7 @@ export class TandemClient {
     if (this._leaseTimer) clearInterval(this._leaseTimer)
     this._releaseLease()
     this._dropSocket()
+    this._t.close()
     this._removeWindowHandlers()
     this._setStatus('closed')
   }
@@ -422,91 +415,23 @@ export class TandemClient {
 
   // ----- the connection
 
-  _open () {
-    this._clearTimer('reconnect')
-    if (this._closed || this._ws) return
-    if (isOffline()) {
-      this._setStatus('offline')
-      // 'online' reconnects at once; this is a fallback if it never comes.
-      this._timer('reconnect', this.options.maxBackoff, () => this._open())
-      return
-    }
-    const o = this.options
-    if (typeof o.getToken === 'function' && !this._tokenReady) {
-      // A fresh token for every connection: the server closes a session
-      // whose token expired (4003) and refuses an expired one.
-      this._tokenReady = true
-      Promise.resolve().then(() => o.getToken()).then(tok => {
-        this._token = typeof tok === 'string' ? tok : null
-        if (!this._closed && !this._ws) this._open()
-        this._tokenReady = false
-      }, err => {
-        this._tokenReady = false
-        this._error('token', String(err && err.message ? err.message : err))
-        this._scheduleReconnect()
-      })
-      return
-    }
-    const params = { key: this._srcKey, user: o.user, name: o.name, color: o.color }
-    const token = this._token || o.token
-    if (token) params.token = token
-    if (this.rev !== null && !this._forceText) params.rev = this.rev
-    let ws
-    try {
-      ws = new this._WS(wsUrl(this.baseUrl, this.docId, params))
-    } catch (err) {
-      this._error('connect', String(err && err.message ? err.message : err))
-      this._scheduleReconnect()
-      return
-    }
-    const gen = ++this._gen
-    this._ws = ws
-    this._helloDone = false
-    if (this.status === 'offline') this._setStatus(this._everConnected ? 'reconnecting' : 'connecting')
-    // A socket can hang while connecting (a network that is going away):
-    // the time to hello counts from here.
-    this._timer('hello', o.helloTimeout, () => this._resync(false, 'no hello'))
-    ws.onopen = () => {}
-    ws.onmessage = e => {
-      if (gen === this._gen) this._onFrame(e.data)
-    }
-    ws.onclose = e => {
-      if (gen === this._gen) this._onClose(e.code, e.reason)
-    }
-    ws.onerror = () => {}
-  }
+  _open () { this._t.open() }
 
-  // _dropSocket forgets the current connection (closing it if open).
+  // _dropSocket forgets the current connection (closing it if open) and
+  // what belonged to it.
   _dropSocket () {
-    const ws = this._ws
-    this._ws = null
-    this._gen++
+    this._t.drop()
     this._helloDone = false
     this._limbo = null
-    this._clearTimer('hello')
     this._clearTimer('ack')
     this._clearTimer('rate')
-    this._clearTimer('stable')
-    if (ws) {
-      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null
-      try { ws.close(1000, 'client') } catch {}
-    }
     if (this.peers.size > 0) {
       this.peers = new Map()
       this._emit('presence', this.peers)
     }
   }
 
-  _scheduleReconnect () {
-    if (this._closed) return
-    if (isOffline()) this._setStatus('offline')
-    else this._setStatus(this._everConnected ? 'reconnecting' : 'connecting')
-    const o = this.options
-    const ceiling = Math.min(o.maxBackoff, o.minBackoff * 2 ** Math.min(this._attempt, 30))
-    this._attempt++
-    const delay = ceiling / 2 + Math.random() * ceiling / 2
-    this._timer('reconnect', delay, () => this._open())
-  }
+  _scheduleReconnect () { this._t.later() }
 
   // _resync drops the connection and reconnects (without rev when noRev:
   // the server then sends the text).
@@ -523,10 +448,9 @@ export class TandemClient {
     this.close()
   }
 
-  _onClose (code, reason) {
+  _onClose (code, reason, gen) {
     const inf = this._inflight
-    const sentHere = inf && inf.conn === this._gen
-    this._ws = null
+    const sentHere = inf && inf.conn === gen
     this._dropSocket()
     if (this._closed) return
     if (code === 4004) {
@@ -599,13 +523,10 @@ export class TandemClient {
   }
 
   _onHello (m) {
-    this._clearTimer('hello')
     if (!Number.isInteger(m.rev) || m.rev < 0) return this._resync(true, 'bad hello')
+    this._t.hello()
     const gen = this._gen
     this._helloDone = true
-    this._everConnected = true
-    // The backoff starts over once a connection has proved stable.
-    this._timer('stable', 3000, () => { this._attempt = 0 })
     this.client = typeof m.client === 'string' ? m.client : null
     if (this.client) this._myClients.add(this.client)
     if (typeof m.title === 'string' && m.title !== this.title) {
@@ -1269,15 +1190,12 @@ export class TandemClient {
       if (this._closed || this._helloDone) return
       // Whatever was trying to connect while offline may hang: start over.
       this._dropSocket()
-      this._attempt = 0
-      this._open()
+      this._t.now()
     }
     this._onOffline = () => {
       if (this._closed) return
-      // The socket is probably dead already; do not wait to find out.
       this._dropSocket()
-      this._setStatus('offline')
-      this._timer('reconnect', this.options.maxBackoff, () => this._open())
+      this._t.offline()
     }
     this._onVisible = () => {
       if (document.visibilityState === 'visible' && this.status === 'reconnecting') this.retry()
