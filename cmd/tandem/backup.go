@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tandemdocs/tandem/storage"
+	"github.com/tandemdocs/tandem/storage/backupfile"
 	"github.com/tandemdocs/tandem/web"
 )
 
@@ -129,13 +130,13 @@ func offlineBackup(ctx context.Context, dir string, since uint64, w io.Writer, s
 	bc := &byteCounter{}
 	p := newProgress(stderr, func() string { return fmt.Sprintf("backup: %s, %d documents", humanBytes(bc.count()), docs) })
 	bc.p = p
-	var tr frameTracker
+	var tr backupfile.Tracker
 	next, err := s.Backup(ctx, ctxWriter{ctx, io.MultiWriter(w, bc, &tr)}, since)
 	p.done()
 	if err != nil {
 		return backupResult{}, err
 	}
-	if _, err := tr.finish(); err != nil {
+	if _, err := finishBackup(&tr); err != nil {
 		return backupResult{}, fmt.Errorf("the backup written is not whole: %w", err)
 	}
 	return backupResult{next: next, docs: docs, bytes: bc.count()}, nil
@@ -185,7 +186,7 @@ func onlineBackup(ctx context.Context, server, token string, since uint64, w io.
 	bc := &byteCounter{}
 	p := newProgress(stderr, func() string { return fmt.Sprintf("backup: %s, %d documents", humanBytes(bc.count()), docs) })
 	bc.p = p
-	var frames frameTracker
+	var frames backupfile.Tracker
 	_, err = io.Copy(io.MultiWriter(w, bc, &frames), resp.Body)
 	p.done()
 	if err != nil {
@@ -194,7 +195,7 @@ func onlineBackup(ctx context.Context, server, token string, since uint64, w io.
 		}
 		return backupResult{}, fmt.Errorf("the backup stream from %s broke off after %s: %w (the server's log may say why)", base, humanBytes(bc.count()), err)
 	}
-	info, err := frames.finish()
+	info, err := finishBackup(&frames)
 	if err != nil {
 		return backupResult{}, fmt.Errorf("the backup stream from %s is not whole: %w", base, err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -11,9 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/tandemdocs/tandem/storage"
-	"github.com/tandemdocs/tandem/storage/badgerstore"
 )
 
 func TestRun(t *testing.T) {
@@ -104,54 +100,6 @@ func TestToolFlagsEnv(t *testing.T) {
 	}
 	if _, dataDir, server, _ := parse("--data-dir", "/flag"); dataDir != "/flag" || server != "" {
 		t.Errorf("--data-dir given: data-dir %q, server %q", dataDir, server)
-	}
-}
-
-// TestBackupFrames: the streaming check (frameTracker, for downloads) and
-// the file check (scanBackupFile) agree: a whole backup passes with its
-// trailer, every cut of it fails.
-func TestBackupFrames(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	s, err := badgerstore.Open(badgerstore.Options{Dir: filepath.Join(dir, "data"), Logger: toolLogger(io.Discard)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	for i := range 5 {
-		if err := s.CreateDocument(ctx, storage.Document{ID: fmt.Sprint("doc-", i), Title: "t"}, strings.Repeat("text ", 100)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var buf bytes.Buffer
-	next, err := s.Backup(ctx, &buf, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := buf.Bytes()
-	check := func(data []byte) (trailerInfo, error, error) {
-		var tr frameTracker
-		for p := data; len(p) > 0; { // in uneven writes
-			n := min(len(p), 1+len(p)%7)
-			tr.Write(p[:n])
-			p = p[n:]
-		}
-		info, terr := tr.finish()
-		name := filepath.Join(dir, "f")
-		if err := os.WriteFile(name, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		_, serr := scanBackupFile(name)
-		return info, terr, serr
-	}
-	info, terr, serr := check(b)
-	if terr != nil || serr != nil || info.Next != next || info.Since != 0 || info.Format != badgerstore.FormatVersion {
-		t.Fatalf("whole backup: %+v, %v, %v", info, terr, serr)
-	}
-	for _, n := range []int{0, 1, 7, 8, 9, len(b) / 3, len(b) - 9, len(b) - 8, len(b) - 1} {
-		if _, terr, serr := check(b[:n]); terr == nil || serr == nil {
-			t.Errorf("backup cut at %d of %d bytes: stream check %v, file check %v", n, len(b), terr, serr)
-		}
 	}
 }
 

@@ -6,8 +6,6 @@ package main
 // lines, and files written atomically.
 
 import (
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,9 +18,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/dgraph-io/badger/v4/pb"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/tandemdocs/tandem/storage/backupfile"
 	"github.com/tandemdocs/tandem/storage/badgerstore"
 )
 
@@ -207,190 +204,32 @@ func restoreFiles(dir string, files []string, log *slog.Logger) error {
 	return nil
 }
 
-// Backup files are Badger's backup format: frames of an 8-byte
-// little-endian length and a protobuf KV list. Tandem's end with a trailer
-// frame holding one key, m/backup (see storage/badgerstore).
-const (
-	maxFrame   = 256 << 20 // larger: not a backup file (badgerstore refuses it too)
-	maxTrailer = 4096
-)
-
-var backupKey = []byte("m/backup")
-
-// trailerInfo is the value of a backup file's trailer.
-type trailerInfo struct {
-	Format string    `json:"format"`
-	Since  uint64    `json:"since"`
-	Next   uint64    `json:"next"`
-	Time   time.Time `json:"time"`
-}
-
-// parseTrailer reads the trailer from the body of a file's last frame.
-func parseTrailer(body []byte) (trailerInfo, bool) {
-	var list pb.KVList
-	var info trailerInfo
-	if body == nil || proto.Unmarshal(body, &list) != nil || len(list.Kv) != 1 || string(list.Kv[0].Key) != string(backupKey) {
-		return info, false
-	}
-	if json.Unmarshal(list.Kv[0].Value, &info) != nil {
-		return info, false
-	}
-	return info, true
-}
-
-// frameTracker follows a backup stream as it is written and keeps its last
-// frame if it is small enough to be the trailer.
-type frameTracker struct {
-	hdr   [8]byte
-	inHdr int
-	left  uint64
-	small bool
-	body  []byte
-	last  []byte
-	bad   error
-	total int64
-}
-
-func (f *frameTracker) Write(p []byte) (int, error) {
-	n := len(p)
-	f.total += int64(n)
-	for len(p) > 0 && f.bad == nil {
-		if f.inHdr < 8 {
-			k := copy(f.hdr[f.inHdr:], p)
-			f.inHdr += k
-			p = p[k:]
-			if f.inHdr == 8 {
-				f.left = binary.LittleEndian.Uint64(f.hdr[:])
-				if f.left > maxFrame {
-					f.bad = fmt.Errorf("a frame of %d bytes at offset %d: not a Tandem backup", f.left, f.total-int64(len(p))-8)
-				}
-				f.small, f.body = f.left <= maxTrailer, f.body[:0]
-				if f.left == 0 {
-					f.inHdr, f.last = 0, nil
-				}
-			}
-			continue
-		}
-		k := int(min(uint64(len(p)), f.left))
-		if f.small {
-			f.body = append(f.body, p[:k]...)
-		}
-		f.left -= uint64(k)
-		p = p[k:]
-		if f.left == 0 {
-			f.inHdr, f.last = 0, nil
-			if f.small {
-				f.last = append([]byte(nil), f.body...)
-			}
-		}
-	}
-	return n, nil
-}
-
-// finish checks the stream ended after a whole trailer frame.
-func (f *frameTracker) finish() (trailerInfo, error) {
-	switch {
-	case f.bad != nil:
-		return trailerInfo{}, f.bad
-	case f.total == 0:
-		return trailerInfo{}, errors.New("empty")
-	case f.inHdr > 0:
-		return trailerInfo{}, fmt.Errorf("truncated: it ends inside a frame (after %d bytes)", f.total)
-	}
-	info, ok := parseTrailer(f.last)
-	if !ok {
-		return trailerInfo{}, errors.New("it does not end with a Tandem backup trailer: truncated (cut between two frames), or not a Tandem backup")
-	}
-	if info.Format != badgerstore.FormatVersion {
-		return info, fmt.Errorf("a backup of data format %q; this build reads %q", info.Format, badgerstore.FormatVersion)
-	}
-	return info, nil
-}
-
-// scanBackupFile checks a backup file's frames without reading their
-// bodies (it seeks past them) and returns its trailer.
-func scanBackupFile(name string) (trailerInfo, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return trailerInfo{}, fmt.Errorf("backup file %s does not exist", name)
-		}
-		return trailerInfo{}, fmt.Errorf("backup file: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return trailerInfo{}, err
-	}
-	if fi.IsDir() {
-		return trailerInfo{}, fmt.Errorf("%s is a directory, not a backup file", name)
-	}
-	size := fi.Size()
-	if size == 0 {
-		return trailerInfo{}, fmt.Errorf("backup file %s is empty", name)
-	}
-	var off int64
-	var last []byte
-	var hdr [8]byte
-	for off < size {
-		if size-off < 8 {
-			if off == 0 {
-				return trailerInfo{}, fmt.Errorf("%s is not a Tandem backup file (%d bytes: too short for one)", name, size)
-			}
-			return trailerInfo{}, fmt.Errorf("backup file %s is truncated: it ends inside a frame header (%d bytes)", name, size)
-		}
-		if _, err := f.ReadAt(hdr[:], off); err != nil {
-			return trailerInfo{}, fmt.Errorf("backup file %s: %w", name, err)
-		}
-		n := binary.LittleEndian.Uint64(hdr[:])
-		if n > maxFrame {
-			return trailerInfo{}, fmt.Errorf("%s is not a Tandem backup file (at offset %d, a frame of %d bytes)", name, off, n)
-		}
-		if int64(n) > size-off-8 {
-			if off == 0 {
-				return trailerInfo{}, fmt.Errorf("%s is truncated, or not a Tandem backup file: its first frame needs %d bytes, the file has %d", name, n, size-8)
-			}
-			return trailerInfo{}, fmt.Errorf("backup file %s is truncated: its frame at offset %d needs %d bytes, the file has %d", name, off, n, size-off-8)
-		}
-		last = nil
-		if n <= maxTrailer {
-			last = make([]byte, n)
-			if _, err := f.ReadAt(last, off+8); err != nil {
-				return trailerInfo{}, fmt.Errorf("backup file %s: %w", name, err)
-			}
-		}
-		off += 8 + int64(n)
-	}
-	info, ok := parseTrailer(last)
-	if !ok {
-		return trailerInfo{}, fmt.Errorf("backup file %s does not end with a Tandem backup trailer: it is truncated (cut between two frames), or not a Tandem backup", name)
-	}
-	if info.Format != badgerstore.FormatVersion {
-		return info, fmt.Errorf("backup file %s is of data format %q; this build reads %q", name, info.Format, badgerstore.FormatVersion)
-	}
-	return info, nil
-}
-
-// checkBackupFiles checks files are whole Tandem backups that restore in
-// this order: a full one first, then incrementals each starting at or
-// before where the one before it ended.
-func checkBackupFiles(files []string) ([]trailerInfo, error) {
-	infos := make([]trailerInfo, len(files))
+// checkBackupFiles checks files are whole Tandem backups of this build's
+// data format that restore in this order (storage/backupfile), and returns
+// their trailers.
+func checkBackupFiles(files []string) ([]backupfile.Trailer, error) {
+	trailers := make([]backupfile.Trailer, len(files))
 	for i, name := range files {
-		info, err := scanBackupFile(name)
+		t, err := backupfile.ScanFile(name)
+		if err == nil {
+			err = t.Check(badgerstore.FormatVersion)
+		}
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", name, err)
 		}
-		infos[i] = info
-		switch {
-		case i == 0 && info.Since != 0:
-			return nil, fmt.Errorf("%s is an incremental backup (since version %d): restore starts with a full backup, then its incrementals in order", name, info.Since)
-		case i > 0 && info.Since > infos[i-1].Next:
-			return nil, fmt.Errorf("%s starts at version %d but %s ends at %d: a backup in between is missing (or the files are out of order)",
-				name, info.Since, files[i-1], infos[i-1].Next)
-		}
+		trailers[i] = t
 	}
-	return infos, nil
+	return trailers, backupfile.CheckChain(files, trailers)
+}
+
+// finishBackup checks a backup that was written (or downloaded) through
+// tr was whole and of this build's data format.
+func finishBackup(tr *backupfile.Tracker) (backupfile.Trailer, error) {
+	t, err := tr.Finish()
+	if err == nil {
+		err = t.Check(badgerstore.FormatVersion)
+	}
+	return t, err
 }
 
 // isTerminal reports whether w is a terminal (for carriage-return progress

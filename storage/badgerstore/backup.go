@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,10 +12,9 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/dgraph-io/badger/v4/pb"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/tandemdocs/tandem/storage"
+	"github.com/tandemdocs/tandem/storage/backupfile"
 )
 
 // Backup writes a consistent backup of the whole store to w: every key
@@ -46,7 +44,7 @@ func (s *Store) Backup(ctx context.Context, w io.Writer, since uint64) (next uin
 		// Nothing changed since: the next backup starts where this one did.
 		next = since
 	}
-	if err := writeTrailer(w, trailerInfo{Format: FormatVersion, Since: since, Next: next, Time: time.Now().UTC()}); err != nil {
+	if err := backupfile.WriteTrailer(w, backupfile.Trailer{Format: FormatVersion, Since: since, Next: next, Time: time.Now().UTC()}); err != nil {
 		return 0, fmt.Errorf("backup: trailer: %w", err)
 	}
 	return next, nil
@@ -129,121 +127,15 @@ func load(db *badger.DB, r io.Reader) (err error) {
 			err = fmt.Errorf("malformed backup data: %v", p)
 		}
 	}()
-	fc := &frameChecker{r: r}
-	if err := db.Load(fc, 16); err != nil {
+	fr := backupfile.NewReader(r)
+	if err := db.Load(fr, 16); err != nil {
 		return err
 	}
-	return checkTrailer(fc.last)
-}
-
-// maxFrame bounds one KV list in a backup stream. Badger writes lists of a
-// few MiB; a larger length prefix means a damaged or foreign file, and must
-// not become an allocation of that size.
-const maxFrame = 256 << 20
-
-// maxTrailer bounds the frame kept to check the trailer.
-const maxTrailer = 4096
-
-// frameChecker passes a backup stream through, checking each frame's
-// 8-byte little-endian length prefix before Badger trusts it, and keeping
-// the last frame if it is small enough to be the trailer.
-type frameChecker struct {
-	r      io.Reader
-	header [8]byte
-	inHdr  int    // header bytes seen of the current frame
-	left   uint64 // body bytes left of the current frame
-	body   []byte // the current frame's body, if it is small
-	small  bool
-	last   []byte // the last complete frame's body, if small (else nil)
-}
-
-func (f *frameChecker) Read(p []byte) (int, error) {
-	// Hand out at most up to the next frame boundary, so every header is
-	// seen here whole before Badger reads past it.
-	if f.left == 0 && f.inHdr == 8 {
-		f.inHdr = 0
-	}
-	limit := len(p)
-	if f.inHdr < 8 {
-		limit = min(limit, 8-f.inHdr)
-	} else {
-		limit = int(min(uint64(limit), f.left))
-	}
-	n, err := f.r.Read(p[:limit])
-	if f.inHdr < 8 {
-		copy(f.header[f.inHdr:], p[:n])
-		f.inHdr += n
-		if f.inHdr == 8 {
-			f.left = binary.LittleEndian.Uint64(f.header[:])
-			if f.left > maxFrame {
-				return n, fmt.Errorf("frame of %d bytes: not a backup stream, or damaged", f.left)
-			}
-			f.small, f.body = f.left <= maxTrailer, f.body[:0]
-			if f.left == 0 {
-				f.inHdr = 0
-				f.last = nil
-			}
-		}
-	} else {
-		if f.small {
-			f.body = append(f.body, p[:n]...)
-		}
-		f.left -= uint64(n)
-		if f.left == 0 {
-			f.last = nil
-			if f.small {
-				f.last = append([]byte(nil), f.body...)
-			}
-		}
-	}
-	if err == io.EOF && (f.inHdr > 0 && f.inHdr < 8 || f.left > 0) {
-		return n, io.ErrUnexpectedEOF
-	}
-	return n, err
-}
-
-// trailerInfo is the value of the trailer that ends every backup file.
-type trailerInfo struct {
-	Format string    `json:"format"`
-	Since  uint64    `json:"since"`
-	Next   uint64    `json:"next"`
-	Time   time.Time `json:"time"`
-}
-
-// writeTrailer ends a backup file with one more KV list holding backupKey:
-// Restore requires it, so that a file cut between two frames (which Badger
-// would load without a word) is refused. Badger's own restore loads it as
-// an ordinary key.
-func writeTrailer(w io.Writer, info trailerInfo) error {
-	v, err := json.Marshal(info)
+	t, err := fr.Trailer()
 	if err != nil {
 		return err
 	}
-	list := &pb.KVList{Kv: []*pb.KV{{Key: backupKey, Value: v, Version: max(info.Next, 2) - 1}}}
-	b, err := proto.Marshal(list)
-	if err != nil {
-		return err
-	}
-	var hdr [8]byte
-	binary.LittleEndian.PutUint64(hdr[:], uint64(len(b)))
-	if _, err := w.Write(hdr[:]); err != nil {
-		return err
-	}
-	_, err = w.Write(b)
-	return err
-}
-
-// checkTrailer reports whether the last frame of a file was the trailer.
-func checkTrailer(last []byte) error {
-	var list pb.KVList
-	if last == nil || proto.Unmarshal(last, &list) != nil || len(list.Kv) != 1 || !bytes.Equal(list.Kv[0].Key, backupKey) {
-		return errors.New("the file does not end with a Tandem backup trailer: it is truncated, or not a Tandem backup")
-	}
-	var info trailerInfo
-	if err := json.Unmarshal(list.Kv[0].Value, &info); err != nil || info.Format != FormatVersion {
-		return fmt.Errorf("backup trailer of format %q, this build reads %q", info.Format, FormatVersion)
-	}
-	return nil
+	return t.Check(FormatVersion)
 }
 
 // reconcile deletes, after loading backups, every key that no live document

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tandemdocs/tandem/ot"
 	"github.com/tandemdocs/tandem/storage"
+	"github.com/tandemdocs/tandem/storage/backupfile"
 )
 
 // FormatVersion is the version of the key layout and value encodings below.
@@ -29,11 +30,11 @@ const FormatVersion = "1"
 // document's generation and retained range claims).
 var (
 	formatKey = []byte("m/format")
-	backupKey = []byte("m/backup") // the trailer of a backup file
-	docPrefix = []byte("d/")       // d/<id> -> docValue JSON
-	recPrefix = []byte("r/")       // r/<id>\x00<gen><rev> -> recordValue JSON
-	snpPrefix = []byte("s/")       // s/<id>\x00<gen><rev> -> snapshot text (UTF-8)
-	subPrefix = []byte("o/")       // o/<id>\x00<gen><len(source)><source><seq> -> rev
+	backupKey = backupfile.TrailerKey // the trailer of a backup file
+	docPrefix = []byte("d/")          // d/<id> -> docValue JSON
+	recPrefix = []byte("r/")          // r/<id>\x00<gen><rev> -> recordValue JSON
+	snpPrefix = []byte("s/")          // s/<id>\x00<gen><rev> -> snapshot text (UTF-8)
+	subPrefix = []byte("o/")          // o/<id>\x00<gen><len(source)><source><seq> -> rev
 )
 
 func docKey(id string) []byte { return append(append([]byte{}, docPrefix...), id...) }
