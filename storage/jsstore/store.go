@@ -1,0 +1,918 @@
+// Package jsstore is a [storage.Store] on NATS JetStream, for several
+// Tandem nodes serving the same documents. It passes the conformance suite
+// in package storagetest against an embedded NATS server.
+//
+// The model:
+//
+//   - The op log is one stream (LOG). Each commit of a document is one
+//     message on the document's subject, log.<id>.<generation>, holding the
+//     append's records (one or many: the group commit stays one write). A
+//     commit is a publish that expects the subject's last sequence to be
+//     the one the committer read: JetStream's compare-and-swap, so of two
+//     nodes appending at the same head one wins and the other gets
+//     storage.ErrConflict. The log is the truth about a document's head:
+//     the last message on its subject says it.
+//   - Metadata (title, creation, generation, the oldest retained revision)
+//     is a key-value bucket (DOCS), updated with compare-and-swap on the
+//     entry's revision. A deleted id is a new generation when created
+//     again, so nothing of the old one can leak into it.
+//   - Snapshots are a key-value bucket (SNAPS): key <id>.<gen>.<rev>, and
+//     beside the text the log sequence to read the tail from.
+//   - The exactly-once index is a bucket (SUBS): <id>.<gen>.<source>.<seq>
+//     gives the revision. It is written after the log, so a node that dies
+//     between the two leaves it behind; the document's entry in DOCS keeps
+//     the revision indexed up to, and a lookup first indexes whatever the
+//     log holds beyond it. Publishes carry a message id
+//     (<id>.<gen>.<first revision>) for JetStream's de-duplication window
+//     besides.
+//
+// Every write is acknowledged by JetStream once stored; for it to be
+// durable the server must sync its writes (sync_interval: always) and, in
+// a cluster, the stream and buckets must have replicas (Options.Replicas,
+// 3 in production): an acknowledged write is then on a majority.
+package jsstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/storage"
+)
+
+// Options configure Open.
+type Options struct {
+	// Conn is a connection to the NATS server (or cluster). The store does
+	// not close it.
+	Conn *nats.Conn
+	// Prefix names the stream and buckets (default "TANDEM").
+	Prefix string
+	// Replicas of the stream and buckets (default 1; 3 in a cluster).
+	Replicas int
+	// Timeout bounds each JetStream request (default 10 s).
+	Timeout time.Duration
+}
+
+// Store is a storage.Store on JetStream.
+type Store struct {
+	js      jetstream.JetStream
+	log     jetstream.Stream
+	docs    jetstream.KeyValue
+	snaps   jetstream.KeyValue
+	subs    jetstream.KeyValue
+	subject string // the log's subject prefix
+	timeout time.Duration
+
+	mu     sync.RWMutex
+	closed bool
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// Open creates the stream and buckets if they do not exist, and returns
+// the store.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	if o.Conn == nil {
+		return nil, errors.New("jsstore: no NATS connection")
+	}
+	if o.Prefix == "" {
+		o.Prefix = "TANDEM"
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	js, err := jetstream.New(o.Conn)
+	if err != nil {
+		return nil, fmt.Errorf("jsstore: %w", err)
+	}
+	s := &Store{js: js, subject: strings.ToLower(o.Prefix) + ".log", timeout: o.Timeout}
+	s.log, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        o.Prefix + "_LOG",
+		Subjects:    []string{s.subject + ".>"},
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+		AllowDirect: true,
+		Duplicates:  2 * time.Minute,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jsstore: log stream: %w", err)
+	}
+	bucket := func(name string) (jetstream.KeyValue, error) {
+		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: o.Prefix + "_" + name, Storage: jetstream.FileStorage, Replicas: o.Replicas, History: 1,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("jsstore: %s bucket: %w", name, err)
+		}
+		return kv, nil
+	}
+	if s.docs, err = bucket("DOCS"); err != nil {
+		return nil, err
+	}
+	if s.snaps, err = bucket("SNAPS"); err != nil {
+		return nil, err
+	}
+	if s.subs, err = bucket("SUBS"); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// begin checks the store is open and bounds ctx.
+func (s *Store) begin(ctx context.Context) (context.Context, func(), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return nil, nil, storage.ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	return ctx, func() { cancel(); s.mu.RUnlock() }, nil
+}
+
+// meta is a document's entry in DOCS.
+type meta struct {
+	ID      string    `json:"id"`
+	Title   string    `json:"title"`
+	Created time.Time `json:"created"`
+	Gen     string    `json:"gen"`
+	Oldest  int64     `json:"oldest"`
+	Indexed int64     `json:"indexed"` // the exactly-once index holds every record up to this revision
+}
+
+// entry is a message of the log: one append.
+type entry struct {
+	Records []record `json:"records"`
+}
+
+type record struct {
+	Rev    int64     `json:"rev"`
+	Op     ot.Op     `json:"op"`
+	Source string    `json:"src,omitempty"`
+	Seq    uint64    `json:"seq,omitempty"`
+	User   string    `json:"user,omitempty"`
+	Time   time.Time `json:"time"`
+}
+
+func (r record) record() storage.Record {
+	return storage.Record{Rev: r.Rev, Op: r.Op, Source: r.Source, Seq: r.Seq, User: r.User, Time: r.Time}
+}
+
+// snapValue is a snapshot's entry in SNAPS.
+type snapValue struct {
+	Text string `json:"text"`
+	// From is the log sequence to read the records after the snapshot
+	// from (on the document's subject): the first message that may hold
+	// one.
+	From uint64 `json:"from"`
+}
+
+func (s *Store) logSubject(id, gen string) string {
+	// Ids may hold '.', a subject's token separator; '~' is not in ids.
+	return s.subject + "." + strings.ReplaceAll(id, ".", "~") + "." + gen
+}
+
+// key is an id as a bucket key or key token: '.' separates a key's
+// tokens, and '=' is not in ids.
+func key(id string) string        { return strings.ReplaceAll(id, ".", "=") }
+func unkey(k string) string       { return strings.ReplaceAll(k, "=", ".") }
+func scope(id, gen string) string { return key(id) + "." + gen + "." }
+
+func snapKey(id, gen string, rev int64) string { return fmt.Sprintf("%s%020d", scope(id, gen), rev) }
+
+func subKey(id, gen, source string, seq uint64) string {
+	return scope(id, gen) + hex.EncodeToString([]byte(source)) + "." + strconv.FormatUint(seq, 10)
+}
+
+func wrap(err error) error {
+	if errors.Is(err, nats.ErrConnectionClosed) {
+		return fmt.Errorf("%w: %v", storage.ErrClosed, err)
+	}
+	return err
+}
+
+// getMeta reads a document's metadata and its entry's revision.
+func (s *Store) getMeta(ctx context.Context, id string) (meta, uint64, error) {
+	if err := storage.CheckID(id); err != nil {
+		return meta{}, 0, err
+	}
+	e, err := s.docs.Get(ctx, key(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return meta{}, 0, fmt.Errorf("%w: document %s", storage.ErrNotFound, id)
+	}
+	if err != nil {
+		return meta{}, 0, fmt.Errorf("document %s: %w", id, wrap(err))
+	}
+	var m meta
+	if err := json.Unmarshal(e.Value(), &m); err != nil || m.ID != id || m.Gen == "" {
+		return meta{}, 0, fmt.Errorf("%w: document %s: metadata", storage.ErrCorrupt, id)
+	}
+	return m, e.Revision(), nil
+}
+
+// putMeta writes m over the entry at revision rev (compare-and-swap),
+// retrying change on a conflict.
+func (s *Store) updateMeta(ctx context.Context, id string, change func(*meta) error) error {
+	for {
+		m, rev, err := s.getMeta(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := change(&m); err != nil {
+			return err
+		}
+		b, _ := json.Marshal(m)
+		_, err = s.docs.Update(ctx, key(id), b, rev)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("document %s: %w", id, wrap(err))
+		}
+	}
+}
+
+// tail is the last message on a document's subject: its head and sequence
+// (0, 0 when it has none), and its time.
+func (s *Store) tail(ctx context.Context, id, gen string) (head int64, seq uint64, updated time.Time, err error) {
+	msg, err := s.log.GetLastMsgForSubject(ctx, s.logSubject(id, gen))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, 0, time.Time{}, nil
+	}
+	if err != nil {
+		return 0, 0, time.Time{}, fmt.Errorf("document %s: log: %w", id, wrap(err))
+	}
+	var e entry
+	if err := json.Unmarshal(msg.Data, &e); err != nil || len(e.Records) == 0 {
+		return 0, 0, time.Time{}, fmt.Errorf("%w: document %s: log message %d", storage.ErrCorrupt, id, msg.Sequence)
+	}
+	last := e.Records[len(e.Records)-1]
+	return last.Rev, msg.Sequence, last.Time, nil
+}
+
+func (s *Store) document(ctx context.Context, id string) (storage.Document, meta, uint64, error) {
+	m, _, err := s.getMeta(ctx, id)
+	if err != nil {
+		return storage.Document{}, meta{}, 0, err
+	}
+	head, seq, updated, err := s.tail(ctx, id, m.Gen)
+	if err != nil {
+		return storage.Document{}, meta{}, 0, err
+	}
+	if head == 0 {
+		updated = m.Created
+	}
+	if head < m.Oldest {
+		return storage.Document{}, meta{}, 0, fmt.Errorf("%w: document %s: head %d before the oldest revision %d", storage.ErrCorrupt, id, head, m.Oldest)
+	}
+	return storage.Document{ID: id, Title: m.Title, Created: m.Created, Updated: updated, Head: head, Oldest: m.Oldest}, m, seq, nil
+}
+
+func newGen() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// CreateDocument implements storage.Store.
+func (s *Store) CreateDocument(ctx context.Context, doc storage.Document, text string) error {
+	ctx, done, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if err := storage.CheckID(doc.ID); err != nil {
+		return err
+	}
+	if !utf8.ValidString(text) {
+		return fmt.Errorf("%w: document %s: initial text is not valid UTF-8", storage.ErrInvalid, doc.ID)
+	}
+	m := meta{ID: doc.ID, Title: doc.Title, Created: doc.Created.UTC().Round(0), Gen: newGen()}
+	// The snapshot first: a document is visible only with its text.
+	sv, _ := json.Marshal(snapValue{Text: text, From: 1})
+	if _, err := s.snaps.Put(ctx, snapKey(doc.ID, m.Gen, 0), sv); err != nil {
+		return fmt.Errorf("document %s: snapshot: %w", doc.ID, wrap(err))
+	}
+	b, _ := json.Marshal(m)
+	if _, err := s.docs.Create(ctx, key(doc.ID), b); err != nil {
+		s.snaps.Purge(ctx, snapKey(doc.ID, m.Gen, 0))
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("%w: document %s", storage.ErrExists, doc.ID)
+		}
+		return fmt.Errorf("document %s: %w", doc.ID, wrap(err))
+	}
+	return nil
+}
+
+// Document implements storage.Store.
+func (s *Store) Document(ctx context.Context, id string) (storage.Document, error) {
+	ctx, done, err := s.begin(ctx)
+	if err != nil {
+		return storage.Document{}, err
+	}
+	defer done()
+	d, _, _, err := s.document(ctx, id)
+	return d, err
+}
+
+// ListDocuments implements storage.Store.
+func (s *Store) ListDocuments(ctx context.Context, opts storage.ListOptions) ([]storage.Document, string, error) {
+	ctx, done, err := s.begin(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	defer done()
+	limit := opts.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	var ids []string
+	lister, err := s.docs.ListKeys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return []storage.Document{}, "", nil
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("list documents: %w", wrap(err))
+	}
+	for k := range lister.Keys() {
+		if id := unkey(k); id > opts.After {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	out := make([]storage.Document, 0, min(limit, len(ids)))
+	next := ""
+	for i, id := range ids {
+		if len(out) == limit {
+			next = ids[i-1]
+			break
+		}
+		d, _, _, err := s.document(ctx, id)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, d)
+	}
+	return out, next, nil
+}
+
+// DeleteDocument implements storage.Store.
+func (s *Store) DeleteDocument(ctx context.Context, id string) error {
+	ctx, done, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	m, rev, err := s.getMeta(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := s.docs.Purge(ctx, key(id), jetstream.LastRevision(rev)); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("%w: document %s changed while being deleted", storage.ErrConflict, id)
+		}
+		return fmt.Errorf("document %s: %w", id, wrap(err))
+	}
+	// What belonged to the generation goes; a new document of the id has
+	// another.
+	if err := s.log.Purge(ctx, jetstream.WithPurgeSubject(s.logSubject(id, m.Gen))); err != nil {
+		return fmt.Errorf("document %s: purge the log: %w", id, wrap(err))
+	}
+	for _, kv := range []jetstream.KeyValue{s.snaps, s.subs} {
+		if err := purgePrefix(ctx, kv, scope(id, m.Gen)); err != nil {
+			return fmt.Errorf("document %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// keysWithPrefix lists a bucket's keys that start with prefix.
+func keysWithPrefix(ctx context.Context, kv jetstream.KeyValue, prefix string) ([]string, error) {
+	lister, err := kv.ListKeysFiltered(ctx, prefix+">")
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return nil, nil
+		}
+		return nil, wrap(err)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys, nil
+}
+
+func purgePrefix(ctx context.Context, kv jetstream.KeyValue, prefix string) error {
+	keys, err := keysWithPrefix(ctx, kv, prefix)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := kv.Purge(ctx, k); err != nil {
+			return wrap(err)
+		}
+	}
+	return nil
+}
+
+// SetTitle implements storage.Store.
+func (s *Store) SetTitle(ctx context.Context, id, title string) error {
+	ctx, done, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return s.updateMeta(ctx, id, func(m *meta) error { m.Title = title; return nil })
+}
+
+// Commit implements storage.Store. Each append is its own publish (a
+// compare-and-swap on its document's log); they are made in order, so two
+// appends to one document in one call both succeed when the second builds
+// on the first.
+func (s *Store) Commit(ctx context.Context, appends []storage.Append) ([]error, error) {
+	ctx, done, err := s.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	results := make([]error, len(appends))
+	committed := 0
+	for i, a := range appends {
+		results[i] = s.append(ctx, a)
+		if results[i] == nil {
+			committed++
+		}
+		if errors.Is(results[i], storage.ErrClosed) && committed == 0 {
+			return nil, results[i]
+		}
+	}
+	return results, nil
+}
+
+func (s *Store) append(ctx context.Context, a storage.Append) error {
+	if err := checkAppend(a); err != nil {
+		return err
+	}
+	d, m, seq, err := s.document(ctx, a.DocID)
+	if err != nil {
+		return err
+	}
+	if a.Head != d.Head {
+		return fmt.Errorf("%w: document %s: append expects head %d, the head is %d", storage.ErrConflict, a.DocID, a.Head, d.Head)
+	}
+	if a.Snapshot != nil && a.Snapshot.Rev < d.Oldest {
+		return fmt.Errorf("%w: document %s: snapshot at revision %d is older than the retained history (from %d)", storage.ErrInvalid, a.DocID, a.Snapshot.Rev, d.Oldest)
+	}
+	e := entry{Records: make([]record, len(a.Records))}
+	for i, r := range a.Records {
+		e.Records[i] = record{Rev: r.Rev, Op: r.Op, Source: r.Source, Seq: r.Seq, User: r.User, Time: r.Time.UTC().Round(0)}
+	}
+	body, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("%w: document %s: %v", storage.ErrInvalid, a.DocID, err)
+	}
+	subject := s.logSubject(a.DocID, m.Gen)
+	ack, err := s.js.Publish(ctx, subject, body,
+		jetstream.WithExpectLastSequencePerSubject(seq),
+		jetstream.WithMsgID(fmt.Sprintf("%s.%s.%d", a.DocID, m.Gen, a.Head+1)))
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+			return fmt.Errorf("%w: document %s: another writer appended at head %d first", storage.ErrConflict, a.DocID, a.Head)
+		}
+		return fmt.Errorf("document %s: publish: %w", a.DocID, wrap(err))
+	}
+	if ack.Duplicate {
+		// The same id within the window: a retry of a publish that was
+		// stored before. Its records are the ones at these revisions only
+		// if the head moved by exactly this append.
+		return fmt.Errorf("%w: document %s: a commit at head %d was already stored", storage.ErrConflict, a.DocID, a.Head)
+	}
+	if err := s.index(ctx, a.DocID, m.Gen, e.Records); err != nil {
+		return err
+	}
+	if a.Snapshot != nil {
+		if err := s.putSnapshot(ctx, a.DocID, m.Gen, *a.Snapshot); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// index writes the exactly-once entries of recs and moves the document's
+// watermark past them.
+func (s *Store) index(ctx context.Context, id, gen string, recs []record) error {
+	for _, r := range recs {
+		if r.Source == "" {
+			continue
+		}
+		k := subKey(id, gen, r.Source, r.Seq)
+		if _, err := s.subs.Create(ctx, k, []byte(strconv.FormatInt(r.Rev, 10))); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("document %s: exactly-once index: %w", id, wrap(err))
+		}
+	}
+	last := recs[len(recs)-1].Rev
+	return s.updateMeta(ctx, id, func(m *meta) error {
+		if m.Gen == gen && m.Indexed < last {
+			m.Indexed = last
+		}
+		return nil
+	})
+}
+
+func checkAppend(a storage.Append) error {
+	if err := storage.CheckID(a.DocID); err != nil {
+		return err
+	}
+	if len(a.Records) == 0 {
+		return fmt.Errorf("%w: document %s: append at head %d has no records", storage.ErrInvalid, a.DocID, a.Head)
+	}
+	if a.Head < 0 {
+		return fmt.Errorf("%w: document %s: append at negative head %d", storage.ErrInvalid, a.DocID, a.Head)
+	}
+	for i, r := range a.Records {
+		if want := a.Head + 1 + int64(i); r.Rev != want {
+			return fmt.Errorf("%w: document %s: record %d of an append at head %d has revision %d, want %d", storage.ErrInvalid, a.DocID, i, a.Head, r.Rev, want)
+		}
+		if len(r.Source) > storage.MaxSourceLen {
+			return fmt.Errorf("%w: document %s: revision %d: source longer than %d bytes", storage.ErrInvalid, a.DocID, r.Rev, storage.MaxSourceLen)
+		}
+		if err := r.Op.Check(); err != nil {
+			return fmt.Errorf("%w: document %s: revision %d: %v", storage.ErrInvalid, a.DocID, r.Rev, err)
+		}
+	}
+	if snap := a.Snapshot; snap != nil {
+		newHead := a.Head + int64(len(a.Records))
+		if snap.Rev < 0 || snap.Rev > newHead {
+			return fmt.Errorf("%w: document %s: snapshot at revision %d outside 0..%d", storage.ErrInvalid, a.DocID, snap.Rev, newHead)
+		}
+		if !utf8.ValidString(snap.Text) {
+			return fmt.Errorf("%w: document %s: snapshot at revision %d is not valid UTF-8", storage.ErrInvalid, a.DocID, snap.Rev)
+		}
+	}
+	return nil
+}
+
+// scan calls f with the log's records of a document, in order, from the
+// message at sequence from on, until f returns false or the log's end.
+func (s *Store) scan(ctx context.Context, id, gen string, from uint64, f func(r record, seq uint64) bool) error {
+	subject := s.logSubject(id, gen)
+	for seq := max(from, 1); ; seq++ {
+		msg, err := s.log.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("document %s: log: %w", id, wrap(err))
+		}
+		var e entry
+		if err := json.Unmarshal(msg.Data, &e); err != nil {
+			return fmt.Errorf("%w: document %s: log message %d", storage.ErrCorrupt, id, msg.Sequence)
+		}
+		for _, r := range e.Records {
+			if !f(r, msg.Sequence) {
+				return nil
+			}
+		}
+		seq = msg.Sequence
+	}
+}
+
+// snapshotAt returns the newest snapshot at or before rev.
+func (s *Store) snapshotAt(ctx context.Context, id, gen string, rev int64) (storage.Snapshot, snapValue, bool, error) {
+	keys, err := keysWithPrefix(ctx, s.snaps, scope(id, gen))
+	if err != nil {
+		return storage.Snapshot{}, snapValue{}, false, fmt.Errorf("document %s: snapshots: %w", id, err)
+	}
+	for i := len(keys) - 1; i >= 0; i-- {
+		r, err := strconv.ParseInt(keys[i][strings.LastIndexByte(keys[i], '.')+1:], 10, 64)
+		if err != nil || r > rev {
+			continue
+		}
+		e, err := s.snaps.Get(ctx, keys[i])
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return storage.Snapshot{}, snapValue{}, false, fmt.Errorf("document %s: snapshot %d: %w", id, r, wrap(err))
+		}
+		var v snapValue
+		if err := json.Unmarshal(e.Value(), &v); err != nil {
+			return storage.Snapshot{}, snapValue{}, false, fmt.Errorf("%w: document %s: snapshot %d", storage.ErrCorrupt, id, r)
+		}
+		return storage.Snapshot{Rev: r, Text: v.Text}, v, true, nil
+	}
+	return storage.Snapshot{}, snapValue{}, false, nil
+}
+
+// Records implements storage.Store.
+func (s *Store) Records(ctx context.Context, id string, from, to int64) ([]storage.Record, error) {
+	ctx, done, err := s.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	if err := storage.CheckID(id); err != nil {
+		return nil, err
+	}
+	if from < 0 || from > to {
+		return nil, fmt.Errorf("%w: document %s: records from %d to %d", storage.ErrInvalid, id, from, to)
+	}
+	d, m, _, err := s.document(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if to > d.Head {
+		return nil, fmt.Errorf("%w: document %s: records to %d, past the head %d", storage.ErrInvalid, id, to, d.Head)
+	}
+	if from < d.Oldest {
+		return nil, fmt.Errorf("%w: document %s: records from %d, older than the retained history (from %d)", storage.ErrCompacted, id, from, d.Oldest)
+	}
+	return s.records(ctx, id, m.Gen, from, to)
+}
+
+func (s *Store) records(ctx context.Context, id, gen string, from, to int64) ([]storage.Record, error) {
+	out := make([]storage.Record, 0, to-from)
+	if from == to {
+		return out, nil
+	}
+	start := uint64(1)
+	if _, v, ok, err := s.snapshotAt(ctx, id, gen, from); err != nil {
+		return nil, err
+	} else if ok {
+		start = v.From
+	}
+	err := s.scan(ctx, id, gen, start, func(r record, _ uint64) bool {
+		if r.Rev > from && r.Rev <= to {
+			out = append(out, r.record())
+		}
+		return r.Rev < to
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i, r := range out {
+		if r.Rev != from+1+int64(i) {
+			return nil, fmt.Errorf("%w: document %s: the log has revision %d where %d belongs", storage.ErrCorrupt, id, r.Rev, from+1+int64(i))
+		}
+	}
+	if int64(len(out)) != to-from {
+		return nil, fmt.Errorf("%w: document %s: the log holds %d of revisions %d..%d", storage.ErrCorrupt, id, len(out), from+1, to)
+	}
+	return out, nil
+}
+
+// Snapshot implements storage.Store.
+func (s *Store) Snapshot(ctx context.Context, id string, rev int64) (storage.Snapshot, error) {
+	ctx, done, err := s.begin(ctx)
+	if err != nil {
+		return storage.Snapshot{}, err
+	}
+	defer done()
+	if err := storage.CheckID(id); err != nil {
+		return storage.Snapshot{}, err
+	}
+	if rev < 0 {
+		return storage.Snapshot{}, fmt.Errorf("%w: document %s: snapshot at negative revision %d", storage.ErrInvalid, id, rev)
+	}
+	m, _, err := s.getMeta(ctx, id)
+	if err != nil {
+		return storage.Snapshot{}, err
+	}
+	snap, _, ok, err := s.snapshotAt(ctx, id, m.Gen, rev)
+	if err != nil {
+		return storage.Snapshot{}, err
+	}
+	if !ok || snap.Rev < m.Oldest {
+		return storage.Snapshot{}, fmt.Errorf("%w: document %s: no snapshot at or before revision %d", storage.ErrNotFound, id, rev)
+	}
+	return snap, nil
+}
+
+// SaveSnapshot implements storage.Store.
+func (s *Store) SaveSnapshot(ctx context.Context, id string, snap storage.Snapshot) error {
+	ctx, done, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if err := storage.CheckID(id); err != nil {
+		return err
+	}
+	if !utf8.ValidString(snap.Text) {
+		return fmt.Errorf("%w: document %s: snapshot at revision %d is not valid UTF-8", storage.ErrInvalid, id, snap.Rev)
+	}
+	d, m, _, err := s.document(ctx, id)
+	if err != nil {
+		return err
+	}
+	switch {
+	case snap.Rev < 0 || snap.Rev > d.Head:
+		return fmt.Errorf("%w: document %s: snapshot at revision %d outside 0..%d", storage.ErrInvalid, id, snap.Rev, d.Head)
+	case snap.Rev < d.Oldest:
+		return fmt.Errorf("%w: document %s: snapshot at revision %d is older than the retained history (from %d)", storage.ErrCompacted, id, snap.Rev, d.Oldest)
+	}
+	return s.putSnapshot(ctx, id, m.Gen, snap)
+}
+
+// putSnapshot saves snap with the log sequence its tail starts from: the
+// message holding revision snap.Rev+1, or, with no record after it yet,
+// the next message on the log.
+func (s *Store) putSnapshot(ctx context.Context, id, gen string, snap storage.Snapshot) error {
+	start := uint64(1)
+	if _, v, ok, err := s.snapshotAt(ctx, id, gen, snap.Rev); err != nil {
+		return err
+	} else if ok {
+		start = v.From
+	}
+	var from uint64
+	err := s.scan(ctx, id, gen, start, func(r record, seq uint64) bool {
+		if r.Rev > snap.Rev {
+			from = seq
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if from == 0 {
+		_, seq, _, err := s.tail(ctx, id, gen)
+		if err != nil {
+			return err
+		}
+		from = seq + 1
+	}
+	b, _ := json.Marshal(snapValue{Text: snap.Text, From: from})
+	if _, err := s.snaps.Put(ctx, snapKey(id, gen, snap.Rev), b); err != nil {
+		return fmt.Errorf("document %s: snapshot %d: %w", id, snap.Rev, wrap(err))
+	}
+	return nil
+}
+
+// LookupSubmission implements storage.Store.
+func (s *Store) LookupSubmission(ctx context.Context, id, source string, seq uint64) (int64, bool, error) {
+	ctx, done, err := s.begin(ctx)
+	if err != nil {
+		return 0, false, err
+	}
+	defer done()
+	d, m, _, err := s.document(ctx, id)
+	if err != nil {
+		return 0, false, err
+	}
+	if source == "" || len(source) > storage.MaxSourceLen {
+		return 0, false, nil
+	}
+	if m.Indexed < d.Head {
+		// A writer died between the log and the index: index the rest.
+		var recs []record
+		start := uint64(1)
+		if _, v, ok, err := s.snapshotAt(ctx, id, m.Gen, m.Indexed); err != nil {
+			return 0, false, err
+		} else if ok {
+			start = v.From
+		}
+		if err := s.scan(ctx, id, m.Gen, start, func(r record, _ uint64) bool {
+			if r.Rev > m.Indexed {
+				recs = append(recs, r)
+			}
+			return true
+		}); err != nil {
+			return 0, false, err
+		}
+		if len(recs) > 0 {
+			if err := s.index(ctx, id, m.Gen, recs); err != nil {
+				return 0, false, err
+			}
+		}
+	}
+	e, err := s.subs.Get(ctx, subKey(id, m.Gen, source, seq))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("document %s: exactly-once index: %w", id, wrap(err))
+	}
+	rev, err := strconv.ParseInt(string(e.Value()), 10, 64)
+	if err != nil {
+		return 0, false, fmt.Errorf("%w: document %s: exactly-once entry", storage.ErrCorrupt, id)
+	}
+	return rev, true, nil
+}
+
+// Compact implements storage.Store.
+func (s *Store) Compact(ctx context.Context, id string, before int64) error {
+	ctx, done, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	d, m, _, err := s.document(ctx, id)
+	if err != nil {
+		return err
+	}
+	if before < 0 || before > d.Head {
+		return fmt.Errorf("%w: document %s: compact before %d, outside 0..%d", storage.ErrInvalid, id, before, d.Head)
+	}
+	if before <= d.Oldest {
+		return nil
+	}
+	// A snapshot at before, so that loading and history keep working.
+	snap, v, ok, err := s.snapshotAt(ctx, id, m.Gen, before)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: document %s: no snapshot at or before %d", storage.ErrCorrupt, id, before)
+	}
+	if snap.Rev != before {
+		recs, err := s.records(ctx, id, m.Gen, snap.Rev, before)
+		if err != nil {
+			return err
+		}
+		rope, err := ot.NewRope(snap.Text)
+		if err != nil {
+			return fmt.Errorf("%w: document %s: snapshot %d: %v", storage.ErrCorrupt, id, snap.Rev, err)
+		}
+		for _, r := range recs {
+			if err := rope.Apply(r.Op); err != nil {
+				return fmt.Errorf("%w: document %s: revision %d does not apply: %v", storage.ErrCorrupt, id, r.Rev, err)
+			}
+		}
+		if err := s.putSnapshot(ctx, id, m.Gen, storage.Snapshot{Rev: before, Text: rope.String()}); err != nil {
+			return err
+		}
+		_, v, _, err = s.snapshotAt(ctx, id, m.Gen, before)
+		if err != nil {
+			return err
+		}
+	}
+	if err := s.updateMeta(ctx, id, func(mm *meta) error {
+		if mm.Gen != m.Gen {
+			return fmt.Errorf("%w: document %s was deleted and created again", storage.ErrConflict, id)
+		}
+		mm.Oldest = max(mm.Oldest, before)
+		return nil
+	}); err != nil {
+		return err
+	}
+	// The messages wholly before the new oldest revision, and the
+	// snapshots before it, go; the document's last message always stays
+	// (it says the head).
+	_, last, _, err := s.tail(ctx, id, m.Gen)
+	if err != nil {
+		return err
+	}
+	if upTo := min(v.From, last); upTo > 1 {
+		if err := s.log.Purge(ctx, jetstream.WithPurgeSubject(s.logSubject(id, m.Gen)), jetstream.WithPurgeSequence(upTo)); err != nil {
+			return fmt.Errorf("document %s: purge the log: %w", id, wrap(err))
+		}
+	}
+	keys, err := keysWithPrefix(ctx, s.snaps, scope(id, m.Gen))
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		r, err := strconv.ParseInt(k[strings.LastIndexByte(k, '.')+1:], 10, 64)
+		if err == nil && r < before {
+			if err := s.snaps.Purge(ctx, k); err != nil {
+				return fmt.Errorf("document %s: %w", id, wrap(err))
+			}
+		}
+	}
+	return nil
+}
+
+// Close implements storage.Store. It does not close the connection.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return storage.ErrClosed
+	}
+	s.closed = true
+	return nil
+}

@@ -1,0 +1,181 @@
+package jsstore_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/storage"
+	"github.com/tandemdocs/tandem/storage/jsstore"
+	"github.com/tandemdocs/tandem/storage/storagetest"
+)
+
+// startNATS runs a NATS server with JetStream in the test's temp dir, as
+// a production one would be configured: every write synced.
+func startNATS(t testing.TB) *server.Server {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+		SyncAlways: true, NoLog: true, NoSigs: true, MaxPayload: 16 << 20,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	t.Cleanup(ns.Shutdown)
+	return ns
+}
+
+func TestStore(t *testing.T) {
+	ns := startNATS(t)
+	n := 0
+	storagetest.TestStore(t, func(t *testing.T) storage.Store {
+		nc, err := nats.Connect(ns.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		// A fresh stream and buckets per subtest: a store starts empty.
+		n++
+		s, err := jsstore.Open(t.Context(), jsstore.Options{Conn: nc, Prefix: fmt.Sprintf("CONF%d", n)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+func openStore(t *testing.T, ns *server.Server, prefix string) *jsstore.Store {
+	t.Helper()
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	s, err := jsstore.Open(t.Context(), jsstore.Options{Conn: nc, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func insert(rev int64, src string, seq uint64) storage.Record {
+	return storage.Record{Rev: rev, Op: ot.Op{ot.Insert("x")}, Source: src, Seq: seq, User: src, Time: time.Now()}
+}
+
+// TestTwoNodes: two stores on two connections (two Tandem nodes) append to
+// one document at the same heads: each round exactly one wins, the other
+// gets ErrConflict, and the log has every revision once.
+func TestTwoNodes(t *testing.T) {
+	ns := startNATS(t)
+	a, b := openStore(t, ns, "TWO"), openStore(t, ns, "TWO")
+	ctx := t.Context()
+	if err := a.CreateDocument(ctx, storage.Document{ID: "shared.doc", Created: time.Now()}, ""); err != nil {
+		t.Fatal(err)
+	}
+	const rounds = 40
+	head := int64(0)
+	for i := range rounds {
+		var wg sync.WaitGroup
+		results := make([]error, 2)
+		for n, s := range []*jsstore.Store{a, b} {
+			wg.Go(func() {
+				res, err := s.Commit(ctx, []storage.Append{{DocID: "shared.doc", Head: head, Records: []storage.Record{insert(head+1, fmt.Sprint("node", n), uint64(i+1))}}})
+				if err != nil {
+					results[n] = err
+					return
+				}
+				results[n] = res[0]
+			})
+		}
+		wg.Wait()
+		won := 0
+		for _, err := range results {
+			switch {
+			case err == nil:
+				won++
+			case !errors.Is(err, storage.ErrConflict):
+				t.Fatalf("round %d: %v", i, err)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("round %d: %d appends at head %d committed: %v", i, won, head, results)
+		}
+		head++
+	}
+	for _, s := range []*jsstore.Store{a, b} {
+		d, err := s.Document(ctx, "shared.doc")
+		if err != nil || d.Head != rounds {
+			t.Fatalf("document: %+v %v", d, err)
+		}
+		recs, err := s.Records(ctx, "shared.doc", 0, rounds)
+		if err != nil || len(recs) != rounds {
+			t.Fatalf("records: %d %v", len(recs), err)
+		}
+		for i, r := range recs {
+			if r.Rev != int64(i+1) {
+				t.Fatalf("record %d has revision %d", i, r.Rev)
+			}
+			if rev, ok, err := s.LookupSubmission(ctx, "shared.doc", r.Source, r.Seq); err != nil || !ok || rev != r.Rev {
+				t.Fatalf("lookup %s/%d: %d %v %v", r.Source, r.Seq, rev, ok, err)
+			}
+		}
+	}
+}
+
+// TestIndexRepair: a node that died between publishing a commit and
+// indexing it (simulated by removing the index and its watermark) leaves
+// nothing wrong: the next lookup indexes what the log holds.
+func TestIndexRepair(t *testing.T) {
+	ns := startNATS(t)
+	s := openStore(t, ns, "REPAIR")
+	ctx := t.Context()
+	if err := s.CreateDocument(ctx, storage.Document{ID: "d", Created: time.Now()}, ""); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		res, err := s.Commit(ctx, []storage.Append{{DocID: "d", Head: int64(i), Records: []storage.Record{insert(int64(i+1), "src", uint64(i+1))}}})
+		if err != nil || res[0] != nil {
+			t.Fatal(err, res)
+		}
+	}
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	subs, _ := js.KeyValue(ctx, "REPAIR_SUBS")
+	docs, _ := js.KeyValue(ctx, "REPAIR_DOCS")
+	keys, _ := subs.ListKeys(ctx)
+	for k := range keys.Keys() {
+		subs.Purge(ctx, k)
+	}
+	e, _ := docs.Get(ctx, "d")
+	var m map[string]any
+	json.Unmarshal(e.Value(), &m)
+	m["indexed"] = 0
+	v, _ := json.Marshal(m)
+	if _, err := docs.Update(ctx, "d", v, e.Revision()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if rev, ok, err := s.LookupSubmission(ctx, "d", "src", uint64(i+1)); err != nil || !ok || rev != int64(i+1) {
+			t.Fatalf("seq %d: %d %v %v", i+1, rev, ok, err)
+		}
+	}
+	if _, ok, _ := s.LookupSubmission(ctx, "d", "src", 6); ok {
+		t.Fatal("seq 6 was never committed")
+	}
+}
