@@ -140,24 +140,30 @@ func metricsHandler(src metricSources) http.Handler {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tandem_documents_open", Help: "Documents loaded in memory.",
 		}, func() float64 { return float64(mgr.Open()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "tandem_storage_writable", Help: "1 while the server takes writes, 0 while the disk is nearly full (see the ERROR log for why).",
-		}, func() float64 {
-			if guard.Writable() != nil {
-				return 0
-			}
-			return 1
-		}),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "tandem_storage_free_bytes", Help: "Free space on the data directory's filesystem.",
-		}, func() float64 {
-			free, err := spaceguard.Free(dataDir)
-			if err != nil {
-				return -1
-			}
-			return float64(free)
-		}),
 	)
+	if guard != nil {
+		// The data directory's disk (a cluster node has none: NATS keeps
+		// the data, and reports on its own disk).
+		reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "tandem_storage_writable", Help: "1 while the server takes writes, 0 while the disk is nearly full (see the ERROR log for why).",
+			}, func() float64 {
+				if guard.Writable() != nil {
+					return 0
+				}
+				return 1
+			}),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "tandem_storage_free_bytes", Help: "Free space on the data directory's filesystem.",
+			}, func() float64 {
+				free, err := spaceguard.Free(dataDir)
+				if err != nil {
+					return -1
+				}
+				return float64(free)
+			}),
+		)
+	}
 	for _, c := range []struct {
 		name, help string
 		get        func(collab.CommitStats) int64

@@ -20,9 +20,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/tandemdocs/tandem/collab"
+	"github.com/tandemdocs/tandem/collab/natsbroker"
 	"github.com/tandemdocs/tandem/storage"
 	"github.com/tandemdocs/tandem/storage/badgerstore"
+	"github.com/tandemdocs/tandem/storage/jsstore"
 	"github.com/tandemdocs/tandem/storage/spaceguard"
 	"github.com/tandemdocs/tandem/web"
 )
@@ -39,23 +42,30 @@ type serveConfig struct {
 	AllowedOrigins  string
 	Retain          int64
 	AdminToken      string
-	MinFreeSpace    byteSize
-	DiskCheckEvery  time.Duration
-	PublicURL       string
-	AllowedHosts    string
-	TrustedProxies  string
-	MetricsAddr     string
-	TLSCert         string
-	TLSKey          string
-	MaxConns        int
-	MaxConnsPerIP   int
-	ConnRate        float64
-	ClientRate      float64
-	MemoryLimit     byteSize
-	CommitLinger    time.Duration
-	AuthSecret      string
-	AuthPublicKey   string
-	Open            bool
+	// NATS, when set, makes this node one of a cluster: documents live in
+	// JetStream (storage/jsstore) instead of Badger, and commits fan out
+	// between the nodes (collab/natsbroker).
+	NATS           string
+	NATSCreds      string
+	NATSCA         string
+	NATSReplicas   int
+	MinFreeSpace   byteSize
+	DiskCheckEvery time.Duration
+	PublicURL      string
+	AllowedHosts   string
+	TrustedProxies string
+	MetricsAddr    string
+	TLSCert        string
+	TLSKey         string
+	MaxConns       int
+	MaxConnsPerIP  int
+	ConnRate       float64
+	ClientRate     float64
+	MemoryLimit    byteSize
+	CommitLinger   time.Duration
+	AuthSecret     string
+	AuthPublicKey  string
+	Open           bool
 }
 
 // byteSize is a flag of bytes with an optional unit: 256MiB, 1GiB, 500MB,
@@ -118,6 +128,10 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	c.MinFreeSpace = 256 << 20
 	fs.Var(&c.MinFreeSpace, "min-free-space", "stop taking writes while the data directory's disk has less free space than this (room for Badger's next memtable flush and value-log file), and resume when it has more")
 	fs.DurationVar(&c.DiskCheckEvery, "disk-check-every", time.Second, "how often the free disk space is measured")
+	fs.StringVar(&c.NATS, "nats", "", "NATS server URL(s), comma-separated (nats://host:4222): run as a node of a cluster, with the documents in JetStream instead of --data-dir (docs/cluster.md)")
+	fs.StringVar(&c.NATSCreds, "nats-creds", "", "NATS credentials file (a user JWT and its key) for --nats")
+	fs.StringVar(&c.NATSCA, "nats-ca", "", "PEM file of the CA that signed the NATS servers' certificates (tls:// URLs), when not a system one")
+	fs.IntVar(&c.NATSReplicas, "nats-replicas", 1, "replicas of Tandem's JetStream stream and buckets (3 in a 3-node NATS cluster: an acknowledged write is then on a majority)")
 	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for the admin endpoints (online backup); without one they answer loopback only. Prefer TANDEM_ADMIN_TOKEN: command lines are visible to other users")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: tandem serve [flags]\n\nflags (each also settable as TANDEM_<FLAG>, e.g. TANDEM_DATA_DIR):")
@@ -157,6 +171,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		{"disk-check-every", c.DiskCheckEvery <= 0},
 		{"max-connections", c.MaxConns < 0},
 		{"max-connections-per-ip", c.MaxConnsPerIP < 1},
+		{"nats-replicas", c.NATSReplicas < 1 || c.NATSReplicas > 5},
 		{"connection-rate", !(c.ConnRate > 0)},
 		{"client-rate", !(c.ClientRate > 0)},
 	} {
@@ -236,7 +251,9 @@ type server struct {
 	cfg serveConfig
 	log *slog.Logger
 
-	store   *spaceguard.Guard
+	store   storage.Store     // Badger behind the disk guard, or JetStream
+	guard   *spaceguard.Guard // nil in a cluster (NATS watches its own disk)
+	nc      *nats.Conn        // in a cluster
 	mgr     *collab.Manager
 	web     *web.Server
 	http    *http.Server
@@ -295,31 +312,19 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 		}
 	}()
 
-	// The data directory must exist for its disk to be measured.
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data directory: %w", err)
+	var mgr atomic.Pointer[collab.Manager] // for the guard's callback
+	var broker collab.Broker
+	if cfg.NATS != "" {
+		if s.nc, s.store, err = openCluster(ctx, cfg, log); err != nil {
+			return nil, err
+		}
+		broker = natsbroker.New(s.nc, "tandem", log)
+	} else {
+		if s.guard, err = openGuarded(cfg, log, &mgr); err != nil {
+			return nil, err
+		}
+		s.store = s.guard
 	}
-	var guard atomic.Pointer[spaceguard.Guard] // for Badger's GC goroutine
-	var mgr atomic.Pointer[collab.Manager]     // for the guard's callback
-	s.store, err = spaceguard.Open(spaceguard.Options{
-		Dir:     cfg.DataDir,
-		MinFree: uint64(cfg.MinFreeSpace),
-		Every:   cfg.DiskCheckEvery,
-		Logger:  log,
-		Open: func(readOnly bool) (storage.Store, error) {
-			return badgerstore.Open(badgerstore.Options{Dir: cfg.DataDir, Logger: log, ReadOnly: readOnly,
-				GCAllowed: func() bool { g := guard.Load(); return g != nil && g.Writable() == nil }})
-		},
-		OnChange: func(err error) {
-			if m := mgr.Load(); m != nil {
-				m.SetWritable(err)
-			}
-		},
-	})
-	if err != nil {
-		return nil, err
-	}
-	guard.Store(s.store)
 	loopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
 	defer func() {
@@ -331,6 +336,9 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 			}
 			if cerr := s.store.Close(); cerr != nil {
 				log.Error("close storage", "err", cerr)
+			}
+			if s.nc != nil {
+				s.nc.Close()
 			}
 		}
 	}()
@@ -348,18 +356,21 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 		CommitLinger:  cfg.CommitLinger,
 		RatePerSecond: cfg.ClientRate,
 		RateBurst:     2 * cfg.ClientRate,
+		Broker:        broker,
 	}
 	if hooks.tune != nil {
 		hooks.tune(&ccfg)
 	}
 	s.mgr = collab.NewManager(store, ccfg)
 	mgr.Store(s.mgr)
-	s.mgr.SetWritable(s.store.Writable())
-	s.goLoop(func() { s.store.Run(loopCtx) })
+	if s.guard != nil {
+		s.mgr.SetWritable(s.guard.Writable())
+		s.goLoop(func() { s.guard.Run(loopCtx) })
+	}
 
 	conns := newConnStates()
 	var websockets func() int // the web server is built after its metrics
-	metrics := metricsHandler(metricSources{mgr: s.mgr, guard: s.store, dataDir: cfg.DataDir, obs: obs, conns: conns,
+	metrics := metricsHandler(metricSources{mgr: s.mgr, guard: s.guard, dataDir: cfg.DataDir, obs: obs, conns: conns,
 		websockets: func() int { return websockets() }})
 	s.web = web.New(web.Config{Store: store, Manager: s.mgr, Logger: log, AllowedOrigins: origins, AdminToken: cfg.AdminToken,
 		AllowedHosts: hosts, LoopbackOnly: loopbackAddr(cfg.Addr), TrustedProxies: proxies,
@@ -478,8 +489,74 @@ func (s *server) shutdown() error {
 	if err != nil {
 		err = fmt.Errorf("close storage: %w", err)
 	}
+	if s.nc != nil {
+		s.nc.Close()
+	}
 	s.log.Info("stopped")
 	return err
+}
+
+// openGuarded opens Badger in the data directory behind the free-space
+// guard, which tells the Manager (once there is one) when writes stop and
+// resume.
+func openGuarded(cfg serveConfig, log *slog.Logger, mgr *atomic.Pointer[collab.Manager]) (*spaceguard.Guard, error) {
+	// The data directory must exist for its disk to be measured.
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	var guard atomic.Pointer[spaceguard.Guard] // for Badger's GC goroutine
+	g, err := spaceguard.Open(spaceguard.Options{
+		Dir:     cfg.DataDir,
+		MinFree: uint64(cfg.MinFreeSpace),
+		Every:   cfg.DiskCheckEvery,
+		Logger:  log,
+		Open: func(readOnly bool) (storage.Store, error) {
+			return badgerstore.Open(badgerstore.Options{Dir: cfg.DataDir, Logger: log, ReadOnly: readOnly,
+				GCAllowed: func() bool { g := guard.Load(); return g != nil && g.Writable() == nil }})
+		},
+		OnChange: func(err error) {
+			if m := mgr.Load(); m != nil {
+				m.SetWritable(err)
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	guard.Store(g)
+	return g, nil
+}
+
+// openCluster connects to NATS and opens the documents in JetStream.
+func openCluster(ctx context.Context, cfg serveConfig, log *slog.Logger) (*nats.Conn, storage.Store, error) {
+	opts := []nats.Option{
+		nats.Name("tandem " + version),
+		nats.MaxReconnects(-1), // a NATS restart is waited out; ops are refused meanwhile
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: closed by us
+				log.Warn("nats disconnected: edits wait for it", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+	}
+	if cfg.NATSCreds != "" {
+		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	}
+	if cfg.NATSCA != "" {
+		opts = append(opts, nats.RootCAs(cfg.NATSCA))
+	}
+	nc, err := nats.Connect(cfg.NATS, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--nats %s: %w", cfg.NATS, err)
+	}
+	store, err := jsstore.Open(ctx, jsstore.Options{Conn: nc, Replicas: cfg.NATSReplicas})
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("--nats: %w", err)
+	}
+	log.Info("cluster node", "nats", nc.ConnectedUrlRedacted(), "replicas", cfg.NATSReplicas)
+	return nc, store, nil
 }
 
 // httpErrorLog routes net/http's own messages to slog: failed accepts
