@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -95,7 +96,8 @@ type editor struct {
 	seq      uint64 // the last seq used
 	resendAt time.Time
 
-	acks []ackRecord
+	acks  []ackRecord
+	acked atomic.Int64 // len(acks), readable while the editor runs
 	// rejected: the server answered the in-flight op with an error other
 	// than rate_limited (e.g. "document is closing" during shutdown).
 	rejected   string
@@ -363,6 +365,7 @@ func (e *editor) handle(m serverMsg) error {
 		e.rev, e.server = m.Rev, e.text
 		a := ackRecord{Src: e.src, Seq: m.Seq, Rev: m.Rev, Sent: e.inJSON, Base: e.inBase, Hash: textHash(e.text)}
 		e.acks = append(e.acks, a)
+		e.acked.Add(1)
 		e.inflight, e.inSeq, e.resendAt = nil, 0, time.Time{}
 	case "error":
 		if m.Code == "rate_limited" && m.Seq == e.inSeq && e.inSeq != 0 {

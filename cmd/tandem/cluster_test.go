@@ -2,15 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"github.com/tandemdocs/tandem/client"
+	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/ot"
 )
 
@@ -164,4 +168,150 @@ func TestClusterConverges(t *testing.T) {
 		conflicts += st.Conflicts
 	}
 	t.Logf("%d clients on %d nodes: %d revisions, %d cross-node conflicts (retried)", clients, len(nodes), want.Rev, conflicts)
+}
+
+// TestClusterNodeKilled: two tandem processes over one JetStream. Editors
+// on both type into shared documents and one node is killed (SIGKILL)
+// mid-load: nothing the killed node acknowledged is lost, nothing is in
+// the log twice, and the other node keeps serving. Then, op by op: a
+// client sends to one node, the node is killed (at once, or after the
+// commit), and the client resends the same op to the other node: it is
+// acknowledged with one revision and in the log once.
+func TestClusterNodeKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills cluster nodes (-short)")
+	}
+	ns := startNATS(t)
+	nats := []string{"--nats", ns.ClientURL()}
+	a := startServer(t, t.TempDir(), nats...)
+	b := startServer(t, t.TempDir(), nats...)
+	const nDocs, perNode = 2, 2
+	ids := make([]string, nDocs)
+	for i := range ids {
+		var err error
+		if ids[i], err = createDoc(a.URL, fmt.Sprint("cluster ", i), initialText); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var eds []*editor
+	docOf := []int{}
+	for i, id := range ids {
+		for n, node := range []*process{a, b} {
+			for j := range perNode {
+				e, err := dialEditor(node.URL, id, "", uint64(i*100+n*10+j+1))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(e.close)
+				eds = append(eds, e)
+				docOf = append(docOf, i)
+			}
+		}
+	}
+	stop := make(chan struct{})
+	results := make(chan []error, 1)
+	go func() { results <- editAll(eds, 0, 1500, stop) }()
+	// Kill node a once editors on both nodes have had acks.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		acked := 0
+		for _, e := range eds {
+			if e.acked.Load() > 3 {
+				acked++
+			}
+		}
+		if acked == len(eds) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the editors got no acks in 20 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	a.kill()
+	// Node b keeps serving: its editors get more acks.
+	onB := func(k int) bool { return (k/perNode)%2 == 1 }
+	atKill := make([]int64, len(eds))
+	for k, e := range eds {
+		atKill[k] = e.acked.Load()
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for more := false; !more; {
+		more = true
+		for k, e := range eds {
+			if onB(k) && e.acked.Load() < atKill[k]+3 {
+				more = false
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node b's editors got no more acks in 20 s after node a was killed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(stop)
+	var errs []error
+	select {
+	case errs = <-results:
+	case <-time.After(20 * time.Second):
+		t.Fatal("editors still running 20 s after the stop")
+	}
+	sessions := make([][]session, nDocs)
+	acks := 0
+	for k, e := range eds {
+		e.close()
+		if onB(k) && errs[k] != nil && !errors.Is(errs[k], errStopped) {
+			t.Errorf("editor %d on the surviving node: %v", k, errs[k])
+		}
+		sessions[docOf[k]] = append(sessions[docOf[k]], e.session())
+		acks += len(e.acks)
+	}
+	for i, id := range ids {
+		checkLog(t, b.URL, id, initialText, sessions[i])
+	}
+	t.Logf("load: %d ops acknowledged by the two nodes, node a killed mid-load; the logs check out on node b", acks)
+
+	// Op by op, across nodes.
+	id := ids[0]
+	src := uuid.NewString()
+	for k, delay := range []time.Duration{0, 300 * time.Millisecond, time.Duration(rand.IntN(3000)) * time.Microsecond} {
+		a = startServer(t, t.TempDir(), nats...)
+		e, err := dialEditor(a.URL, id, src, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq := uint64(k + 1)
+		base := e.rev
+		msg := fmt.Sprintf(`{"type":"op","rev":%d,"seq":%d,"op":[%q]}`, base, seq, fmt.Sprintf("[%d]", seq))
+		if err := e.conn.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay)
+		a.kill()
+		e.close()
+		c := dialRaw(t, b.URL, id, src)
+		hello := c.next("hello")
+		c.send(msg)
+		ack := c.next("ack")
+		if ack.Seq != seq || ack.Rev < base+1 || ack.Rev > hello.Rev+1 {
+			t.Fatalf("send %d: ack %+v; the op was built on %d, node b's hello was at %d", seq, ack, base, hello.Rev)
+		}
+		c.conn.Close()
+		d := checkLog(t, b.URL, id, initialText, nil)
+		recs, err := getLog(b.URL, id, d.Rev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, r := range recs {
+			if r.Src == collab.SourceOf(src) && r.Seq == seq {
+				n++
+				if r.Rev != ack.Rev {
+					t.Fatalf("send %d: in the log at %d, acknowledged at %d", seq, r.Rev, ack.Rev)
+				}
+			}
+		}
+		if n != 1 {
+			t.Fatalf("send %d: %d records of it in the log, want 1", seq, n)
+		}
+	}
 }
