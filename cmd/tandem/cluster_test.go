@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -314,4 +315,192 @@ func TestClusterNodeKilled(t *testing.T) {
 			t.Fatalf("send %d: %d records of it in the log, want 1", seq, n)
 		}
 	}
+}
+
+// TestClusterNATSRestart: the NATS server is restarted (same port, same
+// data) while clients on two nodes type. Clients see errors and delays
+// (the documents refuse or fail their commits, the clients reconnect and
+// resend), never a lost acknowledged op, an op twice, or a divergence.
+func TestClusterNATSRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("restarts NATS (-short)")
+	}
+	dir := t.TempDir()
+	opts := &natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, SyncAlways: true, NoLog: true, NoSigs: true, MaxPayload: 16 << 20}
+	start := func(o *natsserver.Options) *natsserver.Server {
+		ns, err := natsserver.NewServer(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns.Start()
+		if !ns.ReadyForConnections(10 * time.Second) {
+			t.Fatal("nats-server did not start")
+		}
+		return ns
+	}
+	ns := start(opts)
+	defer func() { ns.Shutdown() }()
+	nodes := []*server{
+		startInProcess(t, testServeConfig(t, "--nats", ns.ClientURL(), "--client-rate", "1e6", "--nats-timeout", "2s"), serverHooks{}),
+		startInProcess(t, testServeConfig(t, "--nats", ns.ClientURL(), "--client-rate", "1e6", "--nats-timeout", "2s"), serverHooks{}),
+	}
+	id, err := createDoc(nodes[0].url, "restart", "start\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const clients = 6
+	type acked struct {
+		src string
+		seq uint64
+		rev int64
+	}
+	var mu sync.Mutex
+	var acks []acked
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	docs := make([]*client.Doc, clients)
+	for i := range clients {
+		ctx := context.Background()
+		var d *client.Doc
+		d, err = client.Dial(ctx, nodes[i%2].url, id, client.Options{Name: fmt.Sprint("c", i),
+			OnAck: func(seq uint64, rev int64) {
+				mu.Lock()
+				acks = append(acks, acked{d.Source(), seq, rev})
+				mu.Unlock()
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs[i] = d
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(i), 3))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := d.Edit(client.Insert(rng.IntN(d.Len()+1), sampleRunes[rng.IntN(len(sampleRunes))])); err != nil && !errors.Is(err, client.ErrClosed) {
+					t.Errorf("client %d: edit: %v", i, err)
+					return
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				err := d.Synced(ctx)
+				cancel()
+				if err == nil {
+					continue
+				}
+				// The connection ended (a failed document, a refused
+				// join) or the commit waits: reconnect until it takes.
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+					err := d.Reconnect(ctx)
+					cancel()
+					if err == nil {
+						break
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		})
+	}
+	waitAcks := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			mu.Lock()
+			got := len(acks)
+			mu.Unlock()
+			if got >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d acks after 30 s, want %d", got, n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	began := time.Now()
+	waitAcks(50)
+	t.Logf("50 acks in %v", time.Since(began).Round(time.Millisecond))
+	port := ns.Addr().(*net.TCPAddr).Port
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	mu.Lock()
+	before := len(acks)
+	mu.Unlock()
+	o2 := *opts
+	o2.Port = port
+	t.Logf("NATS down %v after the start", time.Since(began).Round(time.Millisecond))
+	ns = start(&o2)
+	restarted := time.Now()
+	waitAcks(before + 50) // the cluster takes edits again
+	t.Logf("edits acknowledged again %v after NATS came back", time.Since(restarted).Round(time.Millisecond))
+	close(stop)
+	wg.Wait()
+	t.Logf("clients stopped %v after", time.Since(restarted).Round(time.Millisecond))
+
+	// Every client settles; all agree with the nodes.
+	for i, d := range docs {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		for d.Synced(ctx) != nil && ctx.Err() == nil {
+			d.Reconnect(ctx)
+		}
+		cancel()
+		defer d.Close()
+		if d.Pending() {
+			t.Fatalf("client %d still has edits pending", i)
+		}
+	}
+	t.Logf("clients settled %v after", time.Since(restarted).Round(time.Millisecond))
+	var want docState
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		want, err = getDoc(nodes[0].url, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		same := true
+		for _, d := range docs {
+			if d.Rev() != want.Rev || d.Text() != want.Text {
+				same = false
+			}
+		}
+		if d1, err := getDoc(nodes[1].url, id); err != nil || d1.Text != want.Text {
+			same = false
+		}
+		if same {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not converged 30 s after the restart")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	log, err := getLog(nodes[0].url, id, want.Rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := map[string]int64{}
+	for _, r := range log {
+		k := fmt.Sprint(r.Src, "/", r.Seq)
+		if _, dup := at[k]; dup {
+			t.Fatalf("%s is in the log twice", k)
+		}
+		at[k] = r.Rev
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, a := range acks {
+		if rev, ok := at[fmt.Sprint(a.src, "/", a.seq)]; !ok || rev != a.rev {
+			t.Fatalf("%s/%d was acknowledged at %d; the log has it at %d (%v)", a.src, a.seq, a.rev, rev, ok)
+		}
+	}
+	t.Logf("%d ops acknowledged, %d before the NATS restart; %d revisions, converged %v after the start", len(acks), before, want.Rev, time.Since(began).Round(time.Millisecond))
 }

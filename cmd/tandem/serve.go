@@ -49,6 +49,7 @@ type serveConfig struct {
 	NATSCreds      string
 	NATSCA         string
 	NATSReplicas   int
+	NATSTimeout    time.Duration
 	MinFreeSpace   byteSize
 	DiskCheckEvery time.Duration
 	PublicURL      string
@@ -131,6 +132,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.NATS, "nats", "", "NATS server URL(s), comma-separated (nats://host:4222): run as a node of a cluster, with the documents in JetStream instead of --data-dir (docs/cluster.md)")
 	fs.StringVar(&c.NATSCreds, "nats-creds", "", "NATS credentials file (a user JWT and its key) for --nats")
 	fs.StringVar(&c.NATSCA, "nats-ca", "", "PEM file of the CA that signed the NATS servers' certificates (tls:// URLs), when not a system one")
+	fs.DurationVar(&c.NATSTimeout, "nats-timeout", 5*time.Second, "how long a JetStream request (a commit, a read) may take before it fails: the document then reloads and its clients resend")
 	fs.IntVar(&c.NATSReplicas, "nats-replicas", 1, "replicas of Tandem's JetStream stream and buckets (3 in a 3-node NATS cluster: an acknowledged write is then on a majority)")
 	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for the admin endpoints (online backup); without one they answer loopback only. Prefer TANDEM_ADMIN_TOKEN: command lines are visible to other users")
 	fs.Usage = func() {
@@ -172,6 +174,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		{"max-connections", c.MaxConns < 0},
 		{"max-connections-per-ip", c.MaxConnsPerIP < 1},
 		{"nats-replicas", c.NATSReplicas < 1 || c.NATSReplicas > 5},
+		{"nats-timeout", c.NATSTimeout <= 0},
 		{"connection-rate", !(c.ConnRate > 0)},
 		{"client-rate", !(c.ClientRate > 0)},
 	} {
@@ -550,7 +553,7 @@ func openCluster(ctx context.Context, cfg serveConfig, log *slog.Logger) (*nats.
 	if err != nil {
 		return nil, nil, fmt.Errorf("--nats %s: %w", cfg.NATS, err)
 	}
-	store, err := jsstore.Open(ctx, jsstore.Options{Conn: nc, Replicas: cfg.NATSReplicas})
+	store, err := jsstore.Open(ctx, jsstore.Options{Conn: nc, Replicas: cfg.NATSReplicas, Timeout: cfg.NATSTimeout})
 	if err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("--nats: %w", err)
