@@ -86,7 +86,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	var c benchConfig
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.Server, "server", "http://localhost:8080", "the server's URL (TANDEM_SERVER)")
+	fs.StringVar(&c.Server, "server", "http://localhost:8080", "the server's URL (TANDEM_SERVER); several, comma-separated, for the nodes of a cluster: clients are spread over them in turn, documents are created on the first, and at the end every node must hold the text every client has")
 	fs.StringVar(&c.Token, "token", "", "access token with write (and, for creating documents, write on *) (TANDEM_TOKEN)")
 	fs.IntVar(&c.Docs, "docs", 1, "documents (created for the run unless --doc-ids)")
 	fs.IntVar(&c.Clients, "clients", 10, "client connections per document")
@@ -417,12 +417,26 @@ func (b *bench) tandemTarget(tr *trace) benchTarget {
 	return benchTarget{
 		dial: func(ctx context.Context, id string, i int) (benchClient, error) { return b.dialTandem(ctx, id, i, tr) },
 		head: func(ctx context.Context, id string) (string, int64, error) {
-			var doc struct {
+			// Every node must say the same.
+			var first struct {
 				Text string
 				Rev  int64
 			}
-			err := b.api(ctx, http.MethodGet, "/api/docs/"+id, nil, &doc)
-			return doc.Text, doc.Rev, err
+			for i, server := range b.servers() {
+				var doc struct {
+					Text string
+					Rev  int64
+				}
+				if err := b.apiAt(ctx, server, http.MethodGet, "/api/docs/"+id, nil, &doc); err != nil {
+					return "", 0, err
+				}
+				if i == 0 {
+					first = doc
+				} else if doc.Rev != first.Rev || doc.Text != first.Text {
+					return "", 0, fmt.Errorf("%s is at revision %d, %s at %d", server, doc.Rev, b.servers()[0], first.Rev)
+				}
+			}
+			return first.Text, first.Rev, nil
 		},
 	}
 }
@@ -501,8 +515,23 @@ func (b *bench) documents(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
+// servers are the --server URLs (the nodes of a cluster, or one server).
+func (b *bench) servers() []string {
+	var out []string
+	for u := range strings.SplitSeq(b.cfg.Server, ",") {
+		if u = strings.TrimSuffix(strings.TrimSpace(u), "/"); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
 func (b *bench) api(ctx context.Context, method, path string, body []byte, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(b.cfg.Server, "/")+path, bytes.NewReader(body))
+	return b.apiAt(ctx, b.servers()[0], method, path, body, out)
+}
+
+func (b *bench) apiAt(ctx context.Context, server, method, path string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, server+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -570,7 +599,8 @@ func (b *bench) dialTandem(ctx context.Context, id string, i int, tr *trace) (*t
 		},
 		OnError: func(code, _ string) { b.countError(code) },
 	}
-	doc, err := client.Dial(ctx, b.cfg.Server, id, opts)
+	servers := b.servers()
+	doc, err := client.Dial(ctx, servers[i%len(servers)], id, opts)
 	if err != nil {
 		return nil, fmt.Errorf("bench: connect client %d to %s: %w", i, id, err)
 	}
