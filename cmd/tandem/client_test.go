@@ -98,6 +98,10 @@ type editor struct {
 
 	acks  []ackRecord
 	acked atomic.Int64 // len(acks), readable while the editor runs
+	// pace, if set, is the least time between two ops (a typist, not a
+	// closed loop); nextAt is when the next may start.
+	pace   time.Duration
+	nextAt time.Time
 	// rejected: the server answered the in-flight op with an error other
 	// than rate_limited (e.g. "document is closing" during shutdown).
 	rejected   string
@@ -315,6 +319,16 @@ func (e *editor) run(maxOps int, maxLen int, stop <-chan struct{}) error {
 		}
 		if maxOps > 0 && len(e.acks) >= maxOps {
 			return nil
+		}
+		if e.pace > 0 {
+			// A typist's pace: the next op after a pause, unless stopped.
+			if !e.nextAt.IsZero() && time.Now().Before(e.nextAt) {
+				if timer == nil {
+					timer = time.After(time.Until(e.nextAt))
+				}
+				continue
+			}
+			e.nextAt = time.Now().Add(e.pace)
 		}
 		if err := e.startOp(maxLen); err != nil {
 			return err

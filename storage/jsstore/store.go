@@ -78,6 +78,44 @@ type Store struct {
 
 	mu     sync.RWMutex
 	closed bool
+
+	// The exactly-once index is written off the commit's path: acks wait
+	// for the log only. What is not indexed yet (or was lost with a
+	// crash) is indexed from the log by the next lookup.
+	indexq chan indexJob
+	wg     sync.WaitGroup
+
+	// tails caches each document's last log message as this node last
+	// saw it: a commit at that head publishes at once, expecting that
+	// message's sequence, without reading first (one round trip, and a
+	// short window for the compare-and-swap: under contention a node
+	// that reads before each publish keeps losing to one that does not).
+	// A stale entry only costs a conflict.
+	tailsMu sync.Mutex
+	tails   map[string]tailCache
+}
+
+type tailCache struct {
+	gen  string
+	head int64
+	seq  uint64
+	// ends are the last messages this node saw end (head → sequence):
+	// a read of the records after one of them starts at the message
+	// after it instead of at a snapshot (a node that lost a race reads
+	// only the few messages it missed).
+	ends []tailEnd
+}
+
+type tailEnd struct {
+	head int64
+	seq  uint64
+}
+
+const maxEnds = 64
+
+type indexJob struct {
+	id, gen string
+	recs    []record
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -101,7 +139,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jsstore: %w", err)
 	}
-	s := &Store{js: js, subject: strings.ToLower(o.Prefix) + ".log", timeout: o.Timeout}
+	s := &Store{js: js, subject: strings.ToLower(o.Prefix) + ".log", timeout: o.Timeout, tails: map[string]tailCache{}}
 	s.log, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        o.Prefix + "_LOG",
 		Subjects:    []string{s.subject + ".>"},
@@ -131,6 +169,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if s.subs, err = bucket("SUBS"); err != nil {
 		return nil, err
 	}
+	s.indexq = make(chan indexJob, 1024)
+	s.wg.Add(1)
+	go s.indexer()
 	return s, nil
 }
 
@@ -283,7 +324,87 @@ func (s *Store) document(ctx context.Context, id string) (storage.Document, meta
 	if head < m.Oldest {
 		return storage.Document{}, meta{}, 0, fmt.Errorf("%w: document %s: head %d before the oldest revision %d", storage.ErrCorrupt, id, head, m.Oldest)
 	}
+	s.noteTail(id, tailCache{gen: m.Gen, head: head, seq: seq})
 	return storage.Document{ID: id, Title: m.Title, Created: m.Created, Updated: updated, Head: head, Oldest: m.Oldest}, m, seq, nil
+}
+
+func (s *Store) noteTail(id string, t tailCache) {
+	s.tailsMu.Lock()
+	defer s.tailsMu.Unlock()
+	if t.seq == 0 {
+		// No message yet: nothing to expect that a deleted and created
+		// again document could not also match.
+		delete(s.tails, id)
+		return
+	}
+	old, ok := s.tails[id]
+	if ok && old.gen == t.gen {
+		t.ends = old.ends
+		if old.seq > t.seq {
+			t.head, t.seq = old.head, old.seq // keep the newest
+		}
+	}
+	t.ends = noteEnd(t.ends, tailEnd{t.head, t.seq})
+	s.tails[id] = t
+}
+
+func noteEnd(ends []tailEnd, e tailEnd) []tailEnd {
+	for _, x := range ends {
+		if x == e {
+			return ends
+		}
+	}
+	if len(ends) == maxEnds {
+		ends = append(ends[:0:0], ends[1:]...)
+	}
+	return append(ends, e)
+}
+
+// noteEnd remembers that message seq ends at revision head.
+func (s *Store) noteEnd(id, gen string, e tailEnd) {
+	s.tailsMu.Lock()
+	defer s.tailsMu.Unlock()
+	t, ok := s.tails[id]
+	if !ok || t.gen != gen {
+		return
+	}
+	t.ends = noteEnd(t.ends, e)
+	s.tails[id] = t
+}
+
+// startAfter returns the log sequence to read the records after from:
+// the message after the last one seen to end at or before from (0: not
+// known).
+func (s *Store) startAfter(id, gen string, from int64) uint64 {
+	s.tailsMu.Lock()
+	defer s.tailsMu.Unlock()
+	t, ok := s.tails[id]
+	if !ok || t.gen != gen {
+		return 0
+	}
+	var best tailEnd
+	for _, e := range t.ends {
+		if e.head <= from && e.head >= best.head && e.seq > best.seq {
+			best = e
+		}
+	}
+	if best.seq == 0 {
+		return 0
+	}
+	return best.seq + 1
+}
+
+func (s *Store) cachedTail(id string) (tailCache, bool) {
+	s.tailsMu.Lock()
+	defer s.tailsMu.Unlock()
+	t, ok := s.tails[id]
+	return t, ok
+}
+
+func (s *Store) forgetTail(id string) {
+	s.tailsMu.Lock()
+	delete(s.tails, id)
+	s.tailsMu.Unlock()
 }
 
 func newGen() string {
@@ -388,6 +509,7 @@ func (s *Store) DeleteDocument(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	s.forgetTail(id)
 	if err := s.docs.Purge(ctx, key(id), jetstream.LastRevision(rev)); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return fmt.Errorf("%w: document %s changed while being deleted", storage.ErrConflict, id)
@@ -475,15 +597,24 @@ func (s *Store) append(ctx context.Context, a storage.Append) error {
 	if err := checkAppend(a); err != nil {
 		return err
 	}
-	d, m, seq, err := s.document(ctx, a.DocID)
-	if err != nil {
-		return err
-	}
-	if a.Head != d.Head {
-		return fmt.Errorf("%w: document %s: append expects head %d, the head is %d", storage.ErrConflict, a.DocID, a.Head, d.Head)
-	}
-	if a.Snapshot != nil && a.Snapshot.Rev < d.Oldest {
-		return fmt.Errorf("%w: document %s: snapshot at revision %d is older than the retained history (from %d)", storage.ErrInvalid, a.DocID, a.Snapshot.Rev, d.Oldest)
+	var gen string
+	var seq uint64
+	if t, ok := s.cachedTail(a.DocID); ok && t.head == a.Head && a.Snapshot == nil {
+		// At the head this node last saw: publish at once; if another
+		// writer moved it, the publish is refused (a conflict).
+		gen, seq = t.gen, t.seq
+	} else {
+		d, m, tailSeq, err := s.document(ctx, a.DocID)
+		if err != nil {
+			return err
+		}
+		if a.Head != d.Head {
+			return fmt.Errorf("%w: document %s: append expects head %d, the head is %d", storage.ErrConflict, a.DocID, a.Head, d.Head)
+		}
+		if a.Snapshot != nil && a.Snapshot.Rev < d.Oldest {
+			return fmt.Errorf("%w: document %s: snapshot at revision %d is older than the retained history (from %d)", storage.ErrInvalid, a.DocID, a.Snapshot.Rev, d.Oldest)
+		}
+		gen, seq = m.Gen, tailSeq
 	}
 	e := entry{Records: make([]record, len(a.Records))}
 	for i, r := range a.Records {
@@ -493,32 +624,49 @@ func (s *Store) append(ctx context.Context, a storage.Append) error {
 	if err != nil {
 		return fmt.Errorf("%w: document %s: %v", storage.ErrInvalid, a.DocID, err)
 	}
-	subject := s.logSubject(a.DocID, m.Gen)
+	subject := s.logSubject(a.DocID, gen)
 	ack, err := s.js.Publish(ctx, subject, body,
 		jetstream.WithExpectLastSequencePerSubject(seq),
-		jetstream.WithMsgID(fmt.Sprintf("%s.%s.%d", a.DocID, m.Gen, a.Head+1)))
+		jetstream.WithMsgID(fmt.Sprintf("%s.%s.%d", a.DocID, gen, a.Head+1)))
 	if err != nil {
+		s.forgetTail(a.DocID)
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
 			return fmt.Errorf("%w: document %s: another writer appended at head %d first", storage.ErrConflict, a.DocID, a.Head)
 		}
 		return fmt.Errorf("document %s: publish: %w", a.DocID, wrap(err))
 	}
+	s.noteTail(a.DocID, tailCache{gen: gen, head: e.Records[len(e.Records)-1].Rev, seq: ack.Sequence})
 	if ack.Duplicate {
+		s.forgetTail(a.DocID)
 		// The same id within the window: a retry of a publish that was
 		// stored before. Its records are the ones at these revisions only
 		// if the head moved by exactly this append.
 		return fmt.Errorf("%w: document %s: a commit at head %d was already stored", storage.ErrConflict, a.DocID, a.Head)
 	}
-	if err := s.index(ctx, a.DocID, m.Gen, e.Records); err != nil {
-		return err
+	select {
+	case s.indexq <- indexJob{a.DocID, gen, e.Records}:
+	default:
+		// The indexer is behind: a lookup indexes from the log.
 	}
 	if a.Snapshot != nil {
-		if err := s.putSnapshot(ctx, a.DocID, m.Gen, *a.Snapshot); err != nil {
+		if err := s.putSnapshot(ctx, a.DocID, gen, *a.Snapshot); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// indexer writes the exactly-once entries of committed records, in commit
+// order, until the store closes.
+func (s *Store) indexer() {
+	defer s.wg.Done()
+	for job := range s.indexq {
+		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+		err := s.index(ctx, job.id, job.gen, job.recs)
+		cancel()
+		_ = err // a lookup repairs what failed here
+	}
 }
 
 // index writes the exactly-once entries of recs and moves the document's
@@ -533,9 +681,12 @@ func (s *Store) index(ctx context.Context, id, gen string, recs []record) error 
 			return fmt.Errorf("document %s: exactly-once index: %w", id, wrap(err))
 		}
 	}
-	last := recs[len(recs)-1].Rev
+	// The watermark only moves over a contiguous run: records indexed
+	// past a gap (a job dropped, another node's commit not indexed yet)
+	// are indexed again by the lookup that repairs the gap.
+	first, last := recs[0].Rev, recs[len(recs)-1].Rev
 	return s.updateMeta(ctx, id, func(m *meta) error {
-		if m.Gen == gen && m.Indexed < last {
+		if m.Gen == gen && m.Indexed >= first-1 && m.Indexed < last {
 			m.Indexed = last
 		}
 		return nil
@@ -577,7 +728,8 @@ func checkAppend(a storage.Append) error {
 
 // scan calls f with the log's records of a document, in order, from the
 // message at sequence from on, until f returns false or the log's end.
-func (s *Store) scan(ctx context.Context, id, gen string, from uint64, f func(r record, seq uint64) bool) error {
+// f's ends says whether r is the last record of its message.
+func (s *Store) scan(ctx context.Context, id, gen string, from uint64, f func(r record, seq uint64, ends bool) bool) error {
 	subject := s.logSubject(id, gen)
 	for seq := max(from, 1); ; seq++ {
 		msg, err := s.log.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
@@ -591,8 +743,8 @@ func (s *Store) scan(ctx context.Context, id, gen string, from uint64, f func(r 
 		if err := json.Unmarshal(msg.Data, &e); err != nil {
 			return fmt.Errorf("%w: document %s: log message %d", storage.ErrCorrupt, id, msg.Sequence)
 		}
-		for _, r := range e.Records {
-			if !f(r, msg.Sequence) {
+		for i, r := range e.Records {
+			if !f(r, msg.Sequence, i == len(e.Records)-1) {
 				return nil
 			}
 		}
@@ -658,18 +810,28 @@ func (s *Store) records(ctx context.Context, id, gen string, from, to int64) ([]
 	if from == to {
 		return out, nil
 	}
-	start := uint64(1)
-	if _, v, ok, err := s.snapshotAt(ctx, id, gen, from); err != nil {
-		return nil, err
-	} else if ok {
-		start = v.From
+	start := s.startAfter(id, gen, from)
+	if start == 0 {
+		start = 1
+		if _, v, ok, err := s.snapshotAt(ctx, id, gen, from); err != nil {
+			return nil, err
+		} else if ok {
+			start = v.From
+		}
 	}
-	err := s.scan(ctx, id, gen, start, func(r record, _ uint64) bool {
+	var endSeq uint64 // the message ending exactly at to, if the read ended there
+	err := s.scan(ctx, id, gen, start, func(r record, seq uint64, ends bool) bool {
 		if r.Rev > from && r.Rev <= to {
 			out = append(out, r.record())
 		}
+		if r.Rev == to && ends {
+			endSeq = seq
+		}
 		return r.Rev < to
 	})
+	if err == nil && endSeq > 0 {
+		s.noteEnd(id, gen, tailEnd{to, endSeq})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -748,7 +910,7 @@ func (s *Store) putSnapshot(ctx context.Context, id, gen string, snap storage.Sn
 		start = v.From
 	}
 	var from uint64
-	err := s.scan(ctx, id, gen, start, func(r record, seq uint64) bool {
+	err := s.scan(ctx, id, gen, start, func(r record, seq uint64, _ bool) bool {
 		if r.Rev > snap.Rev {
 			from = seq
 			return false
@@ -795,7 +957,7 @@ func (s *Store) LookupSubmission(ctx context.Context, id, source string, seq uin
 		} else if ok {
 			start = v.From
 		}
-		if err := s.scan(ctx, id, m.Gen, start, func(r record, _ uint64) bool {
+		if err := s.scan(ctx, id, m.Gen, start, func(r record, _ uint64, _ bool) bool {
 			if r.Rev > m.Indexed {
 				recs = append(recs, r)
 			}
@@ -914,5 +1076,7 @@ func (s *Store) Close() error {
 		return storage.ErrClosed
 	}
 	s.closed = true
+	close(s.indexq)
+	s.wg.Wait()
 	return nil
 }
