@@ -82,8 +82,10 @@ type Store struct {
 	// The exactly-once index is written off the commit's path: acks wait
 	// for the log only. What is not indexed yet (or was lost with a
 	// crash) is indexed from the log by the next lookup.
-	indexq chan indexJob
-	wg     sync.WaitGroup
+	indexq    chan indexJob
+	wg        sync.WaitGroup
+	stopIndex context.CancelFunc // Close abandons what is queued: lookups repair it
+	indexCtx  context.Context
 
 	// tails caches each document's last log message as this node last
 	// saw it: a commit at that head publishes at once, expecting that
@@ -170,6 +172,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, err
 	}
 	s.indexq = make(chan indexJob, 1024)
+	s.indexCtx, s.stopIndex = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go s.indexer()
 	return s, nil
@@ -662,7 +665,10 @@ func (s *Store) append(ctx context.Context, a storage.Append) error {
 func (s *Store) indexer() {
 	defer s.wg.Done()
 	for job := range s.indexq {
-		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+		if s.indexCtx.Err() != nil {
+			continue // closed: drain without writing
+		}
+		ctx, cancel := context.WithTimeout(s.indexCtx, s.timeout)
 		err := s.index(ctx, job.id, job.gen, job.recs)
 		cancel()
 		_ = err // a lookup repairs what failed here
@@ -1076,6 +1082,7 @@ func (s *Store) Close() error {
 		return storage.ErrClosed
 	}
 	s.closed = true
+	s.stopIndex()
 	close(s.indexq)
 	s.wg.Wait()
 	return nil
