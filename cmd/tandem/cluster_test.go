@@ -17,26 +17,8 @@ import (
 	"github.com/tandemdocs/tandem/client"
 	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/storage/jsstore/natstest"
 )
-
-// startNATS runs a NATS server with JetStream in the test's temp dir, every
-// write synced, as a production one would be.
-func startNATS(t testing.TB) *natsserver.Server {
-	t.Helper()
-	ns, err := natsserver.NewServer(&natsserver.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
-		SyncAlways: true, NoLog: true, NoSigs: true, MaxPayload: 16 << 20,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	t.Cleanup(ns.Shutdown)
-	return ns
-}
 
 // TestClusterConverges: three Tandem nodes over one embedded JetStream, 30
 // clients spread over them editing one document at once. Every client
@@ -46,7 +28,7 @@ func TestClusterConverges(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a cluster of three: -short skips it")
 	}
-	ns := startNATS(t)
+	ns := natstest.Start(t)
 	nodes := make([]*server, 3)
 	for i := range nodes {
 		nodes[i] = startInProcess(t, testServeConfig(t, "--nats", ns.ClientURL(), "--client-rate", "1e6"), serverHooks{})
@@ -182,7 +164,7 @@ func TestClusterNodeKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills cluster nodes (-short)")
 	}
-	ns := startNATS(t)
+	ns := natstest.Start(t)
 	nats := []string{"--nats", ns.ClientURL()}
 	a := startServer(t, t.TempDir(), nats...)
 	b := startServer(t, t.TempDir(), nats...)
@@ -336,19 +318,8 @@ func TestClusterNATSRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("restarts NATS (-short)")
 	}
-	dir := t.TempDir()
-	opts := &natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, SyncAlways: true, NoLog: true, NoSigs: true, MaxPayload: 16 << 20}
-	start := func(o *natsserver.Options) *natsserver.Server {
-		ns, err := natsserver.NewServer(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ns.Start()
-		if !ns.ReadyForConnections(10 * time.Second) {
-			t.Fatal("nats-server did not start")
-		}
-		return ns
-	}
+	opts := natstest.Options(t)
+	start := func(o *natsserver.Options) *natsserver.Server { return natstest.Run(t, o) }
 	ns := start(opts)
 	defer func() { ns.Shutdown() }()
 	nodes := []*server{

@@ -597,7 +597,7 @@ func (s *Store) Commit(ctx context.Context, appends []storage.Append) ([]error, 
 }
 
 func (s *Store) append(ctx context.Context, a storage.Append) error {
-	if err := checkAppend(a); err != nil {
+	if err := storage.CheckAppend(a); err != nil {
 		return err
 	}
 	var gen string
@@ -697,39 +697,6 @@ func (s *Store) index(ctx context.Context, id, gen string, recs []record) error 
 		}
 		return nil
 	})
-}
-
-func checkAppend(a storage.Append) error {
-	if err := storage.CheckID(a.DocID); err != nil {
-		return err
-	}
-	if len(a.Records) == 0 {
-		return fmt.Errorf("%w: document %s: append at head %d has no records", storage.ErrInvalid, a.DocID, a.Head)
-	}
-	if a.Head < 0 {
-		return fmt.Errorf("%w: document %s: append at negative head %d", storage.ErrInvalid, a.DocID, a.Head)
-	}
-	for i, r := range a.Records {
-		if want := a.Head + 1 + int64(i); r.Rev != want {
-			return fmt.Errorf("%w: document %s: record %d of an append at head %d has revision %d, want %d", storage.ErrInvalid, a.DocID, i, a.Head, r.Rev, want)
-		}
-		if len(r.Source) > storage.MaxSourceLen {
-			return fmt.Errorf("%w: document %s: revision %d: source longer than %d bytes", storage.ErrInvalid, a.DocID, r.Rev, storage.MaxSourceLen)
-		}
-		if err := r.Op.Check(); err != nil {
-			return fmt.Errorf("%w: document %s: revision %d: %v", storage.ErrInvalid, a.DocID, r.Rev, err)
-		}
-	}
-	if snap := a.Snapshot; snap != nil {
-		newHead := a.Head + int64(len(a.Records))
-		if snap.Rev < 0 || snap.Rev > newHead {
-			return fmt.Errorf("%w: document %s: snapshot at revision %d outside 0..%d", storage.ErrInvalid, a.DocID, snap.Rev, newHead)
-		}
-		if !utf8.ValidString(snap.Text) {
-			return fmt.Errorf("%w: document %s: snapshot at revision %d is not valid UTF-8", storage.ErrInvalid, a.DocID, snap.Rev)
-		}
-	}
-	return nil
 }
 
 // scan calls f with the log's records of a document, in order, from the

@@ -15,30 +15,12 @@ import (
 	"github.com/tandemdocs/tandem/ot"
 	"github.com/tandemdocs/tandem/storage"
 	"github.com/tandemdocs/tandem/storage/jsstore"
+	"github.com/tandemdocs/tandem/storage/jsstore/natstest"
 	"github.com/tandemdocs/tandem/storage/storagetest"
 )
 
-// startNATS runs a NATS server with JetStream in the test's temp dir, as
-// a production one would be configured: every write synced.
-func startNATS(t testing.TB) *server.Server {
-	t.Helper()
-	ns, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
-		SyncAlways: true, NoLog: true, NoSigs: true, MaxPayload: 16 << 20,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	t.Cleanup(ns.Shutdown)
-	return ns
-}
-
 func TestStore(t *testing.T) {
-	ns := startNATS(t)
+	ns := natstest.Start(t)
 	n := 0
 	storagetest.TestStore(t, func(t *testing.T) storage.Store {
 		nc, err := nats.Connect(ns.ClientURL())
@@ -78,7 +60,7 @@ func insert(rev int64, src string, seq uint64) storage.Record {
 // one document at the same heads: each round exactly one wins, the other
 // gets ErrConflict, and the log has every revision once.
 func TestTwoNodes(t *testing.T) {
-	ns := startNATS(t)
+	ns := natstest.Start(t)
 	a, b := openStore(t, ns, "TWO"), openStore(t, ns, "TWO")
 	ctx := t.Context()
 	if err := a.CreateDocument(ctx, storage.Document{ID: "shared.doc", Created: time.Now()}, ""); err != nil {
@@ -139,7 +121,7 @@ func TestTwoNodes(t *testing.T) {
 // watermark) leaves nothing wrong: the next node's lookup indexes what the
 // log holds.
 func TestIndexRepair(t *testing.T) {
-	ns := startNATS(t)
+	ns := natstest.Start(t)
 	s := openStore(t, ns, "REPAIR")
 	ctx := t.Context()
 	if err := s.CreateDocument(ctx, storage.Document{ID: "d", Created: time.Now()}, ""); err != nil {

@@ -211,7 +211,7 @@ func (s *Store) Commit(ctx context.Context, appends []storage.Append) ([]error, 
 
 // append applies one append; s.mu is held for writing.
 func (s *Store) append(a storage.Append) error {
-	if err := checkAppend(a); err != nil {
+	if err := storage.CheckAppend(a); err != nil {
 		return err
 	}
 	d, err := s.doc(a.DocID)
@@ -240,40 +240,6 @@ func (s *Store) append(a storage.Append) error {
 	d.meta.Updated = last.Time
 	if a.Snapshot != nil {
 		d.putSnapshot(*a.Snapshot)
-	}
-	return nil
-}
-
-// checkAppend checks what can be checked of a without the document.
-func checkAppend(a storage.Append) error {
-	if err := storage.CheckID(a.DocID); err != nil {
-		return err
-	}
-	if len(a.Records) == 0 {
-		return fmt.Errorf("%w: document %s: append at head %d has no records", storage.ErrInvalid, a.DocID, a.Head)
-	}
-	if a.Head < 0 {
-		return fmt.Errorf("%w: document %s: append at negative head %d", storage.ErrInvalid, a.DocID, a.Head)
-	}
-	for i, r := range a.Records {
-		if want := a.Head + 1 + int64(i); r.Rev != want {
-			return fmt.Errorf("%w: document %s: record %d of an append at head %d has revision %d, want %d", storage.ErrInvalid, a.DocID, i, a.Head, r.Rev, want)
-		}
-		if len(r.Source) > storage.MaxSourceLen {
-			return fmt.Errorf("%w: document %s: revision %d: source longer than %d bytes", storage.ErrInvalid, a.DocID, r.Rev, storage.MaxSourceLen)
-		}
-		if err := r.Op.Check(); err != nil {
-			return fmt.Errorf("%w: document %s: revision %d: %v", storage.ErrInvalid, a.DocID, r.Rev, err)
-		}
-	}
-	if snap := a.Snapshot; snap != nil {
-		newHead := a.Head + int64(len(a.Records))
-		if snap.Rev < 0 || snap.Rev > newHead {
-			return fmt.Errorf("%w: document %s: snapshot at revision %d outside 0..%d", storage.ErrInvalid, a.DocID, snap.Rev, newHead)
-		}
-		if !utf8.ValidString(snap.Text) {
-			return fmt.Errorf("%w: document %s: snapshot at revision %d is not valid UTF-8", storage.ErrInvalid, a.DocID, snap.Rev)
-		}
 	}
 	return nil
 }

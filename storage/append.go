@@ -1,0 +1,43 @@
+package storage
+
+import (
+	"fmt"
+	"unicode/utf8"
+)
+
+// CheckAppend checks what can be checked of an append without its
+// document: records numbered from Head+1, sources no longer than
+// MaxSourceLen, well-formed ops, and a snapshot within the new head and in
+// valid UTF-8. Stores call it first; the error wraps ErrInvalid.
+func CheckAppend(a Append) error {
+	if err := CheckID(a.DocID); err != nil {
+		return err
+	}
+	if len(a.Records) == 0 {
+		return fmt.Errorf("%w: document %s: append at head %d has no records", ErrInvalid, a.DocID, a.Head)
+	}
+	if a.Head < 0 {
+		return fmt.Errorf("%w: document %s: append at negative head %d", ErrInvalid, a.DocID, a.Head)
+	}
+	for i, r := range a.Records {
+		if want := a.Head + 1 + int64(i); r.Rev != want {
+			return fmt.Errorf("%w: document %s: record %d of an append at head %d has revision %d, want %d", ErrInvalid, a.DocID, i, a.Head, r.Rev, want)
+		}
+		if len(r.Source) > MaxSourceLen {
+			return fmt.Errorf("%w: document %s: revision %d: source longer than %d bytes", ErrInvalid, a.DocID, r.Rev, MaxSourceLen)
+		}
+		if err := r.Op.Check(); err != nil {
+			return fmt.Errorf("%w: document %s: revision %d: %v", ErrInvalid, a.DocID, r.Rev, err)
+		}
+	}
+	if snap := a.Snapshot; snap != nil {
+		newHead := a.Head + int64(len(a.Records))
+		if snap.Rev < 0 || snap.Rev > newHead {
+			return fmt.Errorf("%w: document %s: snapshot at revision %d outside 0..%d", ErrInvalid, a.DocID, snap.Rev, newHead)
+		}
+		if !utf8.ValidString(snap.Text) {
+			return fmt.Errorf("%w: document %s: snapshot at revision %d is not valid UTF-8", ErrInvalid, a.DocID, snap.Rev)
+		}
+	}
+	return nil
+}
