@@ -198,16 +198,23 @@ func TestClusterNodeKilled(t *testing.T) {
 	stop := make(chan struct{})
 	results := make(chan []error, 1)
 	go func() { results <- editAll(eds, 0, 1500, stop) }()
-	// Kill node a once every editor has had a good many acks.
+	// Kill node a mid-load: once 200 ops are acknowledged. (Not "once
+	// every editor has acks": under load one node can win every race for a
+	// document for seconds; docs/cluster.md, "Fairness".)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		acked := 0
-		for _, e := range eds {
-			if e.acked.Load() > 20 {
-				acked++
+		var total, onA int64
+		for k, e := range eds {
+			n := e.acked.Load()
+			total += n
+			if (k/perNode)%2 == 0 {
+				onA += n
 			}
 		}
-		if acked == len(eds) {
+		if total >= 200 {
+			if onA == 0 {
+				t.Logf("node a had no acks yet (it lost every race): the kill loses it nothing")
+			}
 			break
 		}
 		if time.Now().After(deadline) {
@@ -215,7 +222,7 @@ func TestClusterNodeKilled(t *testing.T) {
 			for _, e := range eds {
 				got = append(got, e.acked.Load())
 			}
-			t.Fatalf("the editors got too few acks in 20 s: %v\nnode a:\n%s\nnode b:\n%s", got, a.log(), b.log())
+			t.Fatalf("%v acks in 30 s\nnode a:\n%s\nnode b:\n%s", got, a.log(), b.log())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
