@@ -43,6 +43,7 @@ type coreConfig struct {
 	PresenceCrowd    int           // above this many connections, selections wait for a presence tick
 	PresenceInterval time.Duration // the tick, for up to 10×PresenceCrowd connections; longer beyond
 	CommitLinger     time.Duration // how long the next append may wait for the ops just-acked clients send next (0: never)
+	MaxConflicts     int           // commits in a row lost to other writers before the document fails (0: no bound)
 }
 
 // source is what the core knows of a client source, for exactly-once.
@@ -124,6 +125,7 @@ type core struct {
 	lingering  bool // the next append waits (a linger tick was asked for)
 	lingerOver bool // the tick came: append what there is
 	lingerSkip int  // appends to make without lingering, after a linger that waited in vain
+	lostInRow  int  // commits lost to other writers since the last one that went in
 	byID       map[string]*client
 	sources    map[string]source
 	// absent: per source, a seq the store's index said was not committed
@@ -958,6 +960,13 @@ func (c *core) committed(ev evCommitted) {
 		c.out.Errs = append(c.out.Errs, errors.New("commit outcome with no append outstanding"))
 		return
 	case ev.Conflict:
+		c.lostInRow++
+		if c.cfg.MaxConflicts > 0 && c.lostInRow >= c.cfg.MaxConflicts {
+			// Other writers keep winning: give up rather than loop; the
+			// clients resync (and resend what was not committed).
+			c.fail(fmt.Errorf("%d commits in a row lost to other writers", c.lostInRow))
+			return
+		}
 		// Someone else committed first: read what they wrote, then submit
 		// ours again on top of it.
 		c.resolving = true
@@ -973,6 +982,7 @@ func (c *core) committed(ev evCommitted) {
 	}
 	recs := c.log[c.durableRev-c.logStart:][:c.nInflight]
 	c.committing, c.nInflight = false, 0
+	c.lostInRow = 0
 	for i := range recs {
 		r := &recs[i]
 		if err := c.durable.Apply(r.Op); err != nil {

@@ -247,6 +247,7 @@ func (h *harness) open(d *datadriven.TestData) (string, error) {
 		HelloPeers:       int(argInt(d, "hello-peers", 0)),
 		PresenceCrowd:    int(argInt(d, "presence-crowd", 0)),
 		CommitLinger:     time.Duration(argInt(d, "linger-us", 0)) * time.Microsecond,
+		MaxConflicts:     int(argInt(d, "max-conflicts", 0)),
 	}
 	cfg.setDefaults()
 	doc, rope, err := storage.Load(ctx, h.store, h.doc)

@@ -61,6 +61,7 @@ type driver struct {
 	queued   []*outbox // the outboxes this step queued to (reused)
 	presence timer     // the presence tick the core asked for
 	linger   timer     // the commit linger the core asked for
+	lostAt   time.Time // when the first of the commits lost to another writer since the last that went in came back
 	done     bool
 }
 
@@ -142,7 +143,17 @@ func (d *driver) run(writeErr error) {
 			}
 			d.step(in.ev)
 		case err := <-d.result:
-			d.step(commitOutcome(err))
+			out := commitOutcome(err)
+			switch {
+			case out.Conflict && d.lostAt.IsZero():
+				d.lostAt = time.Now()
+			case !out.Conflict && out.Err == nil && !d.lostAt.IsZero():
+				d.m.cfg.Observer.Retried(time.Since(d.lostAt))
+				d.lostAt = time.Time{}
+			case out.Err != nil:
+				d.lostAt = time.Time{}
+			}
+			d.step(out)
 		case <-d.remoteSignal:
 			d.remoteMu.Lock()
 			recs := d.remoteRecords

@@ -108,6 +108,9 @@ type Config struct {
 	CatchUpMax int64
 	// MaxInsertBytes bounds the text one op inserts (256 KiB).
 	MaxInsertBytes int
+	// MaxConflicts: commits in a row a document may lose to other writers
+	// (a cluster) before it gives up and its clients resync (100).
+	MaxConflicts int
 	// MaxDocBytes bounds a document's size (8 MiB).
 	MaxDocBytes int
 	// MaxBatch bounds the appends in one durable write (256).
@@ -159,6 +162,7 @@ func (c *Config) setDefaults() {
 	positive(&c.MaxLag, 2000)
 	positive(&c.CatchUpMax, 5000)
 	positive(&c.MaxInsertBytes, 256<<10)
+	positive(&c.MaxConflicts, 100)
 	positive(&c.MaxDocBytes, 8<<20)
 	positive(&c.MaxBatch, 256)
 	positive(&c.RatePerSecond, 200)
@@ -196,6 +200,7 @@ func (c *Config) core() coreConfig {
 		MaxLag:           c.MaxLag,
 		CatchUpMax:       c.CatchUpMax,
 		MaxInsertBytes:   c.MaxInsertBytes,
+		MaxConflicts:     c.MaxConflicts,
 		MaxDocBytes:      c.MaxDocBytes,
 		WorkPerToken:     c.WorkPerToken,
 		MaxClients:       c.MaxClientsPerDoc,

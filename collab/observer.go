@@ -22,6 +22,10 @@ type Observer interface {
 	// Broadcast: a committed op sent to recipients connections (acks
 	// included).
 	Broadcast(recipients int)
+	// Retried: a document's commit lost to another writer (a cluster)
+	// and, after reading what it missed and transforming, was committed
+	// took after the first loss.
+	Retried(took time.Duration)
 }
 
 type nopObserver struct{}
@@ -32,3 +36,4 @@ func (nopObserver) Overflowed()                       {}
 func (nopObserver) SnapshotSaved(int, time.Duration)  {}
 func (nopObserver) Accepted(int64)                    {}
 func (nopObserver) Broadcast(int)                     {}
+func (nopObserver) Retried(time.Duration)             {}

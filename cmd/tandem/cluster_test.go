@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -150,7 +154,25 @@ func TestClusterConverges(t *testing.T) {
 		}
 		conflicts += st.Conflicts
 	}
-	t.Logf("%d clients on %d nodes: %d revisions, %d cross-node conflicts (retried)", clients, len(nodes), want.Rev, conflicts)
+	retried := 0.0
+	for _, n := range nodes {
+		resp, err := http.Get(n.url + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for line := range strings.Lines(string(body)) {
+			if v, ok := strings.CutPrefix(line, "tandem_commit_conflict_retry_seconds_count "); ok {
+				f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				retried += f
+			}
+		}
+	}
+	if conflicts > 0 && retried == 0 {
+		t.Errorf("%d conflicts, and no retry in tandem_commit_conflict_retry_seconds", conflicts)
+	}
+	t.Logf("%d clients on %d nodes: %d revisions, %d cross-node conflicts, %.0f retried commits", clients, len(nodes), want.Rev, conflicts, retried)
 }
 
 // TestClusterNodeKilled: two tandem processes over one JetStream. Editors

@@ -27,10 +27,14 @@ type promObserver struct {
 	distance      prometheus.Histogram
 	fanOut        prometheus.Histogram
 	connRefused   *prometheus.CounterVec
+	retried       prometheus.Histogram
 }
 
 func newPromObserver() *promObserver {
 	return &promObserver{
+		retried: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tandem_commit_conflict_retry_seconds",
+			Help:    "From a commit lost to another node (a cluster) to the same ops committed after reading what it missed.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tandem_commit_seconds", Help: "Time of one durable write of the group commit.",
 			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14)}),
 		commitRecords: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tandem_commit_records", Help: "Records per durable write (the group commit's batch).",
@@ -54,8 +58,9 @@ func (o *promObserver) Committed(appends, records int, took time.Duration) {
 	o.commitSeconds.Observe(took.Seconds())
 	o.commitRecords.Observe(float64(records))
 }
-func (o *promObserver) Refused(code string) { o.refused.WithLabelValues(code).Inc() }
-func (o *promObserver) Overflowed()         { o.overflowed.Inc() }
+func (o *promObserver) Refused(code string)        { o.refused.WithLabelValues(code).Inc() }
+func (o *promObserver) Retried(took time.Duration) { o.retried.Observe(took.Seconds()) }
+func (o *promObserver) Overflowed()                { o.overflowed.Inc() }
 func (o *promObserver) SnapshotSaved(bytes int, took time.Duration) {
 	o.snapshotBytes.Observe(float64(bytes))
 	o.snapshotSecs.Observe(took.Seconds())
@@ -118,7 +123,7 @@ type metricSources struct {
 func metricsHandler(src metricSources) http.Handler {
 	mgr, guard, dataDir, obs := src.mgr, src.guard, src.dataDir, src.obs
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(obs.commitSeconds, obs.commitRecords, obs.refused, obs.overflowed, obs.snapshotBytes, obs.snapshotSecs, obs.httpErrors,
+	reg.MustRegister(obs.retried, obs.commitSeconds, obs.commitRecords, obs.refused, obs.overflowed, obs.snapshotBytes, obs.snapshotSecs, obs.httpErrors,
 		obs.distance, obs.fanOut, obs.connRefused)
 	conns := prometheus.NewDesc("tandem_connections", "Connections open, by state: new (no request yet), active (in a request), idle (keep-alive), websocket.", []string{"state"}, nil)
 	reg.MustRegister(
