@@ -652,8 +652,17 @@ func (s *Store) append(ctx context.Context, a storage.Append) error {
 	default:
 		// The indexer is behind: a lookup indexes from the log.
 	}
-	if a.Snapshot != nil {
-		if err := s.putSnapshot(ctx, a.DocID, gen, *a.Snapshot); err != nil {
+	if snap := a.Snapshot; snap != nil {
+		// Where its tail starts is known from this publish, unless the
+		// snapshot is older than the append (then it is looked for).
+		var from uint64
+		switch first, last := e.Records[0].Rev, e.Records[len(e.Records)-1].Rev; {
+		case snap.Rev == last:
+			from = ack.Sequence + 1
+		case snap.Rev >= first-1:
+			from = ack.Sequence
+		}
+		if err := s.putSnapshot(ctx, a.DocID, gen, *snap, from); err != nil {
 			return err
 		}
 	}
@@ -869,42 +878,56 @@ func (s *Store) SaveSnapshot(ctx context.Context, id string, snap storage.Snapsh
 	case snap.Rev < d.Oldest:
 		return fmt.Errorf("%w: document %s: snapshot at revision %d is older than the retained history (from %d)", storage.ErrCompacted, id, snap.Rev, d.Oldest)
 	}
-	return s.putSnapshot(ctx, id, m.Gen, snap)
+	return s.putSnapshot(ctx, id, m.Gen, snap, 0)
 }
 
 // putSnapshot saves snap with the log sequence its tail starts from: the
 // message holding revision snap.Rev+1, or, with no record after it yet,
-// the next message on the log.
-func (s *Store) putSnapshot(ctx context.Context, id, gen string, snap storage.Snapshot) error {
-	start := uint64(1)
-	if _, v, ok, err := s.snapshotAt(ctx, id, gen, snap.Rev); err != nil {
-		return err
-	} else if ok {
-		start = v.From
-	}
-	var from uint64
-	err := s.scan(ctx, id, gen, start, func(r record, seq uint64, _ bool) bool {
-		if r.Rev > snap.Rev {
-			from = seq
-			return false
-		}
-		return true
-	})
-	if err != nil {
-		return err
-	}
+// the next message on the log. A caller that knows it passes it as from
+// (0: look for it in the log).
+func (s *Store) putSnapshot(ctx context.Context, id, gen string, snap storage.Snapshot, from uint64) error {
 	if from == 0 {
-		_, seq, _, err := s.tail(ctx, id, gen)
-		if err != nil {
+		var err error
+		if from, err = s.tailStart(ctx, id, gen, snap.Rev); err != nil {
 			return err
 		}
-		from = seq + 1
 	}
 	b, _ := json.Marshal(snapValue{Text: snap.Text, From: from})
 	if _, err := s.snaps.Put(ctx, snapKey(id, gen, snap.Rev), b); err != nil {
 		return fmt.Errorf("document %s: snapshot %d: %w", id, snap.Rev, wrap(err))
 	}
 	return nil
+}
+
+// tailStart finds the log sequence of the message holding revision rev+1
+// (or the next message's, when there is none yet), reading forward from
+// the snapshot before rev.
+func (s *Store) tailStart(ctx context.Context, id, gen string, rev int64) (uint64, error) {
+	start := uint64(1)
+	if _, v, ok, err := s.snapshotAt(ctx, id, gen, rev); err != nil {
+		return 0, err
+	} else if ok {
+		start = v.From
+	}
+	var from uint64
+	err := s.scan(ctx, id, gen, start, func(r record, seq uint64, _ bool) bool {
+		if r.Rev > rev {
+			from = seq
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return 0, err
+	}
+	if from == 0 {
+		_, seq, _, err := s.tail(ctx, id, gen)
+		if err != nil {
+			return 0, err
+		}
+		from = seq + 1
+	}
+	return from, nil
 }
 
 // LookupSubmission implements storage.Store.
@@ -997,7 +1020,7 @@ func (s *Store) Compact(ctx context.Context, id string, before int64) error {
 				return fmt.Errorf("%w: document %s: revision %d does not apply: %v", storage.ErrCorrupt, id, r.Rev, err)
 			}
 		}
-		if err := s.putSnapshot(ctx, id, m.Gen, storage.Snapshot{Rev: before, Text: rope.String()}); err != nil {
+		if err := s.putSnapshot(ctx, id, m.Gen, storage.Snapshot{Rev: before, Text: rope.String()}, 0); err != nil {
 			return err
 		}
 		_, v, _, err = s.snapshotAt(ctx, id, m.Gen, before)
