@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -171,14 +172,17 @@ func TestBrowserCodeMirror(t *testing.T) {
 	})
 
 	t.Run("HistorySessionsAndRestore", func(t *testing.T) {
-		// Sessions are runs of edits without a pause (shortened here to a
-		// second and a half); two people typing at once make one session.
+		// Sessions are runs of edits without a pause (shortened here to 3
+		// s: typing a few keys on a loaded machine stays well within it);
+		// two people typing at once make one session.
+		const pause = 3 * time.Second
 		for _, tb := range []*tab{ann, bob} {
-			eval[bool](tb, `(window.tandemHistoryPause = 1500, true)`)
+			eval[bool](tb, fmt.Sprintf(`(window.tandemHistoryPause = %d, true)`, pause.Milliseconds()))
 		}
 		before := want()
-		// A pause after the last edit: time passing is the point here.
-		time.Sleep(2 * time.Second)
+		// The pause itself: wait until the last commit is older than it
+		// (by the server's clock, which stamps the commits).
+		waitUntilQuiet(t, base, id, pause+500*time.Millisecond)
 		ann.caretBefore("# Kyoto")
 		bob.caretBefore("")
 		var wg sync.WaitGroup
@@ -317,4 +321,30 @@ func TestBrowserCodeMirrorLargeDocument(t *testing.T) {
 	}
 	slices.Sort(lat)
 	t.Logf("keystroke to frame, 1 MB document, %d keys: median %.1f ms, max %.1f ms", len(lat), lat[len(lat)/2], lat[len(lat)-1])
+}
+
+// waitUntilQuiet waits until document id's last commit is at least quiet
+// old, by the server's own record of it.
+func waitUntilQuiet(t *testing.T, base, id string, quiet time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(quiet + 30*time.Second)
+	for {
+		resp, err := http.Get(base + "/api/docs/" + id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct{ Updated time.Time }
+		err = json.NewDecoder(resp.Body).Decode(&d)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Since(d.Updated) >= quiet {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("document %s still changing after %v", id, quiet+30*time.Second)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
