@@ -93,32 +93,7 @@ func TestClusterConverges(t *testing.T) {
 	}()
 
 	// Converged: every node and every client show the same text.
-	var want docState
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		want, err = getDoc(nodes[0].url, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		same := true
-		for _, n := range nodes[1:] {
-			if d, err := getDoc(n.url, id); err != nil || d.Rev != want.Rev || d.Text != want.Text {
-				same = false
-			}
-		}
-		for _, d := range docs {
-			if d.Rev() != want.Rev || d.Text() != want.Text {
-				same = false
-			}
-		}
-		if same {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not converged after 30 s: node 0 at %d", want.Rev)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	want := waitClusterConverged(t, nodes, docs, id)
 
 	log, err := getLog(nodes[1].url, id, want.Rev)
 	if err != nil {
@@ -470,30 +445,7 @@ func TestClusterNATSRestart(t *testing.T) {
 		}
 	}
 	t.Logf("clients settled %v after", time.Since(restarted).Round(time.Millisecond))
-	var want docState
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		want, err = getDoc(nodes[0].url, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		same := true
-		for _, d := range docs {
-			if d.Rev() != want.Rev || d.Text() != want.Text {
-				same = false
-			}
-		}
-		if d1, err := getDoc(nodes[1].url, id); err != nil || d1.Text != want.Text {
-			same = false
-		}
-		if same {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not converged 30 s after the restart")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	want := waitClusterConverged(t, nodes, docs, id)
 	log, err := getLog(nodes[0].url, id, want.Rev)
 	if err != nil {
 		t.Fatal(err)
@@ -514,4 +466,35 @@ func TestClusterNATSRestart(t *testing.T) {
 		}
 	}
 	t.Logf("%d ops acknowledged, %d before the NATS restart; %d revisions, converged %v after the start", len(acks), before, want.Rev, time.Since(began).Round(time.Millisecond))
+}
+
+// waitClusterConverged waits until every node serves document id with
+// the same revision and text, and every client shows it, and returns it.
+func waitClusterConverged(t *testing.T, nodes []*server, docs []*client.Doc, id string) docState {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		want, err := getDoc(nodes[0].url, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		same := true
+		for _, n := range nodes[1:] {
+			if d, err := getDoc(n.url, id); err != nil || d.Rev != want.Rev || d.Text != want.Text {
+				same = false
+			}
+		}
+		for _, d := range docs {
+			if d.Rev() != want.Rev || d.Text() != want.Text {
+				same = false
+			}
+		}
+		if same {
+			return want
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not converged after 30 s: node 0 at revision %d", want.Rev)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
