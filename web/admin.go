@@ -128,6 +128,9 @@ func (s *Server) adminBackup(c echo.Context) error {
 		}
 		since = n
 	}
+	if f, ok := b.(interface{ FullBackupsOnly() bool }); ok && f.FullBackupsOnly() && since != 0 {
+		return errorf(http.StatusNotImplemented, collab.CodeBadMessage, "this server is a cluster node: its backups are full, leave out since")
+	}
 	if s.draining.Load() {
 		return errorf(http.StatusServiceUnavailable, collab.CodeInternal, "shutting down")
 	}

@@ -22,6 +22,7 @@ import (
 
 const backupUsage = `usage: tandem backup --server URL --out FILE [--since V] [--token TOKEN]
        tandem backup --data-dir DIR --out FILE [--since V]
+       tandem backup --nats URL --out FILE
 
 Writes a consistent backup of every document: one cut, while the server
 keeps serving (--server, through its admin endpoint), or of a stopped
@@ -30,8 +31,15 @@ changed since the backup that printed V. The last line on stdout is the
 version to pass as --since next time. FILE appears only once it is whole.
 Restore with 'tandem restore', read with 'tandem export' and 'tandem verify'.
 
+--nats backs up a cluster's documents (docs/cluster.md), in the same
+format: it restores into a single node, or into a cluster with 'tandem
+restore --nats'. Each document is as of one revision; documents are read
+one after another. Cluster backups are full (no --since): the documents are
+copied into a temporary store in $TMPDIR first, which needs their size in
+free space there. A cluster node's --server backup is the same.
+
 The environment can set --server (TANDEM_SERVER), --data-dir
-(TANDEM_DATA_DIR) and --token (TANDEM_ADMIN_TOKEN).
+(TANDEM_DATA_DIR), --nats (TANDEM_NATS) and --token (TANDEM_ADMIN_TOKEN).
 `
 
 func backupCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -42,10 +50,11 @@ func backupCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	since := fs.Uint64("since", 0, "make an incremental backup of what changed since this version (printed by the previous backup); 0: full")
 	token := fs.String("token", "", "the server's admin token (--admin-token of tandem serve)")
 	force := fs.Bool("force", false, "replace --out if it exists (once the new backup is whole)")
+	nf := addNATSFlags(fs)
 	fs.fromEnv("server", "TANDEM_SERVER")
 	fs.fromEnv("data-dir", "TANDEM_DATA_DIR")
 	fs.fromEnv("token", "TANDEM_ADMIN_TOKEN")
-	fs.exclusive = []string{"server", "data-dir"}
+	fs.exclusive = []string{"server", "data-dir", "nats"}
 	if err := fs.parse(args); err != nil {
 		return err
 	}
@@ -55,10 +64,12 @@ func backupCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	switch {
 	case *out == "":
 		return errors.New("backup: --out FILE is required")
-	case *server != "" && *dataDir != "":
-		return errors.New("backup: give either --server (online) or --data-dir (offline), not both (TANDEM_SERVER and TANDEM_DATA_DIR count too)")
-	case *server == "" && *dataDir == "":
-		return errors.New("backup: give --server URL (a running server) or --data-dir DIR (a stopped one's data)")
+	case countSet(*server, *dataDir, *nf.url) > 1:
+		return errors.New("backup: give one of --server (online), --data-dir (offline) or --nats (a cluster) (TANDEM_SERVER, TANDEM_DATA_DIR and TANDEM_NATS count too)")
+	case countSet(*server, *dataDir, *nf.url) == 0:
+		return errors.New("backup: give --server URL (a running server), --data-dir DIR (a stopped one's data) or --nats URL (a cluster)")
+	case *nf.url != "" && *since != 0:
+		return errors.New("backup: a cluster's backups are full: leave out --since")
 	}
 	if fi, err := os.Stat(*out); err == nil {
 		if fi.IsDir() {
@@ -76,9 +87,12 @@ func backupCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer f.abort() // a no-op after commit
 	start := time.Now()
 	var res backupResult
-	if *server != "" {
+	switch {
+	case *server != "":
 		res, err = onlineBackup(ctx, *server, *token, *since, f, stderr)
-	} else {
+	case *nf.url != "":
+		res, err = natsBackup(ctx, nf, f, stderr)
+	default:
 		res, err = offlineBackup(ctx, *dataDir, *since, f, stderr)
 	}
 	if err != nil {

@@ -19,10 +19,11 @@ import (
 
 const exportUsage = `usage: tandem export --from FILE [--from INCR ...] --out DIR [--doc ID [--rev N]] [--history]
        tandem export --data-dir DATA --out DIR [--doc ID [--rev N]] [--history]
+       tandem export --nats URL --out DIR [--doc ID [--rev N]] [--history]
 
 Writes documents out of a backup file (restored into a temporary directory,
 so the server keeps running) or a stopped server's data directory, no
-server needed:
+server needed, or out of a running cluster (--nats):
 
   DIR/<id>.txt             the document's text (at its head, or at --rev N)
   DIR/<id>.history.jsonl   with --history: the text at the oldest retained
@@ -33,7 +34,7 @@ server needed:
                            "created","updated","authors","file","history"}]
 
 DIR must not exist or be empty. The environment can set --data-dir
-(TANDEM_DATA_DIR).
+(TANDEM_DATA_DIR) and --nats (TANDEM_NATS).
 `
 
 func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -45,8 +46,9 @@ func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	docID := fs.String("doc", "", "export only this document")
 	rev := fs.Int64("rev", -1, "with --doc: export the text at this revision (it must be in the retained history)")
 	history := fs.Bool("history", false, "also write each document's history as JSON lines")
+	nf := addNATSFlags(fs)
 	fs.fromEnv("data-dir", "TANDEM_DATA_DIR")
-	fs.exclusive = []string{"from", "data-dir"}
+	fs.exclusive = []string{"from", "data-dir", "nats"}
 	if err := fs.parse(args); err != nil {
 		return err
 	}
@@ -54,6 +56,8 @@ func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	switch {
 	case *out == "":
 		return errors.New("export: --out DIR is required")
+	case *nf.url != "" && (*dataDir != "" || len(files) > 0):
+		return errors.New("export: give one of --from, --data-dir or --nats")
 	case *rev != -1 && *docID == "":
 		return errors.New("export: --rev needs --doc: a revision is a revision of one document")
 	case *rev < -1:
@@ -63,7 +67,14 @@ func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("export: %w", err)
 	}
 	log := toolLogger(stderr)
-	s, closeSource, err := openSource(*dataDir, files, "export", log)
+	var s storage.Store
+	var closeSource func()
+	var err error
+	if *nf.url != "" {
+		s, closeSource, err = nf.open(ctx, -1)
+	} else {
+		s, closeSource, err = openSource(*dataDir, files, "export", log)
+	}
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}

@@ -15,13 +15,22 @@ import (
 
 const restoreUsage = `usage: tandem restore --in FULL [--in INCR ...] --data-dir NEW
        tandem restore --data-dir NEW FULL [INCR ...]
+       tandem restore --nats URL [--nats-replicas N] [--skip-existing] FULL [INCR ...]
 
 Restores backup files into a new data directory: a full backup, then its
 incremental backups in the order they were taken. NEW must not exist or be
 empty; then run 'tandem serve --data-dir NEW'. Restore never touches a
 directory that holds anything, so it cannot overwrite a store.
 
-The environment can set --data-dir (TANDEM_DATA_DIR).
+--nats loads the backup (of a single node or of a cluster) into a cluster,
+one document at a time, while it serves. It refuses, writing nothing, if
+any of the backup's documents exists in the cluster; --skip-existing loads
+the others (and continues a restore that was cut short: a document whose
+copy failed is removed again). Every revision is checked to apply as it is
+copied.
+
+The environment can set --data-dir (TANDEM_DATA_DIR) and --nats
+(TANDEM_NATS).
 `
 
 func restoreCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -29,7 +38,11 @@ func restoreCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var in fileList
 	fs.Var(&in, "in", "a backup file; repeat it: the full backup first, then the incrementals in order")
 	dataDir := fs.String("data-dir", "", "the new data directory (must not exist, or be empty)")
+	nf := addNATSFlags(fs)
+	replicas := fs.Int("nats-replicas", 0, "with --nats: replicas of the stream and buckets if they are created (0: keep those that exist, 1 for new ones)")
+	skip := fs.Bool("skip-existing", false, "with --nats: leave documents the cluster has as they are, and load the others")
 	fs.fromEnv("data-dir", "TANDEM_DATA_DIR")
+	fs.exclusive = []string{"data-dir", "nats"}
 	if err := fs.parse(args); err != nil {
 		return err
 	}
@@ -37,8 +50,17 @@ func restoreCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	switch {
 	case len(files) == 0:
 		return errors.New("restore: no backup file: give --in FILE (the full backup first, then incrementals)")
+	case *dataDir != "" && *nf.url != "":
+		return errors.New("restore: give either --data-dir (a new single node) or --nats (a cluster), not both")
+	case *nf.url != "":
+		if *replicas < 0 || *replicas > 5 {
+			return errors.New("restore: --nats-replicas must be 0 to 5")
+		}
+		return restoreCluster(ctx, nf, *replicas, *skip, files, stderr)
 	case *dataDir == "":
-		return errors.New("restore: --data-dir NEW is required (a new or empty directory)")
+		return errors.New("restore: --data-dir NEW is required (a new or empty directory), or --nats URL for a cluster")
+	case *skip || *replicas != 0:
+		return errors.New("restore: --skip-existing and --nats-replicas go with --nats")
 	}
 	start := time.Now()
 	infos, err := checkBackupFiles(files)

@@ -532,26 +532,17 @@ func openGuarded(cfg serveConfig, log *slog.Logger, mgr *atomic.Pointer[collab.M
 
 // openCluster connects to NATS and opens the documents in JetStream.
 func openCluster(ctx context.Context, cfg serveConfig, log *slog.Logger) (*nats.Conn, storage.Store, error) {
-	opts := []nats.Option{
-		nats.Name("tandem " + version),
+	nc, err := connectNATS(cfg.NATS, cfg.NATSCreds, cfg.NATSCA,
 		nats.MaxReconnects(-1), // a NATS restart is waited out; ops are refused meanwhile
-		nats.ReconnectWait(500 * time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil { // nil: closed by us
 				log.Warn("nats disconnected: edits wait for it", "err", err)
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
-	}
-	if cfg.NATSCreds != "" {
-		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
-	}
-	if cfg.NATSCA != "" {
-		opts = append(opts, nats.RootCAs(cfg.NATSCA))
-	}
-	nc, err := nats.Connect(cfg.NATS, opts...)
+	)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--nats %s: %w", cfg.NATS, err)
+		return nil, nil, err
 	}
 	store, err := jsstore.Open(ctx, jsstore.Options{Conn: nc, Replicas: cfg.NATSReplicas, Timeout: cfg.NATSTimeout})
 	if err != nil {
@@ -559,7 +550,24 @@ func openCluster(ctx context.Context, cfg serveConfig, log *slog.Logger) (*nats.
 		return nil, nil, fmt.Errorf("--nats: %w", err)
 	}
 	log.Info("cluster node", "nats", nc.ConnectedUrlRedacted(), "replicas", cfg.NATSReplicas)
-	return nc, store, nil
+	return nc, clusterStore{Store: store, log: log}, nil
+}
+
+// connectNATS connects to the NATS servers at urls (comma-separated) with
+// the credentials and CA files, if given.
+func connectNATS(urls, creds, ca string, more ...nats.Option) (*nats.Conn, error) {
+	opts := []nats.Option{nats.Name("tandem " + version), nats.ReconnectWait(500 * time.Millisecond)}
+	if creds != "" {
+		opts = append(opts, nats.UserCredentials(creds))
+	}
+	if ca != "" {
+		opts = append(opts, nats.RootCAs(ca))
+	}
+	nc, err := nats.Connect(urls, append(opts, more...)...)
+	if err != nil {
+		return nil, fmt.Errorf("--nats %s: %w", urls, err)
+	}
+	return nc, nil
 }
 
 // httpErrorLog routes net/http's own messages to slog: failed accepts

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 
 const verifyUsage = `usage: tandem verify --from FILE [--from INCR ...]
        tandem verify --data-dir DATA
+       tandem verify --nats URL
 
 Checks a backup (restored into a temporary directory) or a stopped
 server's data directory: every document is replayed from its snapshots and
@@ -20,7 +22,12 @@ records, which must agree, with no revision missing, and every exactly-once
 entry must point at a real record. It prints the counts and every problem
 ("doc <id> rev <n>: <what>"), and exits 1 if there is any.
 
-The environment can set --data-dir (TANDEM_DATA_DIR).
+--nats checks a running cluster's documents: each is copied into a
+temporary store in $TMPDIR (checking that its records are dense and every
+op applies), and the copy is checked as above.
+
+The environment can set --data-dir (TANDEM_DATA_DIR) and --nats
+(TANDEM_NATS).
 `
 
 func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -28,18 +35,30 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var from fileList
 	fs.Var(&from, "from", "a backup file; repeat it for a full backup and its incrementals, in order")
 	dataDir := fs.String("data-dir", "", "a stopped server's data directory (opened read-only)")
+	nf := addNATSFlags(fs)
 	fs.fromEnv("data-dir", "TANDEM_DATA_DIR")
-	fs.exclusive = []string{"from", "data-dir"}
+	fs.exclusive = []string{"from", "data-dir", "nats"}
 	if err := fs.parse(args); err != nil {
 		return err
 	}
 	files := append(from, fs.Args()...)
-	s, closeSource, err := openSource(*dataDir, files, "verify", toolLogger(stderr))
+	start := time.Now()
+	var s *badgerstore.Store
+	var closeSource func()
+	var copyProblems []badgerstore.Problem
+	var err error
+	if *nf.url != "" {
+		if *dataDir != "" || len(files) > 0 {
+			return errors.New("verify: give one of --from, --data-dir or --nats")
+		}
+		s, closeSource, copyProblems, err = copyCluster(ctx, nf, stderr)
+	} else {
+		s, closeSource, err = openSource(*dataDir, files, "verify", toolLogger(stderr))
+	}
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
 	defer closeSource()
-	start := time.Now()
 	total, err := storage.CountDocuments(ctx, s)
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
@@ -54,6 +73,7 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
+	rep.Problems = append(copyProblems, rep.Problems...)
 	for _, pr := range rep.Problems {
 		fmt.Fprintln(stdout, problemLine(pr))
 	}

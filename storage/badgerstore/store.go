@@ -64,8 +64,6 @@ type Store struct {
 	closeErr  error
 }
 
-var _ storage.Store = (*Store)(nil)
-
 // Open opens (or creates) the store in opts.Dir.
 func Open(opts Options) (*Store, error) {
 	if opts.Dir == "" {

@@ -60,8 +60,14 @@ type Options struct {
 	Conn *nats.Conn
 	// Prefix names the stream and buckets (default "TANDEM").
 	Prefix string
-	// Replicas of the stream and buckets (default 1; 3 in a cluster).
+	// Replicas of the stream and buckets (3 in a cluster). 0 keeps what
+	// exists, and creates what does not with 1; another value creates or
+	// updates them with it.
 	Replicas int
+	// OpenOnly opens the stream and buckets that exist and changes
+	// nothing: for tools reading a cluster. Open fails when there are
+	// none.
+	OpenOnly bool
 	// Timeout bounds each JetStream request (default 10 s).
 	Timeout time.Duration
 }
@@ -73,6 +79,7 @@ type Store struct {
 	docs    jetstream.KeyValue
 	snaps   jetstream.KeyValue
 	subs    jetstream.KeyValue
+	subsKV  string // the subject prefix of subs' keys, for bulk writes
 	subject string // the log's subject prefix
 	timeout time.Duration
 
@@ -120,7 +127,7 @@ type indexJob struct {
 	recs    []record
 }
 
-var _ storage.Store = (*Store)(nil)
+var _ storage.Portable = (*Store)(nil)
 
 // Open creates the stream and buckets if they do not exist, and returns
 // the store.
@@ -131,8 +138,8 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.Prefix == "" {
 		o.Prefix = "TANDEM"
 	}
-	if o.Replicas <= 0 {
-		o.Replicas = 1
+	if o.Replicas < 0 {
+		return nil, errors.New("jsstore: negative replicas")
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
@@ -142,20 +149,42 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, fmt.Errorf("jsstore: %w", err)
 	}
 	s := &Store{js: js, subject: strings.ToLower(o.Prefix) + ".log", timeout: o.Timeout, tails: map[string]tailCache{}}
-	s.log, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        o.Prefix + "_LOG",
-		Subjects:    []string{s.subject + ".>"},
-		Storage:     jetstream.FileStorage,
-		Replicas:    o.Replicas,
-		AllowDirect: true,
-		Duplicates:  2 * time.Minute,
-	})
-	if err != nil {
+	keep := o.Replicas == 0 || o.OpenOnly
+	replicas := max(o.Replicas, 1)
+	if keep {
+		s.log, err = js.Stream(ctx, o.Prefix+"_LOG")
+	}
+	switch {
+	case keep && err == nil:
+	case keep && !errors.Is(err, jetstream.ErrStreamNotFound):
 		return nil, fmt.Errorf("jsstore: log stream: %w", err)
+	case o.OpenOnly:
+		return nil, fmt.Errorf("jsstore: no Tandem documents in this JetStream (no stream %s_LOG): %w", o.Prefix, err)
+	default:
+		s.log, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:        o.Prefix + "_LOG",
+			Subjects:    []string{s.subject + ".>"},
+			Storage:     jetstream.FileStorage,
+			Replicas:    replicas,
+			AllowDirect: true,
+			Duplicates:  2 * time.Minute,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("jsstore: log stream: %w", err)
+		}
 	}
 	bucket := func(name string) (jetstream.KeyValue, error) {
+		if keep {
+			kv, err := js.KeyValue(ctx, o.Prefix+"_"+name)
+			switch {
+			case err == nil:
+				return kv, nil
+			case !errors.Is(err, jetstream.ErrBucketNotFound) || o.OpenOnly:
+				return nil, fmt.Errorf("jsstore: %s bucket: %w", name, err)
+			}
+		}
 		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: o.Prefix + "_" + name, Storage: jetstream.FileStorage, Replicas: o.Replicas, History: 1,
+			Bucket: o.Prefix + "_" + name, Storage: jetstream.FileStorage, Replicas: replicas, History: 1,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("jsstore: %s bucket: %w", name, err)
@@ -171,6 +200,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if s.subs, err = bucket("SUBS"); err != nil {
 		return nil, err
 	}
+	s.subsKV = "$KV." + o.Prefix + "_SUBS."
 	s.indexq = make(chan indexJob, 1024)
 	s.indexCtx, s.stopIndex = context.WithCancel(context.Background())
 	s.wg.Add(1)
@@ -200,6 +230,9 @@ type meta struct {
 	Gen     string    `json:"gen"`
 	Oldest  int64     `json:"oldest"`
 	Indexed int64     `json:"indexed"` // the exactly-once index holds every record up to this revision
+	// Base is the time of revision Oldest when the document was imported
+	// there (storage.Portable) and has no message on the log yet.
+	Base time.Time `json:"base,omitzero"`
 }
 
 // entry is a message of the log: one append.
@@ -321,8 +354,13 @@ func (s *Store) document(ctx context.Context, id string) (storage.Document, meta
 	if err != nil {
 		return storage.Document{}, meta{}, 0, err
 	}
-	if head == 0 {
-		updated = m.Created
+	if seq == 0 {
+		// No commit yet: the document is where it was created (0) or
+		// imported (Oldest).
+		head, updated = m.Oldest, m.Created
+		if !m.Base.IsZero() {
+			updated = m.Base
+		}
 	}
 	if head < m.Oldest {
 		return storage.Document{}, meta{}, 0, fmt.Errorf("%w: document %s: head %d before the oldest revision %d", storage.ErrCorrupt, id, head, m.Oldest)
@@ -944,28 +982,8 @@ func (s *Store) LookupSubmission(ctx context.Context, id, source string, seq uin
 	if source == "" || len(source) > storage.MaxSourceLen {
 		return 0, false, nil
 	}
-	if m.Indexed < d.Head {
-		// A writer died between the log and the index: index the rest.
-		var recs []record
-		start := uint64(1)
-		if _, v, ok, err := s.snapshotAt(ctx, id, m.Gen, m.Indexed); err != nil {
-			return 0, false, err
-		} else if ok {
-			start = v.From
-		}
-		if err := s.scan(ctx, id, m.Gen, start, func(r record, _ uint64, _ bool) bool {
-			if r.Rev > m.Indexed {
-				recs = append(recs, r)
-			}
-			return true
-		}); err != nil {
-			return 0, false, err
-		}
-		if len(recs) > 0 {
-			if err := s.index(ctx, id, m.Gen, recs); err != nil {
-				return 0, false, err
-			}
-		}
+	if err := s.catchUpIndex(ctx, id, d, m); err != nil {
+		return 0, false, err
 	}
 	e, err := s.subs.Get(ctx, subKey(id, m.Gen, source, seq))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -979,6 +997,33 @@ func (s *Store) LookupSubmission(ctx context.Context, id, source string, seq uin
 		return 0, false, fmt.Errorf("%w: document %s: exactly-once entry", storage.ErrCorrupt, id)
 	}
 	return rev, true, nil
+}
+
+// catchUpIndex indexes the records the exactly-once index is behind on: a
+// writer that died between the log and the index, an indexer behind.
+func (s *Store) catchUpIndex(ctx context.Context, id string, d storage.Document, m meta) error {
+	if m.Indexed >= d.Head {
+		return nil
+	}
+	var recs []record
+	start := uint64(1)
+	if _, v, ok, err := s.snapshotAt(ctx, id, m.Gen, m.Indexed); err != nil {
+		return err
+	} else if ok {
+		start = v.From
+	}
+	if err := s.scan(ctx, id, m.Gen, start, func(r record, _ uint64, _ bool) bool {
+		if r.Rev > m.Indexed {
+			recs = append(recs, r)
+		}
+		return true
+	}); err != nil {
+		return err
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	return s.index(ctx, id, m.Gen, recs)
 }
 
 // Compact implements storage.Store.
@@ -997,6 +1042,11 @@ func (s *Store) Compact(ctx context.Context, id string, before int64) error {
 	}
 	if before <= d.Oldest {
 		return nil
+	}
+	// The records about to go must be in the exactly-once index: it is
+	// all that will be left of them.
+	if err := s.catchUpIndex(ctx, id, d, m); err != nil {
+		return err
 	}
 	// A snapshot at before, so that loading and history keep working.
 	snap, v, ok, err := s.snapshotAt(ctx, id, m.Gen, before)

@@ -116,13 +116,46 @@ func TestTwoNodes(t *testing.T) {
 	}
 }
 
-// TestIndexRepair: a node that died between publishing commits and
-// indexing them (simulated by closing it, then removing the index and its
-// watermark) leaves nothing wrong: the next node's lookup indexes what the
-// log holds.
+// TestIndexRepair: a node that died between the log and the exactly-once
+// index (here: the index and its watermark wiped) leaves nothing lost. A
+// lookup indexes from the log; so does a compaction before it drops the
+// records, and a listing for a copy.
 func TestIndexRepair(t *testing.T) {
 	ns := natstest.Start(t)
-	s := openStore(t, ns, "REPAIR")
+	for i, then := range []string{"lookup", "compact", "submissions"} {
+		t.Run(then, func(t *testing.T) {
+			prefix := fmt.Sprintf("REPAIR%d", i)
+			s := crashBeforeIndex(t, ns, prefix)
+			ctx := t.Context()
+			switch then {
+			case "compact":
+				if err := s.Compact(ctx, "d", 5); err != nil {
+					t.Fatal(err)
+				}
+			case "submissions":
+				subs, err := s.Submissions(ctx, "d", 5)
+				if err != nil || len(subs) != 5 {
+					t.Fatalf("Submissions = %v, %v; want 5", subs, err)
+				}
+			}
+			for i := range 5 {
+				if rev, ok, err := s.LookupSubmission(ctx, "d", "src", uint64(i+1)); err != nil || !ok || rev != int64(i+1) {
+					t.Fatalf("seq %d: %d %v %v", i+1, rev, ok, err)
+				}
+			}
+			if _, ok, _ := s.LookupSubmission(ctx, "d", "src", 6); ok {
+				t.Fatal("seq 6 was never committed")
+			}
+		})
+	}
+}
+
+// crashBeforeIndex commits 5 records with sources to document d, then
+// wipes the exactly-once index and its watermark, and opens the store
+// again.
+func crashBeforeIndex(t *testing.T, ns *server.Server, prefix string) *jsstore.Store {
+	t.Helper()
+	s := openStore(t, ns, prefix)
 	ctx := t.Context()
 	if err := s.CreateDocument(ctx, storage.Document{ID: "d", Created: time.Now()}, ""); err != nil {
 		t.Fatal(err)
@@ -140,8 +173,8 @@ func TestIndexRepair(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	subs, _ := js.KeyValue(ctx, "REPAIR_SUBS")
-	docs, _ := js.KeyValue(ctx, "REPAIR_DOCS")
+	subs, _ := js.KeyValue(ctx, prefix+"_SUBS")
+	docs, _ := js.KeyValue(ctx, prefix+"_DOCS")
 	if keys, err := subs.ListKeys(ctx); err == nil {
 		for k := range keys.Keys() {
 			subs.Purge(ctx, k)
@@ -158,13 +191,5 @@ func TestIndexRepair(t *testing.T) {
 	if _, err := docs.Update(ctx, "d", v, e.Revision()); err != nil {
 		t.Fatal(err)
 	}
-	s2 := openStore(t, ns, "REPAIR")
-	for i := range 5 {
-		if rev, ok, err := s2.LookupSubmission(ctx, "d", "src", uint64(i+1)); err != nil || !ok || rev != int64(i+1) {
-			t.Fatalf("seq %d: %d %v %v", i+1, rev, ok, err)
-		}
-	}
-	if _, ok, _ := s2.LookupSubmission(ctx, "d", "src", 6); ok {
-		t.Fatal("seq 6 was never committed")
-	}
+	return openStore(t, ns, prefix)
 }

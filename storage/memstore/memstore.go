@@ -38,7 +38,7 @@ type Store struct {
 	ids    []string // the keys of docs, sorted
 }
 
-var _ storage.Store = (*Store)(nil)
+var _ storage.Portable = (*Store)(nil)
 
 type document struct {
 	meta storage.Document
@@ -95,28 +95,45 @@ func (s *Store) doc(id string) (*document, error) {
 
 // CreateDocument implements storage.Store.
 func (s *Store) CreateDocument(ctx context.Context, doc storage.Document, text string) error {
+	if err := storage.CheckID(doc.ID); err != nil {
+		return err
+	}
+	created := utc(doc.Created)
+	return s.create(ctx, storage.Document{ID: doc.ID, Title: doc.Title, Created: created, Updated: created}, text, nil)
+}
+
+// ImportDocument implements storage.Portable.
+func (s *Store) ImportDocument(ctx context.Context, doc storage.Document, text string, subs []storage.Submission) error {
+	if err := storage.CheckImport(doc, subs); err != nil {
+		return err
+	}
+	meta := storage.Document{ID: doc.ID, Title: doc.Title, Created: utc(doc.Created), Updated: utc(doc.Updated), Head: doc.Oldest, Oldest: doc.Oldest}
+	return s.create(ctx, meta, text, subs)
+}
+
+func (s *Store) create(ctx context.Context, meta storage.Document, text string, subs []storage.Submission) error {
 	unlock, err := s.lock(ctx, true)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if err := storage.CheckID(doc.ID); err != nil {
-		return err
-	}
 	if !utf8.ValidString(text) {
-		return fmt.Errorf("%w: document %s: initial text is not valid UTF-8", storage.ErrInvalid, doc.ID)
+		return fmt.Errorf("%w: document %s: initial text is not valid UTF-8", storage.ErrInvalid, meta.ID)
 	}
-	if _, ok := s.docs[doc.ID]; ok {
-		return fmt.Errorf("%w: document %s", storage.ErrExists, doc.ID)
+	if _, ok := s.docs[meta.ID]; ok {
+		return fmt.Errorf("%w: document %s", storage.ErrExists, meta.ID)
 	}
-	created := utc(doc.Created)
-	s.docs[doc.ID] = &document{
-		meta:  storage.Document{ID: doc.ID, Title: doc.Title, Created: created, Updated: created},
-		snaps: []storage.Snapshot{{Rev: 0, Text: text}},
+	d := &document{
+		meta:  meta,
+		snaps: []storage.Snapshot{{Rev: meta.Oldest, Text: text}},
 		subs:  make(map[submission]int64),
 	}
-	i, _ := slices.BinarySearch(s.ids, doc.ID)
-	s.ids = slices.Insert(s.ids, i, doc.ID)
+	for _, sub := range subs {
+		d.subs[submission{sub.Source, sub.Seq}] = sub.Rev
+	}
+	s.docs[meta.ID] = d
+	i, _ := slices.BinarySearch(s.ids, meta.ID)
+	s.ids = slices.Insert(s.ids, i, meta.ID)
 	return nil
 }
 
@@ -343,6 +360,26 @@ func (s *Store) LookupSubmission(ctx context.Context, id, source string, seq uin
 	}
 	rev, ok := d.subs[submission{source, seq}]
 	return rev, ok, nil
+}
+
+// Submissions implements storage.Portable.
+func (s *Store) Submissions(ctx context.Context, id string, upTo int64) ([]storage.Submission, error) {
+	unlock, err := s.lock(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	d, err := s.doc(id)
+	if err != nil {
+		return nil, err
+	}
+	var out []storage.Submission
+	for k, rev := range d.subs {
+		if rev <= upTo {
+			out = append(out, storage.Submission{Source: k.source, Seq: k.seq, Rev: rev})
+		}
+	}
+	return out, nil
 }
 
 // Compact implements storage.Store. Compacting at or below the revision the

@@ -175,6 +175,12 @@ func TestStore(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"Close", []leaf{
 			{"AfterClose", testClose},
 		}},
+		{"Portable", []leaf{
+			{"CopyHistory", su.withDestination(testCopyHistory)},
+			{"CopyAtOldest", su.withDestination(testCopyAtOldest)},
+			{"CopyExists", su.withDestination(testCopyExists)},
+			{"ImportInvalid", testImportInvalid},
+		}},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
@@ -194,6 +200,12 @@ type leaf struct {
 
 type suite struct {
 	open func(t *testing.T) storage.Store
+}
+
+// withDestination gives a test of two stores the leaf's store as its
+// source and another fresh one as its destination.
+func (su suite) withDestination(test func(t *testing.T, src, dst storage.Store)) func(*testing.T, storage.Store) {
+	return func(t *testing.T, src storage.Store) { test(t, src, su.store(t)) }
 }
 
 // store opens a fresh store that is closed when t ends.
