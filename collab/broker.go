@@ -24,16 +24,46 @@ type Broker interface {
 
 // MemoryBroker is a Broker within one process: for tests, and for running
 // several Managers over one store.
+// It is a PresenceBroker too.
 type MemoryBroker struct {
-	mu   sync.Mutex
-	subs map[string][]*subscription
+	mu       sync.Mutex
+	subs     map[string][]*subscription
+	presence map[string][]*presenceSub
 }
 
 type subscription struct{ deliver func([]storage.Record) }
 
+type presenceSub struct{ deliver func(PresenceUpdate) }
+
 // NewMemoryBroker returns an empty MemoryBroker.
 func NewMemoryBroker() *MemoryBroker {
-	return &MemoryBroker{subs: map[string][]*subscription{}}
+	return &MemoryBroker{subs: map[string][]*subscription{}, presence: map[string][]*presenceSub{}}
+}
+
+// PublishPresence implements PresenceBroker.
+func (b *MemoryBroker) PublishPresence(doc string, u PresenceUpdate) {
+	b.mu.Lock()
+	subs := slices.Clone(b.presence[doc])
+	b.mu.Unlock()
+	for _, s := range subs {
+		s.deliver(u)
+	}
+}
+
+// SubscribePresence implements PresenceBroker.
+func (b *MemoryBroker) SubscribePresence(doc string, deliver func(PresenceUpdate)) func() {
+	s := &presenceSub{deliver: deliver}
+	b.mu.Lock()
+	b.presence[doc] = append(b.presence[doc], s)
+	b.mu.Unlock()
+	return func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.presence[doc] = slices.DeleteFunc(b.presence[doc], func(x *presenceSub) bool { return x == s })
+		if len(b.presence[doc]) == 0 {
+			delete(b.presence, doc)
+		}
+	}
 }
 
 // Publish implements Broker.

@@ -44,6 +44,12 @@ type coreConfig struct {
 	PresenceInterval time.Duration // the tick, for up to 10×PresenceCrowd connections; longer beyond
 	CommitLinger     time.Duration // how long the next append may wait for the ops just-acked clients send next (0: never)
 	MaxConflicts     int           // commits in a row lost to other writers before the document fails (0: no bound)
+	// RemotePresence: this node tells other nodes of its participants
+	// and shows theirs (presence.go); Node names it, and the
+	// participants of a node not heard of for PresenceTTL expire.
+	RemotePresence bool
+	Node           string
+	PresenceTTL    time.Duration
 }
 
 // source is what the core knows of a client source, for exactly-once.
@@ -118,6 +124,12 @@ type core struct {
 	announced int       // clients whose presence others see
 	selQueue  []*client // selections waiting for the presence tick, in order
 	tickAsked bool      // a presence tick is on its way
+
+	// Other nodes' participants (presence.go), in arrival order.
+	remotes       []*remotePeer
+	remoteShown   int  // those this node's clients were told of
+	remoteWaiting bool // some wait for a revision this node has not reached
+	toldPeers     bool // the other nodes were told of participants of this node
 
 	// Commit linger (see flush): the ops the next append waits for, and
 	// whether that is worth it lately.
@@ -224,6 +236,10 @@ func (c *core) step(ev event) ready {
 		c.shutdown(ev)
 	case evPresenceTick:
 		c.flushPresence()
+	case evRemotePresence:
+		c.remotePresence(ev)
+	case evPresenceBeat:
+		c.presenceBeat(ev.Now)
 	case evLingerTick:
 		// (A tick for a wait that already ended with an append is moot.)
 		if c.lingering {
@@ -238,7 +254,11 @@ func (c *core) step(ev event) ready {
 	default:
 		panic(fmt.Sprintf("collab: unknown event %T", ev))
 	}
+	c.placeWaiting()
 	c.finishIfClosing()
+	if c.state == stateDone || c.state == stateFailed {
+		c.presenceGone()
+	}
 	return c.out
 }
 
@@ -332,10 +352,11 @@ func (c *core) tryHello(cl *client) bool {
 	// a crowded document the others are counted in hellos, and their
 	// joins, leaves and selections go to nobody, so a crowd of n costs
 	// O(n × HelloPeers) presence traffic, not O(n²).
-	if c.announced < c.cfg.HelloPeers {
+	if c.announced+c.remoteShown < c.cfg.HelloPeers {
 		cl.announced = true
 		c.announced++
 		c.sendOthers(cl, encodeJoin(cl))
+		c.tellPeer(cl)
 	}
 	c.out.Joined = append(c.out.Joined, joinOutcome{Client: cl.id})
 	c.drainClient(cl)
@@ -405,6 +426,25 @@ func (c *core) hello(cl *client, catchUp bool, ops []committed) []byte {
 			return appendSelections(b, p.sel)
 		})
 	}
+	for _, rp := range c.remotes {
+		if !rp.shown || listed >= c.cfg.HelloPeers {
+			more++
+			continue
+		}
+		listed++
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendObject(b, func(b []byte) []byte {
+			b = appendRemotePeerFields(b, rp.peer)
+			b = appendField(b, "sel")
+			if !rp.at {
+				return appendSelections(b, nil) // placed when this node reaches its revision
+			}
+			return appendSelections(b, rp.sel)
+		})
+	}
 	b = append(b, ']')
 	if more > 0 {
 		b = appendField(b, "more")
@@ -444,6 +484,7 @@ func (c *core) leave(id string, overflow bool) {
 		cl.announced = false
 		c.announced--
 		c.sendOthers(cl, encodeLeave(id))
+		c.tellLeft(id)
 	}
 	cl.parked = slices.DeleteFunc(cl.parked, func(p *parked) bool { return p.msg.Type != "op" })
 	if len(cl.parked) > 0 {
@@ -788,6 +829,7 @@ func (c *core) selection(cl *client, p *parked) (*Error, bool) {
 		c.queueSelection(cl)
 	default:
 		c.sendOthers(cl, encodeSel(cl.id, c.durableRev, sel))
+		c.tellPeer(cl)
 	}
 	return nil, true
 }
@@ -824,6 +866,7 @@ func (c *core) flushPresence() {
 		if cl.announced && !cl.left {
 			movers[cl] = len(parts)
 			parts = append(parts, encodeSel(cl.id, c.durableRev, cl.sel))
+			c.tellPeer(cl)
 		}
 	}
 	c.selQueue = c.selQueue[:0]
@@ -849,12 +892,7 @@ func clampSelection(s ot.Selection, n int) ot.Selection {
 
 // sideFor: an author's caret moves past its own insert; others' stay
 // before it.
-func sideFor(cl *client, r committed) ot.Side {
-	if r.Source != "" && r.Source == cl.info.Source {
-		return ot.Right
-	}
-	return ot.Left
-}
+func sideFor(cl *client, r committed) ot.Side { return sideOf(cl.info.Source, r) }
 
 // ---------------------------------------------------------------------------
 // History.
@@ -1056,6 +1094,7 @@ func (c *core) broadcast(r committed) {
 			cl.sel[i] = ot.TransformSelection(s, r.Op, sideFor(cl, r))
 		}
 	}
+	c.moveRemotes(r)
 	c.out.FanOut = append(c.out.FanOut, sent)
 }
 

@@ -33,7 +33,7 @@ import (
 //
 // Commands:
 //
-//	open doc=ID [text=...] [ops=N] [snapshot-every=N] [history=N] [max-lag=N] [catch-up=N] [work=N] [max-insert=N] [max-doc=N] [max-clients=N] [hello-peers=N]
+//	open doc=ID [text=...] [ops=N] [snapshot-every=N] [history=N] [max-lag=N] [catch-up=N] [work=N] [max-insert=N] [max-doc=N] [max-clients=N] [hello-peers=N] [node=NODE]
 //	    creates the document in a fresh store (with N one-character ops
 //	    committed before the core loads it) and loads the core
 //	join CLIENT src=S [rev=N] [name=NAME]
@@ -43,6 +43,8 @@ import (
 //	read [fail=compacted|io]      answers the oldest outstanding read from the store
 //	lookup                        answers every outstanding lookup from the store
 //	snapshot-saved [fail]         saves the outstanding snapshot
+//	presence-from [t=MS]          another node's presence update (the input, JSON); needs node= on open
+//	beat [t=MS]                   this node's presence heartbeat
 //	writer src=S seq=N [push]     another writer commits the op in the input at the store's head; push feeds it as evRemote
 //	writable [err=TEXT]
 //	shutdown [code=N] [snapshot]
@@ -213,6 +215,14 @@ func (h *harness) run(t *testing.T, d *datadriven.TestData) (string, error) {
 		return h.step(evShutdown{Code: int(argInt(d, "code", CloseGoingAway)), Reason: "shutdown", Snapshot: d.HasArg("snapshot")}), nil
 	case "tick":
 		return h.step(evPresenceTick{}), nil
+	case "presence-from":
+		var u PresenceUpdate
+		if err := json.Unmarshal([]byte(strings.TrimSpace(d.Input)), &u); err != nil {
+			return "", err
+		}
+		return h.step(evRemotePresence{Update: u, Now: time.UnixMilli(argInt(d, "t", 1000))}), nil
+	case "beat":
+		return h.step(evPresenceBeat{Now: time.UnixMilli(argInt(d, "t", 1000))}), nil
 	case "linger-tick":
 		return h.step(evLingerTick{}), nil
 	case "state":
@@ -250,6 +260,10 @@ func (h *harness) open(d *datadriven.TestData) (string, error) {
 		MaxConflicts:     int(argInt(d, "max-conflicts", 0)),
 	}
 	cfg.setDefaults()
+	core := cfg.core()
+	if d.HasArg("node") {
+		core.RemotePresence, core.Node, core.PresenceTTL = true, argStr(d, "node", ""), 6*time.Second
+	}
 	doc, rope, err := storage.Load(ctx, h.store, h.doc)
 	if err != nil {
 		return "", err
@@ -258,7 +272,7 @@ func (h *harness) open(d *datadriven.TestData) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	h.c, err = newCore(cfg.core(), doc, rope, snap.Rev)
+	h.c, err = newCore(core, doc, rope, snap.Rev)
 	if err != nil {
 		return "", err
 	}
@@ -328,6 +342,10 @@ func (h *harness) step(ev event) string {
 	if rd.CommitLinger > 0 {
 		fmt.Fprintf(&b, "linger tick in %v\n", rd.CommitLinger)
 	}
+	if rd.Presence != nil {
+		j, _ := json.Marshal(rd.Presence)
+		fmt.Fprintf(&b, "presence -> %s\n", j)
+	}
 	if rd.Done {
 		b.WriteString("done\n")
 	}
@@ -367,7 +385,7 @@ func TestCoreIsPure(t *testing.T) {
 	for _, name := range []string{"CreateDocument", "Document", "ListDocuments", "DeleteDocument", "Commit", "Records", "Snapshot", "SaveSnapshot", "LookupSubmission", "Compact", "Close"} {
 		storeMethods[name] = true
 	}
-	for _, file := range []string{"core.go", "events.go"} {
+	for _, file := range []string{"core.go", "events.go", "presence.go"} {
 		fset := token.NewFileSet()
 		f, err := parser.ParseFile(fset, file, nil, 0)
 		if err != nil {

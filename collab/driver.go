@@ -48,9 +48,10 @@ type driver struct {
 	// goroutines estimate a message's work from it.
 	head atomic.Int64
 
-	remoteMu      sync.Mutex
-	remoteRecords []storage.Record
-	remoteSignal  chan struct{}
+	remoteMu       sync.Mutex
+	remoteRecords  []storage.Record
+	remotePresence []PresenceUpdate
+	remoteSignal   chan struct{}
 
 	// Owned by the run goroutine.
 	boxes    map[string]*outbox
@@ -60,6 +61,7 @@ type driver struct {
 	turn     uint64    // steps done (outboxes note the last that queued to them)
 	queued   []*outbox // the outboxes this step queued to (reused)
 	presence timer     // the presence tick the core asked for
+	beat     timer     // the next presence heartbeat (with a PresenceBroker)
 	linger   timer     // the commit linger the core asked for
 	lostAt   time.Time // when the first of the commits lost to another writer since the last that went in came back
 	done     bool
@@ -117,11 +119,32 @@ func (d *driver) pushRemote(recs []storage.Record) {
 	}
 }
 
+// pushPresence takes another node's presence update, like pushRemote.
+func (d *driver) pushPresence(u PresenceUpdate) {
+	d.remoteMu.Lock()
+	if len(d.remotePresence) < maxPresenceBacklog {
+		d.remotePresence = append(d.remotePresence, u)
+	} // else dropped: the next heartbeats repair it
+	d.remoteMu.Unlock()
+	select {
+	case d.remoteSignal <- struct{}{}:
+	default:
+	}
+}
+
+// maxPresenceBacklog bounds the presence updates waiting for a busy
+// document.
+const maxPresenceBacklog = 1024
+
 func (d *driver) run(writeErr error) {
 	defer d.m.running.Done()
 	defer close(d.quit)
 	if b := d.m.cfg.Broker; b != nil {
 		defer b.Subscribe(d.id, d.pushRemote)()
+	}
+	if p := d.m.cfg.Presence; p != nil {
+		defer p.SubscribePresence(d.id, d.pushPresence)()
+		d.beat.arm(d.m.cfg.PresenceHeartbeat)
 	}
 	d.head.Store(d.core.headRev)
 	if writeErr != nil {
@@ -156,10 +179,22 @@ func (d *driver) run(writeErr error) {
 			d.step(out)
 		case <-d.remoteSignal:
 			d.remoteMu.Lock()
-			recs := d.remoteRecords
-			d.remoteRecords = nil
+			recs, updates := d.remoteRecords, d.remotePresence
+			d.remoteRecords, d.remotePresence = nil, nil
 			d.remoteMu.Unlock()
-			d.step(evRemote{Records: recs})
+			if len(recs) > 0 {
+				d.step(evRemote{Records: recs})
+			}
+			now := d.m.cfg.Now()
+			for _, u := range updates {
+				d.step(evRemotePresence{Update: u, Now: now})
+			}
+		case <-d.beat.C:
+			d.beat.C = nil
+			d.step(evPresenceBeat{Now: d.m.cfg.Now()})
+			if !d.done {
+				d.beat.arm(d.m.cfg.PresenceHeartbeat)
+			}
 		case <-d.presence.C:
 			d.presence.C = nil
 			d.step(evPresenceTick{})
@@ -178,6 +213,7 @@ func (d *driver) run(writeErr error) {
 	d.idle.stop()
 	d.presence.stop()
 	d.linger.stop()
+	d.beat.stop()
 }
 
 func commitOutcome(err error) evCommitted {
@@ -278,6 +314,9 @@ func (d *driver) do(rd ready) {
 	}
 	if len(rd.Publish) > 0 && m.cfg.Broker != nil {
 		m.cfg.Broker.Publish(d.id, rd.Publish)
+	}
+	if rd.Presence != nil && m.cfg.Presence != nil {
+		m.cfg.Presence.PublishPresence(d.id, *rd.Presence)
 	}
 	for _, ch := range rd.Charges {
 		if l := d.limiters[ch.Client]; l != nil {

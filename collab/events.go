@@ -155,6 +155,8 @@ type ready struct {
 	// CommitLinger asks for evLingerTick after this long (0: not): the
 	// next append waits for it or for the ops it expects.
 	CommitLinger time.Duration
+	// Presence, if set, goes to the other nodes (PresenceBroker).
+	Presence *PresenceUpdate
 }
 
 type charge struct {

@@ -149,6 +149,15 @@ type Config struct {
 	// store (a cluster); without it this Manager assumes it is the store's
 	// only writer, and still handles a conflict if it is not.
 	Broker Broker
+	// Presence, if set, carries presence between the nodes of a cluster
+	// (see PresenceBroker): this Manager's participants are shown on the
+	// other nodes and theirs here. Node names this Manager among them (a
+	// random id); every PresenceHeartbeat (2s) it sends each open
+	// document's whole list, and a node not heard of for three
+	// heartbeats has its participants removed.
+	Presence          PresenceBroker
+	Node              string
+	PresenceHeartbeat time.Duration
 	// Logger (slog.Default()).
 	Logger *slog.Logger
 	// Now is the clock (time.Now).
@@ -174,6 +183,10 @@ func (c *Config) setDefaults() {
 	positive(&c.PresenceInterval, 100*time.Millisecond)
 	positive(&c.QueueMessages, 4096)
 	positive(&c.QueueBytes, 8<<20)
+	positive(&c.PresenceHeartbeat, 2*time.Second)
+	if c.Node == "" {
+		c.Node = uuid.NewString()
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -208,6 +221,9 @@ func (c *Config) core() coreConfig {
 		PresenceCrowd:    c.PresenceCrowd,
 		PresenceInterval: c.PresenceInterval,
 		CommitLinger:     c.CommitLinger,
+		RemotePresence:   c.Presence != nil,
+		Node:             c.Node,
+		PresenceTTL:      3 * c.PresenceHeartbeat,
 	}
 }
 

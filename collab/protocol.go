@@ -300,15 +300,7 @@ func encodeBatch(parts [][]byte, skip int) []byte {
 func appendInt(b []byte, n int64) []byte { return strconv.AppendInt(b, n, 10) }
 
 func appendPeerFields(b []byte, p *client) []byte {
-	b = appendField(b, "client")
-	b = appendString(b, p.id)
-	b = appendField(b, "user")
-	b = appendString(b, p.info.User)
-	b = appendField(b, "name")
-	b = appendString(b, p.info.Name)
-	b = appendField(b, "color")
-	b = appendString(b, p.info.Color)
-	return b
+	return appendRemotePeerFields(b, Peer{Client: p.id, User: p.info.User, Name: p.info.Name, Color: p.info.Color})
 }
 
 func encodeJoin(p *client) []byte {

@@ -498,3 +498,86 @@ func waitClusterConverged(t *testing.T, nodes []*server, docs []*client.Doc, id 
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestClusterPresence: participants on two nodes see each other (joins,
+// selections moved through the other node's edits, hellos, leaves), and
+// when a node is killed (SIGKILL: it says nothing) its participants
+// disappear from the other node's clients once its heartbeats stop.
+func TestClusterPresence(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills a cluster node (-short)")
+	}
+	ns := natstest.Start(t)
+	a := startServer(t, t.TempDir(), "--nats", ns.ClientURL())
+	b := startServer(t, t.TempDir(), "--nats", ns.ClientURL())
+	id, err := createDoc(a.URL, "presence", "0123456789")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	dial := func(node *process, name string) *client.Doc {
+		d, err := client.Dial(ctx, node.URL, id, client.Options{Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		return d
+	}
+	ann, bob, cat := dial(a, "ann"), dial(b, "bob"), dial(b, "cat")
+	// waitPeer waits until d sees (or, with want nil, no longer sees) the
+	// participant called name with the selection want.
+	waitPeer := func(d *client.Doc, name string, want []ot.Selection, what string) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for deadline := start.Add(30 * time.Second); ; {
+			var got *client.Peer
+			for _, p := range d.Peers() {
+				if p.Name == name {
+					got = &p
+				}
+			}
+			switch {
+			case want == nil && got == nil:
+				return time.Since(start)
+			case want != nil && got != nil && fmt.Sprint(got.Sel) == fmt.Sprint(want):
+				return time.Since(start)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: after 30 s, %s sees %s as %+v, want selection %v", what, d.Text(), name, got, want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	none := []ot.Selection{}
+	waitPeer(bob, "ann", none, "bob sees ann join on the other node")
+	waitPeer(ann, "bob", none, "ann sees bob")
+	waitPeer(ann, "cat", none, "ann sees cat")
+
+	if err := ann.SetSelection([]ot.Selection{{Anchor: 2, Head: 4}}); err != nil {
+		t.Fatal(err)
+	}
+	waitPeer(bob, "ann", []ot.Selection{{Anchor: 2, Head: 4}}, "bob sees ann's selection")
+	// An insert on b before ann's selection moves it there, and in the
+	// hello of someone joining b.
+	if err := bob.Edit(client.Insert(0, "xx")); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.Synced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitPeer(cat, "ann", []ot.Selection{{Anchor: 4, Head: 6}}, "cat sees ann's selection moved by bob's insert")
+	dan := dial(b, "dan")
+	waitPeer(dan, "ann", []ot.Selection{{Anchor: 4, Head: 6}}, "dan's hello has ann's selection, moved")
+	// And on a, ann's node, through the commit it heard of.
+	waitPeer(ann, "dan", none, "ann sees dan")
+
+	// A client that leaves is gone on the other node at once (no expiry).
+	cat.Close()
+	waitPeer(ann, "cat", nil, "ann sees cat leave")
+
+	// A node killed: its participants expire on the others.
+	a.kill()
+	took := waitPeer(bob, "ann", nil, "bob sees ann go with her node")
+	waitPeer(dan, "ann", nil, "dan sees ann go with her node")
+	t.Logf("ann's node killed: gone from bob's view after %v", took.Round(time.Millisecond))
+}

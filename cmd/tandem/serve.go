@@ -317,11 +317,13 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 
 	var mgr atomic.Pointer[collab.Manager] // for the guard's callback
 	var broker collab.Broker
+	var presence collab.PresenceBroker
 	if cfg.NATS != "" {
 		if s.nc, s.store, err = openCluster(ctx, cfg, log); err != nil {
 			return nil, err
 		}
-		broker = natsbroker.New(s.nc, "tandem", log)
+		nb := natsbroker.New(s.nc, "tandem", log)
+		broker, presence = nb, nb
 	} else {
 		if s.guard, err = openGuarded(cfg, log, &mgr); err != nil {
 			return nil, err
@@ -360,6 +362,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 		RatePerSecond: cfg.ClientRate,
 		RateBurst:     2 * cfg.ClientRate,
 		Broker:        broker,
+		Presence:      presence,
 	}
 	if hooks.tune != nil {
 		hooks.tune(&ccfg)

@@ -8,6 +8,12 @@
 // at most once, and that is enough: a Broker is a hint. A node that misses
 // a message sees the gap at the next one, or conflicts at its next commit,
 // and reads what it missed from the store.
+//
+// It carries presence too (collab.PresenceBroker), on
+// <prefix>.presence.<document>: each node's participants of the document,
+// as they join, move and leave, and all of them every heartbeat. Lost
+// messages are repaired by the next heartbeat; a node that stops sending
+// them has its participants expire on the others.
 package natsbroker
 
 import (
@@ -28,7 +34,10 @@ type Broker struct {
 	log    *slog.Logger
 }
 
-var _ collab.Broker = (*Broker)(nil)
+var (
+	_ collab.Broker         = (*Broker)(nil)
+	_ collab.PresenceBroker = (*Broker)(nil)
+)
 
 // New returns a Broker publishing and subscribing under prefix (default
 // "tandem").
@@ -42,10 +51,11 @@ func New(nc *nats.Conn, prefix string, log *slog.Logger) *Broker {
 	return &Broker{nc: nc, prefix: prefix, log: log}
 }
 
-func (b *Broker) subject(doc string) string {
-	// '.' separates a subject's tokens; '~' is not in document ids.
-	return b.prefix + ".commits." + strings.ReplaceAll(doc, ".", "~")
-}
+func (b *Broker) subject(doc string) string { return b.prefix + ".commits." + token(doc) }
+
+// token is a document id as a subject token: '.' separates a subject's
+// tokens; '~' is not in document ids.
+func token(doc string) string { return strings.ReplaceAll(doc, ".", "~") }
 
 // Publish implements collab.Broker. It does not block: the NATS client
 // buffers, and a message it cannot send is a gap the receivers repair.
@@ -74,6 +84,35 @@ func (b *Broker) Subscribe(doc string, deliver func([]storage.Record)) func() {
 		// Without a subscription the document still converges, through
 		// its conflicts: it only hears later.
 		b.log.Warn("broker: subscribe", "doc", doc, "err", err)
+		return func() {}
+	}
+	return func() { sub.Unsubscribe() }
+}
+
+// PublishPresence implements collab.PresenceBroker.
+func (b *Broker) PublishPresence(doc string, u collab.PresenceUpdate) {
+	data, err := json.Marshal(u)
+	if err != nil {
+		b.log.Error("broker: encode presence", "doc", doc, "err", err)
+		return
+	}
+	if err := b.nc.Publish(b.prefix+".presence."+token(doc), data); err != nil {
+		b.log.Debug("broker: publish presence", "doc", doc, "err", err)
+	}
+}
+
+// SubscribePresence implements collab.PresenceBroker.
+func (b *Broker) SubscribePresence(doc string, deliver func(collab.PresenceUpdate)) func() {
+	sub, err := b.nc.Subscribe(b.prefix+".presence."+token(doc), func(m *nats.Msg) {
+		var u collab.PresenceUpdate
+		if err := json.Unmarshal(m.Data, &u); err != nil || u.Node == "" {
+			b.log.Warn("broker: a message that is not a presence update", "doc", doc, "err", err)
+			return
+		}
+		deliver(u)
+	})
+	if err != nil {
+		b.log.Warn("broker: subscribe to presence", "doc", doc, "err", err)
 		return func() {}
 	}
 	return func() { sub.Unsubscribe() }
