@@ -938,8 +938,9 @@ func (s *Store) putSnapshot(ctx context.Context, id, gen string, snap storage.Sn
 }
 
 // tailStart finds the log sequence of the message holding revision rev+1
-// (or the next message's, when there is none yet), reading forward from
-// the snapshot before rev.
+// (or, when there is none yet, the one after the last message read),
+// reading forward from the snapshot before rev. Not the log's tail at the
+// time: another writer may append rev+1 between the read and that.
 func (s *Store) tailStart(ctx context.Context, id, gen string, rev int64) (uint64, error) {
 	start := uint64(1)
 	if _, v, ok, err := s.snapshotAt(ctx, id, gen, rev); err != nil {
@@ -947,25 +948,24 @@ func (s *Store) tailStart(ctx context.Context, id, gen string, rev int64) (uint6
 	} else if ok {
 		start = v.From
 	}
-	var from uint64
+	from, last := uint64(0), uint64(0)
 	err := s.scan(ctx, id, gen, start, func(r record, seq uint64, _ bool) bool {
+		last = seq
 		if r.Rev > rev {
 			from = seq
 			return false
 		}
 		return true
 	})
-	if err != nil {
+	switch {
+	case err != nil:
 		return 0, err
+	case from > 0:
+		return from, nil
+	case last > 0:
+		return last + 1, nil
 	}
-	if from == 0 {
-		_, seq, _, err := s.tail(ctx, id, gen)
-		if err != nil {
-			return 0, err
-		}
-		from = seq + 1
-	}
-	return from, nil
+	return start, nil
 }
 
 // LookupSubmission implements storage.Store.

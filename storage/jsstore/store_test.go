@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -192,4 +194,44 @@ func crashBeforeIndex(t *testing.T, ns *server.Server, prefix string) *jsstore.S
 		t.Fatal(err)
 	}
 	return openStore(t, ns, prefix)
+}
+
+// TestSnapshotRacesCommit: a snapshot saved on its own while another
+// node appends must say where its tail starts correctly (once, it took
+// the log's tail after the other node's append, and a read from the
+// snapshot then skipped that append's records). The other node's append
+// is aimed at the snapshot's save, at random delays.
+func TestSnapshotRacesCommit(t *testing.T) {
+	ns := natstest.Start(t)
+	writer, saver := openStore(t, ns, "SNAPRACE"), openStore(t, ns, "SNAPRACE")
+	ctx := t.Context()
+	if err := writer.CreateDocument(ctx, storage.Document{ID: "d", Created: time.Now()}, ""); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for head := int64(0); head < 150; head++ {
+		delay := time.Duration(r.IntN(3000)) * time.Microsecond
+		done := make(chan error, 1)
+		go func() {
+			time.Sleep(delay)
+			res, err := writer.Commit(ctx, []storage.Append{{DocID: "d", Head: head, Records: []storage.Record{insert(head+1, "", 0)}}})
+			if err == nil {
+				err = res[0]
+			}
+			done <- err
+		}()
+		if err := saver.SaveSnapshot(ctx, "d", storage.Snapshot{Rev: head, Text: strings.Repeat("x", int(head))}); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		// A node that has read nothing of the document reads from the
+		// snapshot.
+		reader := openStore(t, ns, "SNAPRACE")
+		if _, err := reader.Records(ctx, "d", head, head+1); err != nil {
+			t.Fatalf("records after the snapshot at %d: %v", head, err)
+		}
+		reader.Close()
+	}
 }
