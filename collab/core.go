@@ -50,6 +50,10 @@ type coreConfig struct {
 	RemotePresence bool
 	Node           string
 	PresenceTTL    time.Duration
+	// TurnWait: how long this node holds its next commit to a document
+	// when another node asks for a turn (it lost a race for it); 0: it
+	// never does (no other writer).
+	TurnWait time.Duration
 }
 
 // source is what the core knows of a client source, for exactly-once.
@@ -134,10 +138,12 @@ type core struct {
 	// Commit linger (see flush): the ops the next append waits for, and
 	// whether that is worth it lately.
 	expect     int64
-	lingering  bool // the next append waits (a linger tick was asked for)
-	lingerOver bool // the tick came: append what there is
-	lingerSkip int  // appends to make without lingering, after a linger that waited in vain
-	lostInRow  int  // commits lost to other writers since the last one that went in
+	lingering  bool     // the next append waits (a linger tick was asked for)
+	lingerOver bool     // the tick came: append what there is
+	lingerSkip int      // appends to make without lingering, after a linger that waited in vain
+	lostInRow  int      // commits lost to other writers since the last one that went in
+	yielding   bool     // other writers asked for a turn: the next append waits for their commits (or TurnWait)
+	yieldTo    []string // the nodes that asked
 	byID       map[string]*client
 	sources    map[string]source
 	// absent: per source, a seq the store's index said was not committed
@@ -225,6 +231,7 @@ func (c *core) step(ev event) ready {
 		c.lookedUp(ev)
 	case evRemote:
 		c.remote(ev.Records)
+		c.turnsTaken(ev.From)
 	case evSnapshotSaved:
 		c.snapshotSaved(ev)
 	case evWritable:
@@ -240,6 +247,13 @@ func (c *core) step(ev event) ready {
 		c.remotePresence(ev)
 	case evPresenceBeat:
 		c.presenceBeat(ev.Now)
+	case evTurnAsked:
+		c.turnAsked(ev.Node)
+	case evYieldOver:
+		if c.yielding {
+			c.yielding, c.yieldTo = false, nil
+			c.flush()
+		}
 	case evLingerTick:
 		// (A tick for a wait that already ended with an append is moot.)
 		if c.lingering {
@@ -965,6 +979,9 @@ func (c *core) flush() {
 	if c.committing || c.readingFwd || c.state == stateFailed {
 		return
 	}
+	if c.yielding && c.state == stateOpen {
+		return // another writer's turn: its commit, or the end of the wait, flushes
+	}
 	// One append is outstanding at a time, so the clients acked by the
 	// last one send their next ops while the next one is already being
 	// written, and each append carries half the clients (two cohorts
@@ -1006,7 +1023,10 @@ func (c *core) committed(ev evCommitted) {
 			return
 		}
 		// Someone else committed first: read what they wrote, then submit
-		// ours again on top of it.
+		// ours again on top of it, and ask the others for a turn.
+		if c.cfg.TurnWait > 0 {
+			c.out.AskTurn = true
+		}
 		c.resolving = true
 		c.readForward()
 		return
@@ -1181,6 +1201,41 @@ func (c *core) fail(err error) {
 
 // ---------------------------------------------------------------------------
 // Other writers.
+
+// turnAsked: another writer lost a race for the document and asks for a
+// turn. Optimistic compare-and-swap has no turns of its own: a node whose
+// clients keep commits coming wins every race against a node that must
+// first read what it missed, whose clients then wait for seconds (and
+// resync past MaxConflicts). So the others hold their next append until
+// the asker's commit arrives, or TurnWait at most. A node that lost its
+// own last race does not hold: it is competing for a turn itself.
+func (c *core) turnAsked(node string) {
+	if c.cfg.TurnWait <= 0 || node == c.cfg.Node || c.lostInRow > 0 || c.state != stateOpen {
+		return
+	}
+	if !slices.Contains(c.yieldTo, node) {
+		c.yieldTo = append(c.yieldTo, node)
+	}
+	if !c.yielding {
+		// One wait for every node that asks meanwhile: a node never
+		// holds for longer than TurnWait at a time.
+		c.yielding = true
+		c.out.YieldTick = c.cfg.TurnWait
+	}
+}
+
+// turnsTaken: the nodes in from committed (the broker said so); once all
+// the nodes this core holds for have, it goes on.
+func (c *core) turnsTaken(from []string) {
+	if !c.yielding || len(from) == 0 {
+		return
+	}
+	c.yieldTo = slices.DeleteFunc(c.yieldTo, func(n string) bool { return slices.Contains(from, n) })
+	if len(c.yieldTo) == 0 {
+		c.yielding = false
+		c.flush()
+	}
+}
 
 // catchUpRemote reads what other writers committed, when the core knows
 // there is some and is not committing (a commit outcome settles it first).

@@ -45,7 +45,9 @@ import (
 //	snapshot-saved [fail]         saves the outstanding snapshot
 //	presence-from [t=MS]          another node's presence update (the input, JSON); needs node= on open
 //	beat [t=MS]                   this node's presence heartbeat
-//	writer src=S seq=N [push]     another writer commits the op in the input at the store's head; push feeds it as evRemote
+//	turn-asked NODE               another node lost a race and asks for a turn (needs turn-wait-ms= on open)
+//	yield-over                    the turn held for others timed out
+//	writer src=S seq=N [push [from=NODE]]  another writer commits the op in the input at the store's head; push feeds it as evRemote
 //	writable [err=TEXT]
 //	shutdown [code=N] [snapshot]
 //	state                         prints the core's revisions, lifecycle, idleness and the store's log
@@ -202,7 +204,11 @@ func (h *harness) run(t *testing.T, d *datadriven.TestData) (string, error) {
 		}
 		out := fmt.Sprintf("> the other writer committed rev %d\n", rec.Rev)
 		if d.HasArg("push") {
-			out += h.step(evRemote{Records: []storage.Record{rec}})
+			var from []string
+			if n := argStr(d, "from", ""); n != "" {
+				from = []string{n}
+			}
+			out += h.step(evRemote{Records: []storage.Record{rec}, From: from})
 		}
 		return out, nil
 	case "writable":
@@ -221,6 +227,10 @@ func (h *harness) run(t *testing.T, d *datadriven.TestData) (string, error) {
 			return "", err
 		}
 		return h.step(evRemotePresence{Update: u, Now: time.UnixMilli(argInt(d, "t", 1000))}), nil
+	case "turn-asked":
+		return h.step(evTurnAsked{Node: target(d)}), nil
+	case "yield-over":
+		return h.step(evYieldOver{}), nil
 	case "beat":
 		return h.step(evPresenceBeat{Now: time.UnixMilli(argInt(d, "t", 1000))}), nil
 	case "linger-tick":
@@ -261,8 +271,12 @@ func (h *harness) open(d *datadriven.TestData) (string, error) {
 	}
 	cfg.setDefaults()
 	core := cfg.core()
+	core.Node = "n1"
 	if d.HasArg("node") {
 		core.RemotePresence, core.Node, core.PresenceTTL = true, argStr(d, "node", ""), 6*time.Second
+	}
+	if ms := argInt(d, "turn-wait-ms", 0); ms > 0 {
+		core.TurnWait = time.Duration(ms) * time.Millisecond
 	}
 	doc, rope, err := storage.Load(ctx, h.store, h.doc)
 	if err != nil {
@@ -341,6 +355,12 @@ func (h *harness) step(ev event) string {
 	}
 	if rd.CommitLinger > 0 {
 		fmt.Fprintf(&b, "linger tick in %v\n", rd.CommitLinger)
+	}
+	if rd.AskTurn {
+		b.WriteString("ask the others for a turn\n")
+	}
+	if rd.YieldTick > 0 {
+		fmt.Fprintf(&b, "yield tick in %v\n", rd.YieldTick)
 	}
 	if rd.Presence != nil {
 		j, _ := json.Marshal(rd.Presence)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,7 +51,9 @@ type driver struct {
 
 	remoteMu       sync.Mutex
 	remoteRecords  []storage.Record
+	remoteFrom     []string // the nodes that committed remoteRecords
 	remotePresence []PresenceUpdate
+	turnsAsked     []string // nodes
 	remoteSignal   chan struct{}
 
 	// Owned by the run goroutine.
@@ -62,6 +65,7 @@ type driver struct {
 	queued   []*outbox // the outboxes this step queued to (reused)
 	presence timer     // the presence tick the core asked for
 	beat     timer     // the next presence heartbeat (with a PresenceBroker)
+	yield    timer     // the end of a turn held for another writer
 	linger   timer     // the commit linger the core asked for
 	lostAt   time.Time // when the first of the commits lost to another writer since the last that went in came back
 	done     bool
@@ -109,9 +113,12 @@ func (d *driver) post(in input) bool {
 
 // pushRemote takes records from the broker without ever blocking it: they
 // pile up here and the driver takes them all at its next turn.
-func (d *driver) pushRemote(recs []storage.Record) {
+func (d *driver) pushRemote(node string, recs []storage.Record) {
 	d.remoteMu.Lock()
 	d.remoteRecords = append(d.remoteRecords, recs...)
+	if node != "" && !slices.Contains(d.remoteFrom, node) {
+		d.remoteFrom = append(d.remoteFrom, node)
+	}
 	d.remoteMu.Unlock()
 	select {
 	case d.remoteSignal <- struct{}{}:
@@ -132,6 +139,22 @@ func (d *driver) pushPresence(u PresenceUpdate) {
 	}
 }
 
+// pushTurn takes another node's request for a turn, like pushRemote.
+func (d *driver) pushTurn(node string) {
+	if node == d.m.cfg.Node {
+		return
+	}
+	d.remoteMu.Lock()
+	if !slices.Contains(d.turnsAsked, node) {
+		d.turnsAsked = append(d.turnsAsked, node)
+	}
+	d.remoteMu.Unlock()
+	select {
+	case d.remoteSignal <- struct{}{}:
+	default:
+	}
+}
+
 // maxPresenceBacklog bounds the presence updates waiting for a busy
 // document.
 const maxPresenceBacklog = 1024
@@ -141,6 +164,7 @@ func (d *driver) run(writeErr error) {
 	defer close(d.quit)
 	if b := d.m.cfg.Broker; b != nil {
 		defer b.Subscribe(d.id, d.pushRemote)()
+		defer b.SubscribeTurns(d.id, d.pushTurn)()
 	}
 	if p := d.m.cfg.Presence; p != nil {
 		defer p.SubscribePresence(d.id, d.pushPresence)()
@@ -179,16 +203,22 @@ func (d *driver) run(writeErr error) {
 			d.step(out)
 		case <-d.remoteSignal:
 			d.remoteMu.Lock()
-			recs, updates := d.remoteRecords, d.remotePresence
-			d.remoteRecords, d.remotePresence = nil, nil
+			recs, from, updates, turns := d.remoteRecords, d.remoteFrom, d.remotePresence, d.turnsAsked
+			d.remoteRecords, d.remoteFrom, d.remotePresence, d.turnsAsked = nil, nil, nil, nil
 			d.remoteMu.Unlock()
+			for _, node := range turns {
+				d.step(evTurnAsked{Node: node})
+			}
 			if len(recs) > 0 {
-				d.step(evRemote{Records: recs})
+				d.step(evRemote{Records: recs, From: from})
 			}
 			now := d.m.cfg.Now()
 			for _, u := range updates {
 				d.step(evRemotePresence{Update: u, Now: now})
 			}
+		case <-d.yield.C:
+			d.yield.C = nil
+			d.step(evYieldOver{})
 		case <-d.beat.C:
 			d.beat.C = nil
 			d.step(evPresenceBeat{Now: d.m.cfg.Now()})
@@ -214,6 +244,7 @@ func (d *driver) run(writeErr error) {
 	d.presence.stop()
 	d.linger.stop()
 	d.beat.stop()
+	d.yield.stop()
 }
 
 func commitOutcome(err error) evCommitted {
@@ -286,6 +317,9 @@ func (d *driver) do(rd ready) {
 	if rd.PresenceTick > 0 {
 		d.presence.arm(rd.PresenceTick)
 	}
+	if rd.YieldTick > 0 {
+		d.yield.arm(rd.YieldTick)
+	}
 	if rd.Append != nil {
 		if !m.committer.submit(&commitReq{app: *rd.Append, result: d.result}) {
 			d.result <- errors.New("group committer stopped")
@@ -313,7 +347,10 @@ func (d *driver) do(rd ready) {
 		})
 	}
 	if len(rd.Publish) > 0 && m.cfg.Broker != nil {
-		m.cfg.Broker.Publish(d.id, rd.Publish)
+		m.cfg.Broker.Publish(d.id, m.cfg.Node, rd.Publish)
+	}
+	if rd.AskTurn && m.cfg.Broker != nil {
+		m.cfg.Broker.AskTurn(d.id, m.cfg.Node)
 	}
 	if rd.Presence != nil && m.cfg.Presence != nil {
 		m.cfg.Presence.PublishPresence(d.id, *rd.Presence)

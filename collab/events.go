@@ -64,7 +64,10 @@ type evLookup struct {
 
 // evRemote: records another writer committed (from a Broker), unprompted.
 // They may overlap what the core knows, or leave a gap it must read.
-type evRemote struct{ Records []storage.Record }
+type evRemote struct {
+	Records []storage.Record
+	From    []string // the nodes that committed them, when known
+}
 
 // evTitle: the document's title changed (durably): everyone in it hears.
 type evTitle struct{ Title string }
@@ -93,6 +96,16 @@ type evPresenceTick struct{}
 
 // evLingerTick: the commit linger asked for (ready.CommitLinger) is over.
 type evLingerTick struct{}
+
+// evTurnAsked: another writer (Node) lost a commit race for the document
+// and asks for a turn.
+type evTurnAsked struct{ Node string }
+
+// evYieldOver: the turn held for another writer is over.
+type evYieldOver struct{}
+
+func (evTurnAsked) isEvent() {}
+func (evYieldOver) isEvent() {}
 
 func (evLingerTick) isEvent() {}
 
@@ -157,6 +170,12 @@ type ready struct {
 	CommitLinger time.Duration
 	// Presence, if set, goes to the other nodes (PresenceBroker).
 	Presence *PresenceUpdate
+	// AskTurn: this core lost a commit race; the other writers are to be
+	// asked for a turn (Broker.AskTurn).
+	AskTurn bool
+	// YieldTick asks for evYieldOver after this long (0: not): the end
+	// of a turn held for another writer.
+	YieldTick time.Duration
 }
 
 type charge struct {

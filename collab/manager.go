@@ -149,6 +149,10 @@ type Config struct {
 	// store (a cluster); without it this Manager assumes it is the store's
 	// only writer, and still handles a conflict if it is not.
 	Broker Broker
+	// TurnWait: how long a document holds its next commit when another
+	// Manager lost a race for it and asks for a turn (25ms; with a
+	// Broker only; negative: never).
+	TurnWait time.Duration
 	// Presence, if set, carries presence between the nodes of a cluster
 	// (see PresenceBroker): this Manager's participants are shown on the
 	// other nodes and theirs here. Node names this Manager among them (a
@@ -206,6 +210,16 @@ func positive[T int | int64 | float64 | time.Duration](p *T, def T) {
 	}
 }
 
+func (c *Config) turnWait() time.Duration {
+	switch {
+	case c.Broker == nil || c.TurnWait < 0:
+		return 0
+	case c.TurnWait == 0:
+		return 25 * time.Millisecond
+	}
+	return c.TurnWait
+}
+
 func (c *Config) core() coreConfig {
 	return coreConfig{
 		SnapshotEvery:    c.SnapshotEvery,
@@ -224,6 +238,7 @@ func (c *Config) core() coreConfig {
 		RemotePresence:   c.Presence != nil,
 		Node:             c.Node,
 		PresenceTTL:      3 * c.PresenceHeartbeat,
+		TurnWait:         c.turnWait(),
 	}
 }
 

@@ -27,6 +27,9 @@ import (
 	"github.com/tandemdocs/tandem/storage"
 )
 
+// nodeHeader names the node that committed the records of a message.
+const nodeHeader = "Tandem-Node"
+
 // Broker is a collab.Broker over a NATS connection.
 type Broker struct {
 	nc     *nats.Conn
@@ -59,31 +62,49 @@ func token(doc string) string { return strings.ReplaceAll(doc, ".", "~") }
 
 // Publish implements collab.Broker. It does not block: the NATS client
 // buffers, and a message it cannot send is a gap the receivers repair.
-func (b *Broker) Publish(doc string, recs []storage.Record) {
+func (b *Broker) Publish(doc, node string, recs []storage.Record) {
 	data, err := json.Marshal(recs)
 	if err != nil {
 		b.log.Error("broker: encode records", "doc", doc, "err", err)
 		return
 	}
-	if err := b.nc.Publish(b.subject(doc), data); err != nil {
+	msg := &nats.Msg{Subject: b.subject(doc), Data: data, Header: nats.Header{nodeHeader: []string{node}}}
+	if err := b.nc.PublishMsg(msg); err != nil {
 		b.log.Warn("broker: publish", "doc", doc, "err", err)
 	}
 }
 
 // Subscribe implements collab.Broker.
-func (b *Broker) Subscribe(doc string, deliver func([]storage.Record)) func() {
+func (b *Broker) Subscribe(doc string, deliver func(node string, recs []storage.Record)) func() {
 	sub, err := b.nc.Subscribe(b.subject(doc), func(m *nats.Msg) {
 		var recs []storage.Record
 		if err := json.Unmarshal(m.Data, &recs); err != nil || len(recs) == 0 {
 			b.log.Warn("broker: a message that is not records", "doc", doc, "err", err)
 			return
 		}
-		deliver(recs)
+		deliver(m.Header.Get(nodeHeader), recs)
 	})
 	if err != nil {
 		// Without a subscription the document still converges, through
 		// its conflicts: it only hears later.
 		b.log.Warn("broker: subscribe", "doc", doc, "err", err)
+		return func() {}
+	}
+	return func() { sub.Unsubscribe() }
+}
+
+// AskTurn implements collab.Broker, on <prefix>.turns.<document>.
+func (b *Broker) AskTurn(doc, node string) {
+	if err := b.nc.Publish(b.prefix+".turns."+token(doc), []byte(node)); err != nil {
+		b.log.Debug("broker: ask for a turn", "doc", doc, "err", err)
+	}
+}
+
+// SubscribeTurns implements collab.Broker.
+func (b *Broker) SubscribeTurns(doc string, deliver func(node string)) func() {
+	sub, err := b.nc.Subscribe(b.prefix+".turns."+token(doc), func(m *nats.Msg) { deliver(string(m.Data)) })
+	if err != nil {
+		b.log.Warn("broker: subscribe to turns", "doc", doc, "err", err)
 		return func() {}
 	}
 	return func() { sub.Unsubscribe() }
