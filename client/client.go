@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -452,7 +453,9 @@ func (d *Doc) Peers() []Peer {
 	defer d.mu.Unlock()
 	out := make([]Peer, 0, len(d.peers))
 	for _, p := range d.peers {
-		out = append(out, *p)
+		c := *p
+		c.Sel = slices.Clone(p.Sel) // moved in place by later ops
+		out = append(out, c)
 	}
 	return out
 }
