@@ -547,7 +547,20 @@ func openCluster(ctx context.Context, cfg serveConfig, log *slog.Logger) (*nats.
 	if err != nil {
 		return nil, nil, err
 	}
-	store, err := jsstore.Open(ctx, jsstore.Options{Conn: nc, Replicas: cfg.NATSReplicas, Timeout: cfg.NATSTimeout})
+	// A cluster coming up (NATS started with the nodes) has no JetStream
+	// leader for a few seconds: wait for it, saying so.
+	var store *jsstore.Store
+	for attempt := 1; ; attempt++ {
+		store, err = jsstore.Open(ctx, jsstore.Options{Conn: nc, Replicas: cfg.NATSReplicas, Timeout: cfg.NATSTimeout})
+		if err == nil || !jsstore.Unavailable(err) || ctx.Err() != nil {
+			break
+		}
+		log.Warn("waiting for JetStream", "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
 	if err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("--nats: %w", err)

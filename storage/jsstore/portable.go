@@ -43,7 +43,7 @@ func (s *Store) ImportDocument(ctx context.Context, doc storage.Document, text s
 	m := meta{ID: doc.ID, Title: doc.Title, Created: doc.Created.UTC().Round(0), Gen: newGen(),
 		Oldest: doc.Oldest, Indexed: doc.Oldest, Base: doc.Updated.UTC().Round(0)}
 	sv, _ := json.Marshal(snapValue{Text: text, From: 1})
-	if _, err := s.snaps.Put(ctx, snapKey(doc.ID, m.Gen, m.Oldest), sv); err != nil {
+	if err := untilAnswered(ctx, func() error { _, err := s.snaps.Put(ctx, snapKey(doc.ID, m.Gen, m.Oldest), sv); return err }); err != nil {
 		return fmt.Errorf("document %s: snapshot: %w", doc.ID, wrap(err))
 	}
 	// The entries go as asynchronous publishes to the bucket's subjects,
@@ -71,10 +71,10 @@ func (s *Store) ImportDocument(ctx context.Context, doc storage.Document, text s
 		subs = subs[n:]
 	}
 	b, _ := json.Marshal(m)
-	if _, err := s.docs.Create(ctx, key(doc.ID), b); err != nil {
+	if err := untilAnswered(ctx, func() error { _, err := s.docs.Create(ctx, key(doc.ID), b); return err }); err != nil {
 		purgePrefix(ctx, s.snaps, scope(doc.ID, m.Gen))
 		purgePrefix(ctx, s.subs, scope(doc.ID, m.Gen))
-		if errors.Is(err, jetstream.ErrKeyExists) {
+		if wrongLast(err) {
 			return fmt.Errorf("%w: document %s", storage.ErrExists, doc.ID)
 		}
 		return fmt.Errorf("document %s: %w", doc.ID, wrap(err))

@@ -23,13 +23,15 @@
 //     between the two leaves it behind; the document's entry in DOCS keeps
 //     the revision indexed up to, and a lookup first indexes whatever the
 //     log holds beyond it. Publishes carry a message id
-//     (<id>.<gen>.<first revision>) for JetStream's de-duplication window
-//     besides.
+//     (<id>.<gen>.<first revision>.<writer>) for JetStream's
+//     de-duplication window besides.
 //
 // Every write is acknowledged by JetStream once stored; for it to be
 // durable the server must sync its writes (sync_interval: always) and, in
 // a cluster, the stream and buckets must have replicas (Options.Replicas,
-// 3 in production): an acknowledged write is then on a majority.
+// 3 in production): an acknowledged write is then on a majority. Reads go
+// to each stream's leader (no direct gets, which any replica answers): a
+// node must read every write acknowledged before, its own and others'.
 package jsstore
 
 import (
@@ -81,6 +83,12 @@ type Store struct {
 	subs    jetstream.KeyValue
 	subsKV  string // the subject prefix of subs' keys, for bulk writes
 	subject string // the log's subject prefix
+	// writer is this store's random id, in its publishes' message ids:
+	// JetStream's de-duplication is for a publish sent again by the same
+	// writer; two writers at one head are told apart by the
+	// compare-and-swap (a shared id would make one wait on the other's
+	// publish in a cluster).
+	writer  string
 	timeout time.Duration
 
 	mu     sync.RWMutex
@@ -148,7 +156,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jsstore: %w", err)
 	}
-	s := &Store{js: js, subject: strings.ToLower(o.Prefix) + ".log", timeout: o.Timeout, tails: map[string]tailCache{}}
+	s := &Store{js: js, subject: strings.ToLower(o.Prefix) + ".log", timeout: o.Timeout, tails: map[string]tailCache{}, writer: newGen()}
 	keep := o.Replicas == 0 || o.OpenOnly
 	replicas := max(o.Replicas, 1)
 	if keep {
@@ -166,26 +174,20 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 			Subjects:    []string{s.subject + ".>"},
 			Storage:     jetstream.FileStorage,
 			Replicas:    replicas,
-			AllowDirect: true,
+			AllowDirect: false, // see leaderReads
 			Duplicates:  2 * time.Minute,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("jsstore: log stream: %w", err)
 		}
 	}
-	bucket := func(name string) (jetstream.KeyValue, error) {
-		if keep {
-			kv, err := js.KeyValue(ctx, o.Prefix+"_"+name)
-			switch {
-			case err == nil:
-				return kv, nil
-			case !errors.Is(err, jetstream.ErrBucketNotFound) || o.OpenOnly:
-				return nil, fmt.Errorf("jsstore: %s bucket: %w", name, err)
-			}
+	if !o.OpenOnly {
+		if s.log, err = leaderReads(ctx, js, s.log); err != nil {
+			return nil, fmt.Errorf("jsstore: log stream: %w", err)
 		}
-		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: o.Prefix + "_" + name, Storage: jetstream.FileStorage, Replicas: replicas, History: 1,
-		})
+	}
+	bucket := func(name string) (jetstream.KeyValue, error) {
+		kv, err := s.openBucket(ctx, js, o, name, keep, replicas)
 		if err != nil {
 			return nil, fmt.Errorf("jsstore: %s bucket: %w", name, err)
 		}
@@ -206,6 +208,80 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	s.wg.Add(1)
 	go s.indexer()
 	return s, nil
+}
+
+// openBucket opens (or creates) a key-value bucket with reads from its
+// leader. It never updates a bucket with CreateOrUpdateKeyValue, which
+// turns direct gets on again: a node that bound it then would send its
+// reads where nobody answers once another node turned them off.
+func (s *Store) openBucket(ctx context.Context, js jetstream.JetStream, o Options, name string, keep bool, replicas int) (jetstream.KeyValue, error) {
+	bucket := o.Prefix + "_" + name
+	kv, err := js.KeyValue(ctx, bucket)
+	switch {
+	case err == nil:
+	case !errors.Is(err, jetstream.ErrBucketNotFound) || o.OpenOnly:
+		return nil, err
+	default:
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: bucket, Storage: jetstream.FileStorage, Replicas: replicas, History: 1,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(ctx, bucket) // another node created it first
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if o.OpenOnly {
+		return kv, nil
+	}
+	st, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return nil, err
+	}
+	if !keep && st.CachedInfo().Config.Replicas != replicas {
+		cfg := st.CachedInfo().Config
+		cfg.Replicas = replicas
+		if st, err = js.UpdateStream(ctx, cfg); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := leaderReads(ctx, js, st); err != nil {
+		return nil, err
+	}
+	// Bound again, now that the stream's reads are its leader's.
+	return js.KeyValue(ctx, bucket)
+}
+
+// leaderReads turns off direct gets on a stream. With replicas, a direct
+// get is answered by any replica, and a follower may not have the last
+// writes yet: a node would read a head older than its own commit, or
+// (worse) a watermark of the exactly-once index ahead of the index's
+// entries, and apply a resent op twice. Reads through the stream's API are
+// answered by its leader, which has every acknowledged write.
+func leaderReads(ctx context.Context, js jetstream.JetStream, st jetstream.Stream) (jetstream.Stream, error) {
+	cfg := st.CachedInfo().Config
+	if !cfg.AllowDirect {
+		return st, nil
+	}
+	cfg.AllowDirect = false
+	st, err := js.UpdateStream(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	// A replicated stream elects its leader again after an update: until
+	// it has one, requests to it find no responder.
+	for {
+		info, err := st.Info(ctx)
+		if err == nil && (info.Cluster == nil || info.Cluster.Leader != "") {
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("stream %s has no leader after its update: %w", cfg.Name, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // begin checks the store is open and bounds ctx.
@@ -291,7 +367,8 @@ func (s *Store) getMeta(ctx context.Context, id string) (meta, uint64, error) {
 	if err := storage.CheckID(id); err != nil {
 		return meta{}, 0, err
 	}
-	e, err := s.docs.Get(ctx, key(id))
+	var e jetstream.KeyValueEntry
+	err := untilAnswered(ctx, func() (err error) { e, err = s.docs.Get(ctx, key(id)); return err })
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return meta{}, 0, fmt.Errorf("%w: document %s", storage.ErrNotFound, id)
 	}
@@ -317,11 +394,11 @@ func (s *Store) updateMeta(ctx context.Context, id string, change func(*meta) er
 			return err
 		}
 		b, _ := json.Marshal(m)
-		_, err = s.docs.Update(ctx, key(id), b, rev)
+		err = untilAnswered(ctx, func() error { _, err := s.docs.Update(ctx, key(id), b, rev); return err })
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		if !wrongLast(err) {
 			return fmt.Errorf("document %s: %w", id, wrap(err))
 		}
 	}
@@ -330,7 +407,8 @@ func (s *Store) updateMeta(ctx context.Context, id string, change func(*meta) er
 // tail is the last message on a document's subject: its head and sequence
 // (0, 0 when it has none), and its time.
 func (s *Store) tail(ctx context.Context, id, gen string) (head int64, seq uint64, updated time.Time, err error) {
-	msg, err := s.log.GetLastMsgForSubject(ctx, s.logSubject(id, gen))
+	var msg *jetstream.RawStreamMsg
+	err = untilAnswered(ctx, func() (err error) { msg, err = s.log.GetLastMsgForSubject(ctx, s.logSubject(id, gen)); return err })
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, 0, time.Time{}, nil
 	}
@@ -470,13 +548,13 @@ func (s *Store) CreateDocument(ctx context.Context, doc storage.Document, text s
 	m := meta{ID: doc.ID, Title: doc.Title, Created: doc.Created.UTC().Round(0), Gen: newGen()}
 	// The snapshot first: a document is visible only with its text.
 	sv, _ := json.Marshal(snapValue{Text: text, From: 1})
-	if _, err := s.snaps.Put(ctx, snapKey(doc.ID, m.Gen, 0), sv); err != nil {
+	if err := untilAnswered(ctx, func() error { _, err := s.snaps.Put(ctx, snapKey(doc.ID, m.Gen, 0), sv); return err }); err != nil {
 		return fmt.Errorf("document %s: snapshot: %w", doc.ID, wrap(err))
 	}
 	b, _ := json.Marshal(m)
-	if _, err := s.docs.Create(ctx, key(doc.ID), b); err != nil {
+	if err := untilAnswered(ctx, func() error { _, err := s.docs.Create(ctx, key(doc.ID), b); return err }); err != nil {
 		s.snaps.Purge(ctx, snapKey(doc.ID, m.Gen, 0))
-		if errors.Is(err, jetstream.ErrKeyExists) {
+		if wrongLast(err) {
 			return fmt.Errorf("%w: document %s", storage.ErrExists, doc.ID)
 		}
 		return fmt.Errorf("document %s: %w", doc.ID, wrap(err))
@@ -552,7 +630,7 @@ func (s *Store) DeleteDocument(ctx context.Context, id string) error {
 	}
 	s.forgetTail(id)
 	if err := s.docs.Purge(ctx, key(id), jetstream.LastRevision(rev)); err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) {
+		if wrongLast(err) {
 			return fmt.Errorf("%w: document %s changed while being deleted", storage.ErrConflict, id)
 		}
 		return fmt.Errorf("document %s: %w", id, wrap(err))
@@ -666,25 +744,39 @@ func (s *Store) append(ctx context.Context, a storage.Append) error {
 		return fmt.Errorf("%w: document %s: %v", storage.ErrInvalid, a.DocID, err)
 	}
 	subject := s.logSubject(a.DocID, gen)
-	ack, err := s.js.Publish(ctx, subject, body,
-		jetstream.WithExpectLastSequencePerSubject(seq),
-		jetstream.WithMsgID(fmt.Sprintf("%s.%s.%d", a.DocID, gen, a.Head+1)))
+	var ack *jetstream.PubAck
+	err = untilAnswered(ctx, func() (err error) {
+		ack, err = s.js.Publish(ctx, subject, body,
+			jetstream.WithExpectLastSequencePerSubject(seq),
+			jetstream.WithMsgID(fmt.Sprintf("%s.%s.%d.%s", a.DocID, gen, a.Head+1, s.writer)))
+		return err
+	})
 	if err != nil {
 		s.forgetTail(a.DocID)
 		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+		switch {
+		case wrongLast(err):
+			if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant {
+				// A replicated stream refuses while another writer's
+				// append to the subject is still being replicated: wait
+				// until it is readable, so that the caller, reading what
+				// beat it, finds it.
+				s.awaitTailPast(ctx, a.DocID, gen, seq)
+			}
 			return fmt.Errorf("%w: document %s: another writer appended at head %d first", storage.ErrConflict, a.DocID, a.Head)
+		case errors.As(err, &apiErr) && apiErr.ErrorCode == errDuplicateInProcess:
+			// An earlier publish of this append is still being stored.
+			return fmt.Errorf("%w: document %s: an append at head %d is being stored", storage.ErrConflict, a.DocID, a.Head)
 		}
 		return fmt.Errorf("document %s: publish: %w", a.DocID, wrap(err))
 	}
-	s.noteTail(a.DocID, tailCache{gen: gen, head: e.Records[len(e.Records)-1].Rev, seq: ack.Sequence})
 	if ack.Duplicate {
 		s.forgetTail(a.DocID)
-		// The same id within the window: a retry of a publish that was
-		// stored before. Its records are the ones at these revisions only
-		// if the head moved by exactly this append.
+		// The same id within the window: a publish of this append was
+		// stored before. Reading the log says what it holds.
 		return fmt.Errorf("%w: document %s: a commit at head %d was already stored", storage.ErrConflict, a.DocID, a.Head)
 	}
+	s.noteTail(a.DocID, tailCache{gen: gen, head: e.Records[len(e.Records)-1].Rev, seq: ack.Sequence})
 	select {
 	case s.indexq <- indexJob{a.DocID, gen, e.Records}:
 	default:
@@ -705,6 +797,23 @@ func (s *Store) append(ctx context.Context, a storage.Append) error {
 		}
 	}
 	return nil
+}
+
+// awaitTailPast waits (briefly: ctx and a second bound it) until the
+// document's last message is not the one at seq.
+func (s *Store) awaitTailPast(ctx context.Context, id, gen string, seq uint64) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	for {
+		if _, last, _, err := s.tail(ctx, id, gen); err != nil || last != seq {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
 }
 
 // indexer writes the exactly-once entries of committed records, in commit
@@ -730,7 +839,8 @@ func (s *Store) index(ctx context.Context, id, gen string, recs []record) error 
 			continue
 		}
 		k := subKey(id, gen, r.Source, r.Seq)
-		if _, err := s.subs.Create(ctx, k, []byte(strconv.FormatInt(r.Rev, 10))); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		err := untilAnswered(ctx, func() error { _, err := s.subs.Create(ctx, k, []byte(strconv.FormatInt(r.Rev, 10))); return err })
+		if err != nil && !wrongLast(err) {
 			return fmt.Errorf("document %s: exactly-once index: %w", id, wrap(err))
 		}
 	}
@@ -752,7 +862,11 @@ func (s *Store) index(ctx context.Context, id, gen string, recs []record) error 
 func (s *Store) scan(ctx context.Context, id, gen string, from uint64, f func(r record, seq uint64, ends bool) bool) error {
 	subject := s.logSubject(id, gen)
 	for seq := max(from, 1); ; seq++ {
-		msg, err := s.log.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		var msg *jetstream.RawStreamMsg
+		err := untilAnswered(ctx, func() (err error) {
+			msg, err = s.log.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+			return err
+		})
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil
 		}
@@ -783,7 +897,8 @@ func (s *Store) snapshotAt(ctx context.Context, id, gen string, rev int64) (stor
 		if err != nil || r > rev {
 			continue
 		}
-		e, err := s.snaps.Get(ctx, keys[i])
+		var e jetstream.KeyValueEntry
+		err = untilAnswered(ctx, func() (err error) { e, err = s.snaps.Get(ctx, keys[i]); return err })
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue
 		}
@@ -931,7 +1046,7 @@ func (s *Store) putSnapshot(ctx context.Context, id, gen string, snap storage.Sn
 		}
 	}
 	b, _ := json.Marshal(snapValue{Text: snap.Text, From: from})
-	if _, err := s.snaps.Put(ctx, snapKey(id, gen, snap.Rev), b); err != nil {
+	if err := untilAnswered(ctx, func() error { _, err := s.snaps.Put(ctx, snapKey(id, gen, snap.Rev), b); return err }); err != nil {
 		return fmt.Errorf("document %s: snapshot %d: %w", id, snap.Rev, wrap(err))
 	}
 	return nil
@@ -985,7 +1100,8 @@ func (s *Store) LookupSubmission(ctx context.Context, id, source string, seq uin
 	if err := s.catchUpIndex(ctx, id, d, m); err != nil {
 		return 0, false, err
 	}
-	e, err := s.subs.Get(ctx, subKey(id, m.Gen, source, seq))
+	var e jetstream.KeyValueEntry
+	err = untilAnswered(ctx, func() (err error) { e, err = s.subs.Get(ctx, subKey(id, m.Gen, source, seq)); return err })
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return 0, false, nil
 	}
@@ -1126,4 +1242,56 @@ func (s *Store) Close() error {
 	close(s.indexq)
 	s.wg.Wait()
 	return nil
+}
+
+// wrongLast reports whether err is a compare-and-swap that lost: a key
+// that exists (Create) or has another revision (Update), an expected last
+// sequence that is not. A clustered stream answers with another code than
+// a single server.
+func wrongLast(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
+			return true
+		}
+	}
+	return errors.Is(err, jetstream.ErrKeyExists)
+}
+
+// untilAnswered runs write again while JetStream has no responder for it
+// (a replicated stream between two leaders, or just created or updated
+// and not yet known to every server): nothing was stored, so sending it
+// again is safe. ctx bounds it.
+func untilAnswered(ctx context.Context, write func() error) error {
+	for {
+		err := write()
+		if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// errDuplicateInProcess is JetStream's answer (in a cluster) to a publish
+// whose message id another publish in flight has.
+const errDuplicateInProcess jetstream.ErrorCode = 10158
+
+// Unavailable reports whether err says JetStream cannot answer yet rather
+// than that something is wrong: a request timed out, the cluster has no
+// leader yet, or not enough servers for the replicas asked for (a cluster
+// coming up). Opening again later may succeed.
+func Unavailable(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case 10008, 10005: // JetStream system temporarily unavailable; no suitable peers for placement
+			return true
+		}
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }

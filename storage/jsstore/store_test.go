@@ -25,29 +25,41 @@ func TestStore(t *testing.T) {
 	ns := natstest.Start(t)
 	n := 0
 	storagetest.TestStore(t, func(t *testing.T) storage.Store {
-		nc, err := nats.Connect(ns.ClientURL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
 		// A fresh stream and buckets per subtest: a store starts empty.
 		n++
-		s, err := jsstore.Open(t.Context(), jsstore.Options{Conn: nc, Prefix: fmt.Sprintf("CONF%d", n)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
+		return openStoreOn(t, ns.ClientURL(), fmt.Sprintf("CONF%d", n), 0)
+	})
+}
+
+// TestStoreClustered: the conformance suite on a 3-node JetStream
+// cluster, the stream and buckets in 3 replicas, each store connected to
+// another server than the last (reads must see the writes acknowledged
+// before them, whichever server answers).
+func TestStoreClustered(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a NATS cluster (-short)")
+	}
+	servers := natstest.Cluster(t, 3)
+	n := 0
+	storagetest.TestStore(t, func(t *testing.T) storage.Store {
+		n++
+		return openStoreOn(t, servers[n%3].ClientURL(), fmt.Sprintf("CONF%d", n), 3)
 	})
 }
 
 func openStore(t *testing.T, ns *server.Server, prefix string) *jsstore.Store {
 	t.Helper()
-	nc, err := nats.Connect(ns.ClientURL())
+	return openStoreOn(t, ns.ClientURL(), prefix, 0)
+}
+
+func openStoreOn(t *testing.T, url, prefix string, replicas int) *jsstore.Store {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.DontRandomize())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	s, err := jsstore.Open(t.Context(), jsstore.Options{Conn: nc, Prefix: prefix})
+	s, err := jsstore.Open(t.Context(), jsstore.Options{Conn: nc, Prefix: prefix, Replicas: replicas})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,10 +72,24 @@ func insert(rev int64, src string, seq uint64) storage.Record {
 
 // TestTwoNodes: two stores on two connections (two Tandem nodes) append to
 // one document at the same heads: each round exactly one wins, the other
-// gets ErrConflict, and the log has every revision once.
+// gets ErrConflict and reads the winner's record at once, and the log has
+// every revision once. On one NATS server, and on a 3-node cluster with the
+// two stores connected to different servers.
 func TestTwoNodes(t *testing.T) {
-	ns := natstest.Start(t)
-	a, b := openStore(t, ns, "TWO"), openStore(t, ns, "TWO")
+	t.Run("single", func(t *testing.T) {
+		ns := natstest.Start(t)
+		twoNodes(t, openStore(t, ns, "TWO"), openStore(t, ns, "TWO"))
+	})
+	t.Run("cluster", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("a NATS cluster (-short)")
+		}
+		servers := natstest.Cluster(t, 3)
+		twoNodes(t, openStoreOn(t, servers[0].ClientURL(), "TWO", 3), openStoreOn(t, servers[2].ClientURL(), "TWO", 3))
+	})
+}
+
+func twoNodes(t *testing.T, a, b *jsstore.Store) {
 	ctx := t.Context()
 	if err := a.CreateDocument(ctx, storage.Document{ID: "shared.doc", Created: time.Now()}, ""); err != nil {
 		t.Fatal(err)
@@ -85,12 +111,19 @@ func TestTwoNodes(t *testing.T) {
 		}
 		wg.Wait()
 		won := 0
-		for _, err := range results {
+		for n, err := range results {
 			switch {
 			case err == nil:
 				won++
 			case !errors.Is(err, storage.ErrConflict):
 				t.Fatalf("round %d: %v", i, err)
+			default:
+				// The loser reads what beat it.
+				loser := []*jsstore.Store{a, b}[n]
+				recs, err := loser.Records(ctx, "shared.doc", head, head+1)
+				if err != nil || len(recs) != 1 || recs[0].Source == fmt.Sprint("node", n) {
+					t.Fatalf("round %d: the loser reads %v, %v", i, recs, err)
+				}
 			}
 		}
 		if won != 1 {
