@@ -31,103 +31,86 @@ type Broker interface {
 	SubscribeTurns(doc string, deliver func(node string)) (unsubscribe func())
 }
 
-// MemoryBroker is a Broker within one process: for tests, and for running
-// several Managers over one store.
-// It is a PresenceBroker too.
+// MemoryBroker is a Broker and a PresenceBroker within one process: for
+// tests, and for running several Managers over one store.
 type MemoryBroker struct {
-	mu       sync.Mutex
-	subs     map[string][]*subscription
-	presence map[string][]*presenceSub
-	turns    map[string][]*turnSub
+	commits  topic[func(string, []storage.Record)]
+	turns    topic[func(string)]
+	presence topic[func(PresenceUpdate)]
 }
-
-type turnSub struct{ deliver func(string) }
-
-type subscription struct {
-	deliver func(string, []storage.Record)
-}
-
-type presenceSub struct{ deliver func(PresenceUpdate) }
 
 // NewMemoryBroker returns an empty MemoryBroker.
-func NewMemoryBroker() *MemoryBroker {
-	return &MemoryBroker{subs: map[string][]*subscription{}, presence: map[string][]*presenceSub{}, turns: map[string][]*turnSub{}}
-}
-
-// AskTurn implements Broker.
-func (b *MemoryBroker) AskTurn(doc, node string) {
-	b.mu.Lock()
-	subs := slices.Clone(b.turns[doc])
-	b.mu.Unlock()
-	for _, s := range subs {
-		s.deliver(node)
-	}
-}
-
-// SubscribeTurns implements Broker.
-func (b *MemoryBroker) SubscribeTurns(doc string, deliver func(string)) func() {
-	s := &turnSub{deliver: deliver}
-	b.mu.Lock()
-	b.turns[doc] = append(b.turns[doc], s)
-	b.mu.Unlock()
-	return func() {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		b.turns[doc] = slices.DeleteFunc(b.turns[doc], func(x *turnSub) bool { return x == s })
-		if len(b.turns[doc]) == 0 {
-			delete(b.turns, doc)
-		}
-	}
-}
-
-// PublishPresence implements PresenceBroker.
-func (b *MemoryBroker) PublishPresence(doc string, u PresenceUpdate) {
-	b.mu.Lock()
-	subs := slices.Clone(b.presence[doc])
-	b.mu.Unlock()
-	for _, s := range subs {
-		s.deliver(u)
-	}
-}
-
-// SubscribePresence implements PresenceBroker.
-func (b *MemoryBroker) SubscribePresence(doc string, deliver func(PresenceUpdate)) func() {
-	s := &presenceSub{deliver: deliver}
-	b.mu.Lock()
-	b.presence[doc] = append(b.presence[doc], s)
-	b.mu.Unlock()
-	return func() {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		b.presence[doc] = slices.DeleteFunc(b.presence[doc], func(x *presenceSub) bool { return x == s })
-		if len(b.presence[doc]) == 0 {
-			delete(b.presence, doc)
-		}
-	}
-}
+func NewMemoryBroker() *MemoryBroker { return &MemoryBroker{} }
 
 // Publish implements Broker.
 func (b *MemoryBroker) Publish(doc, node string, recs []storage.Record) {
-	b.mu.Lock()
-	subs := slices.Clone(b.subs[doc])
-	b.mu.Unlock()
-	for _, s := range subs {
-		s.deliver(node, recs)
+	for _, deliver := range b.commits.subscribers(doc) {
+		deliver(node, recs)
 	}
 }
 
 // Subscribe implements Broker.
 func (b *MemoryBroker) Subscribe(doc string, deliver func(string, []storage.Record)) func() {
-	s := &subscription{deliver: deliver}
-	b.mu.Lock()
-	b.subs[doc] = append(b.subs[doc], s)
-	b.mu.Unlock()
+	return b.commits.subscribe(doc, deliver)
+}
+
+// AskTurn implements Broker.
+func (b *MemoryBroker) AskTurn(doc, node string) {
+	for _, deliver := range b.turns.subscribers(doc) {
+		deliver(node)
+	}
+}
+
+// SubscribeTurns implements Broker.
+func (b *MemoryBroker) SubscribeTurns(doc string, deliver func(string)) func() {
+	return b.turns.subscribe(doc, deliver)
+}
+
+// PublishPresence implements PresenceBroker.
+func (b *MemoryBroker) PublishPresence(doc string, u PresenceUpdate) {
+	for _, deliver := range b.presence.subscribers(doc) {
+		deliver(u)
+	}
+}
+
+// SubscribePresence implements PresenceBroker.
+func (b *MemoryBroker) SubscribePresence(doc string, deliver func(PresenceUpdate)) func() {
+	return b.presence.subscribe(doc, deliver)
+}
+
+// topic is one kind of a MemoryBroker's messages: each document's
+// subscribers (F, a deliver function).
+type topic[F any] struct {
+	mu   sync.Mutex
+	subs map[string][]*F
+}
+
+func (t *topic[F]) subscribe(doc string, deliver F) (unsubscribe func()) {
+	s := &deliver
+	t.mu.Lock()
+	if t.subs == nil {
+		t.subs = map[string][]*F{}
+	}
+	t.subs[doc] = append(t.subs[doc], s)
+	t.mu.Unlock()
 	return func() {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		b.subs[doc] = slices.DeleteFunc(b.subs[doc], func(x *subscription) bool { return x == s })
-		if len(b.subs[doc]) == 0 {
-			delete(b.subs, doc)
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		t.subs[doc] = slices.DeleteFunc(t.subs[doc], func(x *F) bool { return x == s })
+		if len(t.subs[doc]) == 0 {
+			delete(t.subs, doc)
 		}
 	}
+}
+
+// subscribers returns doc's subscribers now (delivering outside the lock:
+// a subscriber may subscribe or publish).
+func (t *topic[F]) subscribers(doc string) []F {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]F, len(t.subs[doc]))
+	for i, s := range t.subs[doc] {
+		out[i] = *s
+	}
+	return out
 }

@@ -369,7 +369,7 @@ func (c *core) tryHello(cl *client) bool {
 	if c.announced+c.remoteShown < c.cfg.HelloPeers {
 		cl.announced = true
 		c.announced++
-		c.sendOthers(cl, encodeJoin(cl))
+		c.sendOthers(cl, encodeJoin(cl.peer()))
 		c.tellPeer(cl)
 	}
 	c.out.Joined = append(c.out.Joined, joinOutcome{Client: cl.id})
@@ -418,46 +418,35 @@ func (c *core) hello(cl *client, catchUp bool, ops []committed) []byte {
 	}
 	b = appendField(b, "peers")
 	b = append(b, '[')
-	first, listed, more := true, 0, 0
-	for _, p := range c.clients {
-		if p == cl || !p.joined || p.left {
-			continue
-		}
-		// A hello lists the announced peers (at most HelloPeers); the
-		// others come as a count.
-		if !p.announced || listed >= c.cfg.HelloPeers {
+	// A hello lists the announced peers, this node's and other nodes' (at
+	// most HelloPeers); the others come as a count.
+	listed, more := 0, 0
+	list := func(announced bool, p Peer, sel []ot.Selection) {
+		if !announced || listed >= c.cfg.HelloPeers {
 			more++
-			continue
+			return
 		}
-		listed++
-		if !first {
+		if listed > 0 {
 			b = append(b, ',')
 		}
-		first = false
+		listed++
 		b = appendObject(b, func(b []byte) []byte {
 			b = appendPeerFields(b, p)
 			b = appendField(b, "sel")
-			return appendSelections(b, p.sel)
+			return appendSelections(b, sel)
 		})
 	}
+	for _, p := range c.clients {
+		if p != cl && p.joined && !p.left {
+			list(p.announced, p.peer(), p.sel)
+		}
+	}
 	for _, rp := range c.remotes {
-		if !rp.shown || listed >= c.cfg.HelloPeers {
-			more++
-			continue
+		sel := rp.sel
+		if !rp.at {
+			sel = nil // placed when this node reaches its revision
 		}
-		listed++
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		b = appendObject(b, func(b []byte) []byte {
-			b = appendRemotePeerFields(b, rp.peer)
-			b = appendField(b, "sel")
-			if !rp.at {
-				return appendSelections(b, nil) // placed when this node reaches its revision
-			}
-			return appendSelections(b, rp.sel)
-		})
+		list(rp.shown, rp.peer, sel)
 	}
 	b = append(b, ']')
 	if more > 0 {

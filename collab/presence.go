@@ -87,8 +87,9 @@ type remotePeer struct {
 
 // localPeer is one of this core's clients as the others see it.
 func (c *core) localPeer(cl *client) Peer {
-	return Peer{Client: cl.id, User: cl.info.User, Name: cl.info.Name, Color: cl.info.Color, Source: cl.info.Source,
-		Rev: c.durableRev, Sel: slices.Clone(cl.sel)}
+	p := cl.peer()
+	p.Rev, p.Sel = c.durableRev, slices.Clone(cl.sel)
+	return p
 }
 
 // tellPeer and tellLeft add to this step's update for the other nodes.
@@ -169,7 +170,7 @@ func (c *core) remotePresence(ev evRemotePresence) {
 		if !rp.shown && c.announced+c.remoteShown < c.cfg.HelloPeers {
 			rp.shown = true
 			c.remoteShown++
-			c.sendOthers(nil, encodeJoinPeer(p))
+			c.sendOthers(nil, encodeJoin(p))
 			changed = len(p.Sel) > 0
 		}
 		if changed && c.placeRemote(rp) && rp.shown {
@@ -272,20 +273,3 @@ func sideOf(source string, r committed) ot.Side {
 	return ot.Left
 }
 
-func encodeJoinPeer(p Peer) []byte {
-	b := append(make([]byte, 0, 128), `{"type":"join"`...)
-	b = appendRemotePeerFields(b, p)
-	return append(b, '}')
-}
-
-func appendRemotePeerFields(b []byte, p Peer) []byte {
-	b = appendField(b, "client")
-	b = appendString(b, p.Client)
-	b = appendField(b, "user")
-	b = appendString(b, p.User)
-	b = appendField(b, "name")
-	b = appendString(b, p.Name)
-	b = appendField(b, "color")
-	b = appendString(b, p.Color)
-	return b
-}

@@ -299,11 +299,24 @@ func encodeBatch(parts [][]byte, skip int) []byte {
 
 func appendInt(b []byte, n int64) []byte { return strconv.AppendInt(b, n, 10) }
 
-func appendPeerFields(b []byte, p *client) []byte {
-	return appendRemotePeerFields(b, Peer{Client: p.id, User: p.info.User, Name: p.info.Name, Color: p.info.Color})
+// peer is the client as others see it (without its selection).
+func (cl *client) peer() Peer {
+	return Peer{Client: cl.id, User: cl.info.User, Name: cl.info.Name, Color: cl.info.Color, Source: cl.info.Source}
 }
 
-func encodeJoin(p *client) []byte {
+func appendPeerFields(b []byte, p Peer) []byte {
+	b = appendField(b, "client")
+	b = appendString(b, p.Client)
+	b = appendField(b, "user")
+	b = appendString(b, p.User)
+	b = appendField(b, "name")
+	b = appendString(b, p.Name)
+	b = appendField(b, "color")
+	b = appendString(b, p.Color)
+	return b
+}
+
+func encodeJoin(p Peer) []byte {
 	b := append(make([]byte, 0, 128), `{"type":"join"`...)
 	b = appendPeerFields(b, p)
 	return append(b, '}')

@@ -252,40 +252,67 @@ func (s *Store) CreateDocument(ctx context.Context, doc storage.Document, text s
 	if err := storage.CheckID(doc.ID); err != nil {
 		return err
 	}
-	if !utf8.ValidString(text) || !utf8.ValidString(doc.Title) {
-		return fmt.Errorf("%w: document %s: title and text must be valid UTF-8", storage.ErrInvalid, doc.ID)
+	created := doc.Created.UTC()
+	if created.IsZero() {
+		created = time.Now().UTC()
+	}
+	return s.create(ctx, docValue{ID: doc.ID, Title: doc.Title, Created: created, Updated: created}, text, nil)
+}
+
+// create stores a new document v at revision v.Oldest (its head) with
+// text there and the exactly-once entries subs, under a new generation.
+// The entries go first, in batches; the document appears with its
+// metadata and snapshot in one last synced write, so a crash before it
+// leaves only keys that no document claims (swept by the next create of
+// the id, reported by Verify).
+func (s *Store) create(ctx context.Context, v docValue, text string, subs []storage.Submission) error {
+	if !utf8.ValidString(text) || !utf8.ValidString(v.Title) {
+		return fmt.Errorf("%w: document %s: title and text must be valid UTF-8", storage.ErrInvalid, v.ID)
+	}
+	snap := []byte(text)
+	if entrySize(len(v.ID)+20, snap)+1024 > s.maxBatchBytes || len(snap) >= maxValueBytes {
+		return fmt.Errorf("%w: document %s: text of %d bytes is larger than one write allows (%d)", storage.ErrInvalid, v.ID, len(snap), s.maxBatchBytes)
 	}
 	s.lifecycle.Lock()
 	defer s.lifecycle.Unlock()
-	if _, err := s.Document(ctx, doc.ID); err == nil {
-		return fmt.Errorf("%w: document %s", storage.ErrExists, doc.ID)
+	if _, err := s.Document(ctx, v.ID); err == nil {
+		return fmt.Errorf("%w: document %s", storage.ErrExists, v.ID)
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return err
 	}
 	// Remnants of a delete that crashed half way must not leak into a new
 	// document with the same id.
-	if err := s.sweep(doc.ID, 0, 0, false); err != nil {
+	if err := s.sweep(v.ID, 0, 0, false); err != nil {
 		return err
 	}
-	created := doc.Created.UTC()
-	if created.IsZero() {
-		created = time.Now().UTC()
-	}
-	v := docValue{ID: doc.ID, Title: doc.Title, Created: created, Updated: created, Gen: newGen()}
-	snap := []byte(text)
-	if entrySize(len(doc.ID)+20, snap)+1024 > s.maxBatchBytes || len(snap) >= maxValueBytes {
-		return fmt.Errorf("%w: document %s: initial text of %d bytes is larger than one write allows (%d)", storage.ErrInvalid, doc.ID, len(snap), s.maxBatchBytes)
+	v.Head, v.Gen = v.Oldest, newGen()
+	for len(subs) > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := min(len(subs), s.maxBatchEntries/2)
+		wb := s.db.NewWriteBatch()
+		for _, sub := range subs[:n] {
+			if err := wb.Set(subKey(v.ID, v.Gen, sub.Source, sub.Seq), binary.BigEndian.AppendUint64(nil, uint64(sub.Rev))); err != nil {
+				wb.Cancel()
+				return fmt.Errorf("document %s: exactly-once index: %w", v.ID, wrap(err))
+			}
+		}
+		if err := wb.Flush(); err != nil {
+			return fmt.Errorf("document %s: exactly-once index: %w", v.ID, wrap(err))
+		}
+		subs = subs[n:]
 	}
 	return s.update(func(txn *badger.Txn) error {
-		if _, err := getDoc(txn, doc.ID); err == nil {
-			return fmt.Errorf("%w: document %s", storage.ErrExists, doc.ID)
+		if _, err := getDoc(txn, v.ID); err == nil {
+			return fmt.Errorf("%w: document %s", storage.ErrExists, v.ID)
 		} else if !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
 		if err := setDoc(txn, v); err != nil {
 			return err
 		}
-		return txn.Set(revKey(snpPrefix, doc.ID, v.Gen, 0), snap)
+		return txn.Set(revKey(snpPrefix, v.ID, v.Gen, v.Oldest), snap)
 	})
 }
 
