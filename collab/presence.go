@@ -272,4 +272,3 @@ func sideOf(source string, r committed) ot.Side {
 	}
 	return ot.Left
 }
-
