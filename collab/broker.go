@@ -21,21 +21,46 @@ type Broker interface {
 	// it ignores), until the returned function is called. deliver must
 	// not block.
 	Subscribe(doc string, deliver func(node string, recs []storage.Record)) (unsubscribe func())
-	// AskTurn tells the other writers of doc that writer node lost a
-	// commit race and asks for a turn (see TurnWait): fairness, a hint
-	// too. It must not block for long.
-	AskTurn(doc, node string)
-	// SubscribeTurns calls deliver with the node of every AskTurn for doc
-	// (possibly the subscriber's own) until the returned function is
-	// called. deliver must not block.
-	SubscribeTurns(doc string, deliver func(node string)) (unsubscribe func())
+	// Signal tells the other writers of doc something other than a
+	// commit (a hint too, at most once). It must not block for long.
+	Signal(doc string, s Signal)
+	// SubscribeSignals calls deliver with every Signal for doc (possibly
+	// the subscriber's own, which it ignores) until the returned function
+	// is called. deliver must not block.
+	SubscribeSignals(doc string, deliver func(Signal)) (unsubscribe func())
 }
+
+// Signal is a notice from one Manager of a cluster to the others about
+// a document, besides its commits.
+type Signal struct {
+	Node string `json:"node"`
+	Kind string `json:"kind"`
+	// Client and Rev: who restored which revision (SignalRestored).
+	Client string `json:"client,omitempty"`
+	Rev    int64  `json:"rev,omitempty"`
+}
+
+// The kinds of Signal.
+const (
+	// SignalTurn: Node lost a commit race for the document and asks for
+	// a turn (Config.TurnWait).
+	SignalTurn = "turn"
+	// SignalTitle: the title changed; the others read it from the store
+	// and tell their clients.
+	SignalTitle = "title"
+	// SignalDeleted: the document was deleted; the others close its
+	// connections as if it was deleted through them.
+	SignalDeleted = "deleted"
+	// SignalRestored: a client restored an old revision; the others tell
+	// their clients (the restored message).
+	SignalRestored = "restored"
+)
 
 // MemoryBroker is a Broker and a PresenceBroker within one process: for
 // tests, and for running several Managers over one store.
 type MemoryBroker struct {
 	commits  topic[func(string, []storage.Record)]
-	turns    topic[func(string)]
+	signals  topic[func(Signal)]
 	presence topic[func(PresenceUpdate)]
 }
 
@@ -54,16 +79,16 @@ func (b *MemoryBroker) Subscribe(doc string, deliver func(string, []storage.Reco
 	return b.commits.subscribe(doc, deliver)
 }
 
-// AskTurn implements Broker.
-func (b *MemoryBroker) AskTurn(doc, node string) {
-	for _, deliver := range b.turns.subscribers(doc) {
-		deliver(node)
+// Signal implements Broker.
+func (b *MemoryBroker) Signal(doc string, s Signal) {
+	for _, deliver := range b.signals.subscribers(doc) {
+		deliver(s)
 	}
 }
 
-// SubscribeTurns implements Broker.
-func (b *MemoryBroker) SubscribeTurns(doc string, deliver func(string)) func() {
-	return b.turns.subscribe(doc, deliver)
+// SubscribeSignals implements Broker.
+func (b *MemoryBroker) SubscribeSignals(doc string, deliver func(Signal)) func() {
+	return b.signals.subscribe(doc, deliver)
 }
 
 // PublishPresence implements PresenceBroker.

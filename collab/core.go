@@ -54,6 +54,9 @@ type coreConfig struct {
 	// when another node asks for a turn (it lost a race for it); 0: it
 	// never does (no other writer).
 	TurnWait time.Duration
+	// OtherWriters: other nodes write to the store and hear this one's
+	// signals (a Broker).
+	OtherWriters bool
 }
 
 // source is what the core knows of a client source, for exactly-once.
@@ -249,6 +252,8 @@ func (c *core) step(ev event) ready {
 		c.presenceBeat(ev.Now)
 	case evTurnAsked:
 		c.turnAsked(ev.Node)
+	case evRemoteRestored:
+		c.sendOthers(nil, encodeRestored(ev.Client, ev.Rev))
 	case evYieldOver:
 		if c.yielding {
 			c.yielding, c.yieldTo = false, nil
@@ -543,6 +548,9 @@ func (c *core) handle(cl *client, p *parked) bool {
 			c.sendError(cl, protoErr(CodeRevAhead, "restored revision %d, the document is at %d", m.Rev, c.durableRev))
 		default:
 			c.sendOthers(cl, encodeRestored(cl.id, m.Rev))
+			if c.cfg.OtherWriters { // their clients are told too
+				c.out.Signals = append(c.out.Signals, Signal{Kind: SignalRestored, Client: cl.id, Rev: m.Rev})
+			}
 		}
 	}
 	return true
@@ -1014,7 +1022,7 @@ func (c *core) committed(ev evCommitted) {
 		// Someone else committed first: read what they wrote, then submit
 		// ours again on top of it, and ask the others for a turn.
 		if c.cfg.TurnWait > 0 {
-			c.out.AskTurn = true
+			c.out.Signals = append(c.out.Signals, Signal{Kind: SignalTurn})
 		}
 		c.resolving = true
 		c.readForward()

@@ -47,6 +47,7 @@ import (
 //	beat [t=MS]                   this node's presence heartbeat
 //	turn-asked NODE               another node lost a race and asks for a turn (needs turn-wait-ms= on open)
 //	yield-over                    the turn held for others timed out
+//	remote-restored CLIENT rev=N  a client of another node restored revision N
 //	writer src=S seq=N [push [from=NODE]]  another writer commits the op in the input at the store's head; push feeds it as evRemote
 //	writable [err=TEXT]
 //	shutdown [code=N] [snapshot]
@@ -231,6 +232,8 @@ func (h *harness) run(t *testing.T, d *datadriven.TestData) (string, error) {
 		return h.step(evTurnAsked{Node: target(d)}), nil
 	case "yield-over":
 		return h.step(evYieldOver{}), nil
+	case "remote-restored":
+		return h.step(evRemoteRestored{Client: target(d), Rev: argInt(d, "rev", 0)}), nil
 	case "beat":
 		return h.step(evPresenceBeat{Now: time.UnixMilli(argInt(d, "t", 1000))}), nil
 	case "linger-tick":
@@ -276,7 +279,7 @@ func (h *harness) open(d *datadriven.TestData) (string, error) {
 		core.RemotePresence, core.Node, core.PresenceTTL = true, argStr(d, "node", ""), 6*time.Second
 	}
 	if ms := argInt(d, "turn-wait-ms", 0); ms > 0 {
-		core.TurnWait = time.Duration(ms) * time.Millisecond
+		core.TurnWait, core.OtherWriters = time.Duration(ms)*time.Millisecond, true
 	}
 	doc, rope, err := storage.Load(ctx, h.store, h.doc)
 	if err != nil {
@@ -356,8 +359,9 @@ func (h *harness) step(ev event) string {
 	if rd.CommitLinger > 0 {
 		fmt.Fprintf(&b, "linger tick in %v\n", rd.CommitLinger)
 	}
-	if rd.AskTurn {
-		b.WriteString("ask the others for a turn\n")
+	for _, s := range rd.Signals {
+		j, _ := json.Marshal(s)
+		fmt.Fprintf(&b, "signal -> %s\n", j)
 	}
 	if rd.YieldTick > 0 {
 		fmt.Fprintf(&b, "yield tick in %v\n", rd.YieldTick)

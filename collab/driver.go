@@ -53,7 +53,7 @@ type driver struct {
 	remoteRecords  []storage.Record
 	remoteFrom     []string // the nodes that committed remoteRecords
 	remotePresence []PresenceUpdate
-	turnsAsked     []string // nodes
+	signals        []Signal
 	remoteSignal   chan struct{}
 
 	// Owned by the run goroutine.
@@ -139,19 +139,44 @@ func (d *driver) pushPresence(u PresenceUpdate) {
 	}
 }
 
-// pushTurn takes another node's request for a turn, like pushRemote.
-func (d *driver) pushTurn(node string) {
-	if node == d.m.cfg.Node {
+// pushSignal takes another node's signal, like pushRemote.
+func (d *driver) pushSignal(s Signal) {
+	if s.Node == d.m.cfg.Node {
 		return
 	}
 	d.remoteMu.Lock()
-	if !slices.Contains(d.turnsAsked, node) {
-		d.turnsAsked = append(d.turnsAsked, node)
+	if len(d.signals) < maxPresenceBacklog && !slices.Contains(d.signals, s) {
+		d.signals = append(d.signals, s)
 	}
 	d.remoteMu.Unlock()
 	select {
 	case d.remoteSignal <- struct{}{}:
 	default:
+	}
+}
+
+// signaled acts on another node's signal.
+func (d *driver) signaled(s Signal) {
+	m := d.m
+	switch s.Kind {
+	case SignalTurn:
+		d.step(evTurnAsked{Node: s.Node})
+	case SignalRestored:
+		d.step(evRemoteRestored{Client: s.Client, Rev: s.Rev})
+	case SignalTitle:
+		// The store says the title (the last rename stored wins, whatever
+		// order the signals come in).
+		m.io.Go(func() {
+			if doc, err := m.store.Document(context.Background(), d.id); err == nil {
+				d.post(input{ev: evTitle{Title: doc.Title}})
+			}
+		})
+	case SignalDeleted:
+		m.io.Go(func() {
+			if _, err := m.store.Document(context.Background(), d.id); errors.Is(err, storage.ErrNotFound) {
+				m.DocumentDeleted(context.Background(), d.id)
+			}
+		})
 	}
 }
 
@@ -164,7 +189,7 @@ func (d *driver) run(writeErr error) {
 	defer close(d.quit)
 	if b := d.m.cfg.Broker; b != nil {
 		defer b.Subscribe(d.id, d.pushRemote)()
-		defer b.SubscribeTurns(d.id, d.pushTurn)()
+		defer b.SubscribeSignals(d.id, d.pushSignal)()
 	}
 	if p := d.m.cfg.Presence; p != nil {
 		defer p.SubscribePresence(d.id, d.pushPresence)()
@@ -203,11 +228,11 @@ func (d *driver) run(writeErr error) {
 			d.step(out)
 		case <-d.remoteSignal:
 			d.remoteMu.Lock()
-			recs, from, updates, turns := d.remoteRecords, d.remoteFrom, d.remotePresence, d.turnsAsked
-			d.remoteRecords, d.remoteFrom, d.remotePresence, d.turnsAsked = nil, nil, nil, nil
+			recs, from, updates, signals := d.remoteRecords, d.remoteFrom, d.remotePresence, d.signals
+			d.remoteRecords, d.remoteFrom, d.remotePresence, d.signals = nil, nil, nil, nil
 			d.remoteMu.Unlock()
-			for _, node := range turns {
-				d.step(evTurnAsked{Node: node})
+			for _, s := range signals {
+				d.signaled(s)
 			}
 			if len(recs) > 0 {
 				d.step(evRemote{Records: recs, From: from})
@@ -349,8 +374,11 @@ func (d *driver) do(rd ready) {
 	if len(rd.Publish) > 0 && m.cfg.Broker != nil {
 		m.cfg.Broker.Publish(d.id, m.cfg.Node, rd.Publish)
 	}
-	if rd.AskTurn && m.cfg.Broker != nil {
-		m.cfg.Broker.AskTurn(d.id, m.cfg.Node)
+	if m.cfg.Broker != nil {
+		for _, s := range rd.Signals {
+			s.Node = m.cfg.Node
+			m.cfg.Broker.Signal(d.id, s)
+		}
 	}
 	if rd.Presence != nil && m.cfg.Presence != nil {
 		m.cfg.Presence.PublishPresence(d.id, *rd.Presence)

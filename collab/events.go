@@ -104,6 +104,14 @@ type evTurnAsked struct{ Node string }
 // evYieldOver: the turn held for another writer is over.
 type evYieldOver struct{}
 
+// evRemoteRestored: a client of another node restored revision Rev.
+type evRemoteRestored struct {
+	Client string
+	Rev    int64
+}
+
+func (evRemoteRestored) isEvent() {}
+
 func (evTurnAsked) isEvent() {}
 func (evYieldOver) isEvent() {}
 
@@ -170,9 +178,9 @@ type ready struct {
 	CommitLinger time.Duration
 	// Presence, if set, goes to the other nodes (PresenceBroker).
 	Presence *PresenceUpdate
-	// AskTurn: this core lost a commit race; the other writers are to be
-	// asked for a turn (Broker.AskTurn).
-	AskTurn bool
+	// Signals go to the other writers (Broker.Signal): a turn asked for,
+	// a restore relayed.
+	Signals []Signal
 	// YieldTick asks for evYieldOver after this long (0: not): the end
 	// of a turn held for another writer.
 	YieldTick time.Duration

@@ -239,6 +239,7 @@ func (c *Config) core() coreConfig {
 		Node:             c.Node,
 		PresenceTTL:      3 * c.PresenceHeartbeat,
 		TurnWait:         c.turnWait(),
+		OtherWriters:     c.Broker != nil,
 	}
 }
 
@@ -512,7 +513,7 @@ func (m *Manager) detach(d *driver) {
 
 // DocumentDeleted closes the connections of a document that was deleted,
 // with CloseNotFound, and unloads it. Call it before deleting the document
-// from the store, so that no commit lands after the delete.
+// from the store, so that no commit lands after the delete; then Deleted.
 func (m *Manager) DocumentDeleted(ctx context.Context, id string) {
 	m.mu.Lock()
 	d := m.docs[id]
@@ -529,6 +530,14 @@ func (m *Manager) DocumentDeleted(ctx context.Context, id string) {
 	}
 }
 
+// Deleted tells the other Managers of a cluster (through the Broker) that
+// document id was deleted from the store: they close its connections.
+func (m *Manager) Deleted(id string) {
+	if m.cfg.Broker != nil {
+		m.cfg.Broker.Signal(id, Signal{Node: m.cfg.Node, Kind: SignalDeleted})
+	}
+}
+
 // Rename changes a document's title in the store and tells everyone in it
 // (a title message). Renames are done one at a time, so the title the
 // clients end with is the one stored.
@@ -537,6 +546,9 @@ func (m *Manager) Rename(ctx context.Context, id, title string) error {
 	defer m.renameMu.Unlock()
 	if err := m.store.SetTitle(ctx, id, title); err != nil {
 		return err
+	}
+	if m.cfg.Broker != nil {
+		m.cfg.Broker.Signal(id, Signal{Node: m.cfg.Node, Kind: SignalTitle})
 	}
 	m.mu.Lock()
 	d := m.docs[id]

@@ -398,6 +398,7 @@ func (s *Server) deleteDoc(c echo.Context) error {
 	if err := s.cfg.Store.DeleteDocument(c.Request().Context(), id); err != nil {
 		return err
 	}
+	s.cfg.Manager.Deleted(id)
 	return c.NoContent(http.StatusNoContent)
 }
 

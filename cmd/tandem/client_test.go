@@ -42,6 +42,7 @@ type serverMsg struct {
 	Ops     []serverMsg     `json:"ops"`
 	Code    string          `json:"code"`
 	Message string          `json:"message"`
+	Title   string          `json:"title"`
 }
 
 // parseFrame unpacks one server frame: a message or a JSON array of them.

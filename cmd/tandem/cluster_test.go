@@ -615,3 +615,58 @@ func TestClusterPresence(t *testing.T) {
 	waitPeer(dan, "ann", nil, "dan sees ann go with her node")
 	t.Logf("ann's node killed: gone from bob's view after %v", took.Round(time.Millisecond))
 }
+
+// TestClusterDocumentEvents: what happens to a document through one node
+// reaches the clients of another: a rename (the title message), a restore
+// (the restored message), a delete (the connection closed with 4004).
+func TestClusterDocumentEvents(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two cluster nodes (-short)")
+	}
+	ns := natstest.Start(t)
+	a := startInProcess(t, testServeConfig(t, "--nats", ns.ClientURL()), serverHooks{})
+	b := startInProcess(t, testServeConfig(t, "--nats", ns.ClientURL()), serverHooks{})
+	id, err := createDoc(a.url, "events", "text")
+	if err != nil {
+		t.Fatal(err)
+	}
+	onA := dialRaw(t, a.url, id, uuid.NewString())
+	onA.next("hello")
+	onB := dialRaw(t, b.url, id, uuid.NewString())
+	onB.next("hello")
+
+	req, _ := http.NewRequest(http.MethodPatch, a.url+"/api/docs/"+id, strings.NewReader(`{"title":"Renamed on a"}`))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("rename: %d", resp.StatusCode)
+	}
+	if m := onB.next("title"); m.Title != "Renamed on a" {
+		t.Errorf("the client on b got title %q", m.Title)
+	}
+
+	onA.send(`{"type":"restored","rev":0}`)
+	if m := onB.next("restored"); m.Rev != 0 || m.Client == "" {
+		t.Errorf("the client on b got %+v", m)
+	}
+
+	if err := doDelete(a.url, id); err != nil {
+		t.Fatal(err)
+	}
+	onB.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for {
+		_, _, err := onB.conn.ReadMessage()
+		if err == nil {
+			continue
+		}
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != collab.CloseNotFound {
+			t.Fatalf("the client on b: %v, want the connection closed with %d", err, collab.CloseNotFound)
+		}
+		break
+	}
+}

@@ -93,18 +93,30 @@ func (b *Broker) Subscribe(doc string, deliver func(node string, recs []storage.
 	return func() { sub.Unsubscribe() }
 }
 
-// AskTurn implements collab.Broker, on <prefix>.turns.<document>.
-func (b *Broker) AskTurn(doc, node string) {
-	if err := b.nc.Publish(b.prefix+".turns."+token(doc), []byte(node)); err != nil {
-		b.log.Debug("broker: ask for a turn", "doc", doc, "err", err)
+// Signal implements collab.Broker, on <prefix>.signals.<document>.
+func (b *Broker) Signal(doc string, s collab.Signal) {
+	data, err := json.Marshal(s)
+	if err != nil {
+		b.log.Error("broker: encode signal", "doc", doc, "err", err)
+		return
+	}
+	if err := b.nc.Publish(b.prefix+".signals."+token(doc), data); err != nil {
+		b.log.Debug("broker: signal", "doc", doc, "kind", s.Kind, "err", err)
 	}
 }
 
-// SubscribeTurns implements collab.Broker.
-func (b *Broker) SubscribeTurns(doc string, deliver func(node string)) func() {
-	sub, err := b.nc.Subscribe(b.prefix+".turns."+token(doc), func(m *nats.Msg) { deliver(string(m.Data)) })
+// SubscribeSignals implements collab.Broker.
+func (b *Broker) SubscribeSignals(doc string, deliver func(collab.Signal)) func() {
+	sub, err := b.nc.Subscribe(b.prefix+".signals."+token(doc), func(m *nats.Msg) {
+		var s collab.Signal
+		if err := json.Unmarshal(m.Data, &s); err != nil || s.Node == "" {
+			b.log.Warn("broker: a message that is not a signal", "doc", doc, "err", err)
+			return
+		}
+		deliver(s)
+	})
 	if err != nil {
-		b.log.Warn("broker: subscribe to turns", "doc", doc, "err", err)
+		b.log.Warn("broker: subscribe to signals", "doc", doc, "err", err)
 		return func() {}
 	}
 	return func() { sub.Unsubscribe() }
