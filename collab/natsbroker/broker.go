@@ -7,7 +7,11 @@
 // fans them out to its own clients (encoded once per node). Core NATS is
 // at most once, and that is enough: a Broker is a hint. A node that misses
 // a message sees the gap at the next one, or conflicts at its next commit,
-// and reads what it missed from the store.
+// and reads what it missed from the store. The message says which node
+// committed (a header), for turns.
+//
+// Signals (collab.Signal: a turn asked for, a rename, a restore, a
+// delete) go on <prefix>.signals.<document>.
 //
 // It carries presence too (collab.PresenceBroker), on
 // <prefix>.presence.<document>: each node's participants of the document,
