@@ -478,7 +478,10 @@ func FuzzCore(f *testing.F) {
 		cfg.setDefaults()
 		doc, rope, _ := storage.Load(ctx, h.store, "doc")
 		var err error
-		if h.c, err = newCore(cfg.core(), doc, rope, 0); err != nil {
+		core := cfg.core()
+		// Another node: it asks for turns and has participants.
+		core.Node, core.TurnWait, core.OtherWriters, core.RemotePresence, core.PresenceTTL = "n1", time.Millisecond, true, true, time.Second
+		if h.c, err = newCore(core, doc, rope, 0); err != nil {
 			t.Fatal(err)
 		}
 		var seq [3]uint64
@@ -488,7 +491,7 @@ func FuzzCore(f *testing.F) {
 					Type string
 					Rev  int64
 				}
-				if json.Unmarshal(m.Msg, &v) == nil && (v.Type == "ack" || v.Type == "op") && v.Rev > h.c.durableRev {
+				if json.Unmarshal(m.Msg, &v) == nil && (v.Type == "ack" || v.Type == "op" || v.Type == "sel") && v.Rev > h.c.durableRev {
 					t.Fatalf("%s at revision %d, durable is %d: %s", v.Type, v.Rev, h.c.durableRev, m.Msg)
 				}
 			}
@@ -540,7 +543,7 @@ func FuzzCore(f *testing.F) {
 			step(evLookup{Source: l.Source, Seq: l.Seq, Rev: rev, Found: found, Err: err})
 		}
 		for len(data) > 0 && h.c.state == stateOpen {
-			switch next() % 9 {
+			switch next() % 11 {
 			case 0, 1: // an op from c1 or c2, maybe stale, maybe a resend
 				c := 1 + int(next()%2)
 				if next()%4 != 0 {
@@ -603,6 +606,23 @@ func FuzzCore(f *testing.F) {
 				if next()%8 == 0 && len(h.appends) > 0 {
 					commit(true)
 				}
+			case 9: // the other node asks for a turn, or the wait ends
+				if next()%2 == 0 {
+					step(evTurnAsked{Node: "n2"})
+				} else {
+					step(evYieldOver{})
+				}
+			case 10: // the other node's participant moves, at any revision; or it goes quiet
+				rev := h.c.durableRev + int64(next()%5) - 2
+				u := PresenceUpdate{Node: "n2", Full: next()%3 == 0, Peers: []Peer{{Client: "r1", Rev: rev,
+					Sel: []ot.Selection{{Anchor: int(next()) - 10, Head: int(next())}}}}}
+				if next()%4 == 0 {
+					u.Peers, u.Left = nil, []string{"r1"}
+				}
+				step(evRemotePresence{Update: u, Now: time.UnixMilli(int64(next()) * 100)})
+				if next()%3 == 0 {
+					step(evPresenceBeat{Now: time.UnixMilli(int64(next()) * 100)})
+				}
 			case 8:
 				step(evLeave{Client: "c2"})
 				step(evJoin{Client: "c2", Info: ClientInfo{Source: "b", LastRev: h.c.durableRev - int64(next()%3)}})
@@ -619,6 +639,8 @@ func FuzzCore(f *testing.F) {
 				read()
 			case len(h.appends) > 0:
 				commit(false)
+			case h.c.yielding: // (a linger tick waits for it)
+				step(evYieldOver{})
 			case h.c.lingering:
 				step(evLingerTick{})
 			default:
