@@ -95,6 +95,9 @@ func (s *Store) Submissions(ctx context.Context, id string, upTo int64) ([]stora
 	if err != nil {
 		return nil, err
 	}
+	if upTo < 1 {
+		return nil, nil // no entry is at a revision before 1; a copy of an uncompacted document asks for these
+	}
 	if err := s.catchUpIndex(ctx, id, d, m); err != nil {
 		return nil, err
 	}

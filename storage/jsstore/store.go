@@ -886,6 +886,69 @@ func (s *Store) scan(ctx context.Context, id, gen string, from uint64, f func(r 
 	}
 }
 
+// bulkRead: a read of more records than this streams the messages
+// through a consumer instead of one request per message (a cold open, a
+// backup, a client far behind).
+const bulkRead = 32
+
+// scanBulk is scan through an ordered consumer: the messages come in
+// batches, without a request each. f must return false at the record it
+// needs last: the consumer does not say where the log ends, so a read
+// past it waits for a second before it ends.
+func (s *Store) scanBulk(ctx context.Context, id, gen string, from uint64, f func(r record, seq uint64, ends bool) bool) error {
+	cons, err := s.js.OrderedConsumer(ctx, s.log.CachedInfo().Config.Name, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{s.logSubject(id, gen)},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    max(from, 1),
+	})
+	if err != nil {
+		return fmt.Errorf("document %s: log: %w", id, wrap(err))
+	}
+	for {
+		n, done, err := s.fetch(ctx, cons, id, f)
+		switch {
+		case err != nil:
+			return err
+		case done || n == 0: // f is done, or the end of the log
+			return nil
+		}
+	}
+}
+
+// fetch passes f the records of one batch of cons's messages (n: how many
+// messages); done when f returned false.
+func (s *Store) fetch(ctx context.Context, cons jetstream.Consumer, id string, f func(r record, seq uint64, ends bool) bool) (n int, done bool, err error) {
+	fctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	batch, err := cons.Fetch(256, jetstream.FetchContext(fctx))
+	if err != nil {
+		return 0, false, fmt.Errorf("document %s: log: %w", id, wrap(err))
+	}
+	for msg := range batch.Messages() {
+		n++
+		meta, err := msg.Metadata()
+		if err != nil {
+			return n, false, fmt.Errorf("document %s: log: %w", id, err)
+		}
+		var e entry
+		if err := json.Unmarshal(msg.Data(), &e); err != nil {
+			return n, false, fmt.Errorf("%w: document %s: log message %d", storage.ErrCorrupt, id, meta.Sequence.Stream)
+		}
+		for i, r := range e.Records {
+			if !f(r, meta.Sequence.Stream, i == len(e.Records)-1) {
+				return n, true, nil
+			}
+		}
+	}
+	switch err := batch.Error(); {
+	case ctx.Err() != nil:
+		return n, false, fmt.Errorf("document %s: log: %w", id, ctx.Err())
+	case err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded):
+		return n, false, fmt.Errorf("document %s: log: %w", id, wrap(err))
+	}
+	return n, false, nil
+}
+
 // snapshotAt returns the newest snapshot at or before rev.
 func (s *Store) snapshotAt(ctx context.Context, id, gen string, rev int64) (storage.Snapshot, snapValue, bool, error) {
 	keys, err := keysWithPrefix(ctx, s.snaps, scope(id, gen))
@@ -955,7 +1018,11 @@ func (s *Store) records(ctx context.Context, id, gen string, from, to int64) ([]
 		}
 	}
 	var endSeq uint64 // the message ending exactly at to, if the read ended there
-	err := s.scan(ctx, id, gen, start, func(r record, seq uint64, ends bool) bool {
+	scan := s.scan
+	if to-from > bulkRead {
+		scan = s.scanBulk
+	}
+	err := scan(ctx, id, gen, start, func(r record, seq uint64, ends bool) bool {
 		if r.Rev > from && r.Rev <= to {
 			out = append(out, r.record())
 		}
