@@ -54,7 +54,7 @@ type driver struct {
 	remoteFrom     []string // the nodes that committed remoteRecords
 	remotePresence []PresenceUpdate
 	signals        []Signal
-	remoteSignal   chan struct{}
+	remoteReady    chan struct{}
 
 	// Owned by the run goroutine.
 	boxes    map[string]*outbox
@@ -73,16 +73,16 @@ type driver struct {
 
 func newDriver(m *Manager, id string) *driver {
 	return &driver{
-		m:            m,
-		id:           id,
-		loaded:       make(chan struct{}),
-		inbox:        make(chan input, 64), // 40 bytes a slot, per open document
-		quit:         make(chan struct{}),
-		result:       make(chan error, 1),
-		remoteSignal: make(chan struct{}, 1),
-		boxes:        map[string]*outbox{},
-		limiters:     map[string]*rate.Limiter{},
-		replies:      map[string]chan *Error{},
+		m:           m,
+		id:          id,
+		loaded:      make(chan struct{}),
+		inbox:       make(chan input, 64), // 40 bytes a slot, per open document
+		quit:        make(chan struct{}),
+		result:      make(chan error, 1),
+		remoteReady: make(chan struct{}, 1),
+		boxes:       map[string]*outbox{},
+		limiters:    map[string]*rate.Limiter{},
+		replies:     map[string]chan *Error{},
 	}
 }
 
@@ -121,7 +121,7 @@ func (d *driver) pushRemote(node string, recs []storage.Record) {
 	}
 	d.remoteMu.Unlock()
 	select {
-	case d.remoteSignal <- struct{}{}:
+	case d.remoteReady <- struct{}{}:
 	default:
 	}
 }
@@ -129,12 +129,12 @@ func (d *driver) pushRemote(node string, recs []storage.Record) {
 // pushPresence takes another node's presence update, like pushRemote.
 func (d *driver) pushPresence(u PresenceUpdate) {
 	d.remoteMu.Lock()
-	if len(d.remotePresence) < maxPresenceBacklog {
+	if len(d.remotePresence) < maxRemoteBacklog {
 		d.remotePresence = append(d.remotePresence, u)
 	} // else dropped: the next heartbeats repair it
 	d.remoteMu.Unlock()
 	select {
-	case d.remoteSignal <- struct{}{}:
+	case d.remoteReady <- struct{}{}:
 	default:
 	}
 }
@@ -145,12 +145,12 @@ func (d *driver) pushSignal(s Signal) {
 		return
 	}
 	d.remoteMu.Lock()
-	if len(d.signals) < maxPresenceBacklog && !slices.Contains(d.signals, s) {
+	if len(d.signals) < maxRemoteBacklog && !slices.Contains(d.signals, s) {
 		d.signals = append(d.signals, s)
 	}
 	d.remoteMu.Unlock()
 	select {
-	case d.remoteSignal <- struct{}{}:
+	case d.remoteReady <- struct{}{}:
 	default:
 	}
 }
@@ -180,9 +180,10 @@ func (d *driver) signaled(s Signal) {
 	}
 }
 
-// maxPresenceBacklog bounds the presence updates waiting for a busy
-// document.
-const maxPresenceBacklog = 1024
+// maxRemoteBacklog bounds the presence updates and signals waiting for a
+// busy document (the heartbeats and the compare-and-swap repair what is
+// dropped).
+const maxRemoteBacklog = 1024
 
 func (d *driver) run(writeErr error) {
 	defer d.m.running.Done()
@@ -226,7 +227,7 @@ func (d *driver) run(writeErr error) {
 				d.lostAt = time.Time{}
 			}
 			d.step(out)
-		case <-d.remoteSignal:
+		case <-d.remoteReady:
 			d.remoteMu.Lock()
 			recs, from, updates, signals := d.remoteRecords, d.remoteFrom, d.remotePresence, d.signals
 			d.remoteRecords, d.remoteFrom, d.remotePresence, d.signals = nil, nil, nil, nil
