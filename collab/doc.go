@@ -42,7 +42,17 @@
 // submits its pending ops again on top of them (dropping any that the
 // records show were committed already: a client that moved between
 // servers). Records pushed by a Broker are applied the same way, and a
-// gap in them is read from the store.
+// gap in them is read from the store. A core that loses a race asks the
+// others for a turn (a Signal), and a core asked holds its next append
+// until the asker's commit arrives or TurnWait passes: optimistic
+// compare-and-swap alone lets the node that commits back to back starve
+// the others. Renames, restores and deletes travel as Signals too.
+//
+// With a PresenceBroker, each core also tells the other servers of its
+// participants (joins, selections, leaves, and its whole list every
+// heartbeat) and shows theirs to its clients like its own, each
+// selection moved to its own durable revision; a server that goes quiet
+// has its participants expire (presence.go).
 //
 // # The driver and the manager
 //
