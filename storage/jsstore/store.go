@@ -1018,11 +1018,7 @@ func (s *Store) records(ctx context.Context, id, gen string, from, to int64) ([]
 		}
 	}
 	var endSeq uint64 // the message ending exactly at to, if the read ended there
-	scan := s.scan
-	if to-from > bulkRead {
-		scan = s.scanBulk
-	}
-	err := scan(ctx, id, gen, start, func(r record, seq uint64, ends bool) bool {
+	collect := func(r record, seq uint64, ends bool) bool {
 		if r.Rev > from && r.Rev <= to {
 			out = append(out, r.record())
 		}
@@ -1030,7 +1026,19 @@ func (s *Store) records(ctx context.Context, id, gen string, from, to int64) ([]
 			endSeq = seq
 		}
 		return r.Rev < to
-	})
+	}
+	var err error
+	if to-from > bulkRead {
+		err = s.scanBulk(ctx, id, gen, start, collect)
+		if err != nil && unanswered(err) && ctx.Err() == nil {
+			// No consumer now (a stream between leaders): a message at a
+			// time, each sent again until answered.
+			out, endSeq = out[:0], 0
+			err = s.scan(ctx, id, gen, start, collect)
+		}
+	} else {
+		err = s.scan(ctx, id, gen, start, collect)
+	}
 	if err == nil && endSeq > 0 {
 		s.noteEnd(id, gen, tailEnd{to, endSeq})
 	}
@@ -1333,7 +1341,7 @@ func wrongLast(err error) bool {
 func untilAnswered(ctx context.Context, write func() error) error {
 	for {
 		err := write()
-		if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		if !unanswered(err) {
 			return err
 		}
 		select {
@@ -1342,6 +1350,11 @@ func untilAnswered(ctx context.Context, write func() error) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// unanswered: nobody answered the request (nothing was done).
+func unanswered(err error) bool {
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
 // errDuplicateInProcess is JetStream's answer (in a cluster) to a publish

@@ -59,7 +59,13 @@ func openStoreOn(t *testing.T, url, prefix string, replicas int) *jsstore.Store 
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	s, err := jsstore.Open(t.Context(), jsstore.Options{Conn: nc, Prefix: prefix, Replicas: replicas})
+	o := jsstore.Options{Conn: nc, Prefix: prefix, Replicas: replicas}
+	if replicas > 1 {
+		// A cluster on a loaded machine may take a while to elect a
+		// stream's leader again.
+		o.Timeout = 30 * time.Second
+	}
+	s, err := jsstore.Open(t.Context(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
