@@ -120,6 +120,11 @@ func (d *driver) pushRemote(node string, recs []storage.Record) {
 		d.remoteFrom = append(d.remoteFrom, node)
 	}
 	d.remoteMu.Unlock()
+	d.wake()
+}
+
+// wake tells the run loop that something is waiting under remoteMu.
+func (d *driver) wake() {
 	select {
 	case d.remoteReady <- struct{}{}:
 	default:
@@ -133,10 +138,7 @@ func (d *driver) pushPresence(u PresenceUpdate) {
 		d.remotePresence = append(d.remotePresence, u)
 	} // else dropped: the next heartbeats repair it
 	d.remoteMu.Unlock()
-	select {
-	case d.remoteReady <- struct{}{}:
-	default:
-	}
+	d.wake()
 }
 
 // pushSignal takes another node's signal, like pushRemote.
@@ -149,10 +151,7 @@ func (d *driver) pushSignal(s Signal) {
 		d.signals = append(d.signals, s)
 	}
 	d.remoteMu.Unlock()
-	select {
-	case d.remoteReady <- struct{}{}:
-	default:
-	}
+	d.wake()
 }
 
 // signaled acts on another node's signal.

@@ -41,3 +41,46 @@ func CheckAppend(a Append) error {
 	}
 	return nil
 }
+
+// The checks of a request against a document's revisions that every store
+// makes the same way, with the same errors.
+
+// CheckRecordsRange checks a Records(from, to) request on its own (before
+// the document is read).
+func CheckRecordsRange(id string, from, to int64) error {
+	if from < 0 || from > to {
+		return fmt.Errorf("%w: document %s: records from %d to %d", ErrInvalid, id, from, to)
+	}
+	return nil
+}
+
+// CheckRecords checks a Records(from, to) request against doc: to at most
+// its head, from not older than it retains.
+func CheckRecords(doc Document, from, to int64) error {
+	switch {
+	case to > doc.Head:
+		return fmt.Errorf("%w: document %s: records to %d, past the head %d", ErrInvalid, doc.ID, to, doc.Head)
+	case from < doc.Oldest:
+		return fmt.Errorf("%w: document %s: records from %d, older than the retained history (from %d)", ErrCompacted, doc.ID, from, doc.Oldest)
+	}
+	return nil
+}
+
+// CheckSnapshotRev checks a SaveSnapshot at rev against doc.
+func CheckSnapshotRev(doc Document, rev int64) error {
+	switch {
+	case rev < 0 || rev > doc.Head:
+		return fmt.Errorf("%w: document %s: snapshot at revision %d outside 0..%d", ErrInvalid, doc.ID, rev, doc.Head)
+	case rev < doc.Oldest:
+		return fmt.Errorf("%w: document %s: snapshot at revision %d is older than the retained history (from %d)", ErrCompacted, doc.ID, rev, doc.Oldest)
+	}
+	return nil
+}
+
+// CheckCompact checks a Compact(before) against doc.
+func CheckCompact(doc Document, before int64) error {
+	if before < 0 || before > doc.Head {
+		return fmt.Errorf("%w: document %s: compact before %d, outside 0..%d", ErrInvalid, doc.ID, before, doc.Head)
+	}
+	return nil
+}

@@ -248,8 +248,8 @@ func TestClusterNodeKilled(t *testing.T) {
 	var errs []error
 	select {
 	case errs = <-results:
-	case <-time.After(20 * time.Second):
-		t.Fatal("editors still running 20 s after the stop")
+	case <-time.After(60 * time.Second):
+		t.Fatal("editors still running 60 s after the stop")
 	}
 	t.Logf("editors stopped %v after the kill", time.Since(began).Round(time.Millisecond))
 	sessions := make([][]session, nDocs)
@@ -295,21 +295,8 @@ func TestClusterNodeKilled(t *testing.T) {
 		}
 		c.conn.Close()
 		d := checkLog(t, b.URL, id, initialText, nil)
-		recs, err := getLog(b.URL, id, d.Rev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, r := range recs {
-			if r.Src == collab.SourceOf(src) && r.Seq == seq {
-				n++
-				if r.Rev != ack.Rev {
-					t.Fatalf("send %d: in the log at %d, acknowledged at %d", seq, r.Rev, ack.Rev)
-				}
-			}
-		}
-		if n != 1 {
-			t.Fatalf("send %d: %d records of it in the log, want 1", seq, n)
+		if rev := onceInLog(t, b.URL, id, d.Rev, src, seq); rev != ack.Rev {
+			t.Fatalf("send %d: in the log at %d, acknowledged at %d", seq, rev, ack.Rev)
 		}
 	}
 }

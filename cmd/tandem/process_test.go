@@ -622,24 +622,32 @@ func TestProcessRestartExactlyOnce(t *testing.T) {
 		if d.Text != text || d.Rev != base+1 {
 			t.Fatalf("send %d: document at %d is %q, want %d %q", seq, d.Rev, d.Text, base+1, text)
 		}
-		recs, err := getLog(srv.URL, id, d.Rev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, r := range recs {
-			if r.Src == collab.SourceOf(src) && r.Seq == seq {
-				n++
-			}
-		}
-		if n != 1 {
-			t.Fatalf("send %d: %d records with src %s seq %d, want 1", seq, n, src, seq)
-		}
+		onceInLog(t, srv.URL, id, d.Rev, src, seq)
 	}
 	t.Logf("%d sends committed before the kill (acked with their revision), %d applied after the restart", committedBefore, appliedAfter)
 	if committedBefore == 0 {
 		t.Errorf("no send was committed before the kill, not even 300 ms after it was sent")
 	}
+}
+
+// onceInLog checks the log of document id up to head holds the op that
+// source key src sent as seq exactly once, and returns its revision.
+func onceInLog(t *testing.T, base, id string, head int64, src string, seq uint64) int64 {
+	t.Helper()
+	recs, err := getLog(base, id, head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, rev := 0, int64(0)
+	for _, r := range recs {
+		if r.Src == collab.SourceOf(src) && r.Seq == seq {
+			n, rev = n+1, r.Rev
+		}
+	}
+	if n != 1 {
+		t.Fatalf("send %d: %d records with src %s seq %d in the log, want 1", seq, n, src, seq)
+	}
+	return rev
 }
 
 // rawClient reads server messages one by one (for tests that check each).

@@ -21,6 +21,7 @@
 package natsbroker
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"strings"
@@ -58,99 +59,75 @@ func New(nc *nats.Conn, prefix string, log *slog.Logger) *Broker {
 	return &Broker{nc: nc, prefix: prefix, log: log}
 }
 
-func (b *Broker) subject(doc string) string { return b.prefix + ".commits." + token(doc) }
+// subject is a kind of message about document doc.
+func (b *Broker) subject(kind, doc string) string {
+	// '.' separates a subject's tokens; '~' is not in document ids.
+	return b.prefix + "." + kind + "." + strings.ReplaceAll(doc, ".", "~")
+}
 
-// token is a document id as a subject token: '.' separates a subject's
-// tokens; '~' is not in document ids.
-func token(doc string) string { return strings.ReplaceAll(doc, ".", "~") }
-
-// Publish implements collab.Broker. It does not block: the NATS client
-// buffers, and a message it cannot send is a gap the receivers repair.
-func (b *Broker) Publish(doc, node string, recs []storage.Record) {
-	data, err := json.Marshal(recs)
+// publish sends v as JSON. It does not block: the NATS client buffers,
+// and a message it cannot send is a gap the receivers repair.
+func (b *Broker) publish(kind, doc string, header nats.Header, v any) {
+	data, err := json.Marshal(v)
 	if err != nil {
-		b.log.Error("broker: encode records", "doc", doc, "err", err)
+		b.log.Error("broker: encode", "kind", kind, "doc", doc, "err", err)
 		return
 	}
-	msg := &nats.Msg{Subject: b.subject(doc), Data: data, Header: nats.Header{nodeHeader: []string{node}}}
-	if err := b.nc.PublishMsg(msg); err != nil {
-		b.log.Warn("broker: publish", "doc", doc, "err", err)
+	if err := b.nc.PublishMsg(&nats.Msg{Subject: b.subject(kind, doc), Data: data, Header: header}); err != nil {
+		level := slog.LevelDebug // presence and signals come often and matter less
+		if kind == "commits" {
+			level = slog.LevelWarn
+		}
+		b.log.Log(context.Background(), level, "broker: publish", "kind", kind, "doc", doc, "err", err)
 	}
+}
+
+// subscribe delivers the messages of a kind about doc that decode as T and
+// are valid. Without a subscription a document still converges (through
+// its conflicts, its heartbeats): it only hears later.
+func subscribe[T any](b *Broker, kind, doc string, valid func(T) bool, deliver func(*nats.Msg, T)) func() {
+	sub, err := b.nc.Subscribe(b.subject(kind, doc), func(m *nats.Msg) {
+		var v T
+		if err := json.Unmarshal(m.Data, &v); err != nil || !valid(v) {
+			b.log.Warn("broker: a message that does not decode", "kind", kind, "doc", doc, "err", err)
+			return
+		}
+		deliver(m, v)
+	})
+	if err != nil {
+		b.log.Warn("broker: subscribe", "kind", kind, "doc", doc, "err", err)
+		return func() {}
+	}
+	return func() { sub.Unsubscribe() }
+}
+
+// Publish implements collab.Broker.
+func (b *Broker) Publish(doc, node string, recs []storage.Record) {
+	b.publish("commits", doc, nats.Header{nodeHeader: []string{node}}, recs)
 }
 
 // Subscribe implements collab.Broker.
 func (b *Broker) Subscribe(doc string, deliver func(node string, recs []storage.Record)) func() {
-	sub, err := b.nc.Subscribe(b.subject(doc), func(m *nats.Msg) {
-		var recs []storage.Record
-		if err := json.Unmarshal(m.Data, &recs); err != nil || len(recs) == 0 {
-			b.log.Warn("broker: a message that is not records", "doc", doc, "err", err)
-			return
-		}
-		deliver(m.Header.Get(nodeHeader), recs)
-	})
-	if err != nil {
-		// Without a subscription the document still converges, through
-		// its conflicts: it only hears later.
-		b.log.Warn("broker: subscribe", "doc", doc, "err", err)
-		return func() {}
-	}
-	return func() { sub.Unsubscribe() }
+	return subscribe(b, "commits", doc, func(recs []storage.Record) bool { return len(recs) > 0 },
+		func(m *nats.Msg, recs []storage.Record) { deliver(m.Header.Get(nodeHeader), recs) })
 }
 
-// Signal implements collab.Broker, on <prefix>.signals.<document>.
-func (b *Broker) Signal(doc string, s collab.Signal) {
-	data, err := json.Marshal(s)
-	if err != nil {
-		b.log.Error("broker: encode signal", "doc", doc, "err", err)
-		return
-	}
-	if err := b.nc.Publish(b.prefix+".signals."+token(doc), data); err != nil {
-		b.log.Debug("broker: signal", "doc", doc, "kind", s.Kind, "err", err)
-	}
-}
+// Signal implements collab.Broker.
+func (b *Broker) Signal(doc string, s collab.Signal) { b.publish("signals", doc, nil, s) }
 
 // SubscribeSignals implements collab.Broker.
 func (b *Broker) SubscribeSignals(doc string, deliver func(collab.Signal)) func() {
-	sub, err := b.nc.Subscribe(b.prefix+".signals."+token(doc), func(m *nats.Msg) {
-		var s collab.Signal
-		if err := json.Unmarshal(m.Data, &s); err != nil || s.Node == "" {
-			b.log.Warn("broker: a message that is not a signal", "doc", doc, "err", err)
-			return
-		}
-		deliver(s)
-	})
-	if err != nil {
-		b.log.Warn("broker: subscribe to signals", "doc", doc, "err", err)
-		return func() {}
-	}
-	return func() { sub.Unsubscribe() }
+	return subscribe(b, "signals", doc, func(s collab.Signal) bool { return s.Node != "" },
+		func(_ *nats.Msg, s collab.Signal) { deliver(s) })
 }
 
 // PublishPresence implements collab.PresenceBroker.
 func (b *Broker) PublishPresence(doc string, u collab.PresenceUpdate) {
-	data, err := json.Marshal(u)
-	if err != nil {
-		b.log.Error("broker: encode presence", "doc", doc, "err", err)
-		return
-	}
-	if err := b.nc.Publish(b.prefix+".presence."+token(doc), data); err != nil {
-		b.log.Debug("broker: publish presence", "doc", doc, "err", err)
-	}
+	b.publish("presence", doc, nil, u)
 }
 
 // SubscribePresence implements collab.PresenceBroker.
 func (b *Broker) SubscribePresence(doc string, deliver func(collab.PresenceUpdate)) func() {
-	sub, err := b.nc.Subscribe(b.prefix+".presence."+token(doc), func(m *nats.Msg) {
-		var u collab.PresenceUpdate
-		if err := json.Unmarshal(m.Data, &u); err != nil || u.Node == "" {
-			b.log.Warn("broker: a message that is not a presence update", "doc", doc, "err", err)
-			return
-		}
-		deliver(u)
-	})
-	if err != nil {
-		b.log.Warn("broker: subscribe to presence", "doc", doc, "err", err)
-		return func() {}
-	}
-	return func() { sub.Unsubscribe() }
+	return subscribe(b, "presence", doc, func(u collab.PresenceUpdate) bool { return u.Node != "" },
+		func(_ *nats.Msg, u collab.PresenceUpdate) { deliver(u) })
 }

@@ -987,18 +987,15 @@ func (s *Store) Records(ctx context.Context, id string, from, to int64) ([]stora
 	if err := storage.CheckID(id); err != nil {
 		return nil, err
 	}
-	if from < 0 || from > to {
-		return nil, fmt.Errorf("%w: document %s: records from %d to %d", storage.ErrInvalid, id, from, to)
+	if err := storage.CheckRecordsRange(id, from, to); err != nil {
+		return nil, err
 	}
 	d, m, _, err := s.document(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if to > d.Head {
-		return nil, fmt.Errorf("%w: document %s: records to %d, past the head %d", storage.ErrInvalid, id, to, d.Head)
-	}
-	if from < d.Oldest {
-		return nil, fmt.Errorf("%w: document %s: records from %d, older than the retained history (from %d)", storage.ErrCompacted, id, from, d.Oldest)
+	if err := storage.CheckRecords(d, from, to); err != nil {
+		return nil, err
 	}
 	return s.records(ctx, id, m.Gen, from, to)
 }
@@ -1100,11 +1097,8 @@ func (s *Store) SaveSnapshot(ctx context.Context, id string, snap storage.Snapsh
 	if err != nil {
 		return err
 	}
-	switch {
-	case snap.Rev < 0 || snap.Rev > d.Head:
-		return fmt.Errorf("%w: document %s: snapshot at revision %d outside 0..%d", storage.ErrInvalid, id, snap.Rev, d.Head)
-	case snap.Rev < d.Oldest:
-		return fmt.Errorf("%w: document %s: snapshot at revision %d is older than the retained history (from %d)", storage.ErrCompacted, id, snap.Rev, d.Oldest)
+	if err := storage.CheckSnapshotRev(d, snap.Rev); err != nil {
+		return err
 	}
 	return s.putSnapshot(ctx, id, m.Gen, snap, 0)
 }
@@ -1228,8 +1222,8 @@ func (s *Store) Compact(ctx context.Context, id string, before int64) error {
 	if err != nil {
 		return err
 	}
-	if before < 0 || before > d.Head {
-		return fmt.Errorf("%w: document %s: compact before %d, outside 0..%d", storage.ErrInvalid, id, before, d.Head)
+	if err := storage.CheckCompact(d, before); err != nil {
+		return err
 	}
 	if before <= d.Oldest {
 		return nil

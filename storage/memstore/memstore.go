@@ -271,18 +271,15 @@ func (s *Store) Records(ctx context.Context, id string, from, to int64) ([]stora
 	if err := storage.CheckID(id); err != nil {
 		return nil, err
 	}
-	if from < 0 || from > to {
-		return nil, fmt.Errorf("%w: document %s: records from %d to %d", storage.ErrInvalid, id, from, to)
+	if err := storage.CheckRecordsRange(id, from, to); err != nil {
+		return nil, err
 	}
 	d, err := s.doc(id)
 	if err != nil {
 		return nil, err
 	}
-	if to > d.meta.Head {
-		return nil, fmt.Errorf("%w: document %s: records to %d, past the head %d", storage.ErrInvalid, id, to, d.meta.Head)
-	}
-	if from < d.meta.Oldest {
-		return nil, fmt.Errorf("%w: document %s: records from %d, older than the retained history (from %d)", storage.ErrCompacted, id, from, d.meta.Oldest)
+	if err := storage.CheckRecords(d.meta, from, to); err != nil {
+		return nil, err
 	}
 	src := d.recs[from-d.meta.Oldest : to-d.meta.Oldest]
 	out := make([]storage.Record, len(src))
@@ -334,11 +331,8 @@ func (s *Store) SaveSnapshot(ctx context.Context, id string, snap storage.Snapsh
 	if err != nil {
 		return err
 	}
-	switch {
-	case snap.Rev < 0 || snap.Rev > d.meta.Head:
-		return fmt.Errorf("%w: document %s: snapshot at revision %d outside 0..%d", storage.ErrInvalid, id, snap.Rev, d.meta.Head)
-	case snap.Rev < d.meta.Oldest:
-		return fmt.Errorf("%w: document %s: snapshot at revision %d is older than the retained history (from %d)", storage.ErrCompacted, id, snap.Rev, d.meta.Oldest)
+	if err := storage.CheckSnapshotRev(d.meta, snap.Rev); err != nil {
+		return err
 	}
 	d.putSnapshot(snap)
 	return nil
@@ -395,8 +389,8 @@ func (s *Store) Compact(ctx context.Context, id string, before int64) error {
 	if err != nil {
 		return err
 	}
-	if before < 0 || before > d.meta.Head {
-		return fmt.Errorf("%w: document %s: compact before %d, outside 0..%d", storage.ErrInvalid, id, before, d.meta.Head)
+	if err := storage.CheckCompact(d.meta, before); err != nil {
+		return err
 	}
 	if before <= d.meta.Oldest {
 		return nil
