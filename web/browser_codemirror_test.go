@@ -34,6 +34,7 @@ func TestBrowserCodeMirror(t *testing.T) {
 	want := func() string { return prefix + head + annText + "|" + tail + bobText }
 
 	t.Run("ConcurrentTyping", func(t *testing.T) {
+		bind(t, ann, bob)
 		ann.caretBefore("|")
 		bob.caretBefore("")
 		a, b := "héllo 😀 👨‍👩‍👧 漢字 ", "temples ⛩️ and ramen 🍜\n- wörld 日本語"
@@ -46,6 +47,7 @@ func TestBrowserCodeMirror(t *testing.T) {
 	})
 
 	t.Run("RemoteCaretAndLabel", func(t *testing.T) {
+		bind(t, ann, bob)
 		// Ann sees Bob's caret at the end of the last line, labelled with
 		// his name in his colour; and the other way round.
 		for _, c := range []struct {
@@ -64,6 +66,7 @@ func TestBrowserCodeMirror(t *testing.T) {
 	})
 
 	t.Run("SelectionStaysWhereItBelongs", func(t *testing.T) {
+		bind(t, ann, bob)
 		// Ann's caret is before "|"; Bob types at the very start. Ann's caret
 		// moves with her text, not with the offsets.
 		ann.caretBefore("|")
@@ -80,6 +83,7 @@ func TestBrowserCodeMirror(t *testing.T) {
 	})
 
 	t.Run("UndoOwnEditsOnly", func(t *testing.T) {
+		bind(t, ann, bob)
 		// Ann types at the top, Bob at the end; Ann's Ctrl+Z undoes her
 		// words only, Ctrl+Shift+Z brings them back.
 		before := want()
@@ -102,6 +106,7 @@ func TestBrowserCodeMirror(t *testing.T) {
 	})
 
 	t.Run("ReadableLabels", func(t *testing.T) {
+		bind(t, ann, bob)
 		// A yellow participant's label is written in black.
 		carol := newTab(t, browser, "Carol", "#facc15")
 		carol.openCM(base, id)
@@ -116,6 +121,7 @@ func TestBrowserCodeMirror(t *testing.T) {
 	})
 
 	t.Run("PreviewIsSanitised", func(t *testing.T) {
+		bind(t, ann, bob)
 		// Bob types HTML that would run script in anyone's preview: Ann's
 		// preview shows the text, runs none of it, and keeps safe links.
 		const evil = "\n<img src=x onerror=\"window.__pwned='img'\">\n[click](javascript:window.__pwned='link')\n<script>window.__pwned='script'</script>\n<a href=\"https://example.com/\">fine</a> **bold**\n"
@@ -147,6 +153,7 @@ func TestBrowserCodeMirror(t *testing.T) {
 	})
 
 	t.Run("Rename", func(t *testing.T) {
+		bind(t, ann, bob)
 		// Ann renames the document from its title; Bob's page follows.
 		eval[bool](ann, `(document.querySelector('#doc-title').click(), true)`)
 		ann.waitJS(`document.activeElement === document.querySelector('#doc-title-input')`, "editing the title")
@@ -159,6 +166,7 @@ func TestBrowserCodeMirror(t *testing.T) {
 	})
 
 	t.Run("UndoButtons", func(t *testing.T) {
+		bind(t, ann, bob)
 		// A fresh tab has nothing to undo: its buttons say so.
 		dan := newTab(t, browser, "Dan", "#0891b2")
 		dan.openCM(base, id)
@@ -172,6 +180,7 @@ func TestBrowserCodeMirror(t *testing.T) {
 	})
 
 	t.Run("HistorySessionsAndRestore", func(t *testing.T) {
+		bind(t, ann, bob)
 		// Sessions are runs of edits without a pause (shortened here to 3
 		// s: typing a few keys on a loaded machine stays well within it);
 		// two people typing at once make one session.
@@ -218,6 +227,7 @@ func TestBrowserCodeMirror(t *testing.T) {
 	})
 
 	t.Run("Screenshots", func(t *testing.T) {
+		bind(t, ann, bob)
 		for _, size := range []struct{ w, h int64 }{{1280, 800}, {390, 844}} {
 			ann.do(chromedp.EmulateViewport(size.w, size.h))
 			ann.waitJS(fmt.Sprintf(`innerWidth === %d`, size.w), "resized")
@@ -253,6 +263,7 @@ func TestBrowserCodeMirror(t *testing.T) {
 	})
 
 	t.Run("DeletedWhileOpen", func(t *testing.T) {
+		bind(t, ann, bob)
 		// The document is deleted under Ann: her text stays on screen, read
 		// only, with a button to copy it.
 		shown := ann.value()

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,6 +33,9 @@ type testServer struct {
 	srv   *web.Server
 	opts  serverOpts
 	stop  sync.Once
+	// refuseWebSockets, while set, answers every WebSocket upgrade with 503
+	// as an unreachable server would, leaving open connections alone.
+	refuseWebSockets atomic.Bool
 }
 
 // serverOpts configure a test server. Logger, Store and Manager are filled
@@ -97,7 +101,14 @@ func startServer(t testing.TB, o serverOpts) *testServer {
 	wcfg := o.web
 	wcfg.Store, wcfg.Manager, wcfg.Logger = st, mgr, log
 	srv := web.New(wcfg)
-	hs := httptest.NewUnstartedServer(srv)
+	ts := &testServer{store: store, mgr: mgr, srv: srv, opts: o}
+	hs := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ts.refuseWebSockets.Load() && strings.HasSuffix(r.URL.Path, "/ws") {
+			http.Error(w, "the test refuses WebSockets", http.StatusServiceUnavailable)
+			return
+		}
+		srv.ServeHTTP(w, r)
+	}))
 	if o.addr != "" {
 		ln, err := net.Listen("tcp", o.addr)
 		if err != nil {
@@ -110,7 +121,7 @@ func startServer(t testing.TB, o serverOpts) *testServer {
 		hs.Listener = sendBufferListener{hs.Listener, o.sendBuffer}
 	}
 	hs.Start()
-	ts := &testServer{Server: hs, store: store, mgr: mgr, srv: srv, opts: o}
+	ts.Server = hs
 	t.Cleanup(ts.shutdown)
 	return ts
 }
