@@ -11,6 +11,13 @@
 // Reconnect the in-flight op is sent again with its sequence number and
 // the server acknowledges it with its original revision if it had it.
 //
+// An op the server refuses for now (rate_limited: the connection's budget
+// is spent; storage_full: the disk is) stays in flight and is sent again,
+// same seq, rebased on whatever arrived meanwhile, after a pause: the
+// server's retryAfter hint when it gives one, doubling while it keeps
+// refusing and back to the start once it takes one. Edits made meanwhile
+// compose behind it as usual.
+//
 // It is what `tandem bench` drives and what tests use as a well-behaved
 // client; it never panics on what a server sends (a malformed message is
 // an error, the connection is closed).
@@ -21,6 +28,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
@@ -59,6 +67,15 @@ type Options struct {
 	OnRemote func(src string, seq uint64, rev int64)
 	// OnError: the server refused something with a stable code.
 	OnError func(code, message string)
+	// OnRetry: the in-flight op with seq was refused for now (code is
+	// rate_limited or storage_full) and will be sent again after pause.
+	OnRetry func(code string, seq uint64, pause time.Duration)
+
+	// RetryPause is the first pause before an op refused for now is sent
+	// again, when the server gives no hint (default 100 ms for
+	// rate_limited, 1 s for storage_full); it doubles with each refusal in
+	// a row, up to MaxRetryPause (default 10 s).
+	RetryPause, MaxRetryPause time.Duration
 }
 
 // Peer is another participant of the document.
@@ -107,6 +124,8 @@ type Doc struct {
 	withSel  int // peers with a selection (none: no need to move them)
 	anchors  []*Anchor
 	acked    chan struct{} // closed and replaced whenever nothing is in flight or pending
+	refused  int           // refusals in a row of the in-flight op (rate_limited, storage_full)
+	retry    *time.Timer   // sends the refused in-flight op again
 	closed   bool
 	err      error         // why the connection ended
 	done     chan struct{} // closed when the reader ends
@@ -185,6 +204,7 @@ func (d *Doc) connect(ctx context.Context) error {
 	d.conn = conn
 	d.done = make(chan struct{})
 	d.err = nil
+	d.stopRetryLocked() // the resend below is the retry
 	resend := d.resendLocked()
 	d.mu.Unlock()
 	ev.run(d)
@@ -533,6 +553,7 @@ func (d *Doc) Close() error {
 		return nil
 	}
 	d.closed = true
+	d.stopRetryLocked()
 	conn, done := d.conn, d.done
 	d.mu.Unlock()
 	if conn == nil {
@@ -596,6 +617,8 @@ func (d *Doc) handle(m message) (events, []byte, error) {
 			return nil, nil, fmt.Errorf("client: ack of seq %d, in flight %d", m.Seq, d.inSeq)
 		}
 		d.inflight = nil
+		d.refused = 0
+		d.stopRetryLocked()
 		d.rev = max(d.rev, m.Rev)
 		ev := events{func(d *Doc) {
 			if d.opts.OnAck != nil {
@@ -638,16 +661,73 @@ func (d *Doc) handle(m message) (events, []byte, error) {
 				d.opts.OnError(m.Code, m.Message)
 			}
 		}}
-		if m.Seq != 0 && d.inflight != nil && m.Seq == d.inSeq && m.Code != "rate_limited" {
-			// The op was refused for good: drop it (its effect stays in
-			// the local text until the caller resynchronizes).
-			return ev, nil, &ServerError{Code: m.Code, Message: m.Message, Seq: m.Seq}
+		if m.Seq == 0 || d.inflight == nil || m.Seq != d.inSeq {
+			return ev, nil, nil
 		}
-		return ev, nil, nil
+		if pause, ok := d.retryLocked(m); ok {
+			seq, code := m.Seq, m.Code
+			ev = append(ev, func(d *Doc) {
+				if d.opts.OnRetry != nil {
+					d.opts.OnRetry(code, seq, pause)
+				}
+			})
+			return ev, nil, nil
+		}
+		// The op was refused for good: drop it (its effect stays in the
+		// local text until the caller resynchronizes).
+		return ev, nil, &ServerError{Code: m.Code, Message: m.Message, Seq: m.Seq}
 	case "hello":
 		return nil, nil, errors.New("client: a second hello")
 	}
 	return nil, nil, nil
+}
+
+// retryLocked schedules the resend of the in-flight op that m refused for
+// now (docs/protocol.md: rate_limited and storage_full are retried with
+// the same seq); ok is false for a refusal that is final.
+func (d *Doc) retryLocked(m message) (pause time.Duration, ok bool) {
+	first, limit := d.opts.RetryPause, d.opts.MaxRetryPause
+	switch m.Code {
+	case "rate_limited":
+		if first <= 0 {
+			first = 100 * time.Millisecond
+		}
+	case "storage_full":
+		if first <= 0 {
+			first = time.Second
+		}
+	default:
+		return 0, false
+	}
+	if limit <= 0 {
+		limit = 10 * time.Second
+	}
+	pause = first << min(d.refused, 16)
+	d.refused++
+	pause = max(min(pause, limit), time.Duration(m.RetryAfter)*time.Millisecond)
+	// Up to a quarter more, so that clients refused together do not all
+	// come back at once.
+	pause += time.Duration(rand.Int64N(int64(pause)/4 + 1))
+	d.stopRetryLocked()
+	conn, seq := d.conn, d.inSeq
+	d.retry = time.AfterFunc(pause, func() {
+		d.mu.Lock()
+		if d.closed || d.conn != conn || d.inflight == nil || d.inSeq != seq {
+			d.mu.Unlock() // acknowledged meanwhile, or a reconnect resent it
+			return
+		}
+		frame := d.opFrame(d.inflight, d.inSeq)
+		d.mu.Unlock()
+		d.write(conn, frame) // a failed write ends the reader: the connection's end says why
+	})
+	return pause, true
+}
+
+func (d *Doc) stopRetryLocked() {
+	if d.retry != nil {
+		d.retry.Stop()
+		d.retry = nil
+	}
 }
 
 // remote applies another client's op at m.Rev, transformed against our
@@ -744,6 +824,9 @@ type message struct {
 	Sel      []ot.Selection  `json:"sel"`
 	Code     string          `json:"code"`
 	Message  string          `json:"message"`
+	// RetryAfter is the server's hint, in milliseconds, on an error that
+	// is retried.
+	RetryAfter int64 `json:"retryAfter"`
 }
 
 // Insert is the op that inserts text at pos (a code point offset).

@@ -23,15 +23,23 @@ import (
 	"github.com/tandemdocs/tandem/web"
 )
 
-// startServer runs a real server (Badger in a temp dir) for the test.
+// startServer runs a real server (Badger in a temp dir) for the test, with
+// no practical limit on the connections' budgets.
 func startServer(t *testing.T) (string, *badgerstore.Store) {
+	t.Helper()
+	return startServerWith(t, collab.Config{RatePerSecond: 1e6, RateBurst: 1e6})
+}
+
+// startServerWith runs a real server with the collab configuration cfg.
+func startServerWith(t *testing.T, cfg collab.Config) (string, *badgerstore.Store) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	store, err := badgerstore.Open(badgerstore.Options{Dir: t.TempDir(), Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mgr := collab.NewManager(store, collab.Config{Logger: log, RatePerSecond: 1e6, RateBurst: 1e6})
+	cfg.Logger = log
+	mgr := collab.NewManager(store, cfg)
 	srv := web.New(web.Config{Store: store, Manager: mgr, Logger: log})
 	ts := httptest.NewServer(srv)
 	t.Cleanup(func() {
@@ -193,5 +201,85 @@ func TestDialErrors(t *testing.T) {
 	var se *client.ServerError
 	if !errors.As(err, &se) || se.Code != collab.CodeNotFound {
 		t.Fatalf("dial a missing document: %v", err)
+	}
+}
+
+// TestRateLimitedResent: clients in a closed loop (the next edit once the
+// last is acknowledged) against a server whose per-connection budget is far
+// below what they ask for. Every refused op is sent again, same seq, after
+// the server's hint; every client converges and every edit is committed
+// exactly once.
+func TestRateLimitedResent(t *testing.T) {
+	base, store := startServerWith(t, collab.Config{RatePerSecond: 40, RateBurst: 4})
+	createDoc(t, store, "limited", "")
+	const clients, edits = 4, 30
+	var mu sync.Mutex
+	retries, errorsSeen := map[string]int{}, map[string]int{}
+	docs := make([]*client.Doc, clients)
+	for i := range docs {
+		d, err := client.Dial(ctx(t), base, "limited", client.Options{
+			Name:    fmt.Sprint("c", i),
+			OnRetry: func(code string, _ uint64, _ time.Duration) { mu.Lock(); retries[code]++; mu.Unlock() },
+			OnError: func(code, _ string) { mu.Lock(); errorsSeen[code]++; mu.Unlock() },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		docs[i] = d
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i, d := range docs {
+		wg.Go(func() {
+			for j := range edits {
+				if err := d.Edit(client.Insert(d.Len(), fmt.Sprintf("<%d.%d>", i, j))); err != nil {
+					errs <- err
+					return
+				}
+				if err := d.Synced(ctx(t)); err != nil {
+					errs <- fmt.Errorf("client %d, edit %d: %w", i, j, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	text, rev := serverText(t, base, "limited")
+	for i := range clients {
+		for j := range edits {
+			if n := strings.Count(text, fmt.Sprintf("<%d.%d>", i, j)); n != 1 {
+				t.Fatalf("edit %d.%d is in the server's text %d times: %q", i, j, n, text)
+			}
+		}
+	}
+	waitTexts(t, docs, text, rev)
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d clients × %d edits at 40 tokens/s each: %d revisions, resent %v, errors %v", clients, edits, rev, retries, errorsSeen)
+	if retries["rate_limited"] == 0 || retries["rate_limited"] != errorsSeen["rate_limited"] {
+		t.Fatalf("resends %v for refusals %v: every rate_limited op refusal is resent", retries, errorsSeen)
+	}
+}
+
+// waitTexts waits until every client has seen revision rev, then checks
+// its text is text.
+func waitTexts(t *testing.T, docs []*client.Doc, text string, rev int64) {
+	t.Helper()
+	for i, d := range docs {
+		deadline := time.Now().Add(30 * time.Second)
+		for d.Rev() < rev {
+			if time.Now().After(deadline) {
+				t.Fatalf("client %d at revision %d, the server at %d", i, d.Rev(), rev)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := d.Text(); got != text {
+			t.Fatalf("client %d: %q, the server %q", i, got, text)
+		}
 	}
 }

@@ -174,6 +174,8 @@ func (m *message) setInt(key []byte, v int64) bool {
 			return false
 		}
 		m.Seq = uint64(v)
+	case "retryAfter":
+		m.RetryAfter = v
 	case "time":
 		// (when an op was committed: not kept)
 	default:

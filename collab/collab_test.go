@@ -52,6 +52,8 @@ type msg struct {
 	Key      string          `json:"key"`
 	Code     string          `json:"code"`
 	Message  string          `json:"message"`
+	// RetryAfter is rate_limited's hint, in milliseconds.
+	RetryAfter int64 `json:"retryAfter"`
 
 	raw string
 }
@@ -1398,7 +1400,10 @@ func TestRateLimited(t *testing.T) {
 	a.op(0, 1, `["x"]`)
 	a.expectAck(t, 1, 1)
 	a.op(1, 2, `["y"]`)
-	a.expectError(t, collab.CodeRateLimited, 2)
+	// The hint: one token a second, none left.
+	if e := a.expectError(t, collab.CodeRateLimited, 2); e.RetryAfter != 1000 {
+		t.Fatalf("retryAfter %d ms, want 1000: %v", e.RetryAfter, e)
+	}
 	a.sel(1)
 	a.expectError(t, collab.CodeRateLimited, -1)
 	clock.Add(int64(time.Second))

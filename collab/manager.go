@@ -387,6 +387,7 @@ func (c *Client) Handle(frame []byte) {
 	cost = min(cost, int64(c.limiter.Burst()))
 	if !c.limiter.AllowN(now, int(cost)) {
 		e := protoErr(CodeRateLimited, "too many messages: at most %.0f per second", cfg.RatePerSecond)
+		e.RetryAfter = waitFor(c.limiter, now, int(cost))
 		if cost > 1 {
 			e.Message = fmt.Sprintf("too much work: this message is %d revisions behind and costs %d of the %.0f tokens a second this connection has", c.d.head.Load()-msg.Rev, cost, cfg.RatePerSecond)
 		}
@@ -411,6 +412,18 @@ func (c *Client) HandleBinary() {
 		return
 	}
 	c.reply(protoErr(CodeBadMessage, "binary frames are not part of the protocol: send JSON text frames"))
+}
+
+// waitFor is how long until limiter has n tokens (for the client's
+// retryAfter hint), without taking them.
+func waitFor(limiter *rate.Limiter, now time.Time, n int) time.Duration {
+	r := limiter.ReserveN(now, n)
+	if !r.OK() {
+		return 0
+	}
+	wait := r.DelayFrom(now)
+	r.CancelAt(now)
+	return wait
 }
 
 // reply answers the client from its reading goroutine, without the

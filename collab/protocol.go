@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/tandemdocs/tandem/ot"
@@ -70,6 +71,10 @@ type Error struct {
 	Message string
 	Seq     uint64
 	HasSeq  bool
+	// RetryAfter, when > 0, is how long the client should wait before
+	// sending the refused message again (rate_limited: until the budget
+	// has the tokens). On the wire: "retryAfter", in milliseconds.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -351,6 +356,10 @@ func EncodeError(e *Error) []byte {
 	if e.HasSeq {
 		b = appendField(b, "seq")
 		b = strconv.AppendUint(b, e.Seq, 10)
+	}
+	if e.RetryAfter > 0 {
+		b = appendField(b, "retryAfter")
+		b = strconv.AppendInt(b, max(1, e.RetryAfter.Milliseconds()), 10)
 	}
 	return append(b, '}')
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/tandemdocs/tandem/client"
+	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/ot"
 )
 
@@ -198,6 +199,7 @@ type benchResult struct {
 	Ack             latencies        `json:"submit_to_ack"`
 	Seen            latencies        `json:"submit_to_seen"`
 	Errors          map[string]int64 `json:"errors"`
+	Retried         map[string]int64 `json:"resent_after_refusal,omitempty"`
 	ServerCPU       *float64         `json:"server_cpu_percent,omitempty"`
 	ServerRSSMB     *float64         `json:"server_rss_mb,omitempty"`
 	ServerPeakRSSMB *float64         `json:"server_peak_rss_mb,omitempty"`
@@ -243,6 +245,15 @@ func (r *benchResult) print(w io.Writer) {
 			parts = append(parts, fmt.Sprintf("%s %d", c, r.Errors[c]))
 		}
 		fmt.Fprintf(tw, "errors\t%s\n", strings.Join(parts, ", "))
+	}
+	if n := r.Retried[collab.CodeRateLimited]; n > 0 {
+		fmt.Fprintf(tw, "rate limited\t%d ops refused with rate_limited and resent (same seq, after the server's hint)\n", n)
+		if r.Mode == "closed" || r.Mode == "trace" {
+			fmt.Fprintf(tw, "bounded by\tthe server's per-connection budget (its abuse limit), not the server: start it with --client-rate 1e6 to measure the server\n")
+		}
+	}
+	if n := r.Retried[collab.CodeStorageFull]; n > 0 {
+		fmt.Fprintf(tw, "storage full\t%d ops refused with storage_full and resent: the server's disk is nearly full\n", n)
 	}
 	if r.ServerCPU != nil {
 		fmt.Fprintf(tw, "server\tCPU %.0f%%, RSS %.0f MB (peak %.0f MB)\n", *r.ServerCPU, *r.ServerRSSMB, *r.ServerPeakRSSMB)
@@ -357,7 +368,9 @@ type bench struct {
 	delivered   atomic.Int64
 	errMu       sync.Mutex
 	errs        map[string]int64
-	sentAt      sync.Map // opKey → time.Time: when an op was sent, for submit→seen
+	refusals    map[string]int64 // rate_limited and storage_full answers (ops and selections)
+	retried     map[string]int64 // of those, ops the client sends again (client.Options.OnRetry)
+	sentAt      sync.Map         // opKey → time.Time: when an op was sent, for submit→seen
 	traceResult string
 }
 
@@ -388,11 +401,27 @@ func errorLabel(err error) string {
 
 func (b *bench) countError(code string) {
 	b.errMu.Lock()
-	if b.errs == nil {
-		b.errs = map[string]int64{}
+	if code == collab.CodeRateLimited || code == collab.CodeStorageFull {
+		// Counted apart: an op refused for now is sent again (OnRetry).
+		b.refusals = count(b.refusals, code)
+	} else {
+		b.errs = count(b.errs, code)
 	}
-	b.errs[code]++
 	b.errMu.Unlock()
+}
+
+func (b *bench) countRetry(code string) {
+	b.errMu.Lock()
+	b.retried = count(b.retried, code)
+	b.errMu.Unlock()
+}
+
+func count(m map[string]int64, key string) map[string]int64 {
+	if m == nil {
+		m = map[string]int64{}
+	}
+	m[key]++
+	return m
 }
 
 // editor is one benchmark client: a connection and its bookkeeping.
@@ -598,6 +627,7 @@ func (b *bench) dialTandem(ctx context.Context, id string, i int, tr *trace) (*t
 			}
 		},
 		OnError: func(code, _ string) { b.countError(code) },
+		OnRetry: func(code string, _ uint64, _ time.Duration) { b.countRetry(code) },
 	}
 	servers := b.servers()
 	doc, err := client.Dial(ctx, servers[i%len(servers)], id, opts)
@@ -661,7 +691,7 @@ func (b *bench) drive(ctx context.Context, eds []benchClient, d time.Duration, o
 	b.committed.Store(0)
 	b.delivered.Store(0)
 	b.errMu.Lock()
-	b.errs = nil
+	b.errs, b.refusals, b.retried = nil, nil, nil
 	b.errMu.Unlock()
 	cpu0, _ := procCPU(b.cfg.PID)
 	self0, _ := procCPU(os.Getpid())
@@ -754,7 +784,15 @@ func (b *bench) drive(ctx context.Context, eds []benchClient, d time.Duration, o
 	res.OpsPerSec = float64(res.Committed) / elapsed.Seconds()
 	res.DeliveredPerSec = float64(res.Delivered) / elapsed.Seconds()
 	b.errMu.Lock()
-	res.Errors = b.errs
+	res.Errors, res.Retried = b.errs, b.retried
+	for code, n := range b.refusals {
+		// Refusals nobody sends again (selections: the next one replaces
+		// them) are errors like any other.
+		if n -= b.retried[code]; n > 0 {
+			res.Errors = count(res.Errors, code)
+			res.Errors[code] = n
+		}
+	}
 	b.errMu.Unlock()
 	if haveSelf {
 		res.BenchCPU = 100 * (self1 - self0).Seconds() / elapsed.Seconds()

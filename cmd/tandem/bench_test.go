@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -51,6 +52,37 @@ func TestBenchSmoke(t *testing.T) {
 	idle := runBench(t, srv, "--mode", "idle", "--docs", "2", "--clients", "10")
 	if idle.Connections != 20 {
 		t.Errorf("idle: %d connections, want 20", idle.Connections)
+	}
+}
+
+// TestBenchReadmeExample runs the README's first `tandem bench` example
+// against a server with default settings, as a new user would: every op
+// the per-connection budget refuses is sent again and every client
+// converges (issue 25: the Go client once kept a rate-limited op in flight
+// for good).
+func TestBenchReadmeExample(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the load tool for 5 s (-short)")
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var args []string
+	for line := range strings.Lines(string(readme)) {
+		if cmd, _, _ := strings.Cut(line, "#"); strings.HasPrefix(cmd, "tandem bench --docs 2 --clients 5") {
+			args = strings.Fields(cmd)[2:]
+			break
+		}
+	}
+	if args == nil {
+		t.Fatal("README.md has no `tandem bench --docs 2 --clients 5 …` example")
+	}
+	srv := startInProcess(t, testServeConfig(t), serverHooks{})
+	res := runBench(t, srv, args...)
+	t.Logf("tandem bench %v against the defaults: %d ops committed, resent %v, errors %v", args, res.Committed, res.Retried, res.Errors)
+	if res.Converged == nil || !*res.Converged || len(res.Errors) > 0 || res.Committed == 0 {
+		t.Fatalf("bench %v: %+v", args, res)
 	}
 }
 

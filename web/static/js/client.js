@@ -898,8 +898,9 @@ export class TandemClient {
         if (forInflight) {
           inf.conn = 0
           this._clearTimer('ack')
-          const p = this.options.rateLimitPause
-          this._timer('rate', p + Math.random() * p, () => this._sendInflight())
+          // The server's hint (when its budget has the tokens) if it gave one.
+          const p = Number.isFinite(m.retryAfter) && m.retryAfter > 0 ? m.retryAfter : this.options.rateLimitPause
+          this._timer('rate', p + Math.random() * p / 4, () => this._sendInflight())
         } else if (m.seq === undefined) {
           this._selDirty = true
           this._timer('sel', this.options.rateLimitPause, () => this._flushSelection())
