@@ -42,40 +42,24 @@ const (
 // codeUnauthorized: an admin request without the right bearer token.
 const codeUnauthorized = "unauthorized"
 
-// adminOnly guards the admin endpoints. With Config.AdminToken set, a
-// request must carry "Authorization: Bearer <token>", from wherever it
-// comes. Without one, only requests from a loopback address are served: the
-// connection's own address, never X-Forwarded-For; and a request that went
-// through a proxy (one of the forwarding headers is set) is refused, since
-// a reverse proxy on the same machine makes every client look local.
+// adminOnly guards the admin endpoints: a request must carry the server's
+// admin token ("Authorization: Bearer <token>"), or a user token with the
+// admin role on every document. Nothing is granted for the address a
+// request comes from: a reverse proxy on the same machine makes every
+// request loopback, with or without forwarding headers.
 func (s *Server) adminOnly(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		r := c.Request()
-		// A user token with the admin role on every document will do too.
-		if s.cfg.Auth != nil {
-			if tok := requestToken(r); tok != "" {
-				if claims, err := s.cfg.Auth.Verify(tok); err == nil && claims.RoleFor("*") >= RoleAdmin {
-					return next(c)
-				}
-			}
-		}
-		if s.cfg.AdminToken != "" {
-			if !tokenMatches(r.Header.Get("Authorization"), s.cfg.AdminToken) {
-				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="tandem admin"`)
-				return errorf(http.StatusUnauthorized, codeUnauthorized,
-					"admin endpoints need the server's admin token (Authorization: Bearer <token>)")
-			}
+		p, err := s.who(c)
+		if err == nil && p.role("*") >= RoleAdmin {
 			return next(c)
 		}
-		if !isLoopback(r.RemoteAddr) {
-			return errorf(http.StatusForbidden, collab.CodeForbidden,
-				"admin endpoints answer only this machine (loopback) when the server runs without --admin-token")
+		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="tandem admin"`)
+		if s.cfg.AdminToken == "" && s.cfg.Auth == nil {
+			return errorf(http.StatusUnauthorized, codeUnauthorized,
+				"this server has no admin token: admin endpoints are closed (start it with --admin-token)")
 		}
-		if proxied(r) {
-			return errorf(http.StatusForbidden, collab.CodeForbidden,
-				"admin request through a proxy: the server needs --admin-token for that")
-		}
-		return next(c)
+		return errorf(http.StatusUnauthorized, codeUnauthorized,
+			"admin endpoints need the server's admin token (Authorization: Bearer <token>; tandem serve writes it to <data-dir>/admin-token when --admin-token is not given) or a token with the admin role on every document")
 	}
 }
 
@@ -91,6 +75,8 @@ func tokenMatches(header, token string) bool {
 	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
 }
 
+// isLoopback reports whether an address (host or host:port) is a loopback
+// one. It decides which limits apply, never what a request may do.
 func isLoopback(remoteAddr string) bool {
 	host, _, err := net.SplitHostPort(remoteAddr)
 	if err != nil {
@@ -100,7 +86,8 @@ func isLoopback(remoteAddr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func proxied(r *http.Request) bool {
+// forwarded reports whether a request says it came through a proxy.
+func forwarded(r *http.Request) bool {
 	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-Ip"} {
 		if r.Header.Get(h) != "" {
 			return true

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/storage"
@@ -40,55 +41,66 @@ func errCode(t *testing.T, resp *http.Response) string {
 	return e.Error.Code
 }
 
-// TestAdminAccess: without a token, admin endpoints answer loopback peers
-// only (the connection's address: X-Forwarded-For is no way in, and a
-// proxied request is refused); with one, the bearer token from anywhere.
+// TestAdminAccess: admin endpoints take the admin token from anywhere and
+// nothing else: not a loopback peer, with or without forwarding headers
+// (behind a reverse proxy on the same machine every request is loopback),
+// and nothing at all from a server without an admin token.
 func TestAdminAccess(t *testing.T) {
 	t.Parallel()
-	open := newTestServer(t, collab.Config{})
-	for _, c := range []struct {
+	peers := []struct {
 		remote  string
 		headers map[string]string
-		status  int
 	}{
-		{"127.0.0.1:5000", nil, http.StatusOK},
-		{"[::1]:5000", nil, http.StatusOK},
-		{"203.0.113.7:5000", nil, http.StatusForbidden},
-		{"10.0.0.2:5000", nil, http.StatusForbidden},
-		{"203.0.113.7:5000", map[string]string{"X-Forwarded-For": "127.0.0.1"}, http.StatusForbidden},
-		{"127.0.0.1:5000", map[string]string{"X-Forwarded-For": "203.0.113.7"}, http.StatusForbidden},
-		{"127.0.0.1:5000", map[string]string{"X-Real-IP": "203.0.113.7"}, http.StatusForbidden},
-		{"127.0.0.1:5000", map[string]string{"Forwarded": "for=203.0.113.7"}, http.StatusForbidden},
-	} {
-		resp := adminCall(open, c.remote, c.headers)
-		if resp.StatusCode != c.status {
-			t.Errorf("no token, from %s %v: %d, want %d", c.remote, c.headers, resp.StatusCode, c.status)
-		}
-		if c.status == http.StatusForbidden && errCode(t, resp) != collab.CodeForbidden {
-			t.Errorf("no token, from %s %v: not a forbidden error", c.remote, c.headers)
-		}
+		{"127.0.0.1:5000", nil},
+		{"[::1]:5000", nil},
+		{"203.0.113.7:5000", nil},
+		{"10.0.0.2:5000", nil},
+		{"203.0.113.7:5000", map[string]string{"X-Forwarded-For": "127.0.0.1"}},
+		{"127.0.0.1:5000", map[string]string{"X-Forwarded-For": "203.0.113.7"}},
+		{"127.0.0.1:5000", map[string]string{"X-Real-IP": "203.0.113.7"}},
+		{"127.0.0.1:5000", map[string]string{"Forwarded": "for=203.0.113.7"}},
 	}
-
 	guarded := startServer(t, serverOpts{web: web.Config{AdminToken: "tok-123"}})
-	for _, c := range []struct {
-		remote, auth string
-		status       int
-	}{
-		{"203.0.113.7:5000", "Bearer tok-123", http.StatusOK},
-		{"127.0.0.1:5000", "bearer tok-123", http.StatusOK},
-		{"127.0.0.1:5000", "", http.StatusUnauthorized},
-		{"127.0.0.1:5000", "Bearer tok-12", http.StatusUnauthorized},
-		{"203.0.113.7:5000", "Bearer tok-1234", http.StatusUnauthorized},
-		{"203.0.113.7:5000", "tok-123", http.StatusUnauthorized},
-		{"203.0.113.7:5000", "Basic tok-123", http.StatusUnauthorized},
-	} {
-		resp := adminCall(guarded, c.remote, map[string]string{"Authorization": c.auth})
-		if resp.StatusCode != c.status {
-			t.Errorf("token set, from %s with %q: %d, want %d", c.remote, c.auth, resp.StatusCode, c.status)
-		}
-		if c.status == http.StatusUnauthorized {
-			if code := errCode(t, resp); code != "unauthorized" || resp.Header.Get("WWW-Authenticate") == "" {
-				t.Errorf("token set, from %s with %q: code %q, WWW-Authenticate %q", c.remote, c.auth, code, resp.Header.Get("WWW-Authenticate"))
+	secret := "0123456789abcdef0123456789abcdef"
+	auth, err := web.NewVerifier([]string{secret}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withAuth := startServer(t, serverOpts{web: web.Config{AdminToken: "tok-123", Auth: auth}})
+	closed := startServer(t, serverOpts{noAdminToken: true})
+	for _, p := range peers {
+		for _, c := range []struct {
+			ts     *testServer
+			mode   string
+			auth   string
+			status int
+		}{
+			{guarded, "open", "", http.StatusUnauthorized},
+			{guarded, "open", "Bearer tok-12", http.StatusUnauthorized},
+			{guarded, "open", "Bearer tok-1234", http.StatusUnauthorized},
+			{guarded, "open", "tok-123", http.StatusUnauthorized},
+			{guarded, "open", "Basic tok-123", http.StatusUnauthorized},
+			{guarded, "open", "Bearer tok-123", http.StatusOK},
+			{guarded, "open", "bearer tok-123", http.StatusOK},
+			{withAuth, "tokens", "", http.StatusUnauthorized},
+			{withAuth, "tokens", "Bearer " + token(t, secret, "u", time.Hour, "*:write"), http.StatusUnauthorized},
+			{withAuth, "tokens", "Bearer " + token(t, secret, "u", time.Hour, "*:admin"), http.StatusOK},
+			{withAuth, "tokens", "Bearer tok-123", http.StatusOK},
+			{closed, "open without an admin token", "", http.StatusUnauthorized},
+			{closed, "open without an admin token", "Bearer tok-123", http.StatusUnauthorized},
+		} {
+			h := map[string]string{"Authorization": c.auth}
+			for k, v := range p.headers {
+				h[k] = v
+			}
+			resp := adminCall(c.ts, p.remote, h)
+			if resp.StatusCode != c.status {
+				t.Errorf("%s mode, from %s %v with %q: %d, want %d", c.mode, p.remote, p.headers, c.auth, resp.StatusCode, c.status)
+			}
+			if c.status == http.StatusUnauthorized {
+				if code := errCode(t, resp); code != "unauthorized" || resp.Header.Get("WWW-Authenticate") == "" {
+					t.Errorf("%s mode, from %s with %q: code %q, WWW-Authenticate %q", c.mode, p.remote, c.auth, code, resp.Header.Get("WWW-Authenticate"))
+				}
 			}
 		}
 	}
@@ -105,7 +117,8 @@ func TestAdminBackup(t *testing.T) {
 	}
 	get := func(since string) (*http.Response, []byte) {
 		t.Helper()
-		resp, err := http.Get(ts.URL + "/api/admin/backup?since=" + since)
+		req, _ := http.NewRequest(http.MethodGet, ts.URL+"/api/admin/backup?since="+since, nil)
+		resp, err := http.DefaultClient.Do(asAdmin(req))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -165,7 +178,8 @@ func (failingBackup) Backup(ctx context.Context, w io.Writer, since uint64) (uin
 func TestAdminBackupFails(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, serverOpts{wrap: func(s storage.Store) storage.Store { return failingBackup{s} }})
-	resp, err := http.Get(ts.URL + "/api/admin/backup")
+	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/api/admin/backup", nil)
+	resp, err := http.DefaultClient.Do(asAdmin(req))
 	if err != nil {
 		t.Fatal(err)
 	}

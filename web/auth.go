@@ -177,11 +177,13 @@ func Mint(secret string, claims Claims) (string, error) {
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
 }
 
-// principal is who makes a request: a token's claims, or nobody in open
-// mode.
+// principal is who makes a request: a token's claims, the holder of the
+// server's admin token, or nobody in open mode. Where a request comes from
+// grants nothing: behind a reverse proxy on the same machine every request
+// comes from loopback.
 type principal struct {
-	claims   *Claims // nil in open mode
-	loopback bool    // the connection comes from this machine, not through a proxy
+	claims *Claims // nil in open mode and for the admin token
+	admin  bool    // the request carries the server's admin token
 }
 
 // key names the principal for per-user limits: the user, or the address
@@ -194,12 +196,13 @@ func (p principal) key(c echo.Context) string {
 }
 
 // role is what the principal may do with doc. In open mode everyone may
-// read and write, and only loopback connections administer.
+// read and write; administering (deleting a document) takes the admin
+// token, in every mode, or a token's admin role.
 func (p principal) role(doc string) Role {
-	if p.claims == nil {
-		if p.loopback {
-			return RoleAdmin
-		}
+	switch {
+	case p.admin:
+		return RoleAdmin
+	case p.claims == nil:
 		return RoleWrite
 	}
 	return p.claims.RoleFor(doc)
@@ -227,7 +230,11 @@ func requestToken(r *http.Request) string {
 // who authenticates a request: in open mode everyone is welcome; with a
 // verifier a valid token is required (401 otherwise).
 func (s *Server) who(c echo.Context) (principal, error) {
-	p := principal{loopback: isLoopback(c.Request().RemoteAddr) && !proxied(c.Request())}
+	var p principal
+	if s.cfg.AdminToken != "" && tokenMatches(c.Request().Header.Get("Authorization"), s.cfg.AdminToken) {
+		p.admin = true
+		return p, nil
+	}
 	if s.cfg.Auth == nil {
 		return p, nil
 	}

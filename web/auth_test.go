@@ -187,8 +187,8 @@ func TestTokens(t *testing.T) {
 	if status, _, body := call(t, ts, "DELETE", "/api/docs/doc-b", admin, ""); status != 204 {
 		t.Errorf("delete as admin: %d %s", status, body)
 	}
-	// The admin endpoint takes an admin token on every document (from
-	// loopback, as here, it needs none: docs/operations.md).
+	// The admin endpoint takes a token with the admin role on every
+	// document (or the server's admin token: TestAdminAccess).
 	if status, _, _ := call(t, ts, "GET", "/api/admin/backup", token(t, secret, "root", time.Hour, "*:admin"), ""); status != 200 {
 		t.Errorf("backup with admin on *: %d", status)
 	}

@@ -267,12 +267,9 @@ func TestBrowserCodeMirror(t *testing.T) {
 		// The document is deleted under Ann: her text stays on screen, read
 		// only, with a button to copy it.
 		shown := ann.value()
-		req, _ := http.NewRequest(http.MethodDelete, base+"/api/docs/"+id, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil || resp.StatusCode != http.StatusNoContent {
-			t.Fatalf("delete: %v %v", resp, err)
+		if status, code := ts.deleteDoc(t, id); status != http.StatusNoContent {
+			t.Fatalf("delete: %d %s", status, code)
 		}
-		resp.Body.Close()
 		ann.waitJS(`!document.querySelector('#editor-error').hidden && document.querySelector('#editor-error').textContent.includes('deleted')`, "saying the document was deleted")
 		if got := ann.value(); got != shown {
 			t.Fatalf("the text changed when the document was deleted: %q", got)

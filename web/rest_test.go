@@ -262,8 +262,11 @@ func TestDeleteDocument(t *testing.T) {
 	a.sendOp(0, 1, `[3,"!"]`)
 	a.expect("ack")
 
-	if status, err := ts.call("DELETE", "/api/docs/"+id, nil, nil); err != nil || status != http.StatusNoContent {
-		t.Fatalf("delete: %d %v", status, err)
+	// Open mode: everyone writes, only the admin token deletes (from
+	// loopback too, as here).
+	expectAPIError(t, ts, "DELETE", "/api/docs/"+id, "", 403, "forbidden")
+	if status, code := ts.deleteDoc(t, id); status != http.StatusNoContent {
+		t.Fatalf("delete: %d %s", status, code)
 	}
 	for _, c := range []*tconn{a, b} {
 		if code, skipped, err := c.closeCode(time.Now().Add(wait)); err != nil || code != collab.CloseNotFound {
@@ -273,7 +276,9 @@ func TestDeleteDocument(t *testing.T) {
 	expectAPIError(t, ts, "GET", "/api/docs/"+id, "", 404, "not_found")
 	expectAPIError(t, ts, "GET", "/api/docs/"+id+"/text?rev=0", "", 404, "not_found")
 	expectAPIError(t, ts, "GET", "/api/docs/"+id+"/ops", "", 404, "not_found")
-	expectAPIError(t, ts, "DELETE", "/api/docs/"+id, "", 404, "not_found")
+	if status, code := ts.deleteDoc(t, id); status != 404 || code != "not_found" {
+		t.Fatalf("delete again: %d %s", status, code)
+	}
 	if ids := listAll(t, ts, 10); !slices.Equal(ids, []string{keep}) {
 		t.Fatalf("list after delete: %v", ids)
 	}

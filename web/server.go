@@ -49,7 +49,7 @@ type Config struct {
 	MaxDocBytes int
 	// Auth, if set, checks the tokens every request needs (see auth.go);
 	// without it the server runs in open mode: everyone may read and
-	// write, and only loopback connections delete.
+	// write, and only the admin token deletes.
 	Auth *Verifier
 	// RequestsPerSecond and RequestBurst limit each IP address's REST
 	// requests (50, 100; the WebSocket's messages have their own budget).
@@ -74,9 +74,11 @@ type Config struct {
 	MetricsPublic bool
 	// OnError, if set, is told of every error response (for metrics).
 	OnError func(status int, code string)
-	// AdminToken, if set, is the bearer token the admin endpoints
-	// (/api/admin/...) require. Without it they answer only requests from a
-	// loopback address that did not come through a proxy (admin.go).
+	// AdminToken, if set, is a bearer token that may do anything: the
+	// admin endpoints (/api/admin/..., /metrics) and deleting documents.
+	// Without it only a user token with the admin role on every document
+	// does (with Auth); in open mode they are closed. The address a
+	// request comes from never counts (admin.go).
 	AdminToken string
 }
 
@@ -87,6 +89,9 @@ type Server struct {
 	ws       *melody.Melody
 	log      *slog.Logger
 	draining atomic.Bool
+	// warnedForwarded: the warning about forwarding headers without
+	// TrustedProxies was logged (once).
+	warnedForwarded atomic.Bool
 	// backingUp: an admin backup is streaming (one at a time).
 	backingUp atomic.Bool
 	creations *middleware.RateLimiterMemoryStore // documents created, per user
@@ -390,6 +395,11 @@ func (s *Server) logger(c echo.Context) *slog.Logger {
 func (s *Server) requestLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
+		if len(s.cfg.TrustedProxies) == 0 && forwarded(c.Request()) && !s.warnedForwarded.Swap(true) {
+			s.log.Warn("a request came through a proxy (it has forwarding headers) but --trusted-proxies is not set: "+
+				"the per-address limits count the proxy's address, which all its clients share; name the proxy with --trusted-proxies",
+				"peer", c.Request().RemoteAddr)
+		}
 		err := next(c)
 		if err != nil {
 			c.Error(err)

@@ -55,6 +55,33 @@ type serverOpts struct {
 	logger *slog.Logger
 	// addr, if set, is the address to listen on (restartAt).
 	addr string
+	// noAdminToken leaves web.AdminToken empty (otherwise testAdminToken).
+	noAdminToken bool
+}
+
+// testAdminToken is the admin token of the test servers (unless a test
+// sets web.AdminToken itself).
+const testAdminToken = "test-admin-token-0123456789abcdef"
+
+// asAdmin adds the test servers' admin token to req.
+func asAdmin(req *http.Request) *http.Request {
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
+	return req
+}
+
+// deleteDoc deletes document id with the admin token and returns the
+// status and error code.
+func (ts *testServer) deleteDoc(t testing.TB, id string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodDelete, ts.URL+"/api/docs/"+id, nil)
+	resp, err := http.DefaultClient.Do(asAdmin(req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e apiErr
+	json.NewDecoder(resp.Body).Decode(&e)
+	return resp.StatusCode, e.Error.Code
 }
 
 type sendBufferListener struct {
@@ -100,6 +127,9 @@ func startServer(t testing.TB, o serverOpts) *testServer {
 	mgr := collab.NewManager(st, ccfg)
 	wcfg := o.web
 	wcfg.Store, wcfg.Manager, wcfg.Logger = st, mgr, log
+	if wcfg.AdminToken == "" && !o.noAdminToken {
+		wcfg.AdminToken = testAdminToken
+	}
 	srv := web.New(wcfg)
 	ts := &testServer{store: store, mgr: mgr, srv: srv, opts: o}
 	hs := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

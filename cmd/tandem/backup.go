@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -39,7 +40,10 @@ copied into a temporary store in $TMPDIR first, which needs their size in
 free space there. A cluster node's --server backup is the same.
 
 The environment can set --server (TANDEM_SERVER), --data-dir
-(TANDEM_DATA_DIR), --nats (TANDEM_NATS) and --token (TANDEM_ADMIN_TOKEN).
+(TANDEM_DATA_DIR), --nats (TANDEM_NATS), --token (TANDEM_ADMIN_TOKEN) and
+--token-file (TANDEM_ADMIN_TOKEN_FILE). An online backup needs the server's
+admin token: --token, --token-file, or by default ./data/admin-token, the
+one 'tandem serve' keeps in its default data directory.
 `
 
 func backupCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -49,11 +53,13 @@ func backupCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	out := fs.String("out", "", "the backup file to write (required)")
 	since := fs.Uint64("since", 0, "make an incremental backup of what changed since this version (printed by the previous backup); 0: full")
 	token := fs.String("token", "", "the server's admin token (--admin-token of tandem serve)")
+	tokenFile := fs.String("token-file", "", "a file holding the server's admin token (default, without --token: ./data/admin-token, the one tandem serve makes in its default data directory, if it is there)")
 	force := fs.Bool("force", false, "replace --out if it exists (once the new backup is whole)")
 	nf := addNATSFlags(fs)
 	fs.fromEnv("server", "TANDEM_SERVER")
 	fs.fromEnv("data-dir", "TANDEM_DATA_DIR")
 	fs.fromEnv("token", "TANDEM_ADMIN_TOKEN")
+	fs.fromEnv("token-file", "TANDEM_ADMIN_TOKEN_FILE")
 	fs.exclusive = []string{"server", "data-dir", "nats"}
 	if err := fs.parse(args); err != nil {
 		return err
@@ -89,7 +95,13 @@ func backupCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var res backupResult
 	switch {
 	case *server != "":
-		res, err = onlineBackup(ctx, *server, *token, *since, f, stderr)
+		tok := *token
+		if tok == "" {
+			if tok, err = adminTokenFrom(*tokenFile); err != nil {
+				return fmt.Errorf("backup: %w (nothing written to %s)", err, *out)
+			}
+		}
+		res, err = onlineBackup(ctx, *server, tok, *since, f, stderr)
 	case *nf.url != "":
 		res, err = natsBackup(ctx, nf, f, stderr)
 	default:
@@ -228,6 +240,19 @@ func onlineBackup(ctx context.Context, server, token string, since uint64, w io.
 	return backupResult{next: next, docs: docs, bytes: bc.count()}, nil
 }
 
+// adminTokenFrom reads the admin token from file, or, with file "", from
+// the default server's data directory if it has one ("" if not).
+func adminTokenFrom(file string) (string, error) {
+	if file != "" {
+		return readTokenFile(file)
+	}
+	tok, err := readTokenFile(filepath.Join("data", adminTokenFile))
+	if err != nil {
+		return "", nil // none there: the server will say what it wants
+	}
+	return tok, nil
+}
+
 // backupRefused turns an error response into an error that says what to
 // do.
 func backupRefused(base string, resp *http.Response, withToken bool) error {
@@ -242,9 +267,9 @@ func backupRefused(base string, resp *http.Response, withToken bool) error {
 	switch resp.StatusCode {
 	case http.StatusUnauthorized:
 		if withToken {
-			return fmt.Errorf("%s refused the admin token (401): check --token / TANDEM_ADMIN_TOKEN against the server's --admin-token", base)
+			return fmt.Errorf("%s refused the admin token (401): check --token / --token-file against the server's --admin-token or <data-dir>/admin-token", base)
 		}
-		return fmt.Errorf("%s wants an admin token (401): pass --token or set TANDEM_ADMIN_TOKEN to the server's --admin-token", base)
+		return fmt.Errorf("%s wants an admin token (401): pass --token (TANDEM_ADMIN_TOKEN) or --token-file: the server's --admin-token, or the token it keeps in <data-dir>/admin-token", base)
 	case http.StatusForbidden:
 		return fmt.Errorf("%s refused the backup (403): %s", base, msg)
 	case http.StatusNotFound:

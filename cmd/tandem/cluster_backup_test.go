@@ -80,10 +80,10 @@ func TestClusterBackupRoundTrip(t *testing.T) {
 	}
 
 	// A node's admin endpoint streams the same.
-	runCmd(t, backupCmd, "--server", node.url, "--out", file("node.backup"))
+	runCmd(t, backupCmd, "--server", node.url, "--token", testAdminToken, "--out", file("node.backup"))
 	runCmd(t, restoreCmd, "--data-dir", file("single2"), file("node.backup"))
 	compareStores(t, cluster, openBadgerForTest(t, file("single2")))
-	if err := cmdErr(backupCmd, "--server", node.url, "--out", file("incr.backup"), "--since", "5"); err == nil || !strings.Contains(err.Error(), "full") {
+	if err := cmdErr(backupCmd, "--server", node.url, "--token", testAdminToken, "--out", file("incr.backup"), "--since", "5"); err == nil || !strings.Contains(err.Error(), "full") {
 		t.Errorf("an incremental backup of a cluster node: %v, want a refusal saying backups are full", err)
 	}
 

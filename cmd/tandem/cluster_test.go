@@ -131,7 +131,9 @@ func TestClusterConverges(t *testing.T) {
 	}
 	retried := 0.0
 	for _, n := range nodes {
-		resp, err := http.Get(n.url + "/metrics")
+		req, _ := http.NewRequest(http.MethodGet, n.url+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+testAdminToken)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -641,7 +643,7 @@ func TestClusterDocumentEvents(t *testing.T) {
 		t.Errorf("the client on b got %+v", m)
 	}
 
-	if err := doDelete(a.url, id); err != nil {
+	if err := doDelete(a.url, testAdminToken, id); err != nil {
 		t.Fatal(err)
 	}
 	onB.conn.SetReadDeadline(time.Now().Add(30 * time.Second))

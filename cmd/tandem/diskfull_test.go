@@ -64,9 +64,18 @@ func fillTo(t *testing.T, dir string, name string, leave uint64) {
 
 func httpStatus(t *testing.T, method, url, body string) (int, string) {
 	t.Helper()
+	return httpStatusAs(t, "", method, url, body)
+}
+
+// httpStatusAs is httpStatus with a bearer token ("" for none).
+func httpStatusAs(t *testing.T, token, method, url, body string) (int, string) {
+	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
@@ -141,13 +150,13 @@ func TestDiskFull(t *testing.T) {
 	if code, body := httpStatus(t, "POST", srv.URL+"/api/docs", `{"title":"x"}`); code != http.StatusInsufficientStorage || !strings.Contains(body, collab.CodeStorageFull) {
 		t.Fatalf("create on a full disk: %d %s", code, body)
 	}
-	if code, body := httpStatus(t, "DELETE", srv.URL+"/api/docs/"+id, ""); code != http.StatusInsufficientStorage {
+	if code, body := httpStatusAs(t, srv.adminToken(), "DELETE", srv.URL+"/api/docs/"+id, ""); code != http.StatusInsufficientStorage {
 		t.Fatalf("delete on a full disk: %d %s", code, body)
 	}
 	if d, err := getDoc(srv.URL, id); err != nil || d.Text != "abc!" || d.Rev != 1 {
 		t.Fatalf("read on a full disk: %+v %v", d, err)
 	}
-	code, body := httpStatus(t, "GET", srv.URL+"/metrics", "")
+	code, body := httpStatusAs(t, srv.adminToken(), "GET", srv.URL+"/metrics", "")
 	for _, want := range []string{
 		"\ntandem_storage_writable 0\n",
 		`tandem_messages_refused_total{code="storage_full"} 1`,
@@ -163,7 +172,7 @@ func TestDiskFull(t *testing.T) {
 	// Room again: the same op (same seq) goes through, no restart.
 	os.Remove(filepath.Join(disk, "ballast"))
 	waitStatus(t, srv.URL+"/readyz", http.StatusOK)
-	if _, body := httpStatus(t, "GET", srv.URL+"/metrics", ""); !strings.Contains(body, "\ntandem_storage_writable 1\n") {
+	if _, body := httpStatusAs(t, srv.adminToken(), "GET", srv.URL+"/metrics", ""); !strings.Contains(body, "\ntandem_storage_writable 1\n") {
 		t.Fatalf("metrics after space came back: no tandem_storage_writable 1")
 	}
 	c.send(`{"type":"op","rev":1,"seq":2,"op":["?"]}`)

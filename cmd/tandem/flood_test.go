@@ -200,7 +200,9 @@ func runFloodPhase(tb testing.TB, srv *server, id string, attackers int, dur tim
 // metricValue reads one sample of the server's /metrics (-1 if absent).
 func metricValue(tb testing.TB, base, sample string) float64 {
 	tb.Helper()
-	resp, err := http.Get(base + "/metrics")
+	req, _ := http.NewRequest(http.MethodGet, base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		tb.Fatal(err)
 	}

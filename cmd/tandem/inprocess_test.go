@@ -16,13 +16,18 @@ func testServeConfig(tb testing.TB, args ...string) serveConfig {
 	tb.Helper()
 	// A test's temp directory may sit on a small disk; the guard itself
 	// is tested by TestDiskFull.
-	args = append([]string{"--addr", "127.0.0.1:0", "--data-dir", tb.TempDir(), "--min-free-space", "1MiB"}, args...)
+	args = append([]string{"--addr", "127.0.0.1:0", "--data-dir", tb.TempDir(), "--min-free-space", "1MiB", "--admin-token", testAdminToken}, args...)
 	cfg, err := parseServeFlags(args, io.Discard)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return cfg
 }
+
+// testAdminToken is the admin token of the in-process test servers
+// (testServeConfig); servers the tests start as processes make their own
+// (process.adminToken).
+const testAdminToken = "test-admin-token-0123456789abcdef"
 
 // startInProcess runs `tandem serve` with cfg in this process, the same
 // wiring as the binary, and shuts it down gracefully when the test ends.

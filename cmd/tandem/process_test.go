@@ -132,6 +132,17 @@ type process struct {
 	stderr bytes.Buffer
 }
 
+// adminToken is the admin token the server made itself in its data
+// directory (tandem serve without --admin-token).
+func (s *process) adminToken() string {
+	s.t.Helper()
+	tok, err := readTokenFile(filepath.Join(s.dir, adminTokenFile))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return tok
+}
+
 var servingRE = regexp.MustCompile(`msg="tandem serving" addr=(https?://\S+)`)
 
 // startServer runs `tandem serve` on dir, listening on a free port of

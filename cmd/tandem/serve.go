@@ -134,7 +134,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.NATSCA, "nats-ca", "", "PEM file of the CA that signed the NATS servers' certificates (tls:// URLs), when not a system one")
 	fs.DurationVar(&c.NATSTimeout, "nats-timeout", 5*time.Second, "how long a JetStream request (a commit, a read) may take before it fails: the document then reloads and its clients resend")
 	fs.IntVar(&c.NATSReplicas, "nats-replicas", 1, "replicas of Tandem's JetStream stream and buckets (3 in a 3-node NATS cluster: an acknowledged write is then on a majority)")
-	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for the admin endpoints (online backup); without one they answer loopback only. Prefer TANDEM_ADMIN_TOKEN: command lines are visible to other users")
+	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for the admin endpoints (online backup, /metrics, the profiler) and for deleting documents in open mode; without one the server makes one and keeps it in <data-dir>/admin-token (mode 0600), where tandem backup finds it. Prefer TANDEM_ADMIN_TOKEN: command lines are visible to other users")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: tandem serve [flags]\n\nflags (each also settable as TANDEM_<FLAG>, e.g. TANDEM_DATA_DIR):")
 		fs.PrintDefaults()
@@ -378,7 +378,13 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 	var websockets func() int // the web server is built after its metrics
 	metrics := metricsHandler(metricSources{mgr: s.mgr, guard: s.guard, dataDir: cfg.DataDir, obs: obs, conns: conns,
 		websockets: func() int { return websockets() }})
-	s.web = web.New(web.Config{Store: store, Manager: s.mgr, Logger: log, AllowedOrigins: origins, AdminToken: cfg.AdminToken,
+	adminToken, adminFile := cfg.AdminToken, ""
+	if adminToken == "" {
+		if adminToken, adminFile, err = localAdminToken(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	}
+	s.web = web.New(web.Config{Store: store, Manager: s.mgr, Logger: log, AllowedOrigins: origins, AdminToken: adminToken,
 		AllowedHosts: hosts, LoopbackOnly: loopbackAddr(cfg.Addr), TrustedProxies: proxies,
 		Auth: auth, Metrics: metrics, MetricsPublic: cfg.MetricsAddr != "", OnError: obs.HTTPError,
 		LimitLoopback: hooks.limitLoopback})
@@ -409,9 +415,10 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 		ConnState:   conns.track,
 		ErrorLog:    stdlog.New(httpErrorLog{log}, "", 0),
 	}
-	admin := "loopback only (no --admin-token)"
-	if cfg.AdminToken != "" {
-		admin = "bearer token"
+	admin := "bearer token (--admin-token)"
+	if adminFile != "" {
+		admin = "bearer token in " + adminFile
+	} else {
 		if len(cfg.AdminToken) < 16 {
 			log.Warn("the admin token is short: anyone who guesses it can download every document (use 16 characters or more, e.g. openssl rand -hex 16)")
 		}

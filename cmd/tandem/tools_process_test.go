@@ -361,7 +361,7 @@ func TestProcessBackupTools(t *testing.T) {
 		t.Errorf("after the backup %s holds %d entries (a temporary file left?)", root, len(ents))
 	}
 	time.Sleep(400 * time.Millisecond) // edits after the cut
-	if err := doDelete(src.URL, doomed); err != nil {
+	if err := doDelete(src.URL, token, doomed); err != nil {
 		t.Fatal(err)
 	}
 	born, err := createDoc(src.URL, "born after the full backup", "new")
@@ -712,19 +712,29 @@ func TestProcessBackupTools(t *testing.T) {
 				t.Errorf("admin backup with Authorization %q: %d %q, want 401 unauthorized", auth, resp.StatusCode, e.Error.Code)
 			}
 		}
-		// Without a token the endpoint answers loopback, not a request
-		// through a proxy (non-loopback peers: web/admin_test.go).
-		srv3 := startServer(t, path("restored-incr"))
-		mustTool(t, nil, "backup", "--server", srv3.URL, "--out", path("loopback.backup"))
-		req, _ := http.NewRequest("GET", srv3.URL+"/api/admin/backup", nil)
-		req.Header.Set("X-Forwarded-For", "203.0.113.9")
-		resp, err := httpClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
+		// A server started without --admin-token makes one, in its data
+		// directory, readable by its user only; loopback alone is no way
+		// in (a reverse proxy on this machine makes every request loopback).
+		dir3 := path("restored-incr")
+		srv3 := startServer(t, dir3)
+		if fi, err := os.Stat(filepath.Join(dir3, adminTokenFile)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("the server's admin token file: %v %v", fi, err)
 		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusForbidden {
-			t.Errorf("proxied admin request without a token: %d, want 403", resp.StatusCode)
+		wantToolError(t, nil, []string{"backup", "--server", srv3.URL, "--out", path("loopback.backup")}, "401", "--token-file")
+		mustTool(t, nil, "backup", "--server", srv3.URL, "--token-file", filepath.Join(dir3, adminTokenFile), "--out", path("local.backup"))
+		for _, h := range []map[string]string{nil, {"X-Forwarded-For": "203.0.113.9"}} {
+			req, _ := http.NewRequest("GET", srv3.URL+"/api/admin/backup", nil)
+			for k, v := range h {
+				req.Header.Set(k, v)
+			}
+			resp, err := httpClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("admin request from loopback without a token (%v): %d, want 401", h, resp.StatusCode)
+			}
 		}
 	})
 }
@@ -740,7 +750,8 @@ func TestProcessBackupStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	full := filepath.Join(dir, "full.backup")
-	out, _ := mustTool(t, nil, "backup", "--server", srv.URL, "--out", full)
+	// The admin token the server keeps in its data directory.
+	out, _ := mustTool(t, nil, "backup", "--server", srv.URL, "--token-file", filepath.Join(dir, "data", adminTokenFile), "--out", full)
 	next := lastLine(out)
 	b, err := os.ReadFile(full)
 	if err != nil {
@@ -777,8 +788,10 @@ func TestProcessBackupStream(t *testing.T) {
 	}
 }
 
-func doDelete(base, id string) error {
+// doDelete deletes document id with the server's admin token.
+func doDelete(base, adminToken, id string) error {
 	req, _ := http.NewRequest(http.MethodDelete, base+"/api/docs/"+id, nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
 	resp, err := httpClient.Do(req)
 	if err != nil {
 		return err
