@@ -111,14 +111,14 @@ func (t *taker) take(n int, whole Kind) (Component, bool) {
 	c := t.op[t.idx]
 	rem := c.n - t.off
 	if n < 0 || rem <= n || (c.kind == whole && whole != KindSkip) {
-		part := Component{kind: c.kind, n: rem}
+		part := Component{kind: c.kind, n: rem, valid: c.valid}
 		if c.text != "" {
 			part.text = c.text[t.boff:]
 		}
 		t.idx, t.off, t.boff = t.idx+1, 0, 0
 		return part, true
 	}
-	part := Component{kind: c.kind, n: n}
+	part := Component{kind: c.kind, n: n, valid: c.valid}
 	if c.text != "" {
 		k, _ := runeOffset(c.text[t.boff:], n)
 		part.text = c.text[t.boff : t.boff+k]
@@ -258,7 +258,7 @@ func sliceDelete(c Component, from, to int) Component {
 	}
 	i, _ := runeOffset(c.text, from)
 	j, _ := runeOffset(c.text[i:], to-from)
-	return Component{kind: KindDelete, n: to - from, text: c.text[i : i+j]}
+	return Component{kind: KindDelete, n: to - from, text: c.text[i : i+j], valid: c.valid}
 }
 
 // Invert returns the op that undoes op, given the document op was applied to:
