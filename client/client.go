@@ -16,7 +16,9 @@
 // same seq, rebased on whatever arrived meanwhile, after a pause: the
 // server's retryAfter hint when it gives one, doubling while it keeps
 // refusing and back to the start once it takes one. Edits made meanwhile
-// compose behind it as usual.
+// compose behind it as usual. An op refused as too_far_behind (too much
+// work to transform from its base) is sent again after a reconnect, which
+// catches the client up first.
 //
 // It is what `tandem bench` drives and what tests use as a well-behaved
 // client; it never panics on what a server sends (a malformed message is
@@ -671,6 +673,17 @@ func (d *Doc) handle(m message) (events, []byte, error) {
 					d.opts.OnRetry(code, seq, pause)
 				}
 			})
+			return ev, nil, nil
+		}
+		if m.Code == "too_far_behind" {
+			// Too much work to transform from where it was based: catch up
+			// (a reconnect from our revision brings the ops missed and
+			// sends the op again, rebased, same seq).
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				d.Reconnect(ctx) // a failure leaves the client disconnected: Err and Synced say why
+			}()
 			return ev, nil, nil
 		}
 		// The op was refused for good: drop it (its effect stays in the

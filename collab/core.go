@@ -38,6 +38,7 @@ type coreConfig struct {
 	MaxInsertBytes   int
 	MaxDocBytes      int
 	WorkPerToken     int64
+	MaxWork          int64         // part-revisions one op may be transformed through (a connection's burst of tokens)
 	MaxClients       int           // connections per document (0: unlimited)
 	HelloPeers       int           // peers listed in a hello
 	PresenceCrowd    int           // above this many connections, selections wait for a presence tick
@@ -639,7 +640,12 @@ func (c *core) submit(cl *client, p *parked) (*Error, bool) {
 	if c.durableRev-m.Rev > c.cfg.MaxLag {
 		return protoErr(CodeRevTooOld, "op based on revision %d, more than %d behind %d: resync", m.Rev, c.cfg.MaxLag, c.durableRev), true
 	}
-	c.charge(cl, p, c.headRev-m.Rev, 1)
+	if (c.headRev-m.Rev)*int64(len(m.Op)) > c.cfg.MaxWork {
+		// The head moved on since the reading goroutine priced it: still
+		// more work than any budget holds.
+		return protoErr(CodeTooFarBehind, "this op is %d revisions behind: catch up (reconnect with rev) and send it again", c.headRev-m.Rev), true
+	}
+	c.charge(cl, p, c.headRev-m.Rev, int64(len(m.Op)))
 	if m.Rev < c.logStart {
 		if c.histErr != nil {
 			return c.historyError(m.Rev), true

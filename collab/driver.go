@@ -48,6 +48,9 @@ type driver struct {
 	// head is the core's head revision after the last step: the reading
 	// goroutines estimate a message's work from it.
 	head atomic.Int64
+	// work is the document's work budget, which its connections share
+	// (Config.DocWorkPerSecond).
+	work *rate.Limiter
 
 	remoteMu       sync.Mutex
 	remoteRecords  []storage.Record
@@ -80,6 +83,7 @@ func newDriver(m *Manager, id string) *driver {
 		quit:        make(chan struct{}),
 		result:      make(chan error, 1),
 		remoteReady: make(chan struct{}, 1),
+		work:        rate.NewLimiter(rate.Limit(m.cfg.DocWorkPerSecond), int(m.cfg.DocWorkBurst)),
 		boxes:       map[string]*outbox{},
 		limiters:    map[string]*rate.Limiter{},
 		replies:     map[string]chan *Error{},

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/time/rate"
 
+	"github.com/tandemdocs/tandem/ot"
 	"github.com/tandemdocs/tandem/storage"
 )
 
@@ -42,6 +43,11 @@ type ClientInfo struct {
 	// LastRev is the last revision the client saw, to catch up from; -1 for
 	// a client that has nothing.
 	LastRev int64
+	// Addr is the client's network address (behind trusted proxies, the one
+	// they forwarded): its connections share one budget. "" leaves the
+	// connection out of the per-address budget (a loopback peer, which may
+	// be a reverse proxy for everyone).
+	Addr string
 }
 
 // SourceOf returns the source id that key owns. Sources are public (every
@@ -120,6 +126,21 @@ type Config struct {
 	// WorkPerToken revisions it must be transformed through (50).
 	RatePerSecond, RateBurst float64
 	WorkPerToken             int64
+	// BytesPerToken: an op's text costs a token per this many bytes (16 KiB).
+	BytesPerToken int64
+	// MaxOpParts bounds the components of one op (5000): past it the op
+	// is refused with too_large before any work.
+	MaxOpParts int
+	// SharedRatePerSecond and SharedBurst bound the work (the tokens past
+	// each frame's first) every connection of one client address may make
+	// the server do together, and every connection of one authenticated
+	// user (a connection's RatePerSecond and RateBurst): more connections,
+	// or reconnecting, buy no more of it.
+	SharedRatePerSecond, SharedBurst float64
+	// DocWorkPerSecond and DocWorkBurst bound the work (the tokens past
+	// each frame's first) all the connections of one document may make it
+	// do (50× a connection's): typing at the head costs none of it.
+	DocWorkPerSecond, DocWorkBurst float64
 	// MaxClientsPerDoc bounds a document's connections (2000); past it a
 	// join is refused with document_full.
 	MaxClientsPerDoc int
@@ -181,6 +202,12 @@ func (c *Config) setDefaults() {
 	positive(&c.RatePerSecond, 200)
 	positive(&c.RateBurst, 400)
 	positive(&c.WorkPerToken, 50)
+	positive(&c.BytesPerToken, 16<<10)
+	positive(&c.MaxOpParts, 5000)
+	positive(&c.SharedRatePerSecond, c.RatePerSecond)
+	positive(&c.SharedBurst, c.RateBurst)
+	positive(&c.DocWorkPerSecond, 50*c.RatePerSecond)
+	positive(&c.DocWorkBurst, 50*c.RateBurst)
 	positive(&c.MaxClientsPerDoc, 2000)
 	positive(&c.HelloPeers, 100)
 	positive(&c.PresenceCrowd, 20)
@@ -230,6 +257,7 @@ func (c *Config) core() coreConfig {
 		MaxConflicts:     c.MaxConflicts,
 		MaxDocBytes:      c.MaxDocBytes,
 		WorkPerToken:     c.WorkPerToken,
+		MaxWork:          int64(c.RateBurst) * c.WorkPerToken,
 		MaxClients:       c.MaxClientsPerDoc,
 		HelloPeers:       c.HelloPeers,
 		PresenceCrowd:    c.PresenceCrowd,
@@ -265,13 +293,19 @@ type Manager struct {
 
 	queued queueDepth // messages waiting in the connections' outboxes
 
+	// The budgets shared by the connections of one client address, and
+	// of one authenticated user.
+	addrBudgets, userBudgets *budgets
+
 	renameMu sync.Mutex // one Rename at a time: stored and told in the same order
 }
 
 // NewManager returns a manager over store. Close it to shut down.
 func NewManager(store storage.Store, cfg Config) *Manager {
 	cfg.setDefaults()
-	m := &Manager{store: store, cfg: cfg, log: cfg.Logger, docs: map[string]*driver{}}
+	m := &Manager{store: store, cfg: cfg, log: cfg.Logger, docs: map[string]*driver{},
+		addrBudgets: newBudgets(cfg.SharedRatePerSecond, int(cfg.SharedBurst)),
+		userBudgets: newBudgets(cfg.SharedRatePerSecond, int(cfg.SharedBurst))}
 	m.committer = newCommitter(store, cfg.MaxBatch, cfg.Logger, cfg.Observer)
 	return m
 }
@@ -282,7 +316,11 @@ type Client struct {
 	info    ClientInfo
 	d       *driver
 	box     *outbox
-	limiter *rate.Limiter
+	limiter *rate.Limiter // the connection's own budget
+	// The budgets it shares with the other connections of its address and
+	// of its user (nil: none), released by Disconnect.
+	addrBudget, userBudget *rate.Limiter
+	released               sync.Once
 }
 
 // ID is the connection's client id, as other participants see it.
@@ -324,6 +362,19 @@ func (m *Manager) Connect(ctx context.Context, docID string, conn Conn, info Cli
 		info:    info,
 		limiter: rate.NewLimiter(rate.Limit(m.cfg.RatePerSecond), int(m.cfg.RateBurst)),
 	}
+	now := m.cfg.Now()
+	if info.Addr != "" {
+		c.addrBudget = m.addrBudgets.get(info.Addr, now)
+	}
+	if info.Owner != "" {
+		c.userBudget = m.userBudgets.get(info.Owner, now)
+	}
+	connected := false
+	defer func() {
+		if !connected {
+			c.release()
+		}
+	}()
 	// A frame the transport refuses means the connection is gone: the
 	// document hears of it at once, not when the transport gets round to a
 	// disconnect. Off the caller's goroutine, which may be the driver's.
@@ -349,6 +400,7 @@ func (m *Manager) Connect(ctx context.Context, docID string, conn Conn, info Cli
 			if e != nil {
 				return nil, e
 			}
+			connected = true
 			return c, nil
 		case <-d.quit:
 			continue
@@ -370,26 +422,41 @@ func (m *Manager) Connect(ctx context.Context, docID string, conn Conn, info Cli
 }
 
 // Handle processes one text frame from the client, in the order received.
-// It never blocks on other clients. A frame costs one token of the
-// connection's budget, and an op or a selection one more per WorkPerToken
-// revisions between its base and the head (per range of a selection):
-// what transforming it will cost. A client that cannot pay gets
-// rate_limited, before any work is done.
+// It never blocks on other clients. The frame is paid for first, from every
+// budget the connection has (budget.go), before any work is done: a client
+// that cannot pay gets rate_limited, with how long to wait, and an op that
+// no budget could ever pay for gets too_far_behind.
 func (c *Client) Handle(frame []byte) {
 	cfg := &c.d.m.cfg
 	now := cfg.Now()
 	msg, perr := ParseClientMessage(frame)
-	cost := int64(1)
-	if perr == nil && (msg.Type == "op" || msg.Type == "sel") {
-		// Beyond MaxLag the document refuses it without the work.
-		cost += workTokens(min(c.d.head.Load()-msg.Rev, cfg.MaxLag), int64(len(msg.Sel)), cfg.WorkPerToken)
+	if perr == nil && msg.Type == "op" {
+		perr = checkOpSize(msg, cfg)
 	}
-	cost = min(cost, int64(c.limiter.Burst()))
-	if !c.limiter.AllowN(now, int(cost)) {
+	total, work, distance := int64(1), int64(0), int64(0)
+	if perr == nil {
+		distance = c.d.head.Load() - msg.Rev
+		total, work = messageCost(msg, distance, cfg)
+	}
+	var behind *Error
+	if burst := int64(c.limiter.Burst()); total > burst {
+		if msg.Type == "op" && distance > 0 {
+			// Refused before the work: the frame's token only.
+			behind = &Error{Code: CodeTooFarBehind, Seq: msg.Seq, HasSeq: true, Message: fmt.Sprintf(
+				"this op is %d revisions behind and costs %d tokens, more than this connection's %d: catch up (reconnect with rev) and send it again", distance, total, burst)}
+			total, work = 1, 0
+		} else {
+			work = max(0, work-(total-burst))
+			total = burst
+		}
+	}
+	wait, ok := spend(now, price{c.limiter, total}, price{c.addrBudget, work}, price{c.userBudget, work}, price{c.d.work, work})
+	if !ok {
 		e := protoErr(CodeRateLimited, "too many messages: at most %.0f per second", cfg.RatePerSecond)
-		e.RetryAfter = waitFor(c.limiter, now, int(cost))
-		if cost > 1 {
-			e.Message = fmt.Sprintf("too much work: this message is %d revisions behind and costs %d of the %.0f tokens a second this connection has", c.d.head.Load()-msg.Rev, cost, cfg.RatePerSecond)
+		e.RetryAfter = wait
+		if total > 1 {
+			e.Message = fmt.Sprintf("too much work: this message is %d revisions behind and costs %d tokens of the %.0f a second this connection has (the work in it, %d, comes from %.0f a second its address and its user each share, and %.0f its document)",
+				distance, total, cfg.RatePerSecond, work, cfg.SharedRatePerSecond, cfg.DocWorkPerSecond)
 		}
 		if perr == nil && msg.Type == "op" {
 			e.Seq, e.HasSeq = msg.Seq, true
@@ -397,33 +464,45 @@ func (c *Client) Handle(frame []byte) {
 		c.reply(e)
 		return
 	}
-	if perr != nil {
+	switch {
+	case perr != nil:
 		c.reply(perr)
-		return
+	case behind != nil:
+		c.reply(behind)
+	default:
+		c.d.post(input{ev: evMessage{Client: c.id, Msg: msg, Now: now, Paid: int(work)}})
 	}
-	c.d.post(input{ev: evMessage{Client: c.id, Msg: msg, Now: now, Paid: int(cost - 1)}})
+}
+
+// checkOpSize refuses an op too large to take, before any work: too many
+// parts, or more inserted text than an op may carry (transforming never
+// changes what an op inserts).
+func checkOpSize(msg ClientMessage, cfg *Config) *Error {
+	if len(msg.Op) > cfg.MaxOpParts {
+		return &Error{Code: CodeTooLarge, Seq: msg.Seq, HasSeq: true,
+			Message: fmt.Sprintf("op has %d parts, at most %d", len(msg.Op), cfg.MaxOpParts)}
+	}
+	inserted := 0
+	for _, c := range msg.Op {
+		if c.Kind() == ot.KindInsert {
+			inserted += len(c.Text())
+		}
+	}
+	if inserted > cfg.MaxInsertBytes {
+		return &Error{Code: CodeTooLarge, Seq: msg.Seq, HasSeq: true,
+			Message: fmt.Sprintf("op inserts %d bytes, at most %d", inserted, cfg.MaxInsertBytes)}
+	}
+	return nil
 }
 
 // HandleBinary answers a binary frame: the protocol has none. It costs a
 // token like any frame.
 func (c *Client) HandleBinary() {
-	if !c.limiter.AllowN(c.d.m.cfg.Now(), 1) {
-		c.reply(protoErr(CodeRateLimited, "too many messages: at most %.0f per second", c.d.m.cfg.RatePerSecond))
+	if wait, ok := spend(c.d.m.cfg.Now(), price{c.limiter, 1}); !ok {
+		c.reply(&Error{Code: CodeRateLimited, RetryAfter: wait, Message: fmt.Sprintf("too many messages: at most %.0f per second", c.d.m.cfg.RatePerSecond)})
 		return
 	}
 	c.reply(protoErr(CodeBadMessage, "binary frames are not part of the protocol: send JSON text frames"))
-}
-
-// waitFor is how long until limiter has n tokens (for the client's
-// retryAfter hint), without taking them.
-func waitFor(limiter *rate.Limiter, now time.Time, n int) time.Duration {
-	r := limiter.ReserveN(now, n)
-	if !r.OK() {
-		return 0
-	}
-	wait := r.DelayFrom(now)
-	r.CancelAt(now)
-	return wait
 }
 
 // reply answers the client from its reading goroutine, without the
@@ -437,7 +516,21 @@ func (c *Client) reply(e *Error) {
 
 // Disconnect tells the document the connection is gone.
 func (c *Client) Disconnect() {
+	c.release()
 	c.d.post(input{ev: evLeave{Client: c.id}})
+}
+
+// release gives back the shared budgets (they stay with their key until
+// they have refilled).
+func (c *Client) release() {
+	c.released.Do(func() {
+		if c.addrBudget != nil {
+			c.d.m.addrBudgets.put(c.info.Addr)
+		}
+		if c.userBudget != nil {
+			c.d.m.userBudgets.put(c.info.Owner)
+		}
+	})
 }
 
 // acquire returns the document's driver, loading the document if needed,

@@ -25,8 +25,12 @@ const (
 	CodeNotFound    = "not_found"    // no such document
 	CodeForbidden   = "forbidden"    // not allowed (origin, deleted document)
 	CodeRateLimited = "rate_limited" // too many messages; slow down
-	CodeBadMessage  = "bad_message"  // not a message of this protocol
-	CodeInternal    = "internal"     // the server failed; retry later
+	// CodeTooFarBehind: the op is more work to transform than the
+	// connection's whole budget (its parts times the revisions since its
+	// base): catch up (reconnect with rev) and send it again, same seq.
+	CodeTooFarBehind = "too_far_behind"
+	CodeBadMessage   = "bad_message" // not a message of this protocol
+	CodeInternal     = "internal"    // the server failed; retry later
 	// CodeStorageFull: the server's disk is (nearly) full; it takes no
 	// edits until space comes back. Keep the op and resend it later.
 	CodeStorageFull = "storage_full"

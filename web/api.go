@@ -446,6 +446,18 @@ func (s *Server) openWS(c echo.Context) error {
 		}
 		info.LastRev = rev
 	}
+	// The client's address (forwarded by a trusted proxy, else the peer's)
+	// shares its budgets and its connection cap with its other
+	// connections; a loopback peer, which may be a proxy for everyone, is
+	// left out unless LimitLoopback.
+	if addr := c.RealIP(); s.cfg.LimitLoopback || !isLoopback(addr) {
+		info.Addr = addr
+		if !s.wsPerAddr.take(addr) {
+			c.Response().Header().Set("Retry-After", "10")
+			return errorf(http.StatusTooManyRequests, collab.CodeRateLimited,
+				fmt.Sprintf("too many WebSockets from this address (at most %d): close some first", s.cfg.MaxWebSocketsPerAddr))
+		}
+	}
 	log := s.logger(c).With("doc", id)
 	if info.User != "" {
 		log = log.With("user", info.User)
@@ -455,6 +467,9 @@ func (s *Server) openWS(c echo.Context) error {
 	// for echo to write.
 	if err := s.ws.HandleRequestWithKeys(c.Response(), c.Request(), keys); err != nil {
 		log.Debug("websocket upgrade failed", "err", err)
+		if info.Addr != "" {
+			s.wsPerAddr.give(info.Addr)
+		}
 	}
 	return nil
 }
@@ -525,6 +540,9 @@ func (s *Server) wsBinary(ss *melody.Session, _ []byte) {
 }
 
 func (s *Server) wsDisconnect(ss *melody.Session) {
+	if info, ok := ss.MustGet(keyInfo).(collab.ClientInfo); ok && info.Addr != "" {
+		s.wsPerAddr.give(info.Addr)
+	}
 	if v, ok := ss.Get(keyClient); ok {
 		v.(*collab.Client).Disconnect()
 		opened, _ := ss.MustGet(keyOpened).(time.Time)

@@ -28,6 +28,10 @@ type ConnLimits struct {
 	// (a reverse proxy on this machine would otherwise put every client
 	// behind one address).
 	ExemptLoopback bool
+	// Exempt are more addresses left out of the per-address limits: the
+	// trusted reverse proxies, whose clients the HTTP layer tells apart
+	// (Config.TrustedProxies, MaxWebSocketsPerAddr).
+	Exempt []*net.IPNet
 	// OnRefused, if set, is told of each connection closed by these
 	// limits: reason "rate" or "per_ip" (for metrics).
 	OnRefused func(reason string)
@@ -45,7 +49,7 @@ func LimitListener(ln net.Listener, lim ConnLimits, log *slog.Logger) net.Listen
 	if log == nil {
 		log = slog.Default()
 	}
-	l := &ipLimitListener{Listener: ln, lim: lim, log: log, open: map[string]int{}}
+	l := &ipLimitListener{Listener: ln, lim: lim, log: log, open: newPerAddr(lim.PerIP)}
 	if lim.AttemptsPerSecond > 0 {
 		l.attempts = middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
 			Rate: rate.Limit(lim.AttemptsPerSecond), Burst: max(1, lim.AttemptBurst)})
@@ -59,9 +63,37 @@ type ipLimitListener struct {
 	log *slog.Logger
 
 	attempts *middleware.RateLimiterMemoryStore // per address
+	open     *perAddr
+}
 
-	mu   sync.Mutex
-	open map[string]int
+// perAddr counts what each address holds open, up to max each.
+type perAddr struct {
+	max int // 0: no bound
+
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func newPerAddr(max int) *perAddr { return &perAddr{max: max, n: map[string]int{}} }
+
+// take counts one more for addr, or reports false at the bound.
+func (p *perAddr) take(addr string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.max > 0 && p.n[addr] >= p.max {
+		return false
+	}
+	p.n[addr]++
+	return true
+}
+
+// give releases one of addr's.
+func (p *perAddr) give(addr string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n[addr]--; p.n[addr] <= 0 {
+		delete(p.n, addr)
+	}
 }
 
 func (l *ipLimitListener) Accept() (net.Conn, error) {
@@ -71,10 +103,8 @@ func (l *ipLimitListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		ip := peerIP(c)
-		if l.lim.ExemptLoopback {
-			if parsed := net.ParseIP(ip); parsed != nil && parsed.IsLoopback() {
-				return c, nil
-			}
+		if l.exempt(net.ParseIP(ip)) {
+			return c, nil
 		}
 		if reason := l.admit(ip); reason != "" {
 			l.log.Debug("connection refused", "ip", ip, "reason", reason)
@@ -88,6 +118,21 @@ func (l *ipLimitListener) Accept() (net.Conn, error) {
 	}
 }
 
+func (l *ipLimitListener) exempt(ip net.IP) bool {
+	if ip == nil {
+		return false
+	}
+	if l.lim.ExemptLoopback && ip.IsLoopback() {
+		return true
+	}
+	for _, n := range l.lim.Exempt {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
 // admit counts a new connection from ip, or says why not: "rate" (too
 // many attempts) or "per_ip" (too many open).
 func (l *ipLimitListener) admit(ip string) string {
@@ -96,22 +141,13 @@ func (l *ipLimitListener) admit(ip string) string {
 			return "rate"
 		}
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.lim.PerIP > 0 && l.open[ip] >= l.lim.PerIP {
+	if !l.open.take(ip) {
 		return "per_ip"
 	}
-	l.open[ip]++
 	return ""
 }
 
-func (l *ipLimitListener) release(ip string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.open[ip]--; l.open[ip] <= 0 {
-		delete(l.open, ip)
-	}
-}
+func (l *ipLimitListener) release(ip string) { l.open.give(ip) }
 
 func peerIP(c net.Conn) string {
 	if host, _, err := net.SplitHostPort(c.RemoteAddr().String()); err == nil {

@@ -62,6 +62,10 @@ type Config struct {
 	// server believes (the client's address for rate limits and logs);
 	// without them it is ignored: anyone can send it.
 	TrustedProxies []*net.IPNet
+	// MaxWebSocketsPerAddr bounds the WebSockets one client address holds
+	// open (0: no bound). It is the per-address connection cap for clients
+	// behind TrustedProxies, whose connections all come from the proxy.
+	MaxWebSocketsPerAddr int
 	// LimitLoopback applies the per-address limits to loopback peers too.
 	// By default they are exempt: local tools and health checks, and a
 	// reverse proxy on this machine, behind which every client would share
@@ -95,6 +99,7 @@ type Server struct {
 	// backingUp: an admin backup is streaming (one at a time).
 	backingUp atomic.Bool
 	creations *middleware.RateLimiterMemoryStore // documents created, per user
+	wsPerAddr *perAddr                           // WebSockets open, per client address
 	notFound  *asset                             // the HTML page for a page address that names nothing
 }
 
@@ -112,7 +117,7 @@ func New(cfg Config) *Server {
 	if cfg.PongWait <= cfg.PingPeriod {
 		cfg.PongWait = cfg.PingPeriod*2 + 2*time.Second
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, creations: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
+	s := &Server{cfg: cfg, log: cfg.Logger, wsPerAddr: newPerAddr(cfg.MaxWebSocketsPerAddr), creations: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
 		Rate: rate.Limit(cfg.CreatesPerMinute / 60), Burst: 20,
 		// Forgotten only once a full bucket would have refilled anyway.
 		ExpiresIn: max(3*time.Minute, time.Duration(20/(cfg.CreatesPerMinute/60)*float64(time.Second))),

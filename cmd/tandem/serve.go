@@ -387,7 +387,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 	s.web = web.New(web.Config{Store: store, Manager: s.mgr, Logger: log, AllowedOrigins: origins, AdminToken: adminToken,
 		AllowedHosts: hosts, LoopbackOnly: loopbackAddr(cfg.Addr), TrustedProxies: proxies,
 		Auth: auth, Metrics: metrics, MetricsPublic: cfg.MetricsAddr != "", OnError: obs.HTTPError,
-		LimitLoopback: hooks.limitLoopback})
+		LimitLoopback: hooks.limitLoopback, MaxWebSocketsPerAddr: cfg.MaxConnsPerIP})
 	websockets = s.web.WebSockets
 	if mln != nil {
 		mux := http.NewServeMux()
@@ -404,7 +404,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 	}
 	log.Info("connection limits", "file_descriptors", nofile, "max_connections", maxConns, "per_ip", cfg.MaxConnsPerIP, "attempts_per_second", cfg.ConnRate)
 	s.ln = web.LimitListener(ln, web.ConnLimits{Total: maxConns, PerIP: cfg.MaxConnsPerIP,
-		AttemptsPerSecond: cfg.ConnRate, AttemptBurst: int(5 * cfg.ConnRate), ExemptLoopback: !hooks.limitLoopback,
+		AttemptsPerSecond: cfg.ConnRate, AttemptBurst: int(5 * cfg.ConnRate), ExemptLoopback: !hooks.limitLoopback, Exempt: proxies,
 		OnRefused: obs.ConnRefused}, log)
 	s.http = &http.Server{
 		Handler:           s.web,

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"runtime"
+	"strings"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -27,7 +29,8 @@ type staleResult struct {
 	latencies []time.Duration // honest clients' acks
 	elapsed   time.Duration
 	// What the attacker got back.
-	attackerAcks, attackerLimited, attackerTooOld, attackerSent int
+	attackerAcks, attackerLimited, attackerTooOld, attackerTooFar, attackerSent, attackerConns int
+	heapPeak uint64 // the largest heap in use seen during the run (this process: the server's and the test's)
 }
 
 func (r *staleResult) percentile(p float64) float64 {
@@ -41,20 +44,43 @@ func (r *staleResult) percentile(p float64) float64 {
 
 // staleAttack is what the attacker does: "" nothing, "lag" ops just inside
 // the allowed distance (the most work the server accepts), "zero" ops based
-// on revision 0 (far beyond it).
+// on revision 0 (far beyond it), "large" ops of 4,000 parts and 59 KiB just
+// inside the distance, five a second, and "rotate" the "lag" ops from a new
+// connection and a new source every 12 ops (each connection comes with a
+// budget of its own).
 type staleAttack string
 
+// staleOp is the attacker's op: one part, or for "large" 2,000 skips of one
+// and inserts of 29 bytes.
+func staleOp(attack staleAttack) string {
+	if attack != "large" {
+		return `["z"]`
+	}
+	var b strings.Builder
+	b.WriteString("[")
+	for i := range 2000 {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString(`1,"` + strings.Repeat("z", 29) + `"`)
+	}
+	b.WriteString("]")
+	return b.String()
+}
+
 // runStale builds a document with revs revisions in Badger, then has honest
-// clients type ops each (one in flight) while the attacker sends ops at its
-// rate limit (200 frames a second).
+// clients type ops each (one in flight) while the attacker sends stale ops
+// as fast as it may (an op every 5 ms; "large": every 200 ms). The server
+// counts loopback peers as addresses of their own (limitLoopback), so that
+// the attacker's reconnections share one address's budget.
 func runStale(tb testing.TB, revs, honest, ops int, pace time.Duration, attack staleAttack) staleResult {
 	tb.Helper()
-	srv := startInProcess(tb, testServeConfig(tb), serverHooks{})
+	srv := startInProcess(tb, testServeConfig(tb), serverHooks{limitLoopback: true})
 	defer srv.close()
 	store, base := srv.store, srv.url
 	ctx := context.Background()
 	const id = "stale"
-	if err := store.CreateDocument(ctx, storage.Document{ID: id, Created: time.Now()}, "base"); err != nil {
+	if err := store.CreateDocument(ctx, storage.Document{ID: id, Created: time.Now()}, strings.Repeat("base", 1000)); err != nil {
 		tb.Fatal(err)
 	}
 	for head := 0; head < revs; head += 1000 {
@@ -70,13 +96,15 @@ func runStale(tb testing.TB, revs, honest, ops int, pace time.Duration, attack s
 	var res staleResult
 	stop := make(chan struct{})
 	var attacker sync.WaitGroup
-	var acks, limited, tooOld, sent atomic.Int64
-	var c *websocket.Conn
-	if attack != "" {
-		c = dialStale(tb, base, id)
-		var head atomic.Int64
-		head.Store(int64(revs))
-		attacker.Go(func() { // reads everything, or its queue would overflow
+	var acks, limited, tooOld, tooFar, sent, conns atomic.Int64
+	var head atomic.Int64
+	head.Store(int64(revs))
+	// connect dials the attacker's next connection (a new source) and
+	// reads all it is sent (or its queue would overflow).
+	connect := func() *websocket.Conn {
+		c := dialStale(tb, base, id)
+		conns.Add(1)
+		attacker.Go(func() {
 			for {
 				_, data, err := c.ReadMessage()
 				if err != nil {
@@ -94,29 +122,63 @@ func runStale(tb testing.TB, revs, honest, ops int, pace time.Duration, attack s
 						limited.Add(1)
 					case m.Code == collab.CodeRevTooOld:
 						tooOld.Add(1)
+					case m.Code == collab.CodeTooFarBehind:
+						tooFar.Add(1)
 					}
 				}
 			}
 		})
+		return c
+	}
+	var mem sync.WaitGroup
+	memDone := make(chan struct{})
+	mem.Go(func() {
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			res.heapPeak = max(res.heapPeak, ms.HeapInuse)
+			select {
+			case <-memDone:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	})
+	if attack != "" {
 		lag := int64(1990) // collab's default MaxLag is 2000
+		every, perConn := 5*time.Millisecond, 0
+		switch attack {
+		case "large":
+			every = 200 * time.Millisecond
+		case "rotate":
+			perConn = 12
+		}
+		op := staleOp(attack)
+		c := connect()
 		attacker.Go(func() {
-			tick := time.NewTicker(5 * time.Millisecond)
+			defer func() { c.Close() }()
+			tick := time.NewTicker(every)
 			defer tick.Stop()
-			for seq := uint64(1); ; seq++ {
+			for seq, onConn := uint64(1), 0; ; seq++ {
 				select {
 				case <-stop:
 					return
 				case <-tick.C:
 				}
+				if perConn > 0 && onConn == perConn {
+					c.Close()
+					c, onConn, seq = connect(), 0, 1
+				}
 				rev := max(0, head.Load()-lag)
 				if attack == "zero" {
 					rev = 0
 				}
-				msg := fmt.Sprintf(`{"type":"op","rev":%d,"seq":%d,"op":["z"]}`, rev, seq)
+				msg := fmt.Sprintf(`{"type":"op","rev":%d,"seq":%d,"op":%s}`, rev, seq, op)
 				if c.WriteMessage(websocket.TextMessage, []byte(msg)) != nil {
 					return
 				}
 				sent.Add(1)
+				onConn++
 			}
 		})
 	}
@@ -131,12 +193,11 @@ func runStale(tb testing.TB, revs, honest, ops int, pace time.Duration, attack s
 	wg.Wait()
 	res.elapsed = time.Since(start)
 	close(stop)
-	if c != nil {
-		c.Close()
-		attacker.Wait()
-		res.attackerSent, res.attackerAcks = int(sent.Load()), int(acks.Load())
-		res.attackerLimited, res.attackerTooOld = int(limited.Load()), int(tooOld.Load())
-	}
+	attacker.Wait()
+	close(memDone)
+	mem.Wait()
+	res.attackerSent, res.attackerAcks, res.attackerConns = int(sent.Load()), int(acks.Load()), int(conns.Load())
+	res.attackerLimited, res.attackerTooOld, res.attackerTooFar = int(limited.Load()), int(tooOld.Load()), int(tooFar.Load())
 	for i := range honest {
 		if errs[i] != nil {
 			tb.Fatalf("honest client %d: %v", i, errs[i])
@@ -260,6 +321,56 @@ func TestStaleOpsAreBounded(t *testing.T) {
 		t.Errorf("ops based on revision 0 of 20,000 were accepted: %d", z.attackerAcks)
 	}
 	t.Logf("rev 0 attack: sent %d, %d rev_too_old, %d rate_limited", z.attackerSent, z.attackerTooOld, z.attackerLimited)
+}
+
+// TestLargeStaleOpsAreRefused (issue 19): ops of 4,000 parts and 59 KiB,
+// 1,990 revisions behind, five a second, once took the document seconds
+// each (their cost counted the distance, not the parts, and every revision
+// re-read their bytes). Now each is refused with too_far_behind before any
+// work (it costs far more than a connection's burst), so none is accepted,
+// and the honest clients' latencies and the heap stay near a quiet run's
+// (logged: the ratios go in the closing note, not in an assertion).
+func TestLargeStaleOpsAreRefused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a 20,000-revision document")
+	}
+	t.Parallel()
+	quiet := runStale(t, 20000, 3, 150, 10*time.Millisecond, "")
+	r := runStale(t, 20000, 3, 150, 10*time.Millisecond, "large")
+	t.Logf("honest p99 %.1f ms quiet, %.1f ms under attack (%.1fx); heap peak %d MiB quiet, %d MiB under attack; attacker sent %d, %d accepted, %d too_far_behind, %d rate_limited",
+		quiet.percentile(0.99), r.percentile(0.99), r.percentile(0.99)/quiet.percentile(0.99), quiet.heapPeak>>20, r.heapPeak>>20,
+		r.attackerSent, r.attackerAcks, r.attackerTooFar, r.attackerLimited)
+	if r.attackerAcks > 0 {
+		t.Errorf("%d large stale ops were accepted: each is more work than a connection's budget", r.attackerAcks)
+	}
+	if r.attackerSent > 0 && r.attackerTooFar == 0 {
+		t.Errorf("the attacker sent %d large stale ops and none was refused with too_far_behind", r.attackerSent)
+	}
+}
+
+// TestReconnectingBuysNothing (issue 19): an attacker that sends stale ops
+// from a new connection and a new source every 12 ops once had a fresh
+// budget with each, 24× the rate of one connection. The work comes from
+// its address's budget now, which its connections share: what it gets
+// accepted stays within one connection's budget however often it
+// reconnects.
+func TestReconnectingBuysNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a 20,000-revision document")
+	}
+	t.Parallel()
+	r := runStale(t, 20000, 3, 150, 10*time.Millisecond, "rotate")
+	// The address's budget: a burst of 400 work tokens and 200 a second; an
+	// accepted op takes (1990+1)/50 = 39 of them. Slack for acks in flight.
+	budget := (400 + 200*r.elapsed.Seconds()) / 39
+	t.Logf("honest p50 %.1f ms p99 %.1f ms; attacker used %d connections, sent %d, %d accepted (its address's budget: %.0f), %d rate_limited, in %v",
+		r.percentile(0.5), r.percentile(0.99), r.attackerConns, r.attackerSent, r.attackerAcks, budget, r.attackerLimited, r.elapsed.Round(time.Millisecond))
+	if r.attackerConns < 5 {
+		t.Fatalf("the attacker reconnected only %d times", r.attackerConns)
+	}
+	if float64(r.attackerAcks) > budget+2 {
+		t.Errorf("reconnecting got %d stale ops accepted in %v, more than one address's budget of %.0f", r.attackerAcks, r.elapsed, budget)
+	}
 }
 
 // BenchmarkStaleOps measures honest clients' ack latency on a

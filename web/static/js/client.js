@@ -906,6 +906,15 @@ export class TandemClient {
           this._timer('sel', this.options.rateLimitPause, () => this._flushSelection())
         }
         return
+      case 'too_far_behind':
+        // Too much work for the server to transform from where it was
+        // based: catch up (reconnect with rev) and send it again, rebased.
+        if (forInflight) {
+          inf.conn = 0
+          this._clearTimer('ack')
+          this._resync(false, code)
+        }
+        return
       case 'rev_ahead':
       case 'rev_too_old':
       case 'invalid_op':
