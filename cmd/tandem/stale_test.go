@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"net/url"
 	"runtime"
-	"strings"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -30,7 +30,7 @@ type staleResult struct {
 	elapsed   time.Duration
 	// What the attacker got back.
 	attackerAcks, attackerLimited, attackerTooOld, attackerTooFar, attackerSent, attackerConns int
-	heapPeak uint64 // the largest heap in use seen during the run (this process: the server's and the test's)
+	heapPeak                                                                                   uint64 // the largest heap in use seen during the run (this process: the server's and the test's)
 }
 
 func (r *staleResult) percentile(p float64) float64 {
