@@ -1,6 +1,8 @@
 package web
 
 import (
+	"slices"
+	"cmp"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -522,15 +524,56 @@ func (s *Server) wsConnect(ss *melody.Session) {
 		return
 	}
 	ss.Set(keyClient, client)
+	conn.client.Store(client)
 	log := s.sessionLog(ss).With("client", client.ID())
 	ss.Set(keyLog, log)
 	log.Debug("websocket open")
 }
 
 func (s *Server) wsMessage(ss *melody.Session, msg []byte) {
-	if v, ok := ss.Get(keyClient); ok {
-		v.(*collab.Client).Handle(msg)
+	if v, ok := ss.Get(keyConn); ok {
+		conn := v.(*sessionConn)
+		conn.active.Store(time.Now().UnixNano())
+		if client := conn.client.Load(); client != nil {
+			client.Handle(msg)
+		}
 	}
+}
+
+// ShedIdle closes up to n WebSockets whose clients have sent nothing for
+// idleFor, the longest idle first, with 1013 (try again later): when the
+// server is at its connection limit, the idle make room for the active.
+// It returns how many it closed.
+func (s *Server) ShedIdle(n int, idleFor time.Duration) int {
+	if n <= 0 {
+		return 0
+	}
+	sessions, err := s.ws.Sessions()
+	if err != nil {
+		return 0
+	}
+	type idle struct {
+		conn  *sessionConn
+		since int64
+	}
+	cutoff := time.Now().Add(-idleFor).UnixNano()
+	var found []idle
+	for _, ss := range sessions {
+		if v, ok := ss.Get(keyConn); ok {
+			if c := v.(*sessionConn); c.active.Load() <= cutoff {
+				found = append(found, idle{c, c.active.Load()})
+			}
+		}
+	}
+	slices.SortFunc(found, func(a, b idle) int { return cmp.Compare(a.since, b.since) })
+	found = found[:min(n, len(found))]
+	for _, f := range found {
+		f.conn.Close(collab.CloseTryAgainLater, "server full: idle connection closed")
+	}
+	if len(found) > 0 {
+		s.log.Warn("at the connection limit: closed idle WebSockets", "closed", len(found), "idle_for", idleFor)
+	}
+	return len(found)
 }
 
 func (s *Server) wsBinary(ss *melody.Session, _ []byte) {

@@ -1,22 +1,35 @@
 package web
 
 import (
+	"context"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/labstack/echo/v4/middleware"
-	"golang.org/x/net/netutil"
 	"golang.org/x/time/rate"
 )
 
 // ConnLimits bound the TCP connections a listener lets through. Zero
 // fields are unlimited.
 type ConnLimits struct {
-	// Total connections open at once: past it, Accept waits (new
-	// connections wait in the kernel's backlog) instead of running the
-	// process out of file descriptors.
+	// Total connections open at once. Past it a connection is still taken,
+	// within Headroom more, and marked: its requests are answered at once
+	// with 503 and Retry-After (Server.atCapacity), except health checks and
+	// the admin's, and OnFull is told so that idle connections make room.
+	// Past Total+Headroom a new connection is closed at once. Nothing waits
+	// in the kernel's backlog, where a client would hang unanswered.
 	Total int
+	// Headroom (default: 64, or 5% of Total if more) is the room kept above
+	// Total for health checks, the admin and the refusals themselves.
+	Headroom int
+	// OnFull, if set, is called (on a goroutine of its own, at most ten
+	// times a second) when a connection arrives past Total: the server
+	// closes idle connections then (Server.ShedIdle).
+	OnFull func()
 	// PerIP connections open at once from one address: past it, a new one
 	// is closed at once.
 	PerIP int
@@ -33,21 +46,24 @@ type ConnLimits struct {
 	// (Config.TrustedProxies, MaxWebSocketsPerAddr).
 	Exempt []*net.IPNet
 	// OnRefused, if set, is told of each connection closed by these
-	// limits: reason "rate" or "per_ip" (for metrics).
+	// limits: reason "rate", "per_ip" or "total" (for metrics).
 	OnRefused func(reason string)
 }
 
 // LimitListener applies lim to ln. Addresses are the connection's own
 // (the peer's IP), never a forwarded header.
 func LimitListener(ln net.Listener, lim ConnLimits, log *slog.Logger) net.Listener {
+	if log == nil {
+		log = slog.Default()
+	}
 	if lim.Total > 0 {
-		ln = netutil.LimitListener(ln, lim.Total)
+		if lim.Headroom <= 0 {
+			lim.Headroom = max(64, lim.Total/20)
+		}
+		ln = &capListener{Listener: ln, lim: lim}
 	}
 	if lim.PerIP <= 0 && lim.AttemptsPerSecond <= 0 {
 		return ln
-	}
-	if log == nil {
-		log = slog.Default()
 	}
 	l := &ipLimitListener{Listener: ln, lim: lim, log: log, open: newPerAddr(lim.PerIP)}
 	if lim.AttemptsPerSecond > 0 {
@@ -55,6 +71,81 @@ func LimitListener(ln net.Listener, lim ConnLimits, log *slog.Logger) net.Listen
 			Rate: rate.Limit(lim.AttemptsPerSecond), Burst: max(1, lim.AttemptBurst)})
 	}
 	return l
+}
+
+// capListener counts the connections open, marks those past Total and
+// closes those past Total+Headroom.
+type capListener struct {
+	net.Listener
+	lim      ConnLimits
+	open     atomic.Int64
+	lastFull atomic.Int64 // unix nanoseconds of the last OnFull
+}
+
+func (l *capListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		n := l.open.Add(1)
+		if n > int64(l.lim.Total) {
+			if now := time.Now().UnixNano(); l.lim.OnFull != nil && now-l.lastFull.Load() > int64(100*time.Millisecond) {
+				l.lastFull.Store(now)
+				go l.lim.OnFull()
+			}
+		}
+		if n > int64(l.lim.Total+l.lim.Headroom) {
+			l.open.Add(-1)
+			c.Close()
+			if l.lim.OnRefused != nil {
+				l.lim.OnRefused("total")
+			}
+			continue
+		}
+		return &capConn{Conn: c, over: n > int64(l.lim.Total), release: func() { l.open.Add(-1) }}, nil
+	}
+}
+
+// capConn is a connection the capListener counts; over: it came past Total.
+type capConn struct {
+	net.Conn
+	over    bool
+	once    sync.Once
+	release func()
+}
+
+func (c *capConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}
+
+type overCapKey struct{}
+
+// ConnContext marks the context of a connection that came past the
+// listener's Total (for http.Server.ConnContext): its requests get 503.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	for {
+		switch cc := c.(type) {
+		case *capConn:
+			if cc.over {
+				return context.WithValue(ctx, overCapKey{}, true)
+			}
+			return ctx
+		case *ipConn:
+			c = cc.Conn
+		default:
+			return ctx
+		}
+	}
+}
+
+func overCap(ctx context.Context) bool {
+	v, _ := ctx.Value(overCapKey{}).(bool)
+	return v
 }
 
 type ipLimitListener struct {

@@ -158,6 +158,7 @@ func New(cfg Config) *Server {
 	}
 	e.HTTPErrorHandler = s.httpError
 	e.Use(middleware.Recover())
+	e.Use(s.atCapacity)
 	e.Use(s.requestID, middleware.RequestIDWithConfig(middleware.RequestIDConfig{
 		RequestIDHandler: func(c echo.Context, id string) { c.Set(keyLog, s.log.With("req", id)) },
 	}))
@@ -270,6 +271,31 @@ func (s *Server) Close(ctx context.Context) error {
 func positive[T int | int64 | float64 | time.Duration](p *T, def T) {
 	if *p <= 0 {
 		*p = def
+	}
+}
+
+// codeServerFull: the server is at its connection limit (503).
+const codeServerFull = "server_full"
+
+// atCapacity answers at once, with 503 and Retry-After, the requests of a
+// connection that came past the listener's limit (ConnContext), so that a
+// client learns the server is full instead of waiting unanswered; health
+// checks, metrics and the admin endpoints are still served (the
+// listener's headroom is for them). The connection is closed after the
+// answer.
+func (s *Server) atCapacity(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if !overCap(r.Context()) {
+			return next(c)
+		}
+		c.Response().Header().Set("Connection", "close")
+		switch p := r.URL.Path; {
+		case p == "/healthz", p == "/readyz", p == "/metrics", strings.HasPrefix(p, "/api/admin/"):
+			return next(c)
+		}
+		c.Response().Header().Set("Retry-After", "5")
+		return errorf(http.StatusServiceUnavailable, codeServerFull, "the server is at its connection limit: try again in a few seconds")
 	}
 }
 

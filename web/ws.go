@@ -3,6 +3,7 @@ package web
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -23,9 +24,18 @@ type sessionConn struct {
 	closing bool
 
 	expiry *time.Timer // closes the session when its token expires; set before Connect
+
+	client atomic.Pointer[collab.Client] // once joined
+	// active is when the client last sent a frame (unix nanoseconds; at
+	// first, when it connected): the idle go first when the server is full.
+	active atomic.Int64
 }
 
-func newSessionConn(s *melody.Session) *sessionConn { return &sessionConn{s: s} }
+func newSessionConn(s *melody.Session) *sessionConn {
+	c := &sessionConn{s: s}
+	c.active.Store(time.Now().UnixNano())
+	return c
+}
 
 // Send implements collab.Conn.
 func (c *sessionConn) Send(frame []byte, written func()) error {

@@ -99,6 +99,23 @@ func (c *connStates) track(conn net.Conn, s http.ConnState) {
 	c.count[s]++
 }
 
+// closeIdle closes the keep-alive connections waiting for a next request
+// (the server is full: they make room) and returns how many.
+func (c *connStates) closeIdle() int {
+	c.mu.Lock()
+	var idle []net.Conn
+	for conn, s := range c.state {
+		if s == http.StateIdle {
+			idle = append(idle, conn)
+		}
+	}
+	c.mu.Unlock()
+	for _, conn := range idle {
+		conn.Close()
+	}
+	return len(idle)
+}
+
 func (c *connStates) get(s http.ConnState) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

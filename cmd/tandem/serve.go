@@ -60,6 +60,7 @@ type serveConfig struct {
 	TLSKey         string
 	MaxConns       int
 	MaxConnsPerIP  int
+	ShedIdleAfter  time.Duration
 	ConnRate       float64
 	ClientRate     float64
 	MemoryLimit    byteSize
@@ -117,7 +118,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key file for --tls-cert")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For is believed (for per-client limits); without it the header is ignored")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve /metrics (Prometheus) on this address of its own, open to whoever reaches it (e.g. 127.0.0.1:9090); without it /metrics is on the main address for admins only")
-	fs.IntVar(&c.MaxConns, "max-connections", 0, "connections open at once; past it new ones wait (0: 90% of the file-descriptor limit, which the server raises to its hard limit)")
+	fs.IntVar(&c.MaxConns, "max-connections", 0, "connections open at once; past it new requests are answered at once with 503 and Retry-After (health checks, /metrics and the admin endpoints are still served, within a headroom of 5%, at least 64) and idle connections are closed to make room (0: 90% of the file-descriptor limit, which the server raises to its hard limit)")
+	fs.DurationVar(&c.ShedIdleAfter, "shed-idle-after", 30*time.Second, "at --max-connections, WebSockets whose clients have sent nothing for this long are closed (1013, try again later), the longest idle first, to make room; keep-alive connections waiting for a request are closed at once")
 	fs.IntVar(&c.MaxConnsPerIP, "max-connections-per-ip", 256, "connections open at once from one address (loopback is exempt: a local reverse proxy)")
 	fs.Float64Var(&c.ConnRate, "connection-rate", 20, "new connections a second from one address (burst 5 times that)")
 	fs.Float64Var(&c.ClientRate, "client-rate", 200, "messages a second each WebSocket connection may send (burst twice that; an op far behind costs more): a bound for abuse, which benchmarks that type as fast as acks come raise (e.g. 1e6)")
@@ -171,6 +173,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		{"shutdown-timeout", c.ShutdownTimeout < 0},
 		{"commit-linger", c.CommitLinger < 0},
 		{"disk-check-every", c.DiskCheckEvery <= 0},
+		{"shed-idle-after", c.ShedIdleAfter < 0},
 		{"max-connections", c.MaxConns < 0},
 		{"max-connections-per-ip", c.MaxConnsPerIP < 1},
 		{"nats-replicas", c.NATSReplicas < 1 || c.NATSReplicas > 5},
@@ -403,7 +406,12 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 		maxConns = max(64, int(nofile)*9/10-64)
 	}
 	log.Info("connection limits", "file_descriptors", nofile, "max_connections", maxConns, "per_ip", cfg.MaxConnsPerIP, "attempts_per_second", cfg.ConnRate)
-	s.ln = web.LimitListener(ln, web.ConnLimits{Total: maxConns, PerIP: cfg.MaxConnsPerIP,
+	onFull := func() {
+		idle := conns.closeIdle()
+		shed := s.web.ShedIdle(max(1, maxConns/100), cfg.ShedIdleAfter)
+		log.Debug("at the connection limit", "idle_http_closed", idle, "idle_websockets_closed", shed)
+	}
+	s.ln = web.LimitListener(ln, web.ConnLimits{Total: maxConns, OnFull: onFull, PerIP: cfg.MaxConnsPerIP,
 		AttemptsPerSecond: cfg.ConnRate, AttemptBurst: int(5 * cfg.ConnRate), ExemptLoopback: !hooks.limitLoopback, Exempt: proxies,
 		OnRefused: obs.ConnRefused}, log)
 	s.http = &http.Server{
@@ -413,6 +421,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 		// and WebSockets; request bodies get their own deadline (web).
 		IdleTimeout: 120 * time.Second,
 		ConnState:   conns.track,
+		ConnContext: web.ConnContext,
 		ErrorLog:    stdlog.New(httpErrorLog{log}, "", 0),
 	}
 	admin := "bearer token (--admin-token)"
