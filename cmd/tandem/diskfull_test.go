@@ -5,15 +5,18 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
 
 	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/storage/spaceguard"
@@ -274,5 +277,136 @@ func TestDiskFull(t *testing.T) {
 	}
 	if err := json.Unmarshal(raw, &manifest); err != nil || len(manifest) < len(docs) {
 		t.Fatalf("export manifest: %d documents (%v), want %d", len(manifest), err, len(docs))
+	}
+}
+
+// TestDiskFullAtFullSpeed (issue 19): with the default free-space check
+// (once a second) and four writers sending 200 KiB ops as fast as they
+// are acknowledged, a nearly full disk ends in storage_full, never in a
+// crash (Badger's memory-mapped memtable answers a write with no disk
+// behind it with SIGBUS): every write is accounted for against the room
+// measured last. Every acknowledged op survives a restart, and the
+// offline tools read the directory on the full disk.
+func TestDiskFullAtFullSpeed(t *testing.T) {
+	disk := smallDisk(t, 160)
+	dir := filepath.Join(disk, "data")
+	srv := startServer(t, dir, "--min-free-space", "48MiB")
+	const writers = 4
+	type result struct {
+		acked   map[string]int64 // document -> its revision acknowledged last
+		refused bool             // storage_full
+		err     error
+	}
+	results := make([]result, writers)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			r := &results[w]
+			r.acked = map[string]int64{}
+			rng := rand.New(rand.NewPCG(uint64(w), 2))
+			b := make([]byte, 200<<10)
+			// A document holds 8 MiB at most: a writer moves to a new one
+			// when its document is full (too_large), until the disk is
+			// (storage_full, or a 507 creating a document).
+			for docs := 0; !r.refused && r.err == nil && docs < 100; docs++ {
+				doc, err := createDoc(srv.URL, fmt.Sprintf("writer %d", w), "")
+				if err != nil {
+					if strings.Contains(err.Error(), "507") {
+						r.refused = true
+					} else {
+						r.err = err
+					}
+					return
+				}
+				r.err = writeUntilFull(srv.URL, doc, rng, b, r.acked, &r.refused)
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case <-srv.done:
+		t.Fatalf("the server died on a full disk: %v\n%s", srv.err, srv.log())
+	default:
+	}
+	total, docs := int64(0), 0
+	for w, r := range results {
+		if r.err != nil {
+			t.Fatalf("writer %d: %v\n%s", w, r.err, srv.log())
+		}
+		if !r.refused {
+			t.Fatalf("writer %d never met a full disk", w)
+		}
+		for _, rev := range r.acked {
+			total += rev
+			docs++
+		}
+	}
+	t.Logf("%d ops of 200 KiB acknowledged in %d documents before storage_full", total, docs)
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	if code, ok := srv.exitCode(30 * time.Second); !ok || code != 0 {
+		t.Fatalf("shutdown on a full disk: exit %d (%v)\n%s", code, ok, srv.log())
+	}
+	for _, args := range [][]string{{"verify", "--data-dir", dir}, {"export", "--data-dir", dir, "--out", t.TempDir()}} {
+		if code, out := runTandem(t, nil, args...); code != 0 {
+			t.Fatalf("%s on the full disk: exit %d\n%s", args[0], code, out)
+		}
+	}
+	srv = startServer(t, dir, "--min-free-space", "48MiB")
+	for w, r := range results {
+		for doc, rev := range r.acked {
+			if d, err := getDoc(srv.URL, doc); err != nil || d.Rev < rev {
+				t.Fatalf("writer %d after the restart, %s: %+v %v; acknowledged up to %d", w, doc, d, err, rev)
+			}
+		}
+	}
+}
+
+// writeUntilFull sends 200 KiB ops of random letters to doc as fast as they
+// are acknowledged, recording the acknowledged revision in acked[doc], until
+// the document is full (too_large: nil) or the disk is (storage_full:
+// *full is set).
+func writeUntilFull(base, doc string, rng *rand.Rand, b []byte, acked map[string]int64, full *bool) error {
+	c, _, err := websocket.DefaultDialer.Dial(wsURL(base, doc, url.Values{}), nil)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	next := func() ([]serverMsg, error) {
+		c.SetReadDeadline(time.Now().Add(60 * time.Second)) // bounds a stuck run
+		_, data, err := c.ReadMessage()
+		if err != nil {
+			return nil, err
+		}
+		return parseFrame(data)
+	}
+	if _, err := next(); err != nil { // hello
+		return err
+	}
+	for seq := uint64(1); ; seq++ {
+		for i := range b {
+			b[i] = 'a' + byte(rng.IntN(26)) // incompressible enough
+		}
+		if err := c.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"type":"op","rev":%d,"seq":%d,"op":[%q]}`, acked[doc], seq, b)); err != nil {
+			return err
+		}
+		for answered := false; !answered; {
+			msgs, err := next()
+			if err != nil {
+				return fmt.Errorf("%s after revision %d: %w", doc, acked[doc], err)
+			}
+			for _, m := range msgs {
+				switch {
+				case m.Type == "ack":
+					acked[doc], answered = m.Rev, true
+				case m.Type == "error" && m.Code == collab.CodeStorageFull:
+					*full = true
+					return nil
+				case m.Type == "error" && m.Code == collab.CodeTooLarge:
+					return nil
+				case m.Type == "error":
+					return fmt.Errorf("error %s: %s", m.Code, m.Message)
+				}
+			}
+		}
 	}
 }

@@ -12,6 +12,14 @@
 // value-log file) refuses every write with storage.ErrNoSpace without
 // touching the store. Reads go on. When space comes back, writes resume.
 //
+// Measuring every so often is not enough on its own: a fast writer can
+// fill the reserve between two measurements. So the Guard also accounts
+// for what each write will put on disk (its bytes, times WriteFactor for
+// the store's log, value log and tables) against the room measured last:
+// a write that would not fit is refused before it reaches the store, and
+// the space is measured again at once. Writes can only use up what was
+// measured free above the reserve, however fast they come.
+//
 // A Guard started on a disk that is already too full opens the store
 // read-only (a read-write open writes a lock file and may replay and flush
 // its log), serves reads, and reopens it read-write once there is room.
@@ -61,6 +69,10 @@ type Options struct {
 	MinFree uint64
 	// Every is how often the free space is measured (1s).
 	Every time.Duration
+	// WriteFactor is how many bytes of disk a byte written may take before
+	// the next measurement (3: Badger's write-ahead log, its value log,
+	// and the table a memtable flush writes).
+	WriteFactor int
 	// Open opens the store.
 	Open Opener
 	// OnChange is told when writes stop (with the reason) and resume
@@ -83,6 +95,9 @@ type Guard struct {
 
 	stateMu sync.Mutex
 	err     error // nil while writes are allowed
+	// room is what the writes since the last measurement may still use:
+	// the free space then, above MinFree, less their estimated sizes.
+	room int64
 }
 
 var _ storage.Store = (*Guard)(nil)
@@ -100,8 +115,12 @@ func Open(opts Options) (*Guard, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.WriteFactor <= 0 {
+		opts.WriteFactor = 3
+	}
 	g := &Guard{opts: opts}
-	low := g.measure()
+	room, low := g.measure()
+	g.room = room
 	var err error
 	if low == nil {
 		g.store, err = opts.Open(false)
@@ -129,16 +148,17 @@ func isNoSpace(err error) bool {
 		strings.Contains(err.Error(), "no space left on device") || strings.Contains(err.Error(), "disk quota exceeded")
 }
 
-// measure returns nil if there is room for writes, or why not.
-func (g *Guard) measure() error {
+// measure returns nil if there is room for writes, or why not, and the
+// room above the reserve.
+func (g *Guard) measure() (room int64, low error) {
 	free, err := g.opts.Free(g.opts.Dir)
 	if err != nil {
-		return fmt.Errorf("%w: %v", storage.ErrNoSpace, err)
+		return 0, fmt.Errorf("%w: %v", storage.ErrNoSpace, err)
 	}
 	if free < g.opts.MinFree {
-		return fmt.Errorf("%w: %d MiB free on the data directory's disk, below the %d MiB kept in reserve", storage.ErrNoSpace, free>>20, g.opts.MinFree>>20)
+		return 0, fmt.Errorf("%w: %d MiB free on the data directory's disk, below the %d MiB kept in reserve", storage.ErrNoSpace, free>>20, g.opts.MinFree>>20)
 	}
-	return nil
+	return int64(min(free-g.opts.MinFree, 1<<62)), nil
 }
 
 // Writable returns nil while writes are allowed, or why they are not.
@@ -165,7 +185,7 @@ func (g *Guard) Run(ctx context.Context) {
 
 // Check measures the free space once and acts on it.
 func (g *Guard) Check() {
-	low := g.measure()
+	room, low := g.measure()
 	if low == nil && g.isReadOnly() {
 		if err := g.reopen(); err != nil {
 			low = fmt.Errorf("%w: reopening the store for writing: %v", storage.ErrNoSpace, err)
@@ -173,8 +193,49 @@ func (g *Guard) Check() {
 	}
 	g.stateMu.Lock()
 	was := g.err
-	g.err = low
+	g.err, g.room = low, room
 	g.stateMu.Unlock()
+	g.changed(was, low)
+}
+
+// reserve takes n bytes (a write's estimate, before the WriteFactor) from
+// the room measured last; when they do not fit it measures again, and
+// refuses the write if they still do not.
+func (g *Guard) reserve(n int64) error {
+	n *= int64(g.opts.WriteFactor)
+	g.stateMu.Lock()
+	if err := g.err; err != nil {
+		g.stateMu.Unlock()
+		return err
+	}
+	if n <= g.room {
+		g.room -= n
+		g.stateMu.Unlock()
+		return nil
+	}
+	g.stateMu.Unlock()
+	// Out of room since the last measurement: measure now. (Writes that
+	// raced here each measure; statfs is cheap.)
+	room, low := g.measure()
+	g.stateMu.Lock()
+	was := g.err
+	g.err, g.room = low, room
+	var err error
+	switch {
+	case low != nil:
+		err = low
+	case n > room:
+		err = fmt.Errorf("%w: this write needs %d KiB of the %d KiB free above the reserve", storage.ErrNoSpace, n>>10, room>>10)
+	default:
+		g.room -= n
+	}
+	g.stateMu.Unlock()
+	g.changed(was, low)
+	return err
+}
+
+// changed logs and reports a change between writable (nil) and not.
+func (g *Guard) changed(was, low error) {
 	switch {
 	case was == nil && low != nil:
 		g.opts.Logger.Error("disk nearly full: writes stopped (edits are refused with storage_full and kept by clients)", "dir", g.opts.Dir, "reason", low)
@@ -218,9 +279,10 @@ func (g *Guard) reopen() error {
 	return nil
 }
 
-// write runs fn on the store unless writes are stopped.
-func (g *Guard) write(fn func(storage.Store) error) error {
-	if err := g.Writable(); err != nil {
+// write runs fn on the store unless writes are stopped or the estimated
+// bytes of the write do not fit in the room left.
+func (g *Guard) write(bytes int64, fn func(storage.Store) error) error {
+	if err := g.reserve(bytes); err != nil {
 		return err
 	}
 	g.mu.RLock()
@@ -238,7 +300,7 @@ func (g *Guard) read() (storage.Store, func()) {
 
 // CreateDocument implements storage.Store.
 func (g *Guard) CreateDocument(ctx context.Context, doc storage.Document, text string) error {
-	return g.write(func(s storage.Store) error { return s.CreateDocument(ctx, doc, text) })
+	return g.write(overhead+int64(len(text)+len(doc.Title)), func(s storage.Store) error { return s.CreateDocument(ctx, doc, text) })
 }
 
 // Document implements storage.Store.
@@ -257,21 +319,43 @@ func (g *Guard) ListDocuments(ctx context.Context, opts storage.ListOptions) ([]
 
 // DeleteDocument implements storage.Store.
 func (g *Guard) DeleteDocument(ctx context.Context, id string) error {
-	return g.write(func(s storage.Store) error { return s.DeleteDocument(ctx, id) })
+	return g.write(overhead, func(s storage.Store) error { return s.DeleteDocument(ctx, id) })
 }
 
 // SetTitle implements storage.Store.
 func (g *Guard) SetTitle(ctx context.Context, id, title string) error {
-	return g.write(func(s storage.Store) error { return s.SetTitle(ctx, id, title) })
+	return g.write(overhead+int64(len(title)), func(s storage.Store) error { return s.SetTitle(ctx, id, title) })
 }
 
 // Commit implements storage.Store.
 func (g *Guard) Commit(ctx context.Context, appends []storage.Append) (results []error, err error) {
-	err = g.write(func(s storage.Store) error {
+	err = g.write(commitBytes(appends), func(s storage.Store) error {
 		results, err = s.Commit(ctx, appends)
 		return err
 	})
 	return results, err
+}
+
+// overhead is what a write costs on disk besides its text: keys, headers,
+// index entries (an estimate on the safe side).
+const overhead = 512
+
+// commitBytes estimates what appends write: each record's op, its keys
+// and exactly-once entry, and any snapshot's text.
+func commitBytes(appends []storage.Append) int64 {
+	n := int64(0)
+	for _, a := range appends {
+		for _, r := range a.Records {
+			n += overhead + int64(len(r.Source)+len(r.User))
+			for _, c := range r.Op {
+				n += 16 + int64(len(c.Text()))
+			}
+		}
+		if a.Snapshot != nil {
+			n += overhead + int64(len(a.Snapshot.Text))
+		}
+	}
+	return n
 }
 
 // Records implements storage.Store.
@@ -290,7 +374,7 @@ func (g *Guard) Snapshot(ctx context.Context, id string, rev int64) (storage.Sna
 
 // SaveSnapshot implements storage.Store.
 func (g *Guard) SaveSnapshot(ctx context.Context, id string, snap storage.Snapshot) error {
-	return g.write(func(s storage.Store) error { return s.SaveSnapshot(ctx, id, snap) })
+	return g.write(overhead+int64(len(snap.Text)), func(s storage.Store) error { return s.SaveSnapshot(ctx, id, snap) })
 }
 
 // LookupSubmission implements storage.Store.
@@ -302,7 +386,7 @@ func (g *Guard) LookupSubmission(ctx context.Context, id, source string, seq uin
 
 // Compact implements storage.Store.
 func (g *Guard) Compact(ctx context.Context, id string, before int64) error {
-	return g.write(func(s storage.Store) error { return s.Compact(ctx, id, before) })
+	return g.write(overhead, func(s storage.Store) error { return s.Compact(ctx, id, before) })
 }
 
 // Backup passes an online backup through to the store, if it takes them.

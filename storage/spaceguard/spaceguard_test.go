@@ -5,11 +5,13 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/tandemdocs/tandem/ot"
 	"github.com/tandemdocs/tandem/storage"
 	"github.com/tandemdocs/tandem/storage/memstore"
 	"github.com/tandemdocs/tandem/storage/spaceguard"
@@ -53,7 +55,7 @@ func newGuard(t *testing.T, free uint64, changes *[]error) (*spaceguard.Guard, *
 	d.free.Store(free)
 	g, err := spaceguard.Open(spaceguard.Options{
 		Dir:      "/data",
-		MinFree:  100,
+		MinFree:  1 << 20,
 		Open:     d.open,
 		Free:     func(string) (uint64, error) { return d.free.Load(), nil },
 		OnChange: func(err error) { *changes = append(*changes, err) },
@@ -68,14 +70,14 @@ func newGuard(t *testing.T, free uint64, changes *[]error) (*spaceguard.Guard, *
 func TestGuardStopsAndResumesWrites(t *testing.T) {
 	ctx := context.Background()
 	var changes []error
-	g, d := newGuard(t, 1000, &changes)
+	g, d := newGuard(t, 10<<20, &changes)
 	if err := g.CreateDocument(ctx, storage.Document{ID: "a"}, "x"); err != nil {
 		t.Fatal(err)
 	}
-	d.free.Store(50)
+	d.free.Store(50 << 10)
 	g.Check()
 	if err := g.Writable(); !errors.Is(err, storage.ErrNoSpace) {
-		t.Fatalf("Writable with 50 bytes free: %v", err)
+		t.Fatalf("Writable with 50 KiB free: %v", err)
 	}
 	writes := map[string]error{
 		"create": g.CreateDocument(ctx, storage.Document{ID: "b"}, ""),
@@ -98,7 +100,7 @@ func TestGuardStopsAndResumesWrites(t *testing.T) {
 	if h, _ := d.mem.Document(ctx, "a"); h.Head != 0 {
 		t.Fatalf("something was written: %+v", h)
 	}
-	d.free.Store(1000)
+	d.free.Store(10 << 20)
 	g.Check()
 	if err := g.CreateDocument(ctx, storage.Document{ID: "b"}, ""); err != nil {
 		t.Fatalf("create after space came back: %v", err)
@@ -108,19 +110,83 @@ func TestGuardStopsAndResumesWrites(t *testing.T) {
 	}
 }
 
+// consuming is a store whose commits use up the fake disk's free space,
+// by the bytes of text they write.
+type consuming struct {
+	storage.Store
+	free *atomic.Uint64
+}
+
+func (c consuming) Commit(ctx context.Context, appends []storage.Append) ([]error, error) {
+	for _, a := range appends {
+		for _, r := range a.Records {
+			for _, comp := range r.Op {
+				c.free.Add(^uint64(len(comp.Text()) - 1))
+			}
+		}
+	}
+	return c.Store.Commit(ctx, appends)
+}
+
+// TestGuardCannotBeOutrun (issue 19): writes as fast as they come, with no
+// periodic measurement at all (Run is not running: as if every write came
+// before the next tick), never take the disk into the reserve. Each write
+// is accounted for against the room measured last, and one that does not
+// fit measures again and is refused if it still does not.
+func TestGuardCannotBeOutrun(t *testing.T) {
+	ctx := context.Background()
+	const minFree = 1 << 20
+	var free atomic.Uint64
+	free.Store(minFree + 1<<20) // 1 MiB above the reserve
+	var measured atomic.Int64
+	mem := memstore.New()
+	g, err := spaceguard.Open(spaceguard.Options{Dir: "/data", MinFree: minFree,
+		Open:   func(bool) (storage.Store, error) { return consuming{nopCloser{mem}, &free}, nil },
+		Free:   func(string) (uint64, error) { measured.Add(1); return free.Load(), nil },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.CreateDocument(ctx, storage.Document{ID: "a"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Repeat("x", 20<<10)
+	written := 0
+	for rev := int64(1); ; rev++ {
+		_, err := g.Commit(ctx, []storage.Append{{DocID: "a", Head: rev - 1, Records: []storage.Record{{Rev: rev, Op: ot.Op{ot.Insert(text)}}}}})
+		if errors.Is(err, storage.ErrNoSpace) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		written += len(text)
+		if rev > 1000 {
+			t.Fatal("the guard never refused a write")
+		}
+	}
+	if f := free.Load(); f < minFree {
+		t.Fatalf("the writes took the disk %d KiB into the reserve", (minFree-f)>>10)
+	}
+	if measured.Load() < 3 {
+		t.Fatalf("the free space was measured %d times: a write that does not fit measures again first", measured.Load())
+	}
+	t.Logf("%d KiB written of the 1 MiB above the reserve, %d measurements", written>>10, measured.Load())
+}
+
 // TestGuardStartsReadOnly: on a full disk the store is opened read-only
 // and reopened for writing when there is room.
 func TestGuardStartsReadOnly(t *testing.T) {
 	ctx := context.Background()
 	var changes []error
-	g, d := newGuard(t, 10, &changes)
+	g, d := newGuard(t, 10<<10, &changes)
 	if err := g.Writable(); err == nil {
 		t.Fatal("writable on a full disk")
 	}
 	if err := g.CreateDocument(ctx, storage.Document{ID: "a"}, ""); !errors.Is(err, storage.ErrNoSpace) {
 		t.Fatalf("create: %v", err)
 	}
-	d.free.Store(1000)
+	d.free.Store(10 << 20)
 	g.Check()
 	if err := g.CreateDocument(ctx, storage.Document{ID: "a"}, ""); err != nil {
 		t.Fatalf("create after the reopen: %v", err)
