@@ -658,6 +658,15 @@ func (d *Doc) handle(m message) (events, []byte, error) {
 		}
 		delete(d.peers, m.Client)
 	case "error":
+		if m.Code == "invalid_op" && m.Seq != 0 && d.inflight != nil && m.Seq == d.inSeq && d.inflight.IsNoop() {
+			// Others' edits, which we have, already did what it does: the
+			// server committed nothing for it. Drop it and go on, quietly.
+			d.inflight, d.refused = nil, 0
+			d.stopRetryLocked()
+			frame := d.flushLocked()
+			d.signalIfSynced()
+			return nil, frame, nil
+		}
 		ev := events{func(d *Doc) {
 			if d.opts.OnError != nil {
 				d.opts.OnError(m.Code, m.Message)
