@@ -110,6 +110,9 @@ func readJSON(c echo.Context, v any, shape string) error {
 	if c.Request().ContentLength == 0 {
 		return nil
 	}
+	if !isJSON(c.Request().Header.Get("Content-Type")) {
+		return errorf(http.StatusUnsupportedMediaType, collab.CodeBadMessage, "send the body as JSON "+shape+", with Content-Type: application/json")
+	}
 	raw, err := io.ReadAll(c.Request().Body)
 	if err != nil {
 		var tooBig *http.MaxBytesError

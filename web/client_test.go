@@ -298,6 +298,10 @@ type otClient struct {
 
 	acks, remote, resent, reconnects int
 	maxAckLatency                    time.Duration
+	// dropped are the seqs the server answered invalid_op for an op that
+	// others' edits (which the client had by then) reduced to nothing:
+	// never committed.
+	dropped []uint64
 
 	// observe, if set, sees every message handled (presence included).
 	observe func(msg)
@@ -476,6 +480,21 @@ func (cl *otClient) handle(m msg) error {
 		cl.rev = m.Rev
 		cl.remote++
 	case "error":
+		if m.Code == collab.CodeInvalidOp && m.Seq != nil && cl.inflight != nil && *m.Seq == cl.inflightSeq && cl.inflight.IsNoop() {
+			// Nothing to commit: the server's answer to an op that came to
+			// nothing. Drop it, as the real clients do.
+			cl.dropped = append(cl.dropped, cl.inflightSeq)
+			cl.inflight, cl.buffer = cl.buffer, nil
+			if len(cl.inflight) == 0 {
+				cl.inflight = nil
+			}
+			if cl.inflight != nil {
+				cl.seq++
+				cl.inflightSeq = cl.seq
+				return cl.sendInflight()
+			}
+			return nil
+		}
 		return fmt.Errorf("%s: server error %v", cl.name, m)
 	case "hello":
 		return fmt.Errorf("%s: second hello", cl.name)

@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -389,4 +390,52 @@ func TestHealthAndReady(t *testing.T) {
 	ts2 := newTestServer(t, collab.Config{})
 	ts2.store.Close()
 	expectAPIError(t, ts2, "GET", "/readyz", "", http.StatusServiceUnavailable, "internal")
+}
+
+// TestBodyLimitsAndTypes (issue 19): a body over the limit gets 413 whether
+// its size is declared or it comes chunked, and a body that is not JSON
+// gets 415, on PATCH as on POST.
+func TestBodyLimitsAndTypes(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, collab.Config{})
+	id := ts.createDoc(t, "limits", "x")
+	big := `{"title":"x","text":"` + strings.Repeat("a", 17<<20) + `"}`
+	for _, chunked := range []bool{false, true} {
+		var body io.Reader = strings.NewReader(big)
+		if chunked {
+			body = io.MultiReader(strings.NewReader(big)) // no length: sent chunked
+		}
+		req, _ := http.NewRequest("POST", ts.URL+"/api/docs", body)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e apiErr
+		json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || e.Error.Code != "too_large" {
+			t.Errorf("a 17 MiB body (chunked %v): %d %+v, want 413 too_large", chunked, resp.StatusCode, e)
+		}
+	}
+	for _, method := range []string{"POST", "PATCH"} {
+		path := "/api/docs"
+		if method == "PATCH" {
+			path += "/" + id
+		}
+		req, _ := http.NewRequest(method, ts.URL+path, strings.NewReader(`{"title":"plain"}`))
+		req.Header.Set("Content-Type", "text/plain")
+		req.Header.Set("Authorization", "Bearer "+testAdminToken) // past the cross-site check
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnsupportedMediaType {
+			t.Errorf("%s with Content-Type text/plain: %d, want 415", method, resp.StatusCode)
+		}
+	}
+	if d := ts.getDoc(t, id); d.Title != "limits" {
+		t.Errorf("the title changed to %q", d.Title)
+	}
 }

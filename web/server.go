@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"mime"
 	"net"
@@ -176,7 +177,7 @@ func New(cfg Config) *Server {
 	}
 
 	api := e.Group("/api")
-	api.Use(middleware.BodyLimit("16M"))
+	api.Use(bodyLimit(16 << 20))
 	api.Use(bodyDeadline)
 	// Per address (the socket's: X-Forwarded-For is not trusted), on top
 	// of the connection limits of the listener.
@@ -463,6 +464,24 @@ func pprofIndex(w http.ResponseWriter, r *http.Request) {
 // bodyDeadline gives a request with a body a minute to send it: a client
 // that trickles a body keeps no connection forever. (http.Server's
 // ReadTimeout would also cut long responses and WebSockets.)
+// bodyLimit refuses a body larger than n bytes with 413: at once when its
+// Content-Length says so, or when a chunked one passes n as it is read
+// (readJSON).
+func bodyLimit(n int64) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			r := c.Request()
+			if r.ContentLength > n {
+				return errorf(http.StatusRequestEntityTooLarge, collab.CodeTooLarge, fmt.Sprintf("the body is %d bytes, at most %d", r.ContentLength, n))
+			}
+			if r.Body != nil && r.Body != http.NoBody {
+				r.Body = http.MaxBytesReader(c.Response(), r.Body, n)
+			}
+			return next(c)
+		}
+	}
+}
+
 func bodyDeadline(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if r := c.Request(); r.ContentLength != 0 && r.Method != http.MethodGet {

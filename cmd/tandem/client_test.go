@@ -388,6 +388,12 @@ func (e *editor) handle(m serverMsg) error {
 			e.resendAt = time.Now().Add(20 * time.Millisecond)
 			return nil
 		}
+		if m.Code == "invalid_op" && m.Seq == e.inSeq && e.inSeq != 0 && e.inflight.IsNoop() {
+			// Others' edits, which it has, did what it does: never
+			// committed, dropped (docs/protocol.md).
+			e.inflight, e.inSeq, e.resendAt = nil, 0, time.Time{}
+			return nil
+		}
 		if m.Seq == e.inSeq && e.inSeq != 0 && m.Code == "internal" {
 			e.rejected = m.Code + ": " + m.Message
 			return nil

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -289,6 +290,9 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 	if err != nil {
 		return nil, err
 	}
+	if len(hosts) == 0 && !loopbackAddr(cfg.Addr) {
+		log.Warn("no --public-url or --allowed-hosts: every Host is answered, so a page on any site whose name an attacker points at this address (DNS rebinding) can use the API in a visitor's browser; set --public-url to the address people use", "addr", cfg.Addr)
+	}
 	proxies, err := parseCIDRs(cfg.TrustedProxies)
 	if err != nil {
 		return nil, fmt.Errorf("--trusted-proxies: %w", err)
@@ -449,6 +453,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 	if cfg.Retain > 0 {
 		s.goLoop(func() { retainLoop(loopCtx, log, s.store, cfg.Retain) })
 	}
+	s.goLoop(func() { releaseLoop(loopCtx, log, 10*time.Second) })
 	go func() {
 		if s.http.TLSConfig != nil {
 			s.served <- s.http.ServeTLS(s.ln, "", "")
@@ -699,7 +704,7 @@ func newAuth(cfg serveConfig, log *slog.Logger) (*web.Verifier, error) {
 		return nil, fmt.Errorf("no --auth-secret: open mode (anyone may read, edit and list every document) is allowed on loopback only; "+
 			"listening on %s needs --open to say so, or a secret (TANDEM_AUTH_SECRET)", cfg.Addr)
 	}
-	log.Warn("OPEN MODE: no --auth-secret, so anyone who can reach this server may read and edit every document; only loopback connections may delete. Set TANDEM_AUTH_SECRET to require tokens (tandem token mints them)", "addr", cfg.Addr)
+	log.Warn("OPEN MODE: no --auth-secret, so anyone who can reach this server may read and edit every document; deleting takes the admin token. Set TANDEM_AUTH_SECRET to require tokens (tandem token mints them)", "addr", cfg.Addr)
 	return nil, nil
 }
 
@@ -741,6 +746,32 @@ func retainLoop(ctx context.Context, log *slog.Logger, store storage.Store, keep
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// releaseLoop gives memory back to the system after load has gone. Each
+// WebSocket holds buffers and a goroutine's stack, each open document its
+// text and history; once thousands of connections close (and their
+// documents unload) the Go runtime returns the freed pages only gradually,
+// over minutes, and the process keeps the RSS of its busiest moment. So
+// every interval, when the heap holds more idle pages not yet returned
+// than max(64 MiB, half of what is in use), they are returned at once.
+func releaseLoop(ctx context.Context, log *slog.Logger, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var ms runtime.MemStats
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		runtime.ReadMemStats(&ms)
+		if idle := ms.HeapIdle - ms.HeapReleased; idle > max(64<<20, ms.HeapInuse/2) {
+			start := time.Now()
+			debug.FreeOSMemory()
+			log.Info("memory given back to the system", "idle_mb", idle>>20, "in_use_mb", ms.HeapInuse>>20, "took", time.Since(start).Round(time.Millisecond))
 		}
 	}
 }
