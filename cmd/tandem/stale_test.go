@@ -375,27 +375,31 @@ func TestReconnectingBuysNothing(t *testing.T) {
 
 // BenchmarkStaleOps measures honest clients' ack latency on a
 // 20,000-revision document, quiet and while an attacker sends stale ops at
-// its rate limit (just inside MaxLag, and at revision 0), and reports the
-// p99 ratio attacked/quiet ("x-p99-lag", "x-p99-zero"; the target is < 2).
+// its rate limit (just inside MaxLag, at revision 0, large ones of 4,000
+// parts and 59 KiB, and from a new connection every 12 ops), and reports
+// the p99 ratio attacked/quiet ("x-p99-lag", ...; the target is < 2) and
+// the peak heap of each run against the quiet one's ("x-heap-...").
 func BenchmarkStaleOps(b *testing.B) {
-	var quiet, lag, zero staleResult
+	attacks := []staleAttack{"", "lag", "zero", "large", "rotate"}
+	runs := make([]staleResult, len(attacks))
 	for range b.N {
-		for _, run := range []struct {
-			r      *staleResult
-			attack staleAttack
-		}{{&quiet, ""}, {&lag, "lag"}, {&zero, "zero"}} {
-			r := runStale(b, 20000, 4, 500, 10*time.Millisecond, run.attack)
-			run.r.latencies = append(run.r.latencies, r.latencies...)
-			run.r.attackerSent += r.attackerSent
-			run.r.attackerAcks += r.attackerAcks
+		for i, attack := range attacks {
+			r := runStale(b, 20000, 4, 500, 10*time.Millisecond, attack)
+			runs[i].latencies = append(runs[i].latencies, r.latencies...)
+			runs[i].attackerSent += r.attackerSent
+			runs[i].attackerAcks += r.attackerAcks
+			runs[i].heapPeak = max(runs[i].heapPeak, r.heapPeak)
 		}
 	}
+	quiet := &runs[0]
 	b.ReportMetric(quiet.percentile(0.5), "quiet-p50-ms")
 	b.ReportMetric(quiet.percentile(0.99), "quiet-p99-ms")
-	b.ReportMetric(lag.percentile(0.5), "lag-p50-ms")
-	b.ReportMetric(lag.percentile(0.99), "lag-p99-ms")
-	b.ReportMetric(zero.percentile(0.99), "zero-p99-ms")
-	b.ReportMetric(lag.percentile(0.99)/quiet.percentile(0.99), "x-p99-lag")
-	b.ReportMetric(zero.percentile(0.99)/quiet.percentile(0.99), "x-p99-zero")
-	b.Logf("attacker (lag): %d sent, %d accepted; (zero): %d sent, %d accepted", lag.attackerSent, lag.attackerAcks, zero.attackerSent, zero.attackerAcks)
+	b.ReportMetric(float64(quiet.heapPeak>>20), "quiet-heap-MiB")
+	for i, attack := range attacks[1:] {
+		r := &runs[i+1]
+		b.ReportMetric(r.percentile(0.99), string(attack)+"-p99-ms")
+		b.ReportMetric(r.percentile(0.99)/quiet.percentile(0.99), "x-p99-"+string(attack))
+		b.ReportMetric(float64(r.heapPeak)/float64(quiet.heapPeak), "x-heap-"+string(attack))
+		b.Logf("attacker (%s): %d sent, %d accepted", attack, r.attackerSent, r.attackerAcks)
+	}
 }
