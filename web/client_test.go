@@ -446,15 +446,7 @@ func (cl *otClient) handle(m msg) error {
 		if !m.received.IsZero() {
 			cl.maxAckLatency = max(cl.maxAckLatency, m.received.Sub(cl.sentAt))
 		}
-		cl.inflight, cl.buffer = cl.buffer, nil
-		if len(cl.inflight) == 0 {
-			cl.inflight = nil // edits that cancelled out: nothing to send
-		}
-		if cl.inflight != nil {
-			cl.seq++
-			cl.inflightSeq = cl.seq
-			return cl.sendInflight()
-		}
+		return cl.sendBuffer()
 	case "op":
 		if m.Rev != cl.rev+1 {
 			return fmt.Errorf("%s: op at rev %d, the client is at %d: %v", cl.name, m.Rev, cl.rev, m)
@@ -484,22 +476,25 @@ func (cl *otClient) handle(m msg) error {
 			// Nothing to commit: the server's answer to an op that came to
 			// nothing. Drop it, as the real clients do.
 			cl.dropped = append(cl.dropped, cl.inflightSeq)
-			cl.inflight, cl.buffer = cl.buffer, nil
-			if len(cl.inflight) == 0 {
-				cl.inflight = nil
-			}
-			if cl.inflight != nil {
-				cl.seq++
-				cl.inflightSeq = cl.seq
-				return cl.sendInflight()
-			}
-			return nil
+			return cl.sendBuffer()
 		}
 		return fmt.Errorf("%s: server error %v", cl.name, m)
 	case "hello":
 		return fmt.Errorf("%s: second hello", cl.name)
 	}
 	return nil
+}
+
+// sendBuffer makes the buffered edits the op in flight, once nothing is.
+func (cl *otClient) sendBuffer() error {
+	cl.inflight, cl.buffer = cl.buffer, nil
+	if len(cl.inflight) == 0 {
+		cl.inflight = nil // edits that cancelled out: nothing to send
+		return nil
+	}
+	cl.seq++
+	cl.inflightSeq = cl.seq
+	return cl.sendInflight()
 }
 
 // transformPair transforms a local op and a server op against each other:
