@@ -228,8 +228,14 @@ func TestBehindForwardingProxy(t *testing.T) {
 	// The work budget, per forwarded address: A's stale ops (each ~39
 	// work tokens of its address's 400 burst) soon run it out, from
 	// however many connections; B's first is accepted.
+	// Each op is based 1,990 revisions behind the head (as far as MaxLag
+	// lets it), so as A's accepted ones move the head, they stay stale.
 	stale := func(c *websocket.Conn, seq int) string {
-		c.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"type":"op","rev":10,"seq":%d,"op":["z"]}`, seq))
+		doc, err := srv.store.Document(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"type":"op","rev":%d,"seq":%d,"op":["z"]}`, doc.Head-1990, seq))
 		for {
 			c.SetReadDeadline(time.Now().Add(30 * time.Second))
 			_, data, err := c.ReadMessage()
