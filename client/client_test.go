@@ -205,14 +205,15 @@ func TestDialErrors(t *testing.T) {
 }
 
 // TestRateLimitedResent: clients in a closed loop (the next edit once the
-// last is acknowledged) against a server whose per-connection budget is far
-// below what they ask for. Every refused op is sent again, same seq, after
+// last is acknowledged) against a server whose per-connection budget (4
+// frames a second, burst 2) is far below what they ask for, unless a round
+// trip takes over 250 ms. Every refused op is sent again, same seq, after
 // the server's hint; every client converges and every edit is committed
 // exactly once.
 func TestRateLimitedResent(t *testing.T) {
-	base, store := startServerWith(t, collab.Config{RatePerSecond: 40, RateBurst: 4})
+	base, store := startServerWith(t, collab.Config{RatePerSecond: 4, RateBurst: 2})
 	createDoc(t, store, "limited", "")
-	const clients, edits = 4, 30
+	const clients, edits = 4, 12
 	var mu sync.Mutex
 	retries, errorsSeen := map[string]int{}, map[string]int{}
 	docs := make([]*client.Doc, clients)
@@ -260,7 +261,7 @@ func TestRateLimitedResent(t *testing.T) {
 	waitTexts(t, docs, text, rev)
 	mu.Lock()
 	defer mu.Unlock()
-	t.Logf("%d clients × %d edits at 40 tokens/s each: %d revisions, resent %v, errors %v", clients, edits, rev, retries, errorsSeen)
+	t.Logf("%d clients × %d edits at 4 tokens/s each: %d revisions, resent %v, errors %v", clients, edits, rev, retries, errorsSeen)
 	if retries["rate_limited"] == 0 || retries["rate_limited"] != errorsSeen["rate_limited"] {
 		t.Fatalf("resends %v for refusals %v: every rate_limited op refusal is resent", retries, errorsSeen)
 	}

@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -225,57 +227,92 @@ func TestBehindForwardingProxy(t *testing.T) {
 	}
 	held = append(held, cB)
 
-	// The work budget, per forwarded address: A's stale ops (each ~39
-	// work tokens of its address's 400 burst) soon run it out, from
-	// however many connections; B's first is accepted.
-	// Each op is based 1,990 revisions behind the head (as far as MaxLag
-	// lets it), so as A's accepted ones move the head, they stay stale.
-	stale := func(c *websocket.Conn, seq int) string {
+	// The work budget, per forwarded address. A sends 48 stale ops at once,
+	// 8 on each of its 6 connections: each takes 39 work tokens, so each
+	// connection's own budget (400) could pay for its 8, but their
+	// address's (a burst of 400, 200 a second) runs out after about ten,
+	// however slowly the server gets to them. Then B's stale op is
+	// accepted: its address's budget is its own. The ops are based 1,980
+	// revisions behind the head, as far as MaxLag allows with room for
+	// the ones accepted.
+	staleOp := func(c *websocket.Conn, seq uint64) {
 		doc, err := srv.store.Document(ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"type":"op","rev":%d,"seq":%d,"op":["z"]}`, doc.Head-1990, seq))
-		for {
-			c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if err := c.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"type":"op","rev":%d,"seq":%d,"op":["z"]}`, doc.Head-1980, seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// answers reads c's answers to seqs 1..n (acks and errors by code).
+	answers := func(c *websocket.Conn, n int) map[string]int {
+		got := map[string]int{}
+		for answered := 0; answered < n; {
+			c.SetReadDeadline(time.Now().Add(60 * time.Second)) // bounds a stuck run
 			_, data, err := c.ReadMessage()
 			if err != nil {
 				t.Fatal(err)
 			}
 			msgs, _ := parseFrame(data)
 			for _, m := range msgs {
-				if m.Type == "ack" && m.Seq == uint64(seq) {
-					return "ack"
-				}
-				if m.Type == "error" {
-					return m.Code
+				switch {
+				case m.Type == "ack":
+					got["ack"]++
+					answered++
+				case m.Type == "error":
+					got[m.Code]++
+					answered++
 				}
 			}
 		}
+		return got
 	}
-	limited := false
-	for i := 0; i < 40 && !limited; i++ {
-		limited = stale(held[i%6], i/6+1) == collab.CodeRateLimited
-	}
-	if !limited {
-		t.Fatal("A's stale ops, from six connections, never ran out of its address's budget")
-	}
-	if got := stale(cB, 1); got != "ack" {
-		t.Fatalf("B's stale op while A's budget is spent: %s, want ack", got)
-	}
-
-	// The request rate (50 a second, burst 100), per forwarded address.
-	tooMany := 0
-	for range 150 {
-		if statusOf(t, httpA, "GET", proxy+"/api/docs/"+id, "") == http.StatusTooManyRequests {
-			tooMany++
+	const perConn = 8
+	for seq := uint64(1); seq <= perConn; seq++ {
+		for _, c := range held[:6] {
+			staleOp(c, seq)
 		}
 	}
-	if tooMany == 0 {
-		t.Fatal("150 requests from A at once: none was refused")
+	total := map[string]int{}
+	for _, c := range held[:6] {
+		for code, n := range answers(c, perConn) {
+			total[code] += n
+		}
+	}
+	if total[collab.CodeRateLimited] == 0 {
+		t.Fatalf("A's 48 stale ops from six connections: %v, none ran out of its address's budget", total)
+	}
+	staleOp(cB, 1)
+	if got := answers(cB, 1); got["ack"] != 1 {
+		t.Fatalf("B's stale op while A's budget is spent: %v, want an ack", got)
+	}
+	t.Logf("A's 48 stale ops: %v", total)
+
+	// The request rate (50 a second, burst 100), per forwarded address: 400
+	// requests from A at once run it out unless the server takes over six
+	// seconds to answer them.
+	var tooMany atomic.Int64
+	var reqs sync.WaitGroup
+	for range 400 {
+		reqs.Go(func() {
+			resp, err := httpA.Get(proxy + "/api/docs/" + id)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusTooManyRequests {
+				tooMany.Add(1)
+			}
+		})
+	}
+	reqs.Wait()
+	if tooMany.Load() == 0 {
+		t.Fatal("400 requests from A at once: none was refused")
 	}
 	if got := statusOf(t, httpB, "GET", proxy+"/api/docs/"+id, ""); got != http.StatusOK {
 		t.Fatalf("B's request while A is rate limited: %d", got)
 	}
-	t.Logf("through nginx: A capped at 6 WebSockets, its work budget spent, %d of 150 requests refused; B unaffected", tooMany)
+	t.Logf("through nginx: A capped at 6 WebSockets, its work budget spent, %d of 400 requests refused; B unaffected", tooMany.Load())
 }
