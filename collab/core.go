@@ -1195,6 +1195,7 @@ type noop struct {
 	client string
 	seq    uint64
 	at     int64
+	moving bool // the pending ops it waits for are being renumbered (applyRemote)
 }
 
 // refuseNoop answers an op that others' edits reduced to nothing, once the
@@ -1208,7 +1209,7 @@ func (c *core) refuseNoop(client string, seq uint64) {
 func (c *core) releaseNoops() {
 	kept := c.noops[:0]
 	for _, n := range c.noops {
-		if n.at > c.durableRev {
+		if n.moving || n.at > c.durableRev {
 			kept = append(kept, n)
 			continue
 		}
@@ -1383,6 +1384,14 @@ func (c *core) forwardRead(ev evRecords) {
 // record.
 func (c *core) applyRemote(recs []storage.Record) {
 	pending := append([]committed(nil), c.log[c.durableRev-c.logStart:]...)
+	if len(pending) > 0 {
+		// The noops found on top of the pending ops wait for them under
+		// their new revisions (set below), not the old ones, which the
+		// remote records now hold.
+		for i := range c.noops {
+			c.noops[i].moving = true
+		}
+	}
 	c.log = c.log[:c.durableRev-c.logStart]
 	c.headRev = c.durableRev
 	done := map[lookupRequest]bool{}
@@ -1438,7 +1447,9 @@ func (c *core) applyRemote(recs []storage.Record) {
 		// The pending ops have new revisions: a noop found on top of them
 		// waits for all of them.
 		for i := range c.noops {
-			c.noops[i].at = max(c.noops[i].at, c.headRev)
+			if c.noops[i].moving {
+				c.noops[i].at, c.noops[i].moving = c.headRev, false
+			}
 		}
 	}
 	c.afterDurable()
