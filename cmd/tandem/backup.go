@@ -42,8 +42,8 @@ free space there. A cluster node's --server backup is the same.
 The environment can set --server (TANDEM_SERVER), --data-dir
 (TANDEM_DATA_DIR), --nats (TANDEM_NATS), --token (TANDEM_ADMIN_TOKEN) and
 --token-file (TANDEM_ADMIN_TOKEN_FILE). An online backup needs the server's
-admin token: --token, --token-file, or by default ./data/admin-token, the
-one 'tandem serve' keeps in its default data directory.
+admin token: --token, --token-file, or by default the admin-token file
+'tandem serve' keeps in its data directory ($TANDEM_DATA_DIR, else ./data).
 `
 
 func backupCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -53,7 +53,7 @@ func backupCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	out := fs.String("out", "", "the backup file to write (required)")
 	since := fs.Uint64("since", 0, "make an incremental backup of what changed since this version (printed by the previous backup); 0: full")
 	token := fs.String("token", "", "the server's admin token (--admin-token of tandem serve)")
-	tokenFile := fs.String("token-file", "", "a file holding the server's admin token (default, without --token: ./data/admin-token, the one tandem serve makes in its default data directory, if it is there)")
+	tokenFile := fs.String("token-file", "", "a file holding the server's admin token (default, without --token: admin-token in $TANDEM_DATA_DIR or ./data, the one tandem serve makes in its data directory, if it is there)")
 	force := fs.Bool("force", false, "replace --out if it exists (once the new backup is whole)")
 	nf := addNATSFlags(fs)
 	fs.fromEnv("server", "TANDEM_SERVER")
@@ -241,12 +241,17 @@ func onlineBackup(ctx context.Context, server, token string, since uint64, w io.
 }
 
 // adminTokenFrom reads the admin token from file, or, with file "", from
-// the default server's data directory if it has one ("" if not).
+// the server's data directory if it has one there ("" if not): the one
+// TANDEM_DATA_DIR names (as in the container image), else ./data.
 func adminTokenFrom(file string) (string, error) {
 	if file != "" {
 		return readTokenFile(file)
 	}
-	tok, err := readTokenFile(filepath.Join("data", adminTokenFile))
+	dir := os.Getenv("TANDEM_DATA_DIR")
+	if dir == "" {
+		dir = "data"
+	}
+	tok, err := readTokenFile(filepath.Join(dir, adminTokenFile))
 	if err != nil {
 		return "", nil // none there: the server will say what it wants
 	}

@@ -115,3 +115,32 @@ func TestServeAdminToken(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminTokenFile: tandem serve makes its admin token once, readable by
+// its user only, and keeps it; tandem backup finds it in $TANDEM_DATA_DIR,
+// else ./data, unless told where.
+func TestAdminTokenFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	tok, path, err := localAdminToken(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 || len(tok) != 64 {
+		t.Fatalf("%s: %v %v, token of %d characters", path, fi, err, len(tok))
+	}
+	if again, _, err := localAdminToken(dir); err != nil || again != tok {
+		t.Fatalf("a second start made another token: %v", err)
+	}
+	t.Setenv("TANDEM_DATA_DIR", dir)
+	if got, err := adminTokenFrom(""); err != nil || got != tok {
+		t.Fatalf("from $TANDEM_DATA_DIR: %q %v", got, err)
+	}
+	t.Setenv("TANDEM_DATA_DIR", "")
+	t.Chdir(filepath.Dir(dir)) // ./data is dir
+	if got, err := adminTokenFrom(""); err != nil || got != tok {
+		t.Fatalf("from ./data: %q %v", got, err)
+	}
+	if _, err := adminTokenFrom(filepath.Join(dir, "missing")); err == nil {
+		t.Fatal("a --token-file that does not exist: no error")
+	}
+}
