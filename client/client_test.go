@@ -284,3 +284,54 @@ func waitTexts(t *testing.T, docs []*client.Doc, text string, rev int64) {
 		}
 	}
 }
+
+// TestConcurrentSameDeletes: two clients delete the first character at
+// the same moment, over and over. When both deleted the same one, the
+// second op does nothing: the server commits no empty revision for it
+// (every revision deletes something) and the client drops it quietly (no
+// error), and both converge.
+func TestConcurrentSameDeletes(t *testing.T) {
+	base, store := startServer(t)
+	const n = 200
+	createDoc(t, store, "same", strings.Repeat("x", n))
+	var mu sync.Mutex
+	var errs []string
+	docs := make([]*client.Doc, 2)
+	for i := range docs {
+		d, err := client.Dial(ctx(t), base, "same", client.Options{
+			OnError: func(code, msg string) { mu.Lock(); errs = append(errs, code+": "+msg); mu.Unlock() },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		docs[i] = d
+	}
+	for round := 0; round < 60; round++ {
+		var wg sync.WaitGroup
+		for _, d := range docs {
+			wg.Go(func() {
+				if d.Len() > 0 {
+					d.Edit(client.Delete(0, 1))
+				}
+			})
+		}
+		wg.Wait()
+		for _, d := range docs {
+			if err := d.Synced(ctx(t)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	text, rev := serverText(t, base, "same")
+	waitTexts(t, docs, text, rev)
+	if deleted := n - len(text); int64(deleted) != rev {
+		t.Fatalf("%d revisions for %d characters deleted: empty revisions were committed", rev, deleted)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(errs) > 0 {
+		t.Fatalf("errors: %v", errs)
+	}
+	t.Logf("%d revisions, %d characters deleted by 120 deletes", rev, n-len(text))
+}

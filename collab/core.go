@@ -124,6 +124,13 @@ type core struct {
 	logStart    int64
 	logStartLen int // the document's length at logStart
 
+	// noops: ops that others' edits reduced to nothing (a stale delete of
+	// text already deleted). They are not committed (no empty revision);
+	// each is refused with invalid_op once the revision it was transformed
+	// to is durable, so that its client has the ops that undid it first and
+	// drops it quietly.
+	noops []noop
+
 	nInflight  int  // the first nInflight pending records are in the outstanding append
 	committing bool // an append is outstanding (or its conflict is being resolved)
 	resolving  bool // the append conflicted: waiting for the other writer's records
@@ -658,6 +665,10 @@ func (c *core) submit(cl *client, p *parked) (*Error, bool) {
 		return e, true
 	}
 	c.out.Distances = append(c.out.Distances, c.headRev-m.Rev)
+	if rec.Op.IsNoop() {
+		c.refuseNoop(cl.id, m.Seq)
+		return nil, true
+	}
 	rec.Client = cl.id
 	rec.Record.Source, rec.Record.Seq, rec.Record.User, rec.Record.Time = cl.info.Source, m.Seq, cl.info.User, p.now
 	c.push(rec)
@@ -1057,6 +1068,7 @@ func (c *core) committed(ev evCommitted) {
 		c.out.Publish = append(c.out.Publish, r.Record)
 	}
 	c.afterDurable()
+	c.releaseNoops()
 	c.catchUpRemote()
 	// The next append waits for what is pending plus an op from each
 	// client just acked (see flush).
@@ -1158,6 +1170,14 @@ func (c *core) rollBack(err error) {
 	if !c.resetHead() {
 		return
 	}
+	// An op found to do nothing on top of the dropped ones may do
+	// something without them: it is refused for now too, and sent again.
+	for _, n := range c.noops {
+		if cl := c.byID[n.client]; cl != nil && cl.joined && !cl.left {
+			c.sendError(cl, &Error{Code: CodeStorageFull, Message: fmt.Sprintf("the server is not taking edits: %v; keep the op and resend it later", err), Seq: n.seq, HasSeq: true})
+		}
+	}
+	c.noops = c.noops[:0]
 	for _, p := range pending {
 		// What the core believed of the source included this op: forget
 		// it, so that the resend is looked up afresh.
@@ -1167,6 +1187,38 @@ func (c *core) rollBack(err error) {
 			c.sendError(cl, &Error{Code: CodeStorageFull, Message: fmt.Sprintf("the server is not taking edits: %v; keep the op and resend it later", err), Seq: p.Seq, HasSeq: true})
 		}
 	}
+}
+
+// noop is an op that came to nothing, waiting for revision at to be
+// durable before its client is told.
+type noop struct {
+	client string
+	seq    uint64
+	at     int64
+	moving bool // the pending ops it waits for are being renumbered (applyRemote)
+}
+
+// refuseNoop answers an op that others' edits reduced to nothing, once the
+// head it was transformed to is durable.
+func (c *core) refuseNoop(client string, seq uint64) {
+	c.noops = append(c.noops, noop{client: client, seq: seq, at: c.headRev})
+	c.releaseNoops()
+}
+
+// releaseNoops tells the clients of the noops whose revision is durable.
+func (c *core) releaseNoops() {
+	kept := c.noops[:0]
+	for _, n := range c.noops {
+		if n.moving || n.at > c.durableRev {
+			kept = append(kept, n)
+			continue
+		}
+		if cl := c.byID[n.client]; cl != nil && cl.joined && !cl.left {
+			c.sendError(cl, &Error{Code: CodeInvalidOp, Seq: n.seq, HasSeq: true,
+				Message: "nothing to commit: edits committed before it already did what this op does (drop it)"})
+		}
+	}
+	c.noops = kept
 }
 
 // resetHead makes the head a copy of the durable text (the pending ops
@@ -1332,6 +1384,14 @@ func (c *core) forwardRead(ev evRecords) {
 // record.
 func (c *core) applyRemote(recs []storage.Record) {
 	pending := append([]committed(nil), c.log[c.durableRev-c.logStart:]...)
+	if len(pending) > 0 {
+		// The noops found on top of the pending ops wait for them under
+		// their new revisions (set below), not the old ones, which the
+		// remote records now hold.
+		for i := range c.noops {
+			c.noops[i].moving = true
+		}
+	}
 	c.log = c.log[:c.durableRev-c.logStart]
 	c.headRev = c.durableRev
 	done := map[lookupRequest]bool{}
@@ -1353,6 +1413,7 @@ func (c *core) applyRemote(recs []storage.Record) {
 		}
 		c.broadcast(rec)
 	}
+	defer c.releaseNoops()
 	if len(pending) == 0 {
 		for _, r := range recs {
 			if err := c.head.Apply(r.Op); err != nil {
@@ -1376,8 +1437,19 @@ func (c *core) applyRemote(recs []storage.Record) {
 				}
 				continue
 			}
+			if rec.Op.IsNoop() {
+				c.refuseNoop(p.Client, p.Seq)
+				continue
+			}
 			rec.Client, rec.Record.Source, rec.Record.Seq, rec.Record.User, rec.Record.Time = p.Client, p.Source, p.Seq, p.User, p.Time
 			c.push(rec)
+		}
+		// The pending ops have new revisions: a noop found on top of them
+		// waits for all of them.
+		for i := range c.noops {
+			if c.noops[i].moving {
+				c.noops[i].at, c.noops[i].moving = c.headRev, false
+			}
 		}
 	}
 	c.afterDurable()
