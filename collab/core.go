@@ -666,7 +666,7 @@ func (c *core) submit(cl *client, p *parked) (*Error, bool) {
 	}
 	c.out.Distances = append(c.out.Distances, c.headRev-m.Rev)
 	if rec.Op.IsNoop() {
-		c.refuseNoop(cl.id, m.Seq)
+		c.refuseNoop(cl.id, cl.info.Source, m.Seq)
 		return nil, true
 	}
 	rec.Client = cl.id
@@ -1193,6 +1193,7 @@ func (c *core) rollBack(err error) {
 // durable before its client is told.
 type noop struct {
 	client string
+	source string
 	seq    uint64
 	at     int64
 	moving bool // the pending ops it waits for are being renumbered (applyRemote)
@@ -1200,8 +1201,8 @@ type noop struct {
 
 // refuseNoop answers an op that others' edits reduced to nothing, once the
 // head it was transformed to is durable.
-func (c *core) refuseNoop(client string, seq uint64) {
-	c.noops = append(c.noops, noop{client: client, seq: seq, at: c.headRev})
+func (c *core) refuseNoop(client, source string, seq uint64) {
+	c.noops = append(c.noops, noop{client: client, source: source, seq: seq, at: c.headRev})
 	c.releaseNoops()
 }
 
@@ -1413,6 +1414,10 @@ func (c *core) applyRemote(recs []storage.Record) {
 		}
 		c.broadcast(rec)
 	}
+	// An op another writer committed (its client resent it there) is
+	// acknowledged by that broadcast: whatever this core found of it is
+	// no answer any more.
+	c.noops = slices.DeleteFunc(c.noops, func(n noop) bool { return done[lookupRequest{Source: n.source, Seq: n.seq}] })
 	defer c.releaseNoops()
 	if len(pending) == 0 {
 		for _, r := range recs {
@@ -1438,7 +1443,7 @@ func (c *core) applyRemote(recs []storage.Record) {
 				continue
 			}
 			if rec.Op.IsNoop() {
-				c.refuseNoop(p.Client, p.Seq)
+				c.refuseNoop(p.Client, p.Source, p.Seq)
 				continue
 			}
 			rec.Client, rec.Record.Source, rec.Record.Seq, rec.Record.User, rec.Record.Time = p.Client, p.Source, p.Seq, p.User, p.Time
