@@ -583,6 +583,7 @@ func (d *Doc) read(conn *websocket.Conn, done chan struct{}, first []message) {
 		conn.Close()
 	}()
 	msgs := first
+	var frames frameReader
 	for {
 		for _, m := range msgs {
 			d.mu.Lock()
@@ -604,7 +605,7 @@ func (d *Doc) read(conn *websocket.Conn, done chan struct{}, first []message) {
 			err = fmt.Errorf("client: %w", err)
 			return
 		}
-		if msgs, err = parseFrame(data); err != nil {
+		if msgs, err = frames.parse(data); err != nil {
 			return
 		}
 	}

@@ -14,9 +14,43 @@ import (
 // (encoding/json was most of a client's time); anything else, or anything
 // the scanner does not expect, goes through encoding/json.
 func parseFrame(data []byte) ([]message, error) {
+	var r frameReader
+	return r.parse(data)
+}
+
+// frameReader is parseFrame for one connection's reader: it reuses its
+// slice of messages (valid until the next parse) and keeps the strings
+// every message repeats (types, sources, client ids) instead of
+// allocating them per message.
+type frameReader struct {
+	msgs  []message
+	names map[string]string
+}
+
+// maxNames bounds a frameReader's kept strings (a document's clients come
+// and go; past this many, strings are allocated as they come).
+const maxNames = 4096
+
+// name returns raw as a string, kept if it is one of the repeated fields.
+func (r *frameReader) name(raw []byte) string {
+	if s, ok := r.names[string(raw)]; ok {
+		return s
+	}
+	s := string(raw)
+	if r.names == nil {
+		r.names = map[string]string{}
+	}
+	if len(r.names) < maxNames {
+		r.names[s] = s
+	}
+	return s
+}
+
+func (r *frameReader) parse(data []byte) ([]message, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) > 0 && data[0] == '[' {
-		var out []message
+		out := r.msgs[:0]
+		clear(r.msgs)
 		rest := data[1:]
 		for {
 			rest = skipSpace(rest)
@@ -30,11 +64,12 @@ func parseFrame(data []byte) ([]message, error) {
 			if end < 0 {
 				return nil, fmt.Errorf("client: frame %.200s: malformed array", data)
 			}
-			m, err := parseMessage(rest[:end])
+			m, err := r.message(rest[:end])
 			if err != nil {
 				return nil, err
 			}
 			out = append(out, m)
+			r.msgs = out
 			rest = skipSpace(rest[end:])
 			if len(rest) == 0 {
 				return nil, fmt.Errorf("client: frame %.200s: unterminated array", data)
@@ -51,15 +86,17 @@ func parseFrame(data []byte) ([]message, error) {
 			rest = rest[1:]
 		}
 	}
-	m, err := parseMessage(data)
+	m, err := r.message(data)
 	if err != nil {
 		return nil, err
 	}
-	return []message{m}, nil
+	clear(r.msgs)
+	r.msgs = append(r.msgs[:0], m)
+	return r.msgs, nil
 }
 
-func parseMessage(data []byte) (message, error) {
-	if m, ok := scanFlat(data); ok {
+func (r *frameReader) message(data []byte) (message, error) {
+	if m, ok := r.scanFlat(data); ok {
 		return m, nil
 	}
 	var m message
@@ -71,7 +108,7 @@ func parseMessage(data []byte) (message, error) {
 
 // scanFlat reads an object of string, integer and (for "op") raw array
 // fields; ok is false for anything else (the caller falls back).
-func scanFlat(data []byte) (m message, ok bool) {
+func (r *frameReader) scanFlat(data []byte) (m message, ok bool) {
 	if len(data) < 2 || data[0] != '{' || !bytes.HasPrefix(data, []byte(`{"type":"`)) {
 		return m, false
 	}
@@ -97,10 +134,15 @@ func scanFlat(data []byte) (m message, ok bool) {
 		val := rest[:end]
 		switch p := m.stringField(key); {
 		case p != nil:
-			str, n, ok := scanString(val)
+			n, escaped, ok := stringEnd(val)
 			if !ok || n != len(val) {
 				return m, false
 			}
+			if !escaped && repeated(key) {
+				*p = r.name(val[1 : n-1])
+				break
+			}
+			str, _, _ := scanString(val)
 			*p = str
 		case string(key) == "op":
 			if !json.Valid(val) {
@@ -157,6 +199,16 @@ func (m *message) stringField(key []byte) *string {
 		return &m.Key
 	}
 	return nil
+}
+
+// repeated reports whether the string field key names is one that many
+// messages share (worth keeping in frameReader.names).
+func repeated(key []byte) bool {
+	switch string(key) {
+	case "type", "src", "client", "user", "color", "code":
+		return true
+	}
+	return false
 }
 
 // setInt sets the integer field key names; false if there is none (or
@@ -217,38 +269,49 @@ func scanRaw(b []byte) ([]byte, int, bool) {
 	return nil, 0, false
 }
 
-// scanString reads a JSON string at the start of b: its value and length.
-func scanString(b []byte) (string, int, bool) {
+// stringEnd is the length of the JSON string at the start of b, and
+// whether it has escapes; ok is false if it is not one (or not UTF-8).
+// It allocates nothing: most strings in a frame are only skipped.
+func stringEnd(b []byte) (n int, escaped, ok bool) {
 	if len(b) == 0 || b[0] != '"' {
-		return "", 0, false
+		return 0, false, false
 	}
-	escaped := false
+	ascii := true
 	for i := 1; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
+		switch c := b[i]; {
+		case c == '\\':
 			escaped = true
 			i++
-		case '"':
-			if !utf8.Valid(b[1:i]) {
-				return "", 0, false // encoding/json's replacement rules
+		case c == '"':
+			if !ascii && !utf8.Valid(b[1:i]) {
+				return 0, false, false // encoding/json's replacement rules
 			}
-			if !escaped {
-				return string(b[1:i]), i + 1, true
-			}
-			// Escapes are rare in these messages: JSON's rules are
-			// encoding/json's (strconv's differ: \a, \x, \').
-			var js string
-			if json.Unmarshal(b[:i+1], &js) != nil {
-				return "", 0, false
-			}
-			return js, i + 1, true
-		default:
-			if b[i] < 0x20 {
-				return "", 0, false
-			}
+			return i + 1, escaped, true
+		case c < 0x20:
+			return 0, false, false
+		case c >= 0x80:
+			ascii = false
 		}
 	}
-	return "", 0, false
+	return 0, false, false
+}
+
+// scanString reads a JSON string at the start of b: its value and length.
+func scanString(b []byte) (string, int, bool) {
+	n, escaped, ok := stringEnd(b)
+	if !ok {
+		return "", 0, false
+	}
+	if !escaped {
+		return string(b[1 : n-1]), n, true
+	}
+	// Escapes are rare in these messages: JSON's rules are encoding/json's
+	// (strconv's differ: \a, \x, \').
+	var js string
+	if json.Unmarshal(b[:n], &js) != nil {
+		return "", 0, false
+	}
+	return js, n, true
 }
 
 // valueEnd is the length of the JSON value at the start of b (strings,
@@ -259,7 +322,7 @@ func valueEnd(b []byte) int {
 	}
 	switch b[0] {
 	case '"':
-		_, n, ok := scanString(b)
+		n, _, ok := stringEnd(b)
 		if !ok {
 			return -1
 		}
@@ -269,7 +332,7 @@ func valueEnd(b []byte) int {
 		for i := 0; i < len(b); i++ {
 			switch b[i] {
 			case '"':
-				_, n, ok := scanString(b[i:])
+				n, _, ok := stringEnd(b[i:])
 				if !ok {
 					return -1
 				}

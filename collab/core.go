@@ -44,6 +44,8 @@ type coreConfig struct {
 	PresenceCrowd    int           // above this many connections, selections wait for a presence tick
 	PresenceInterval time.Duration // the tick, for up to 10×PresenceCrowd connections; longer beyond
 	CommitLinger     time.Duration // how long the next append may wait for the ops just-acked clients send next (0: never)
+	FanOutPace       time.Duration // per connection: how long an append made right after another waits for more ops (0: never)
+	FanOutPaceFrom   int           // the fewest connections a document is paced with
 	MaxConflicts     int           // commits in a row lost to other writers before the document fails (0: no bound)
 	// RemotePresence: this node tells other nodes of its participants
 	// and shows theirs (presence.go); Node names it, and the
@@ -152,6 +154,8 @@ type core struct {
 	lingering  bool     // the next append waits (a linger tick was asked for)
 	lingerOver bool     // the tick came: append what there is
 	lingerSkip int      // appends to make without lingering, after a linger that waited in vain
+	pacing     bool     // the linger under way is the fan-out pace (see flush), not a wait for expected ops
+	busy       bool     // ops were waiting when the last append came back: the next one is paced
 	lostInRow  int      // commits lost to other writers since the last one that went in
 	yielding   bool     // other writers asked for a turn: the next append waits for their commits (or TurnWait)
 	yieldTo    []string // the nodes that asked
@@ -270,7 +274,7 @@ func (c *core) step(ev event) ready {
 	case evLingerTick:
 		// (A tick for a wait that already ended with an append is moot.)
 		if c.lingering {
-			if c.headRev > c.durableRev {
+			if c.headRev > c.durableRev && !c.pacing {
 				// Waited in vain (the clients do not answer that fast):
 				// do not wait for a while.
 				c.lingerSkip = 16
@@ -1003,6 +1007,21 @@ func (c *core) flush() {
 	// are expected to send puts them all in one append: more ops per
 	// synced write. It is given up (and not tried for a while) when the
 	// clients do not answer that fast.
+	//
+	// Every commit costs each connection of the document a frame (a
+	// write), however few ops it carries: with many connections those
+	// writes, not the disk, bound the document. An append that follows
+	// right upon another (ops were waiting: the document is busy) waits
+	// in proportion to the connections, so that under load each frame
+	// carries more ops; an op that comes to an idle document is
+	// appended at once.
+	if pace := c.pace(); pace > 0 && c.busy && c.state == stateOpen && !c.lingerOver {
+		if !c.lingering {
+			c.lingering, c.pacing = true, true
+			c.out.CommitLinger = pace
+		}
+		return
+	}
 	if n := c.headRev - c.durableRev; c.cfg.CommitLinger > 0 && c.state == stateOpen && !c.lingerOver && c.lingerSkip == 0 && n < c.expect {
 		if !c.lingering {
 			c.lingering = true
@@ -1013,7 +1032,7 @@ func (c *core) flush() {
 	if c.lingerSkip > 0 {
 		c.lingerSkip--
 	}
-	c.lingering, c.lingerOver, c.expect = false, false, 0
+	c.lingering, c.lingerOver, c.expect, c.pacing, c.busy = false, false, 0, false, false
 	pending := c.log[c.durableRev-c.logStart:]
 	c.committing, c.nInflight = true, len(pending)
 	app := &storage.Append{DocID: c.id, Head: c.durableRev, Records: make([]storage.Record, len(pending))}
@@ -1073,7 +1092,23 @@ func (c *core) committed(ev evCommitted) {
 	// The next append waits for what is pending plus an op from each
 	// client just acked (see flush).
 	c.expect = c.headRev - c.durableRev + int64(ackedClients(c, recs))
+	c.busy = c.headRev > c.durableRev
 	c.flush()
+}
+
+// maxFanOutPace bounds the fan-out pace (see flush) however many
+// connections a document has.
+const maxFanOutPace = 20 * time.Millisecond
+
+// pace is how long an append made right after another waits: FanOutPace
+// per connection, up to maxFanOutPace; 0 for a document of a few
+// connections, where the frames cost little.
+func (c *core) pace() time.Duration {
+	n := len(c.clients)
+	if c.cfg.FanOutPace <= 0 || n < c.cfg.FanOutPaceFrom {
+		return 0
+	}
+	return min(time.Duration(n)*c.cfg.FanOutPace, maxFanOutPace)
 }
 
 // ackedClients counts the connections, still here, whose ops recs are.

@@ -275,6 +275,9 @@ func (h *harness) open(d *datadriven.TestData) (string, error) {
 	cfg.setDefaults()
 	core := cfg.core()
 	core.Node = "n1"
+	if us := argInt(d, "pace-us", 0); us > 0 {
+		core.FanOutPace, core.FanOutPaceFrom = time.Duration(us)*time.Microsecond, 2
+	}
 	if d.HasArg("node") {
 		core.RemotePresence, core.Node, core.PresenceTTL = true, argStr(d, "node", ""), 6*time.Second
 	}

@@ -68,6 +68,9 @@ func newOutbox(conn Conn, maxMsgs, maxBytes int, onFail func()) *outbox {
 // a growing total means readers cannot keep up).
 type queueDepth struct {
 	msgs, bytes atomic.Int64
+	// sentFrames and sentMsgs count what went to the transports: their
+	// ratio is how well messages batch (each frame is a write).
+	sentFrames, sentMsgs atomic.Int64
 }
 
 func (d *queueDepth) add(msgs, bytes int) {
@@ -167,6 +170,10 @@ func (o *outbox) pump() {
 // take returns the queued messages as one frame; o.mu is held.
 func (o *outbox) take() []byte {
 	o.emptied()
+	if o.depth != nil {
+		o.depth.sentFrames.Add(1)
+		o.depth.sentMsgs.Add(int64(len(o.queue)))
+	}
 	if len(o.queue) == 1 {
 		frame := o.queue[0]
 		o.queue[0] = nil

@@ -5,11 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandemdocs/tandem/ot"
 )
 
 // runBench runs `tandem bench args... --json` against srv and decodes the
@@ -122,5 +126,68 @@ func TestHistogram(t *testing.T) {
 	}
 	if l.Count != 100000 {
 		t.Errorf("count %d", l.Count)
+	}
+}
+
+// TestTypistWalkOp: what a typist learns from an op (its length change,
+// and where its backspaced character went) is what applying the op does.
+func TestTypistWalkOp(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	checked := 0
+	defer func() {
+		if checked < 1000 {
+			t.Errorf("only %d of 5000 random ops were checked", checked)
+		}
+	}()
+	for i := range 5000 {
+		n := rng.IntN(12)
+		doc := []rune(strings.Repeat("x", n))
+		delAt := -1
+		if n > 0 && rng.IntN(4) > 0 {
+			delAt = rng.IntN(n)
+			doc[delAt] = '#'
+		}
+		var op ot.Op
+		for left := n; left > 0 || rng.IntN(3) == 0; {
+			switch k := rng.IntN(3); {
+			case k == 0:
+				op = append(op, ot.Insert(string([]rune("é😀a")[rng.IntN(3)])))
+			case k == 1 && left > 0:
+				m := 1 + rng.IntN(left)
+				op, left = append(op, ot.Skip(m)), left-m
+			case left > 0:
+				m := 1 + rng.IntN(left)
+				op, left = append(op, ot.Delete(m)), left-m
+			}
+			if left == 0 && rng.IntN(2) == 0 {
+				break
+			}
+		}
+		if op.Check() != nil {
+			continue // (adjacent components of a kind: not a normal op)
+		}
+		raw, err := op.AppendJSON(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after, err := ot.Apply(string(doc), op)
+		if err != nil {
+			continue // (an op that is not for this document: not this test's)
+		}
+		checked++
+		delta, moved, err := walkOp(raw, delAt)
+		if err != nil {
+			t.Fatalf("case %d: %s: %v", i, raw, err)
+		}
+		if want := len([]rune(after)) - n; delta != want {
+			t.Fatalf("case %d: %q then %s: delta %d, want %d", i, string(doc), raw, delta, want)
+		}
+		want := -1
+		if delAt >= 0 {
+			want = slices.Index([]rune(after), '#')
+		}
+		if moved != want {
+			t.Fatalf("case %d: %q then %s: the character at %d went to %d, want %d", i, string(doc), raw, delAt, moved, want)
+		}
 	}
 }

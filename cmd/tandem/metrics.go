@@ -159,6 +159,12 @@ func metricsHandler(src metricSources) http.Handler {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tandem_outbound_queued_bytes", Help: "Bytes waiting in the connections' outbound queues (all connections).",
 		}, func() float64 { _, n := mgr.Queued(); return float64(n) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tandem_outbound_frames_total", Help: "WebSocket frames handed to the connections (each is a write; a frame carries one message or a batch).",
+		}, func() float64 { n, _ := mgr.Sent(); return float64(n) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tandem_outbound_messages_total", Help: "Messages those frames carried (messages per frame: how well the outbound queues batch).",
+		}, func() float64 { _, n := mgr.Sent(); return float64(n) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tandem_documents_open", Help: "Documents loaded in memory.",
 		}, func() float64 { return float64(mgr.Open()) }),

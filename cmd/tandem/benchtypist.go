@@ -1,0 +1,543 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/tandemdocs/tandem/collab"
+)
+
+// typist is the load generator's cheap client: it speaks Tandem's protocol
+// as an editor does (ops at random places in the document, keystrokes typed
+// while one is in flight composed into the next, carets), but holds only
+// the document's revision and length, not its text. Its edits are always
+// valid where it sends them: the server delivers every revision before the
+// ack of a later one, so after an ack the typist knows the length at the
+// revision its next op is based on. It reads every frame and every op
+// (their lengths), but transforms and applies nothing, which is most of
+// what a full client costs per message. The convergence check compares its
+// revision and length with the server's; the documents' full clients
+// (--full) check the text.
+type typist struct {
+	b        *bench
+	presence bool
+	deletes  float64
+
+	conn    *websocket.Conn
+	writeMu sync.Mutex
+	done    chan struct{} // closed when the reader ends
+
+	mu      sync.Mutex
+	err     error
+	src     string
+	at      int64 // the revision it has
+	length  int
+	seq     uint64
+	inSeq   uint64 // 0: nothing in flight
+	sentAt  time.Time
+	pending int // keystrokes typed while an op was in flight
+	caret   int
+	// The op in flight: an insert of inserted letters, or a delete of the
+	// one character at delAt (a backspace), which others' ops move (-1:
+	// they deleted it first, and ours removes nothing).
+	inserted int
+	deleting bool
+	delAt    int
+	inFrame  []byte // the op in flight, for a resend
+	refused  int    // refusals in a row (rate_limited, storage_full)
+	frames   int64
+	received int64
+	rng      *rand.Rand
+}
+
+func (b *bench) dialTypist(ctx context.Context, id string, i int) (*typist, error) {
+	servers := b.servers()
+	base := servers[i%len(servers)]
+	q := url.Values{"name": {fmt.Sprintf("typist %d", i)}}
+	u := "ws" + strings.TrimPrefix(base, "http") + "/api/docs/" + url.PathEscape(id) + "/ws?" + q.Encode()
+	h := http.Header{}
+	if b.cfg.Token != "" {
+		h.Set("Authorization", "Bearer "+b.cfg.Token)
+	}
+	conn, _, err := websocket.DefaultDialer.DialContext(ctx, u, h)
+	if err != nil {
+		return nil, fmt.Errorf("bench: connect typist %d to %s: %w", i, id, err)
+	}
+	_, data, err := conn.ReadMessage()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("bench: typist %d: the hello of %s: %w", i, id, err)
+	}
+	var hello struct {
+		Type, Src, Code, Message string
+		Rev                      int64
+		Text                     *string
+	}
+	first, rest := nextObject(bytes.TrimPrefix(bytes.TrimSpace(data), []byte("[")))
+	if err := json.Unmarshal(first, &hello); err != nil || hello.Type != "hello" || hello.Text == nil {
+		conn.Close()
+		if hello.Type == "error" {
+			return nil, fmt.Errorf("bench: typist %d: join %s: %s: %s", i, id, hello.Code, hello.Message)
+		}
+		return nil, fmt.Errorf("bench: typist %d: join %s: no hello: %.200s", i, id, data)
+	}
+	t := &typist{b: b, presence: b.cfg.Presence, deletes: b.cfg.DeleteRatio, conn: conn, done: make(chan struct{}),
+		src: hello.Src, at: hello.Rev, length: utf8.RuneCountInString(*hello.Text),
+		rng: rand.New(rand.NewPCG(b.cfg.Seed^0x7e57, uint64(i)))}
+	go t.read(rest)
+	return t, nil
+}
+
+func (t *typist) read(rest []byte) {
+	defer close(t.done)
+	var err error
+	for {
+		if len(rest) > 0 {
+			err = t.frame(rest)
+		}
+		var data []byte
+		if err == nil {
+			_, data, err = t.conn.ReadMessage()
+		}
+		if err != nil {
+			t.mu.Lock()
+			if t.err == nil {
+				t.err = err
+			}
+			t.mu.Unlock()
+			return
+		}
+		t.mu.Lock()
+		t.frames++
+		t.mu.Unlock()
+		rest = data
+	}
+}
+
+// frame handles one frame: a message or an array of them.
+func (t *typist) frame(data []byte) error {
+	data = bytes.TrimSpace(data)
+	if len(data) > 0 && data[0] == '[' {
+		data = data[1:]
+	}
+	for {
+		obj, rest := nextObject(data)
+		if obj == nil {
+			return nil
+		}
+		if err := t.message(obj); err != nil {
+			return err
+		}
+		data = rest
+	}
+}
+
+func (t *typist) message(obj []byte) error {
+	typ, _ := stringField(obj, "type")
+	switch typ {
+	case "op":
+		rev, _ := intField(obj, "rev")
+		src, _ := stringField(obj, "src")
+		seq, _ := intField(obj, "seq")
+		t.mu.Lock()
+		if rev != t.at+1 {
+			t.mu.Unlock()
+			return fmt.Errorf("bench: typist: op at revision %d, the typist is at %d", rev, t.at)
+		}
+		delAt := -1
+		if t.inSeq != 0 && t.deleting {
+			delAt = t.delAt
+		}
+		delta, moved, err := walkOp(rawField(obj, "op"), delAt)
+		if err != nil {
+			t.mu.Unlock()
+			return fmt.Errorf("bench: typist: op at revision %d: %w", rev, err)
+		}
+		if delAt >= 0 {
+			t.delAt = moved
+		}
+		t.at, t.length = rev, t.length+delta
+		t.received++
+		t.mu.Unlock()
+		t.b.delivered.Add(1)
+		if at, ok := t.b.sentAt.Load(opKey{src, uint64(seq)}); ok {
+			t.b.seen.add(time.Since(at.(time.Time)))
+		}
+	case "ack":
+		seq, _ := intField(obj, "seq")
+		rev, _ := intField(obj, "rev")
+		t.mu.Lock()
+		if t.inSeq == 0 || uint64(seq) != t.inSeq {
+			t.mu.Unlock()
+			return fmt.Errorf("bench: typist: ack of seq %d, in flight %d", seq, t.inSeq)
+		}
+		if rev != t.at+1 {
+			t.mu.Unlock()
+			return fmt.Errorf("bench: typist: ack at revision %d, the typist is at %d", rev, t.at)
+		}
+		// Every revision before ours has arrived: the length at ours is
+		// that plus what our op did, transformed (an insert inserts all it
+		// had; a backspace removes its character unless another op did).
+		t.at = rev
+		switch {
+		case !t.deleting:
+			t.length += t.inserted
+		case t.delAt >= 0:
+			t.length--
+		}
+		t.inSeq, t.refused = 0, 0
+		t.received++
+		sent := t.sentAt
+		frame := t.flushLocked(t.rng)
+		t.mu.Unlock()
+		t.b.ack.add(time.Since(sent))
+		t.b.committed.Add(1)
+		if frame != nil {
+			return t.write(frame)
+		}
+	case "error":
+		code, _ := stringField(obj, "code")
+		seq, _ := intField(obj, "seq")
+		t.mu.Lock()
+		if code == "invalid_op" && seq != 0 && uint64(seq) == t.inSeq && t.deleting && t.delAt < 0 {
+			// Our backspace came to nothing (another op deleted its
+			// character first): the server commits nothing for it
+			// (docs/protocol.md), and we go on.
+			t.inSeq = 0
+			frame := t.flushLocked(t.rng)
+			t.mu.Unlock()
+			if frame != nil {
+				return t.write(frame)
+			}
+			return nil
+		}
+		t.mu.Unlock()
+		t.b.countError(code)
+		t.mu.Lock()
+		if seq != 0 && uint64(seq) == t.inSeq && (code == collab.CodeRateLimited || code == collab.CodeStorageFull) {
+			// Refused for now: sent again, same seq, after the server's
+			// hint or a pause that doubles (docs/protocol.md).
+			after, _ := intField(obj, "retryAfter")
+			pause := max(time.Duration(after)*time.Millisecond, 100*time.Millisecond<<min(t.refused, 7))
+			t.refused++
+			frame, at := t.inFrame, t.inSeq
+			t.mu.Unlock()
+			t.b.countRetry(code)
+			time.AfterFunc(pause, func() {
+				t.mu.Lock()
+				same := t.inSeq == at && t.err == nil
+				t.mu.Unlock()
+				if same {
+					t.write(frame) // a failed write ends the reader, which says why
+				}
+			})
+			return nil
+		}
+		if seq != 0 && uint64(seq) == t.inSeq {
+			// Refused: what it did is not in the document.
+			t.err = fmt.Errorf("bench: typist: op refused: %s", code)
+			t.mu.Unlock()
+			return t.err
+		}
+		t.mu.Unlock()
+	}
+	return nil
+}
+
+// edit types one keystroke: sent at once if nothing is in flight, else
+// composed into the next op.
+func (t *typist) edit(rng *rand.Rand) error {
+	t.b.edits.Add(1)
+	t.mu.Lock()
+	if t.err != nil {
+		err := t.err
+		t.mu.Unlock()
+		return err
+	}
+	t.pending++
+	frame := t.flushLocked(rng)
+	var sel []byte
+	if frame != nil && t.presence {
+		sel = fmt.Appendf(nil, `{"type":"sel","rev":%d,"sel":[{"anchor":%d,"head":%d}]}`, t.at, t.caret, t.caret)
+	}
+	t.mu.Unlock()
+	if frame == nil {
+		return nil
+	}
+	if err := t.write(frame); err != nil {
+		return err
+	}
+	if sel != nil {
+		return t.write(sel)
+	}
+	return nil
+}
+
+// flushLocked sends the keystrokes typed so far as one op, if nothing is
+// in flight; t.mu is held. A backspace is a delete of one character;
+// keystrokes typed meanwhile are letters inserted together.
+func (t *typist) flushLocked(rng *rand.Rand) []byte {
+	if t.inSeq != 0 || t.pending == 0 || t.err != nil {
+		return nil
+	}
+	t.seq++
+	t.inSeq = t.seq
+	b := fmt.Appendf(nil, `{"type":"op","rev":%d,"seq":%d,"op":[`, t.at, t.seq)
+	if t.length > 0 && rng.Float64() < t.deletes {
+		pos := rng.IntN(t.length)
+		t.deleting, t.delAt, t.inserted, t.caret = true, pos, 0, pos
+		if pos > 0 {
+			b = fmt.Appendf(b, "%d,", pos)
+		}
+		b = append(b, `{"d":1}`...)
+	} else {
+		pos := rng.IntN(t.length + 1)
+		t.deleting, t.inserted, t.caret = false, t.pending, pos+t.pending
+		if pos > 0 {
+			b = fmt.Appendf(b, "%d,", pos)
+		}
+		b = append(b, '"')
+		for range t.pending {
+			b = append(b, byte('a'+rng.IntN(26)))
+		}
+		b = append(b, '"')
+	}
+	t.pending = 0
+	t.sentAt = time.Now()
+	t.b.sentAt.Store(opKey{t.src, t.seq}, t.sentAt)
+	t.inFrame = append(b, "]}"...)
+	return t.inFrame
+}
+
+func (t *typist) write(frame []byte) error {
+	t.writeMu.Lock()
+	defer t.writeMu.Unlock()
+	return t.conn.WriteMessage(websocket.TextMessage, frame)
+}
+
+func (t *typist) synced(ctx context.Context) error {
+	for {
+		t.mu.Lock()
+		idle, err := t.inSeq == 0 && t.pending == 0, t.err
+		t.mu.Unlock()
+		switch {
+		case err != nil:
+			return err
+		case idle:
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.done:
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+func (t *typist) lost() error {
+	select {
+	case <-t.done:
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		return t.err
+	default:
+		return nil
+	}
+}
+
+func (t *typist) rev() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.at
+}
+
+// text is not held: the convergence check compares length (textLength).
+func (t *typist) text() string { return "" }
+
+// textLength is the document's length in code points at rev().
+func (t *typist) textLength() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.length
+}
+
+func (t *typist) close() { t.conn.Close(); <-t.done }
+
+// walkOp reads an op's JSON ([retain, "insert", {"d": n}, ...]): how much
+// it changes the document's length, and where the character at delAt (if
+// not -1) is after it (-1 if the op deletes it).
+func walkOp(raw []byte, delAt int) (delta, moved int, err error) {
+	b := bytes.TrimSpace(raw)
+	if len(b) < 2 || b[0] != '[' || b[len(b)-1] != ']' {
+		return 0, 0, fmt.Errorf("not an op: %.100s", raw)
+	}
+	b = b[1 : len(b)-1]
+	at, shift, done := 0, 0, delAt < 0 // at: offset in the document before the op
+	for {
+		b = bytes.TrimLeft(b, " \t\r\n,")
+		if len(b) == 0 {
+			break
+		}
+		n := valueLen(b)
+		if n <= 0 {
+			return 0, 0, fmt.Errorf("malformed op: %.100s", raw)
+		}
+		v := b[:n]
+		b = b[n:]
+		switch v[0] {
+		case '"':
+			var k int
+			if bytes.IndexByte(v, '\\') < 0 {
+				k = utf8.RuneCount(v[1 : len(v)-1])
+			} else {
+				var s string
+				if err := json.Unmarshal(v, &s); err != nil {
+					return 0, 0, fmt.Errorf("op insert %.100s: %w", v, err)
+				}
+				k = utf8.RuneCountInString(s)
+			}
+			delta += k
+			if !done && at <= delAt {
+				shift += k
+			}
+		case '{':
+			var d struct{ D int }
+			if err := json.Unmarshal(v, &d); err != nil || d.D <= 0 {
+				return 0, 0, fmt.Errorf("op component %.100s", v)
+			}
+			delta -= d.D
+			if !done {
+				if delAt < at+d.D {
+					delAt, done = -1, true
+				} else {
+					shift -= d.D
+				}
+			}
+			at += d.D
+		default:
+			k, err := strconv.Atoi(string(v))
+			if err != nil || k <= 0 {
+				return 0, 0, fmt.Errorf("op component %.100s", v)
+			}
+			if !done && delAt < at+k {
+				done = true
+			}
+			at += k
+		}
+	}
+	if delAt < 0 {
+		return delta, -1, nil
+	}
+	return delta, delAt + shift, nil
+}
+
+// nextObject splits the first JSON object off b (a frame's messages, with
+// the array's brackets and commas around them); obj is nil when none is
+// left.
+func nextObject(b []byte) (obj, rest []byte) {
+	b = bytes.TrimLeft(b, " \t\r\n,]")
+	if len(b) == 0 || b[0] != '{' {
+		return nil, nil
+	}
+	n := valueLen(b)
+	if n <= 0 {
+		return nil, nil
+	}
+	return b[:n], b[n:]
+}
+
+// valueLen is the length of the JSON value at the start of b (strings,
+// numbers and balanced arrays and objects), or -1.
+func valueLen(b []byte) int {
+	depth := 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			j := i + 1
+			for ; j < len(b) && b[j] != '"'; j++ {
+				if b[j] == '\\' {
+					j++
+				}
+			}
+			if j >= len(b) {
+				return -1
+			}
+			i = j
+			if depth == 0 {
+				return i + 1
+			}
+		case '[', '{':
+			depth++
+		case ']', '}':
+			if depth--; depth == 0 {
+				return i + 1
+			}
+			if depth < 0 {
+				return i
+			}
+		case ',', ' ', '\n', '\t', '\r':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	if depth == 0 {
+		return len(b)
+	}
+	return -1
+}
+
+// rawField is the raw value of key in the flat object obj, or nil.
+func rawField(obj []byte, key string) []byte {
+	b := obj[1:]
+	for {
+		b = bytes.TrimLeft(b, " \t\r\n,")
+		if len(b) == 0 || b[0] != '"' {
+			return nil
+		}
+		n := valueLen(b)
+		if n <= 0 {
+			return nil
+		}
+		k := b[1 : n-1]
+		b = bytes.TrimLeft(b[n:], " \t\r\n:")
+		m := valueLen(b)
+		if m <= 0 {
+			return nil
+		}
+		if string(k) == key {
+			return b[:m]
+		}
+		b = b[m:]
+	}
+}
+
+func stringField(obj []byte, key string) (string, bool) {
+	v := rawField(obj, key)
+	if len(v) < 2 || v[0] != '"' {
+		return "", false
+	}
+	if bytes.IndexByte(v, '\\') < 0 {
+		return string(v[1 : len(v)-1]), true
+	}
+	var s string
+	return s, json.Unmarshal(v, &s) == nil
+}
+
+func intField(obj []byte, key string) (int64, bool) {
+	v, err := strconv.ParseInt(string(rawField(obj, key)), 10, 64)
+	return v, err == nil
+}
