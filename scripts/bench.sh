@@ -5,6 +5,15 @@
 #   ./scripts/bench.sh               # every scenario, 10 s each
 #   DURATION=5s ./scripts/bench.sh   # shorter
 #   ONLY=tandem ./scripts/bench.sh   # one server
+#   BASELINE=abc123 ./scripts/bench.sh   # the regression check against another commit
+#   ONLY=regression ./scripts/bench.sh   # the regression check alone
+#
+# The regression check runs the loads where a regression once hid (200
+# authors × 5/s in one document; 1,000 documents × 4 × 1/s) on this build
+# and on a build of BASELINE (by default the commit that made the table in
+# BENCHMARKS.md), interleaved in one run, both with their defaults, and
+# writes them side by side; it warns when this build's ack p50 or p99 is
+# more than 1.5× the baseline's.
 #
 # Each server runs alone on CPU 0 and the load generator on CPU 1
 # (taskset), each scenario on a freshly started server (Tandem: Badger in a
@@ -23,7 +32,15 @@ rm -f "$out"/*.json
 
 go build -o "$out/tandem" ./cmd/tandem
 tandem=$(cd "$out" && pwd)/tandem
-if [ "$only" != tandem ]; then
+baseline=${BASELINE:-$(sed -n 's/.*at commit `\([0-9a-f]*\)`.*/\1/p' BENCHMARKS.md | head -1)}
+baseline=${baseline:-7681553}
+if [ -z "$only" ] || [ "$only" = regression ]; then
+  rm -rf "$out/baseline-src"
+  git worktree add --detach --force "$out/baseline-src" "$baseline" >/dev/null
+  (cd "$out/baseline-src" && go build -o "$(cd .. && pwd)/tandem-baseline" ./cmd/tandem)
+  git worktree remove --force "$out/baseline-src"
+fi
+if [ -z "$only" ] || [ "$only" = sharedb ]; then
   (cd scripts/sharedb && npm ci --no-audit --no-fund --silent)
 fi
 
@@ -40,9 +57,14 @@ stop_server() {
 }
 trap stop_server EXIT
 
+# start_tandem [BINARY [FLAGS...]]: the build under test with the lifted
+# rate limit, or another build with its defaults.
 start_tandem() {
   rm -rf "$out/data"
-  $server_cpu "$tandem" serve --addr 127.0.0.1:18080 --data-dir "$out/data" --client-rate 1e6 \
+  local bin=${1:-$tandem}
+  if [ $# -eq 0 ]; then set -- "$tandem" --client-rate 1e6; fi
+  shift
+  $server_cpu "$bin" serve --addr 127.0.0.1:18080 --data-dir "$out/data" "$@" \
     --log-level warn 2>"$out/tandem-server.log" &
   pid=$!
   for _ in $(seq 100); do curl -sf http://127.0.0.1:18080/healthz >/dev/null 2>&1 && return; sleep 0.1; done
@@ -71,6 +93,26 @@ scenario() {
   done
 }
 
+# compare NAME ARGS...: the regression check, on the baseline and this
+# build in turn, twice, each with its defaults.
+compare() {
+  local name=$1; shift
+  { [ -z "$only" ] || [ "$only" = regression ]; } || return 0
+  for round in 1 2; do
+    for build in baseline head; do
+      if [ $build = baseline ]; then start_tandem "$out/tandem-baseline"; else start_tandem "$tandem"; fi
+      echo "== regression check, $build: $name ($round)" >&2
+      $bench_cpu "$tandem" bench --server http://127.0.0.1:18080 --pid "$pid" --json --quiet "$@" \
+        >"$out/regression-$build-$name-$round.json" || echo "   (the run failed: see $out/regression-$build-$name-$round.json)" >&2
+      stop_server
+    done
+  done
+}
+
+compare open-200x5 --mode open --clients 200 --rate 5 --duration "$duration"
+compare docs-1000x4 --mode open --docs 1000 --clients 4 --rate 1 --duration "$duration"
+
+[ "$only" = regression ] && only=none
 scenario closed-2      --mode closed --clients 2 --duration "$duration"
 scenario closed-10     --mode closed --clients 10 --duration "$duration"
 scenario closed-50     --mode closed --clients 50 --duration "$duration"
@@ -81,5 +123,5 @@ scenario docs-1000x4   --mode open --docs 1000 --clients 4 --rate 1 --duration "
 scenario join-2000     --mode idle --clients 2000 --duration 2s
 scenario idle-10000    --mode idle --docs 1000 --clients 10 --duration 5s
 
-node scripts/bench-report.mjs "$out" BENCHMARKS.md
+node scripts/bench-report.mjs "$out" BENCHMARKS.md "$baseline" "$(git rev-parse --short HEAD)"
 echo "results in $out/, table in BENCHMARKS.md" >&2
