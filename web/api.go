@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -416,6 +417,7 @@ const (
 	keyExpires = "expires"
 	keyLog     = "log"
 	keyOpened  = "opened"
+	keyUpgrade = "upgraded" // a channel closed once the connection is hijacked
 )
 
 func (s *Server) openWS(c echo.Context) error {
@@ -467,10 +469,26 @@ func (s *Server) openWS(c echo.Context) error {
 	if info.User != "" {
 		log = log.With("user", info.User)
 	}
-	keys := map[string]any{keyDoc: id, keyInfo: info, keyExpires: expires, keyLog: log, keyOpened: time.Now()}
-	// After the upgrade the connection is hijacked: never return an error
-	// for echo to write.
-	if err := s.ws.HandleRequestWithKeys(c.Response(), c.Request(), keys); err != nil {
+	upgraded := make(chan struct{})
+	keys := map[string]any{keyDoc: id, keyInfo: info, keyExpires: expires, keyLog: log, keyOpened: time.Now(), keyUpgrade: upgraded}
+	// melody reads a session on the goroutine that calls it, for the
+	// session's life. Called here, that goroutine's stack would keep the
+	// whole request's frames (echo's middleware, net/http's) for as long
+	// as the WebSocket lives: a goroutine of its own starts shallow, and
+	// this handler returns once the connection is hijacked, freeing its
+	// goroutine (and net/http's buffers, which gorilla does not use).
+	failed := make(chan error, 1)
+	w, r := c.Response(), c.Request()
+	go func() {
+		if err := s.ws.HandleRequestWithKeys(w, r, keys); err != nil {
+			failed <- err
+		}
+	}()
+	select {
+	case <-upgraded:
+	case err := <-failed:
+		// Refused before the hijack (gorilla wrote the answer): never
+		// return an error for echo to write.
 		log.Debug("websocket upgrade failed", "err", err)
 		if info.Addr != "" {
 			s.wsPerAddr.give(info.Addr)
@@ -489,6 +507,8 @@ func (s *Server) sessionLog(ss *melody.Session) *slog.Logger {
 }
 
 func (s *Server) wsConnect(ss *melody.Session) {
+	// The connection is hijacked: the HTTP handler may return.
+	close(ss.MustGet(keyUpgrade).(chan struct{}))
 	id := ss.MustGet(keyDoc).(string)
 	info := ss.MustGet(keyInfo).(collab.ClientInfo)
 	conn := newSessionConn(ss)
@@ -501,7 +521,9 @@ func (s *Server) wsConnect(ss *melody.Session) {
 			conn.Close(collab.CloseTokenExpired, "token expired: reconnect with a fresh token")
 		})
 	}
-	client, err := s.cfg.Manager.Connect(ss.Request.Context(), id, conn, info)
+	// (The request's context ends when the HTTP handler returns, right
+	// after the upgrade: the join must not end with it.)
+	client, err := s.cfg.Manager.Connect(context.WithoutCancel(ss.Request.Context()), id, conn, info)
 	if err != nil {
 		var pe *collab.Error
 		switch {

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -130,11 +131,12 @@ func New(cfg Config) *Server {
 	// close): a deep channel would only cost every connection memory
 	// (256 slots were 10 kB each).
 	m.Config.MessageBufferSize = 16
-	// net/http keeps the connection's 4 kB read and write buffers for as
-	// long as the handler runs, which for a WebSocket is its whole life
-	// (melody reads on the handler's goroutine): sizes of 0 make gorilla
-	// use those instead of allocating its own.
-	m.Upgrader.ReadBufferSize, m.Upgrader.WriteBufferSize = 0, 0
+	// A connection at rest holds no write buffer (gorilla takes one from
+	// the pool for each frame) and a small read buffer: frames larger than
+	// it are read through it, not into it. The HTTP handler returns once
+	// the connection is hijacked (openWS), so net/http's own buffers go.
+	m.Upgrader.ReadBufferSize = 1024
+	m.Upgrader.WriteBufferPool = &sync.Pool{}
 	m.Config.PingPeriod = cfg.PingPeriod
 	m.Config.PongWait = cfg.PongWait
 	m.Config.ConcurrentMessageHandling = false // a client's ops must stay in order
