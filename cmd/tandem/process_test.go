@@ -457,10 +457,21 @@ func TestProcessGracefulShutdown(t *testing.T) {
 // moment; after a restart on the same directory every acked op is at its
 // acked revision, the log has no gap, each op is in it once, and the text
 // is the log's replay. Rounds reuse the directory and documents.
-func TestProcessCrash(t *testing.T) {
+func TestProcessCrash(t *testing.T) { testProcessCrash(t) }
+
+// TestProcessCrashDurabilityOS: the same with --durability os, whose
+// promise is exactly what this test checks (a killed process loses nothing
+// acknowledged), and no background sync during the test: what was
+// acknowledged survives in the operating system's page cache alone.
+func TestProcessCrashDurabilityOS(t *testing.T) {
+	testProcessCrash(t, "--durability", "os", "--sync-interval", "1h")
+}
+
+func testProcessCrash(t *testing.T, flags ...string) {
 	if testing.Short() {
 		t.Skip("kills the server several times (-short)")
 	}
+	flags = append([]string{"--snapshot-every", "50"}, flags...)
 	rounds := 3
 	if n, err := strconv.Atoi(os.Getenv(processRoundsEnv)); err == nil && n > 0 {
 		rounds = n
@@ -475,7 +486,7 @@ func TestProcessCrash(t *testing.T) {
 	dir := t.TempDir()
 	tandemBinary(t) // not timed with the start below
 	started := time.Now()
-	srv := startServer(t, dir, "--snapshot-every", "50")
+	srv := startServer(t, dir, flags...)
 	toServe := time.Since(started)
 	const nDocs, perDoc = 2, 3
 	ids := make([]string, nDocs)
@@ -533,11 +544,11 @@ func TestProcessCrash(t *testing.T) {
 		early := time.Duration(-1)
 		if round%2 == 0 {
 			early = time.Duration(rng.Int64N(int64(toServe) + 1))
-			p := launch(t, dir, "--snapshot-every", "50")
+			p := launch(t, dir, flags...)
 			time.Sleep(early)
 			p.kill()
 		}
-		srv = startServer(t, dir, "--snapshot-every", "50")
+		srv = startServer(t, dir, flags...)
 		heads := make([]int64, nDocs)
 		for i, id := range ids {
 			heads[i] = checkLog(t, srv.URL, id, initialText, sessions[i]).Rev
@@ -952,5 +963,45 @@ func TestProcessHealthcheck(t *testing.T) {
 	code, out := runTandem(t, nil, "healthcheck", "--addr", hang.Addr().String())
 	if took := time.Since(start); code != 1 || took > 5*time.Second {
 		t.Errorf("healthcheck of a silent server: exit %d after %v: %s", code, took, out)
+	}
+}
+
+// TestProcessDurabilityMemory: --durability memory serves and acknowledges
+// edits, writes no store in the data directory, and a restart has none of
+// what was edited (its promise is that nothing survives).
+func TestProcessDurabilityMemory(t *testing.T) {
+	dir := t.TempDir()
+	srv := startServer(t, dir, "--durability", "memory")
+	id, err := createDoc(srv.URL, "memory", initialText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := dialEditor(srv.URL, id, "", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.run(50, 2000, nil); err != nil {
+		t.Fatalf("editing: %v", err)
+	}
+	e.close()
+	if len(e.acks) == 0 {
+		t.Fatal("no edit acknowledged")
+	}
+	if d, err := getDoc(srv.URL, id); err != nil || d.Rev != int64(len(e.acks)) {
+		t.Fatalf("before the restart: revision %d, err %v; want %d", d.Rev, err, len(e.acks))
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range entries {
+		if f.Name() != "admin-token" {
+			t.Errorf("the data directory holds %s: memory durability writes no store", f.Name())
+		}
+	}
+	srv.kill()
+	srv = startServer(t, dir, "--durability", "memory")
+	if _, err := getDoc(srv.URL, id); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("after a restart the document is still there (err %v)", err)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/tandemdocs/tandem/storage"
 	"github.com/tandemdocs/tandem/storage/badgerstore"
 	"github.com/tandemdocs/tandem/storage/jsstore"
+	"github.com/tandemdocs/tandem/storage/memstore"
 	"github.com/tandemdocs/tandem/storage/spaceguard"
 	"github.com/tandemdocs/tandem/web"
 )
@@ -67,6 +68,8 @@ type serveConfig struct {
 	MemoryLimit    byteSize
 	CommitLinger   time.Duration
 	FanOutPace     time.Duration
+	Durability     string
+	SyncInterval   time.Duration
 	AuthSecret     string
 	AuthPublicKey  string
 	Open           bool
@@ -107,6 +110,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Addr, "addr", "localhost:8080", "address to listen on (the Docker image sets :8080)")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "Badger data directory")
+	fs.StringVar(&c.Durability, "durability", "fsync", "what an acknowledged edit has survived: fsync (on disk before it is acknowledged: power loss loses nothing acknowledged), os (written to the operating system and synced every --sync-interval: a killed server loses nothing acknowledged, a machine that loses power loses up to the interval), or memory (nothing is written: a restart loses every document; for tests and like-for-like comparisons). A cluster (--nats) uses JetStream's own setting")
+	fs.DurationVar(&c.SyncInterval, "sync-interval", time.Second, "--durability os: how often what was written is synced to disk")
 	fs.Int64Var(&c.SnapshotEvery, "snapshot-every", 100, "write a snapshot every this many revisions of a document")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 30*time.Second, "unload a document this long after its last client leaves")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
@@ -177,6 +182,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		{"commit-linger", c.CommitLinger < 0},
 		{"fan-out-pace", c.FanOutPace < 0},
 		{"disk-check-every", c.DiskCheckEvery <= 0},
+		{"sync-interval", c.SyncInterval <= 0},
 		{"shed-idle-after", c.ShedIdleAfter < 0},
 		{"max-connections", c.MaxConns < 0},
 		{"max-connections-per-ip", c.MaxConnsPerIP < 1},
@@ -191,6 +197,14 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return c, errors.New("--tls-cert and --tls-key go together")
+	}
+	switch c.Durability {
+	case "fsync", "os", "memory":
+	default:
+		return c, fmt.Errorf("--durability %q: fsync, os or memory", c.Durability)
+	}
+	if c.NATS != "" && c.Durability != "fsync" {
+		return c, errors.New("--durability is the single server's: a cluster's durability is JetStream's (its sync_interval)")
 	}
 	if strings.TrimSpace(c.AdminToken) != c.AdminToken || strings.ContainsAny(c.AdminToken, " \t\r\n") {
 		return c, errors.New("--admin-token must not contain spaces (it travels as \"Authorization: Bearer <token>\")")
@@ -334,11 +348,17 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 		}
 		nb := natsbroker.New(s.nc, "tandem", log)
 		broker, presence = nb, nb
+	} else if cfg.Durability == "memory" {
+		log.Warn("--durability memory: nothing is written to disk, and every document is lost when the server stops")
+		s.store = memstore.New()
 	} else {
 		if s.guard, err = openGuarded(cfg, log, &mgr); err != nil {
 			return nil, err
 		}
 		s.store = s.guard
+		if cfg.Durability == "os" {
+			log.Info("--durability os: edits are acknowledged once the operating system has them, and synced every --sync-interval", "sync_interval", cfg.SyncInterval)
+		}
 	}
 	loopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
@@ -542,7 +562,11 @@ func openGuarded(cfg serveConfig, log *slog.Logger, mgr *atomic.Pointer[collab.M
 		Every:   cfg.DiskCheckEvery,
 		Logger:  log,
 		Open: func(readOnly bool) (storage.Store, error) {
-			return badgerstore.Open(badgerstore.Options{Dir: cfg.DataDir, Logger: log, ReadOnly: readOnly,
+			var syncEvery time.Duration
+			if cfg.Durability == "os" {
+				syncEvery = cfg.SyncInterval
+			}
+			return badgerstore.Open(badgerstore.Options{Dir: cfg.DataDir, Logger: log, ReadOnly: readOnly, SyncEvery: syncEvery,
 				GCAllowed: func() bool { g := guard.Load(); return g != nil && g.Writable() == nil }})
 		},
 		OnChange: func(err error) {

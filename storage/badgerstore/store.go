@@ -37,6 +37,13 @@ type Options struct {
 	GCInterval time.Duration
 	// ReadOnly opens the directory without writing to it (offline tools).
 	ReadOnly bool
+	// SyncEvery chooses what a write that returns has promised. 0 (the
+	// default): it is on disk (fsynced). Above 0: it is in the operating
+	// system's hands (Badger's write-ahead log and value log are
+	// memory-mapped files), which a killed process cannot lose but a
+	// machine that loses power can, and the store syncs every SyncEvery
+	// (and at Close).
+	SyncEvery time.Duration
 	// GCAllowed, if set, is asked before each value-log garbage collection:
 	// it rewrites value-log files, which needs free space (see package
 	// spaceguard).
@@ -44,7 +51,7 @@ type Options struct {
 }
 
 // Store is a storage.Store on Badger. Every write is synced to disk before
-// it returns.
+// it returns, unless Options.SyncEvery says otherwise.
 type Store struct {
 	db  *badger.DB
 	log *slog.Logger
@@ -59,7 +66,8 @@ type Store struct {
 	lifecycle sync.Mutex
 
 	closeOnce sync.Once
-	stopGC    chan struct{}
+	stopGC    chan struct{} // stops the value-log GC and the background sync
+	syncDone  chan struct{} // nil unless Options.SyncEvery
 	gcDone    chan struct{}
 	closeErr  error
 }
@@ -88,7 +96,7 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("badgerstore: open %s: %w", opts.Dir, err)
 	}
 	bopts := badger.DefaultOptions(opts.Dir).
-		WithSyncWrites(true).
+		WithSyncWrites(opts.SyncEvery <= 0).
 		WithMemTableSize(opts.MemTableSize).
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(2).
@@ -123,7 +131,29 @@ func Open(opts Options) (*Store, error) {
 	} else {
 		close(s.gcDone)
 	}
+	if opts.SyncEvery > 0 && !opts.ReadOnly {
+		s.syncDone = make(chan struct{})
+		go s.runSync(opts.SyncEvery)
+	}
 	return s, nil
+}
+
+// runSync syncs what the writes since the last sync left with the
+// operating system (Options.SyncEvery).
+func (s *Store) runSync(every time.Duration) {
+	defer close(s.syncDone)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopGC:
+			return
+		case <-t.C:
+			if err := s.db.Sync(); err != nil {
+				s.log.Error("background sync", "err", err)
+			}
+		}
+	}
 }
 
 // checkFormat writes the format version into a new directory and refuses a
@@ -182,6 +212,12 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stopGC)
 		<-s.gcDone
+		if s.syncDone != nil {
+			<-s.syncDone
+			if err := s.db.Sync(); err != nil {
+				s.log.Error("final sync", "err", err)
+			}
+		}
 		s.closeErr = s.db.Close()
 	})
 	return s.closeErr
