@@ -5,15 +5,15 @@ import os from 'node:os'
 
 const [dir, file, baseline, head] = process.argv.slice(2)
 const load = (name) => { try { return JSON.parse(readFileSync(`${dir}/${name}.json`, 'utf8')) } catch { return null } }
-const names = [...new Set(readdirSync(dir).filter(f => f.endsWith('.json') && !f.startsWith('regression-')).map(f => f.replace(/^(tandem|sharedb)-/, '').replace(/\.json$/, '')))]
-const order = ['closed-2', 'closed-10', 'closed-50', 'open-200x5', 'open-500x1', 'open-1000x1', 'docs-1000x4', 'join-2000', 'idle-10000']
+const names = [...new Set(readdirSync(dir).filter(f => f.endsWith('.json') && !f.startsWith('regression-')).map(f => f.replace(/^(tandem|tandem_os|tandem_memory|sharedb)-/, '').replace(/\.json$/, '')))]
+const order = ['closed-2', 'closed-10', 'closed-50', 'open-200x5', 'open-500x1', 'open-1000x1', 'docs-1000x4', 'docs-1000x4-presence', 'docs-5000x2', 'join-2000', 'idle-10000']
 names.sort((a, b) => order.indexOf(a) - order.indexOf(b))
 
 const num = (x, d = 0) => x == null ? '–' : Number(x).toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d })
 function describe (r) {
   if (r.mode === 'idle') return `${r.docs} doc × ${r.clients_per_doc} conns`
   const who = `${r.docs > 1 ? `${r.docs} docs × ` : ''}${r.clients_per_doc} client${r.clients_per_doc > 1 ? 's' : ''}`
-  return r.mode === 'closed' ? `${who}, closed loop` : `${who} × ${r.rate}/s`
+  return (r.mode === 'closed' ? `${who}, closed loop` : `${who} × ${r.rate}/s`) + (r.presence ? ', caret after every edit' : '')
 }
 function cell (r) {
   if (!r) return '–'
@@ -29,10 +29,10 @@ function cell (r) {
   return `${num(r.committed_ops_per_sec)}${offered} ops/s, ack p99 ${num(r.submit_to_ack.p99_ms, 1)} ms, seen p99 ${num(r.submit_to_seen.p99_ms, 1)} ms; CPU ${num(r.server_cpu_percent)}%, RSS ${num(r.server_rss_mb)} MB${gen}${lost}${conv}${errs}`
 }
 
-let table = '| load | Tandem (Badger, fsync on) | ShareDB 7 (in memory) |\n|---|---|---|\n'
+let table = '| load | Tandem, `--durability fsync` (the default) | Tandem, `os` | Tandem, `memory` (like for like) | ShareDB 7 (in memory) |\n|---|---|---|---|---|\n'
 for (const n of names) {
-  const t = load(`tandem-${n}`); const s = load(`sharedb-${n}`)
-  table += `| ${describe(t || s)} | ${cell(t)} | ${cell(s)} |\n`
+  const t = load(`tandem-${n}`); const o = load(`tandem_os-${n}`); const m = load(`tandem_memory-${n}`); const s = load(`sharedb-${n}`)
+  table += `| ${describe(t || o || m || s)} | ${cell(t)} | ${cell(o)} | ${cell(m)} | ${cell(s)} |\n`
 }
 const cpu = os.cpus()[0]?.model ?? 'unknown CPU'
 const machine = `${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB`

@@ -17,7 +17,8 @@
 #
 # Each server runs alone on CPU 0 and the load generator on CPU 1
 # (taskset), each scenario on a freshly started server (Tandem: Badger in a
-# new directory, fsync on; ShareDB: in memory). Tandem's per-connection
+# new directory, at each --durability level: fsync, os, memory; ShareDB:
+# in memory). Tandem's per-connection
 # rate limit is lifted (--client-rate 1e6): closed-loop clients type as
 # fast as acks come. Needs Go, Node and npm; installs ShareDB from npm into
 # scripts/sharedb/node_modules.
@@ -78,16 +79,26 @@ start_sharedb() {
   echo "sharedb did not start" >&2; cat "$out/sharedb-server.log" >&2; exit 1
 }
 
-# scenario NAME ARGS...: one run on each server.
+# scenario NAME ARGS...: one run on each server: Tandem at each
+# durability level (fsync, the default; os; memory, like ShareDB's), and
+# ShareDB.
 scenario() {
   local name=$1; shift
-  for proto in tandem sharedb; do
+  for server in tandem tandem_os tandem_memory sharedb; do
+    local proto=${server%%_*}
     [ -n "$only" ] && [ "$only" != "$proto" ] && continue
-    case " $* " in *" --mode idle "*) [ "$proto" = sharedb ] && continue ;; esac
-    if [ "$proto" = tandem ]; then start_tandem; url=http://127.0.0.1:18080; else start_sharedb; url=ws://127.0.0.1:18090; fi
-    echo "== $proto: $name" >&2
-    if $bench_cpu "$tandem" bench --protocol "$proto" --server "$url" --pid "$pid" --json --quiet "$@" >"$out/$proto-$name.json"; then :; else
-      echo "   (the run failed or did not converge: see $out/$proto-$name.json)" >&2
+    case " $* " in *" --mode idle "*) [ "$server" != tandem ] && continue ;; esac
+    case $server in
+      tandem) start_tandem ;;
+      tandem_os) start_tandem "$tandem" --client-rate 1e6 --durability os ;;
+      tandem_memory) start_tandem "$tandem" --client-rate 1e6 --durability memory ;;
+      sharedb) start_sharedb ;;
+    esac
+    url=http://127.0.0.1:18080
+    [ "$proto" = sharedb ] && url=ws://127.0.0.1:18090
+    echo "== $server: $name" >&2
+    if $bench_cpu "$tandem" bench --protocol "$proto" --server "$url" --pid "$pid" --json --quiet "$@" >"$out/$server-$name.json"; then :; else
+      echo "   (the run failed or did not converge: see $out/$server-$name.json)" >&2
     fi
     stop_server
   done
@@ -120,6 +131,8 @@ scenario open-200x5    --mode open --clients 200 --rate 5 --duration "$duration"
 scenario open-500x1    --mode open --clients 500 --rate 1 --duration "$duration"
 scenario open-1000x1   --mode open --clients 1000 --rate 1 --duration "$duration"
 scenario docs-1000x4   --mode open --docs 1000 --clients 4 --rate 1 --duration "$duration"
+scenario docs-1000x4-presence --mode open --docs 1000 --clients 4 --rate 1 --presence --duration "$duration"
+scenario docs-5000x2   --mode open --docs 5000 --clients 2 --rate 0.5 --duration "$duration"
 scenario join-2000     --mode idle --clients 2000 --duration 2s
 scenario idle-10000    --mode idle --docs 1000 --clients 10 --duration 5s
 

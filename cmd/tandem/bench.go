@@ -200,6 +200,7 @@ type benchResult struct {
 	Docs            int              `json:"docs"`
 	Clients         int              `json:"clients_per_doc"`
 	Rate            float64          `json:"rate,omitempty"`
+	Presence        bool             `json:"presence,omitempty"`
 	Seconds         float64          `json:"seconds"`
 	Edits           int64            `json:"edits"`
 	Committed       int64            `json:"committed_ops"`
@@ -795,7 +796,7 @@ func (b *bench) drive(ctx context.Context, eds []benchClient, d time.Duration, o
 	}
 	cancel()
 
-	res := &benchResult{Protocol: b.cfg.Protocol, Mode: b.cfg.Mode, Rate: b.cfg.Rate, Seconds: elapsed.Seconds(),
+	res := &benchResult{Protocol: b.cfg.Protocol, Mode: b.cfg.Mode, Rate: b.cfg.Rate, Presence: b.cfg.Presence, Seconds: elapsed.Seconds(),
 		Edits: b.edits.Load(), Committed: b.committed.Load(), Delivered: b.delivered.Load(),
 		Ack: b.ack.summary(), Seen: b.seen.summary()}
 	if res.Mode == "closed" {

@@ -88,6 +88,7 @@ type sharedbEditor struct {
 	sentAt   time.Time
 	syncedCh chan struct{} // closed and replaced when nothing is in flight or pending
 	subReply chan sharedbMsg
+	pv       int64 // the presence version (--presence)
 	err      error
 	done     chan struct{}
 }
@@ -152,6 +153,14 @@ func (b *bench) dialShareDB(ctx context.Context, id string, i int) (*sharedbEdit
 		return nil, fmt.Errorf("bench: sharedb: subscribe %s: %v", id, e.err)
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+	if b.cfg.Presence {
+		// ShareDB's presence on the document's channel (ot-text-unicode
+		// has no transformPresence, so it is relayed as sent, not moved
+		// by ops: less work than Tandem's). Its seq is apart from the ops'.
+		if err := e.send(map[string]any{"a": "ps", "ch": id, "seq": int64(1) << 40}); err != nil {
+			return nil, err
+		}
 	}
 	return e, nil
 }
@@ -318,10 +327,14 @@ func (e *sharedbEditor) edit(rng *rand.Rand) error {
 	}
 	n := e.rope.Len()
 	var op ot.Op
+	var caret int
 	if n > 0 && rng.Float64() < e.b.cfg.DeleteRatio {
-		op = client.Delete(rng.IntN(n), 1)
+		caret = rng.IntN(n)
+		op = client.Delete(caret, 1)
 	} else {
-		op = client.Insert(rng.IntN(n+1), string(rune('a'+rng.IntN(26))))
+		caret = rng.IntN(n + 1)
+		op = client.Insert(caret, string(rune('a'+rng.IntN(26))))
+		caret++
 	}
 	if err := e.rope.Apply(op); err != nil {
 		e.mu.Unlock()
@@ -335,13 +348,22 @@ func (e *sharedbEditor) edit(rng *rand.Rand) error {
 		e.mu.Unlock()
 		return err
 	}
-	var frame map[string]any
+	var frame, sel map[string]any
 	if e.inflight == nil {
 		frame = e.flushLocked()
 	}
+	if e.b.cfg.Presence {
+		sel = map[string]any{"a": "p", "ch": e.id, "id": e.src + "-caret", "p": map[string]int{"index": caret, "length": 0}, "pv": e.pv}
+		e.pv++
+	}
 	e.mu.Unlock()
 	if frame != nil {
-		return e.send(frame)
+		if err := e.send(frame); err != nil {
+			return err
+		}
+	}
+	if sel != nil {
+		return e.send(sel)
 	}
 	return nil
 }
