@@ -155,6 +155,7 @@ type core struct {
 	lingerOver bool     // the tick came: append what there is
 	lingerSkip int      // appends to make without lingering, after a linger that waited in vain
 	pacing     bool     // the linger under way is the fan-out pace (see flush), not a wait for expected ops
+	xform      [2]ot.Op // accept's buffers
 	busy       bool     // ops were waiting when the last append came back: the next one is paced
 	lostInRow  int      // commits lost to other writers since the last one that went in
 	yielding   bool     // other writers asked for a turn: the next append waits for their commits (or TurnWait)
@@ -214,10 +215,12 @@ func newCore(cfg coreConfig, doc storage.Document, text *ot.Rope, lastSnap int64
 
 // step feeds one event to the core and returns what the driver must do.
 func (c *core) step(ev event) ready {
-	// The metrics' slices keep their capacity from step to step (the
-	// driver is done with a ready before the next step): no allocation
-	// per op for them.
-	c.out = ready{Distances: c.out.Distances[:0], FanOut: c.out.FanOut[:0]}
+	// The messages' and the metrics' slices keep their capacity from step
+	// to step (the driver is done with a ready before the next step): no
+	// allocation per op for them. (The messages are cleared so that the
+	// frames they held can go.)
+	clear(c.out.Messages)
+	c.out = ready{Messages: c.out.Messages[:0], Distances: c.out.Distances[:0], FanOut: c.out.FanOut[:0]}
 	if c.state == stateDone || c.state == stateFailed {
 		// Joins still waiting get an answer; everything else is moot.
 		if j, ok := ev.(evJoin); ok {
@@ -687,11 +690,20 @@ func (c *core) accept(op ot.Op, rev int64, span int) (committed, *Error) {
 		return committed{}, protoErr(CodeInvalidOp, "op spans %d code points; the document at revision %d has %d", span, rev, n)
 	}
 	orig := op
-	var err error
-	for _, r := range c.log[rev-c.logStart:] {
-		if op, err = ot.Transform(op, r.Op, ot.Left); err != nil {
+	// Through the history in two buffers the core keeps, so that an op
+	// transformed through many revisions allocates once (the clone).
+	hist := c.log[rev-c.logStart:]
+	for i, r := range hist {
+		buf, err := ot.TransformAppend(c.xform[i%2], op, r.Op, ot.Left)
+		if err != nil {
 			return committed{}, protoErr(CodeInvalidOp, "%v", err)
 		}
+		c.xform[i%2], op = buf, buf
+	}
+	if len(hist) > 0 {
+		op = slices.Clone(op)
+		clear(c.xform[0][:cap(c.xform[0])]) // (no text kept alive by the buffers)
+		clear(c.xform[1][:cap(c.xform[1])])
 	}
 	inserted := 0
 	for _, comp := range op {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tandemdocs/tandem/storage"
 	"github.com/tandemdocs/tandem/storage/memstore"
@@ -54,4 +55,35 @@ func TestDocumentDeletedDriverExited(t *testing.T) {
 			t.Fatal("DocumentDeleted waited for a hub that had exited until its context ended")
 		}
 	}
+}
+
+// FuzzScanClientMessage: whatever the fast reader of op messages accepts,
+// encoding/json reads the same way (the fast reader declines the rest).
+func FuzzScanClientMessage(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"op","rev":3,"seq":7,"op":[5,"x",{"d":2}]}`,
+		` { "seq" : 1 , "type" : "op" , "op" : ["\ud83d\ude00", 2] , "rev" : 0 } `,
+		`{"type":"op","rev":-1,"seq":18446744073709551615,"op":[]}`,
+		`{"type":"op","rev":1,"rev":2,"seq":1,"op":[1]}`,
+		`{"type":"op","rev":01,"seq":1,"op":[1]}`,
+		`{"type":"sel","rev":2}`,
+		`{"type":"op","rev":1,"seq":1,"op":["]"]}x`,
+		`{"Type":"op"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		raw, ok := scanClientMessage(frame)
+		if !ok || !utf8.Valid(frame) {
+			return
+		}
+		want, err := decodeClientMessage(frame)
+		if err != nil {
+			t.Fatalf("%q: scanned as %+v; encoding/json: %v", frame, raw, err)
+		}
+		if raw.Type != want.Type || raw.Rev != want.Rev || raw.Seq != want.Seq || raw.HasRev != want.HasRev ||
+			raw.HasSeq != want.HasSeq || string(raw.Op) != string(want.Op) || (raw.Op == nil) != (want.Op == nil) || raw.Sel != nil {
+			t.Fatalf("%q:\n scanned %+v\n json    %+v", frame, raw, want)
+		}
+	})
 }

@@ -42,6 +42,9 @@ type outbox struct {
 	maxBytes int
 
 	depth *queueDepth // shared by a Manager's outboxes; may be nil
+	// writtenFn is o.written as a func value made once (a method value
+	// made per frame would be an allocation per frame).
+	writtenFn func()
 	turn  uint64      // the driver's own: the step that last queued here
 
 	mu       sync.Mutex
@@ -61,7 +64,9 @@ type outbox struct {
 const maxInFlight = 2
 
 func newOutbox(conn Conn, maxMsgs, maxBytes int, onFail func()) *outbox {
-	return &outbox{conn: conn, maxMsgs: maxMsgs, maxBytes: maxBytes, onFail: onFail}
+	o := &outbox{conn: conn, maxMsgs: maxMsgs, maxBytes: maxBytes, onFail: onFail}
+	o.writtenFn = o.written
+	return o
 }
 
 // queueDepth totals the messages and bytes waiting in outboxes (a gauge:
@@ -157,7 +162,7 @@ func (o *outbox) pump() {
 		frame := o.take()
 		o.inFlight++
 		o.mu.Unlock()
-		err := o.conn.Send(frame, o.written)
+		err := o.conn.Send(frame, o.writtenFn)
 		o.mu.Lock()
 		if err != nil && o.closing == nil {
 			o.closing = &closeRequest{code: CloseResync, reason: "could not send: reconnect and catch up", failed: true}

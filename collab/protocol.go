@@ -111,6 +111,32 @@ const maxPosition = 1 << 40
 // code bad_message or invalid_op for anything it rejects, and then the zero
 // ClientMessage.
 func ParseClientMessage(frame []byte) (ClientMessage, *Error) {
+	if !utf8.Valid(frame) {
+		return ClientMessage{}, protoErr(CodeBadMessage, "frame is not valid UTF-8")
+	}
+	raw, ok := scanClientMessage(frame)
+	if !ok {
+		var err *Error
+		if raw, err = decodeClientMessage(frame); err != nil {
+			return ClientMessage{}, err
+		}
+	}
+	return raw.check()
+}
+
+// rawClientMessage is a client message as read, before its checks.
+type rawClientMessage struct {
+	Type           string
+	Rev            int64
+	Seq            uint64
+	HasRev, HasSeq bool
+	Op             []byte // nil: none
+	Sel            []ot.Selection
+}
+
+// decodeClientMessage reads any client message with encoding/json
+// (unknown fields refused).
+func decodeClientMessage(frame []byte) (rawClientMessage, *Error) {
 	var raw struct {
 		Type string          `json:"type"`
 		Rev  *int64          `json:"rev"`
@@ -118,31 +144,203 @@ func ParseClientMessage(frame []byte) (ClientMessage, *Error) {
 		Op   json.RawMessage `json:"op"`
 		Sel  []ot.Selection  `json:"sel"`
 	}
-	if !utf8.Valid(frame) {
-		return ClientMessage{}, protoErr(CodeBadMessage, "frame is not valid UTF-8")
-	}
 	dec := json.NewDecoder(bytes.NewReader(frame))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&raw); err != nil {
-		return ClientMessage{}, protoErr(CodeBadMessage, "not a protocol message: %v", err)
+		return rawClientMessage{}, protoErr(CodeBadMessage, "not a protocol message: %v", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return ClientMessage{}, protoErr(CodeBadMessage, "one message per frame")
+		return rawClientMessage{}, protoErr(CodeBadMessage, "one message per frame")
 	}
+	out := rawClientMessage{Type: raw.Type, Op: raw.Op, Sel: raw.Sel, HasRev: raw.Rev != nil, HasSeq: raw.Seq != nil}
+	if raw.Rev != nil {
+		out.Rev = *raw.Rev
+	}
+	if raw.Seq != nil {
+		out.Seq = *raw.Seq
+	}
+	return out, nil
+}
+
+// scanClientMessage reads the message every keystroke sends, a flat object
+// of "type", "rev", "seq" and "op" (an array, parsed by ot), without
+// encoding/json's allocations; ok is false for anything else, or anything
+// it does not expect (escapes, repeated keys, other fields), which
+// decodeClientMessage then reads as before.
+func scanClientMessage(frame []byte) (raw rawClientMessage, ok bool) {
+	b := skipJSONSpace(frame)
+	if len(b) == 0 || b[0] != '{' {
+		return raw, false
+	}
+	b = skipJSONSpace(b[1:])
+	for first := true; ; first = false {
+		if len(b) > 0 && b[0] == '}' {
+			return raw, !first && len(skipJSONSpace(b[1:])) == 0
+		}
+		key, n := plainString(b)
+		if n == 0 {
+			return raw, false
+		}
+		b = skipJSONSpace(b[n:])
+		if len(b) == 0 || b[0] != ':' {
+			return raw, false
+		}
+		b = skipJSONSpace(b[1:])
+		switch string(key) {
+		case "type":
+			v, n := plainString(b)
+			if n == 0 || raw.Type != "" || len(v) == 0 {
+				return raw, false
+			}
+			raw.Type, b = internType(v), b[n:]
+		case "rev", "seq":
+			n := 0
+			for n < len(b) && (b[n] == '-' || b[n] >= '0' && b[n] <= '9') {
+				n++
+			}
+			num := b[:n]
+			if !jsonInteger(num) {
+				return raw, false
+			}
+			if key[0] == 'r' {
+				v, err := strconv.ParseInt(string(num), 10, 64)
+				if err != nil || raw.HasRev {
+					return raw, false
+				}
+				raw.Rev, raw.HasRev = v, true
+			} else {
+				v, err := strconv.ParseUint(string(num), 10, 64)
+				if err != nil || raw.HasSeq {
+					return raw, false
+				}
+				raw.Seq, raw.HasSeq = v, true
+			}
+			b = b[n:]
+		case "op":
+			n := arrayEnd(b)
+			// (json.Valid allocates nothing; it keeps malformed JSON
+			// inside the op a bad_message, as encoding/json says.)
+			if n == 0 || raw.Op != nil || !json.Valid(b[:n]) {
+				return raw, false
+			}
+			raw.Op, b = b[:n], b[n:]
+		default:
+			return raw, false
+		}
+		b = skipJSONSpace(b)
+		switch {
+		case len(b) > 0 && b[0] == ',':
+			b = skipJSONSpace(b[1:])
+			if len(b) == 0 || b[0] != '"' {
+				return raw, false
+			}
+		case len(b) > 0 && b[0] == '}':
+		default:
+			return raw, false
+		}
+	}
+}
+
+// internType returns the message types as constants (no allocation).
+func internType(v []byte) string {
+	switch string(v) {
+	case "op":
+		return "op"
+	case "sel":
+		return "sel"
+	case "restored":
+		return "restored"
+	}
+	return string(v)
+}
+
+func skipJSONSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\n' || b[0] == '\r') {
+		b = b[1:]
+	}
+	return b
+}
+
+// plainString reads a JSON string of printable ASCII without escapes at
+// the start of b: its contents and its length with the quotes (0 if it is
+// not one).
+func plainString(b []byte) ([]byte, int) {
+	if len(b) == 0 || b[0] != '"' {
+		return nil, 0
+	}
+	for i := 1; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return b[1:i], i + 1
+		case c == '\\' || c < 0x20 || c >= 0x80:
+			return nil, 0
+		}
+	}
+	return nil, 0
+}
+
+// jsonInteger reports whether b is an integer as JSON writes one.
+func jsonInteger(b []byte) bool {
+	if len(b) > 0 && b[0] == '-' {
+		b = b[1:]
+	}
+	if len(b) == 0 || (b[0] == '0' && len(b) > 1) {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// arrayEnd is the length of the JSON array at the start of b, with its
+// strings skipped (escapes included), or 0; what is inside is ot's to
+// check.
+func arrayEnd(b []byte) int {
+	if len(b) == 0 || b[0] != '[' {
+		return 0
+	}
+	depth := 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+			if i >= len(b) {
+				return 0
+			}
+		case '[', '{':
+			depth++
+		case ']', '}':
+			if depth--; depth == 0 {
+				return i + 1
+			}
+		}
+	}
+	return 0
+}
+
+// check validates a message read by either reader.
+func (raw rawClientMessage) check() (ClientMessage, *Error) {
 	m := ClientMessage{Type: raw.Type}
 	switch raw.Type {
 	case "op":
-		if raw.Seq == nil {
+		if !raw.HasSeq {
 			return ClientMessage{}, protoErr(CodeBadMessage, "op message without seq")
 		}
-		m.Seq = *raw.Seq
+		m.Seq = raw.Seq
 		if m.Seq == 0 {
 			return ClientMessage{}, &Error{Code: CodeBadSeq, Message: "seq numbers a source's ops from 1", Seq: 0, HasSeq: true}
 		}
-		if raw.Rev == nil || *raw.Rev < 0 {
+		if !raw.HasRev || raw.Rev < 0 {
 			return ClientMessage{}, &Error{Code: CodeBadMessage, Message: "op message needs a revision >= 0", Seq: m.Seq, HasSeq: true}
 		}
-		m.Rev = *raw.Rev
+		m.Rev = raw.Rev
 		if raw.Op == nil {
 			return ClientMessage{}, &Error{Code: CodeInvalidOp, Message: "op message without op", Seq: m.Seq, HasSeq: true}
 		}
@@ -152,10 +350,10 @@ func ParseClientMessage(frame []byte) (ClientMessage, *Error) {
 		}
 		m.Op, m.Span = op, span
 	case "sel":
-		if raw.Rev == nil || *raw.Rev < 0 {
+		if !raw.HasRev || raw.Rev < 0 {
 			return ClientMessage{}, protoErr(CodeBadMessage, "sel message needs a revision >= 0")
 		}
-		m.Rev = *raw.Rev
+		m.Rev = raw.Rev
 		if len(raw.Sel) > maxSelections {
 			return ClientMessage{}, protoErr(CodeBadMessage, "at most %d selections", maxSelections)
 		}
@@ -166,13 +364,13 @@ func ParseClientMessage(frame []byte) (ClientMessage, *Error) {
 		}
 		m.Sel = raw.Sel
 	case "restored":
-		if raw.Rev == nil || *raw.Rev < 0 {
+		if !raw.HasRev || raw.Rev < 0 {
 			return ClientMessage{}, protoErr(CodeBadMessage, "restored message needs the revision restored, >= 0")
 		}
-		if raw.Seq != nil || raw.Op != nil || raw.Sel != nil {
+		if raw.HasSeq || raw.Op != nil || raw.Sel != nil {
 			return ClientMessage{}, protoErr(CodeBadMessage, "a restored message has only a rev")
 		}
-		m.Rev = *raw.Rev
+		m.Rev = raw.Rev
 	case "":
 		return ClientMessage{}, protoErr(CodeBadMessage, "message without type")
 	default:
@@ -250,7 +448,9 @@ func appendOpFields(b []byte, rec committed) []byte {
 }
 
 func encodeOp(rec committed) []byte {
-	b := make([]byte, 0, 128)
+	// Room for the fields and a typical keystroke's op, so that the
+	// buffer is allocated once.
+	b := make([]byte, 0, 160+len(rec.Client)+len(rec.Source)+len(rec.User))
 	b = append(b, `{"type":"op"`...)
 	b = appendOpFields(b, rec)
 	return append(b, '}')

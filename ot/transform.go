@@ -147,6 +147,14 @@ func (t *taker) peekKind() Kind {
 // Text that op deletes and other already deleted is not deleted twice. The
 // algorithm, and so the result, is text-unicode's.
 func Transform(op, other Op, side Side) (Op, error) {
+	return TransformAppend(nil, op, other, side)
+}
+
+// TransformAppend is Transform writing the result into dst's memory
+// (dst[:0], grown as needed) instead of a new op: a caller transforming
+// one op through many can alternate two buffers. dst must not share
+// memory with op or other.
+func TransformAppend(dst, op, other Op, side Side) (Op, error) {
 	if side != Left && side != Right {
 		return nil, fmt.Errorf("%w: invalid side %d", ErrInvalidOp, side)
 	}
@@ -158,7 +166,10 @@ func Transform(op, other Op, side Side) (Op, error) {
 	if err != nil {
 		return nil, fmt.Errorf("transform: other op: %w", err)
 	}
-	b := builder{op: make(Op, 0, len(op)+2)}
+	if dst == nil {
+		dst = make(Op, 0, len(op)+2)
+	}
+	b := builder{op: dst[:0]}
 	t := taker{op: op}
 	for _, c2 := range other {
 		switch c2.kind {
