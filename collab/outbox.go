@@ -45,7 +45,7 @@ type outbox struct {
 	// writtenFn is o.written as a func value made once (a method value
 	// made per frame would be an allocation per frame).
 	writtenFn func()
-	turn  uint64      // the driver's own: the step that last queued here
+	turn      uint64 // the driver's own: the step that last queued here
 
 	mu       sync.Mutex
 	queue    [][]byte
