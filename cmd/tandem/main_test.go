@@ -144,3 +144,38 @@ func TestAdminTokenFile(t *testing.T) {
 		t.Fatal("a --token-file that does not exist: no error")
 	}
 }
+
+// TestGCSettings: the garbage collector's defaults and what overrides them.
+func TestGCSettings(t *testing.T) {
+	files := map[string]string{
+		"/proc/meminfo":               "MemTotal:       24000000 kB\nMemFree:  1 kB\n",
+		"/sys/fs/cgroup/memory.max":   "4294967296\n",
+		"/sys/fs/cgroup/memory.limit": "",
+	}
+	read := func(name string) ([]byte, error) {
+		if v, ok := files[name]; ok {
+			return []byte(v), nil
+		}
+		return nil, os.ErrNotExist
+	}
+	env := map[string]string{}
+	getenv := func(k string) string { return env[k] }
+	cfg := serveConfig{GCPercent: 200}
+
+	p, limit := gcSettings(cfg, getenv, read)
+	if p == nil || *p != 200 || limit != 2<<30 {
+		t.Fatalf("defaults in a 4 GiB cgroup: %v, %d; want 200 and 2 GiB", p, limit)
+	}
+	files["/sys/fs/cgroup/memory.max"] = "max\n"
+	if _, limit = gcSettings(cfg, getenv, read); limit != 24000000<<10/2 {
+		t.Fatalf("no cgroup limit: %d, want half of MemTotal", limit)
+	}
+	env["GOGC"], env["GOMEMLIMIT"] = "50", "1GiB"
+	if p, limit = gcSettings(cfg, getenv, read); p != nil || limit != 0 {
+		t.Fatalf("GOGC and GOMEMLIMIT in the environment: %v, %d; want them left to the runtime", p, limit)
+	}
+	cfg.MemoryLimit, cfg.MemoryLimitSet = 300<<20, true
+	if _, limit = gcSettings(cfg, getenv, read); limit != 300<<20 {
+		t.Fatalf("--memory-limit 300MiB: %d", limit)
+	}
+}

@@ -66,6 +66,8 @@ type serveConfig struct {
 	ConnRate       float64
 	ClientRate     float64
 	MemoryLimit    byteSize
+	GCPercent      int
+	MemoryLimitSet bool // --memory-limit (or TANDEM_MEMORY_LIMIT) was given
 	CommitLinger   time.Duration
 	FanOutPace     time.Duration
 	Durability     string
@@ -135,7 +137,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.BoolVar(&c.Open, "open", false, "allow open mode (no tokens: everyone may read and write) on an address other than loopback")
 	fs.DurationVar(&c.FanOutPace, "fan-out-pace", 25*time.Microsecond, "in a document of 16 connections or more, how long per connection a durable write made right after another waits for more ops (at most 20 ms; 200 connections: 5 ms): every commit costs each connection a frame, and under load this makes frames carry more ops; an op that comes to an idle document is written at once. 0 never waits")
 	fs.DurationVar(&c.CommitLinger, "commit-linger", 200*time.Microsecond, "how long a document's next durable write may wait for the ops of the clients just acknowledged, so that they share one fsync (throughput when clients type as fast as acks come; given up when they do not); 0 never waits. A wait that comes to nothing turns it off for the next 16 writes")
-	fs.Var(&c.MemoryLimit, "memory-limit", "a soft limit on the Go heap (e.g. 400MiB): the garbage collector works harder as it nears it, instead of letting the heap grow to twice the live data (0: no limit; GOMEMLIMIT works too)")
+	fs.Var(&c.MemoryLimit, "memory-limit", "a soft limit on the Go heap (e.g. 400MiB): the garbage collector works harder as it nears it, however high --gc-percent lets the heap grow. Default: half the memory the server may use (its cgroup's limit, else the machine's); 0: no limit. GOMEMLIMIT in the environment overrides the default")
+	fs.IntVar(&c.GCPercent, "gc-percent", 200, "how far the Go heap grows past the live data before a collection, in percent (GOGC): higher collects less often (lower latency, fewer mark phases competing with edits) and holds more memory, up to --memory-limit; -1 collects only at the limit. GOGC in the environment overrides the default")
 	c.MinFreeSpace = 256 << 20
 	fs.Var(&c.MinFreeSpace, "min-free-space", "stop taking writes while the data directory's disk has less free space than this (room for Badger's next memtable flush and value-log file), and resume when it has more")
 	fs.DurationVar(&c.DiskCheckEvery, "disk-check-every", time.Second, "how often the free disk space is measured")
@@ -166,6 +169,10 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("serve: unexpected arguments %q", fs.Args())
+	}
+	fs.Visit(func(f *flag.Flag) { c.MemoryLimitSet = c.MemoryLimitSet || f.Name == "memory-limit" })
+	if c.GCPercent < -1 {
+		return c, fmt.Errorf("--gc-percent %d: -1 (collect only at the memory limit) or more", c.GCPercent)
 	}
 	if c.SnapshotEvery < 1 {
 		return c, errors.New("--snapshot-every must be at least 1")
@@ -295,10 +302,14 @@ type server struct {
 
 func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks serverHooks) (_ *server, err error) {
 	s := &server{cfg: cfg, log: log, served: make(chan error, 1)}
-	if cfg.MemoryLimit > 0 {
-		debug.SetMemoryLimit(int64(cfg.MemoryLimit))
-		log.Info("memory limit", "bytes", uint64(cfg.MemoryLimit))
+	gcPercent, memLimit := gcSettings(cfg, os.Getenv, os.ReadFile)
+	if gcPercent != nil {
+		debug.SetGCPercent(*gcPercent)
 	}
+	if memLimit > 0 {
+		debug.SetMemoryLimit(memLimit)
+	}
+	log.Info("garbage collector", "gc_percent", gcPercent, "memory_limit_mb", memLimit>>20)
 	auth, err := newAuth(cfg, log)
 	if err != nil {
 		return nil, err
@@ -802,4 +813,47 @@ func releaseLoop(ctx context.Context, log *slog.Logger, interval time.Duration) 
 			log.Info("memory given back to the system", "idle_mb", idle>>20, "in_use_mb", ms.HeapInuse>>20, "took", time.Since(start).Round(time.Millisecond))
 		}
 	}
+}
+
+// gcSettings is what the garbage collector is set to: --gc-percent unless
+// GOGC is in the environment (nil: leave the runtime's), and the soft
+// memory limit: --memory-limit if given, else (unless GOMEMLIMIT is in the
+// environment) half the memory the process may use, which bounds what a
+// high --gc-percent lets the heap grow to.
+func gcSettings(cfg serveConfig, getenv func(string) string, readFile func(string) ([]byte, error)) (gcPercent *int, memLimit int64) {
+	if getenv("GOGC") == "" {
+		gcPercent = &cfg.GCPercent
+	}
+	switch {
+	case cfg.MemoryLimitSet:
+		return gcPercent, int64(cfg.MemoryLimit)
+	case getenv("GOMEMLIMIT") != "":
+		return gcPercent, 0
+	}
+	return gcPercent, availableMemory(readFile) / 2
+}
+
+// availableMemory is the cgroup's memory limit (v2, then v1) or, without
+// one, the machine's memory; 0 if neither can be read.
+func availableMemory(readFile func(string) ([]byte, error)) int64 {
+	var total int64
+	if b, err := readFile("/proc/meminfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+				total = kb << 10
+			}
+		}
+	}
+	for _, f := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
+		b, err := readFile(f)
+		if err != nil {
+			continue
+		}
+		// ("max", or v1's huge number, means no limit.)
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n > 0 && (total == 0 || n < total) {
+			return n
+		}
+	}
+	return total
 }
