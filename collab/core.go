@@ -154,9 +154,8 @@ type core struct {
 	lingering  bool     // the next append waits (a linger tick was asked for)
 	lingerOver bool     // the tick came: append what there is
 	lingerSkip int      // appends to make without lingering, after a linger that waited in vain
-	pacing     bool     // the linger under way is the fan-out pace (see flush), not a wait for expected ops
+	paceWait   bool     // an append was made less than the fan-out pace ago (see flush): the next waits for the tick
 	xform      [2]ot.Op // accept's buffers
-	busy       bool     // ops were waiting when the last append came back: the next one is paced
 	lostInRow  int      // commits lost to other writers since the last one that went in
 	yielding   bool     // other writers asked for a turn: the next append waits for their commits (or TurnWait)
 	yieldTo    []string // the nodes that asked
@@ -275,9 +274,14 @@ func (c *core) step(ev event) ready {
 			c.flush()
 		}
 	case evLingerTick:
+		if c.paceWait {
+			c.paceWait = false
+			c.flush()
+			break
+		}
 		// (A tick for a wait that already ended with an append is moot.)
 		if c.lingering {
-			if c.headRev > c.durableRev && !c.pacing {
+			if c.headRev > c.durableRev {
 				// Waited in vain (the clients do not answer that fast):
 				// do not wait for a while.
 				c.lingerSkip = 16
@@ -1020,18 +1024,16 @@ func (c *core) flush() {
 	// synced write. It is given up (and not tried for a while) when the
 	// clients do not answer that fast.
 	//
+	//
 	// Every commit costs each connection of the document a frame (a
 	// write), however few ops it carries: with many connections those
-	// writes, not the disk, bound the document. An append that follows
-	// right upon another (ops were waiting: the document is busy) waits
-	// in proportion to the connections, so that under load each frame
-	// carries more ops; an op that comes to an idle document is
-	// appended at once.
-	if pace := c.pace(); pace > 0 && c.busy && c.state == stateOpen && !c.lingerOver {
-		if !c.lingering {
-			c.lingering, c.pacing = true, true
-			c.out.CommitLinger = pace
-		}
+	// writes, not the disk, bound the document, and a document that
+	// commits every op alone falls behind for good (its clients' ops
+	// then come one per ack, each alone). So a document with many
+	// connections makes at most one append per fan-out pace (see pace):
+	// under load each frame carries the ops of a pace, and an op that
+	// comes after a quiet pace is appended at once.
+	if c.paceWait && c.state == stateOpen {
 		return
 	}
 	if n := c.headRev - c.durableRev; c.cfg.CommitLinger > 0 && c.state == stateOpen && !c.lingerOver && c.lingerSkip == 0 && n < c.expect {
@@ -1044,7 +1046,11 @@ func (c *core) flush() {
 	if c.lingerSkip > 0 {
 		c.lingerSkip--
 	}
-	c.lingering, c.lingerOver, c.expect, c.pacing, c.busy = false, false, 0, false, false
+	c.lingering, c.lingerOver, c.expect = false, false, 0
+	if pace := c.pace(); pace > 0 && c.state == stateOpen {
+		c.paceWait = true
+		c.out.CommitLinger = pace
+	}
 	pending := c.log[c.durableRev-c.logStart:]
 	c.committing, c.nInflight = true, len(pending)
 	app := &storage.Append{DocID: c.id, Head: c.durableRev, Records: make([]storage.Record, len(pending))}
@@ -1104,7 +1110,6 @@ func (c *core) committed(ev evCommitted) {
 	// The next append waits for what is pending plus an op from each
 	// client just acked (see flush).
 	c.expect = c.headRev - c.durableRev + int64(ackedClients(c, recs))
-	c.busy = c.headRev > c.durableRev
 	c.flush()
 }
 
@@ -1112,7 +1117,7 @@ func (c *core) committed(ev evCommitted) {
 // connections a document has.
 const maxFanOutPace = 20 * time.Millisecond
 
-// pace is how long an append made right after another waits: FanOutPace
+// pace is the least time between two appends of the document: FanOutPace
 // per connection, up to maxFanOutPace; 0 for a document of a few
 // connections, where the frames cost little.
 func (c *core) pace() time.Duration {

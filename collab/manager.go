@@ -161,12 +161,13 @@ type Config struct {
 	// fast as acks come). It stops waiting when the clients do not
 	// answer that fast. 0 never waits.
 	CommitLinger time.Duration
-	// FanOutPace: in a document of 16 connections or more, an append
-	// made right after another (ops waited while it was written) waits
-	// this long per connection (at most 20 ms) for more ops: each commit
-	// costs every connection a frame, and under load this makes the
-	// frames carry more ops. An op that comes to an idle document is
-	// appended at once. 0 never waits. Default 25µs (200 connections: 5 ms).
+	// FanOutPace: a document of 16 connections or more makes at most one
+	// durable write per FanOutPace per connection (at most 20 ms): each
+	// commit costs every connection a frame, and under load this makes
+	// the frames carry more ops (without it a busy document can settle
+	// into committing ops one by one, too slow to catch up). An op that
+	// comes after a quiet interval is written at once. 0 never waits.
+	// Default 25µs (200 connections: 5 ms).
 	FanOutPace time.Duration
 	// QueueMessages and QueueBytes bound a connection's outbound queue; past
 	// them it is closed for resync (4096, 8 MiB).
