@@ -12,8 +12,9 @@
 # authors × 5/s in one document; 1,000 documents × 4 × 1/s) on this build
 # and on a build of BASELINE (by default the commit that made the table in
 # BENCHMARKS.md), interleaved in one run, both with their defaults, and
-# writes them side by side; it warns when this build's ack p50 or p99 is
-# more than 1.5× the baseline's.
+# writes them side by side; it warns when this build's median ack p50 or
+# p99 is more than 1.5× the baseline's and every run of it is slower than
+# every run of the baseline.
 #
 # Each server runs alone on CPU 0 and the load generator on CPU 1
 # (taskset), each scenario on a freshly started server (Tandem: Badger in a
@@ -105,11 +106,11 @@ scenario() {
 }
 
 # compare NAME ARGS...: the regression check, on the baseline and this
-# build in turn, twice, each with its defaults.
+# build in turn, three times, each with its defaults.
 compare() {
   local name=$1; shift
   { [ -z "$only" ] || [ "$only" = regression ]; } || return 0
-  for round in 1 2; do
+  for round in 1 2 3; do
     for build in baseline head; do
       if [ $build = baseline ]; then start_tandem "$out/tandem-baseline"; else start_tandem "$tandem"; fi
       echo "== regression check, $build: $name ($round)" >&2
