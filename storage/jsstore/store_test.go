@@ -65,11 +65,19 @@ func openStoreOn(t *testing.T, url, prefix string, replicas int) *jsstore.Store 
 		// stream's leader again.
 		o.Timeout = 30 * time.Second
 	}
-	s, err := jsstore.Open(t.Context(), o)
-	if err != nil {
-		t.Fatal(err)
+	// As tandem serve does: a cluster that has just formed may not answer
+	// yet (no leader for the new stream, peers not yet placed).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s, err := jsstore.Open(t.Context(), o)
+		if err == nil {
+			return s
+		}
+		if !jsstore.Unavailable(err) || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return s
 }
 
 func insert(rev int64, src string, seq uint64) storage.Record {

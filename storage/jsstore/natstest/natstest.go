@@ -84,7 +84,12 @@ func Cluster(tb testing.TB, n int) []*server.Server {
 				current = false
 				continue
 			}
-			leader = leader || ns.JetStreamIsLeader()
+			// The leader must also know every peer as online with
+			// JetStream (and have its stats): until then a stream of n
+			// replicas finds "no suitable peers for placement".
+			if ns.JetStreamIsLeader() {
+				leader = len(ns.JetStreamClusterPeers()) == n
+			}
 			current = current && ns.JetStreamIsCurrent()
 		}
 		if leader && current {
