@@ -62,6 +62,12 @@ type benchConfig struct {
 	CPUProfile      string
 	JoinConcurrency int
 	Full            int
+	Processes       int
+	Merge           bool
+	MergeFiles      []string
+	Part            string // I/N: this process drives client i of each document where i mod N == I
+	StartAt         int64  // with --part: when to start typing (Unix nanoseconds)
+	part, of        int
 }
 
 const benchUsage = `usage: tandem bench [flags]
@@ -112,6 +118,10 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.StringVar(&c.Protocol, "protocol", "tandem", "tandem, or sharedb (a ShareDB server's JSON protocol with ot-text-unicode; --server ws://host:port)")
 	fs.Uint64Var(&c.Seed, "seed", 1, "random seed for the edits")
 	fs.IntVar(&c.Full, "full", 2, "clients per document that hold the whole text and transform and apply every op, as an editor does, and are checked for it at the end; the others (typists) send the same edits but track only the revision and the length, which costs the load generator a fraction (-1: every client is full; trace mode: always)")
+	fs.IntVar(&c.Processes, "processes", 1, "run the clients in this many processes of this program (client i of each document in process i mod N), over the same window, and merge their results: one process is one core's worth of load generator (open and closed modes)")
+	fs.StringVar(&c.Part, "part", "", "I/N: drive only client i of each document where i mod N == I, from --start-at, with --doc-ids: one part of a run split over processes or machines (each prints its result; --json results carry their histograms' buckets)")
+	fs.BoolVar(&c.Merge, "merge", false, "merge the --json results of a run's parts (--part, from several machines), named as arguments, and print the whole")
+	fs.Int64Var(&c.StartAt, "start-at", 0, "with --part: when to start typing, in Unix nanoseconds (the same for every part; the machines' clocks in step)")
 	fs.IntVar(&c.JoinConcurrency, "join-concurrency", 16, "idle mode: connections opened at once")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file (is it the bottleneck?)")
 	fs.Usage = func() {
@@ -125,7 +135,10 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	c.MergeFiles = fs.Args()
 	switch {
+	case c.Merge != (len(c.MergeFiles) > 0):
+		return c, errors.New("bench: --merge takes the parts' result files as arguments, and only it does")
 	case c.Docs < 1 || c.Clients < 1:
 		return c, errors.New("bench: --docs and --clients must be at least 1")
 	case c.Mode != "closed" && c.Mode != "open" && c.Mode != "trace" && c.Mode != "ramp" && c.Mode != "idle":
@@ -138,6 +151,17 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 		return c, fmt.Errorf("bench: unknown --protocol %q", c.Protocol)
 	case c.Protocol == "sharedb" && (c.Mode == "trace" || c.Mode == "idle"):
 		return c, errors.New("bench: --protocol sharedb supports closed, open and ramp")
+	case c.Processes < 1:
+		return c, errors.New("bench: --processes must be at least 1")
+	case c.Part != "" && c.DocIDs == "":
+		return c, errors.New("bench: --part needs --doc-ids (the documents every part edits)")
+	}
+	c.part, c.of = 0, 1
+	if c.Part != "" {
+		var err error
+		if c.part, c.of, err = parsePart(c.Part); err != nil {
+			return c, err
+		}
 	}
 	return c, nil
 }
@@ -166,7 +190,28 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer pprof.StopCPUProfile()
 	}
 	b := &bench{cfg: cfg, stderr: stderr}
-	res, err := b.run(ctx)
+	var res *benchResult
+	switch {
+	case cfg.Merge:
+		var parts []benchResult
+		for _, f := range cfg.MergeFiles {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return fmt.Errorf("bench: --merge: %w", err)
+			}
+			var r benchResult
+			if err := json.Unmarshal(data, &r); err != nil {
+				return fmt.Errorf("bench: --merge %s: %w", f, err)
+			}
+			parts = append(parts, r)
+		}
+		res = mergeResults(parts)
+		res.Processes = len(parts)
+	case cfg.Processes > 1:
+		res, err = b.runProcesses(ctx, args)
+	default:
+		res, err = b.run(ctx)
+	}
 	if err != nil {
 		return err
 	}
@@ -192,6 +237,9 @@ type latencies struct {
 	P90   float64 `json:"p90_ms"`
 	P99   float64 `json:"p99_ms"`
 	Max   float64 `json:"max_ms"`
+	// Buckets are the histogram's counts by bucket, for merging the parts
+	// of a run (--part); omitted otherwise.
+	Buckets map[int]int64 `json:"buckets,omitempty"`
 }
 
 type benchResult struct {
@@ -219,7 +267,11 @@ type benchResult struct {
 	BenchCPU        float64          `json:"load_generator_cpu_percent"`
 	// BenchCPUPerMsg is the load generator's CPU time per message it
 	// received (deliveries and acks), in microseconds: what it costs.
-	BenchCPUPerMsg  float64       `json:"load_generator_us_per_msg,omitempty"`
+	BenchCPUPerMsg float64 `json:"load_generator_us_per_msg,omitempty"`
+	// GeneratorBound: a process of the load generator passed
+	// generatorBound (with --processes, BenchCPU is their sum).
+	GeneratorBound  bool          `json:"load_generator_bound,omitempty"`
+	Processes       int           `json:"processes,omitempty"`
 	ConvergeNote    string        `json:"converge_note,omitempty"`
 	Steps           []benchResult `json:"ramp_steps,omitempty"`
 	RampLimit       int           `json:"ramp_authors_at_bound,omitempty"`
@@ -287,7 +339,10 @@ func (r *benchResult) print(w io.Writer) {
 	}
 	if r.BenchCPU > 0 {
 		fmt.Fprintf(tw, "load generator\tCPU %.0f%%, %.2f µs a message received", r.BenchCPU, r.BenchCPUPerMsg)
-		if r.BenchCPU > 90 {
+		if r.Processes > 1 {
+			fmt.Fprintf(tw, " (%d processes)", r.Processes)
+		}
+		if r.GeneratorBound || r.BenchCPU > generatorBound {
 			fmt.Fprintf(tw, ": it was the bottleneck, not the server (run it on more cores, or fewer clients)")
 		}
 		fmt.Fprintln(tw)
@@ -350,10 +405,18 @@ func (h *histogram) add(d time.Duration) {
 	h.mu.Unlock()
 }
 
-func (h *histogram) summary() latencies {
+func (h *histogram) summary(withBuckets bool) latencies {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	l := latencies{Count: h.n, Max: float64(h.max) / 1e6}
+	if withBuckets {
+		l.Buckets = map[int]int64{}
+		for b, c := range h.counts {
+			if c > 0 {
+				l.Buckets[b] = c
+			}
+		}
+	}
 	for _, q := range []struct {
 		p   float64
 		out *float64
@@ -369,6 +432,10 @@ func (h *histogram) summary() latencies {
 	}
 	return l
 }
+
+// generatorBound is the load generator's CPU (percent of one core, per
+// process) past which it, not the server, is taken to bound a run.
+const generatorBound = 90
 
 // ---------------------------------------------------------------------------
 // The run.
@@ -525,6 +592,9 @@ func (b *bench) run(ctx context.Context) (*benchResult, error) {
 	}()
 	for _, id := range ids {
 		for i := range b.cfg.Clients {
+			if i%b.cfg.of != b.cfg.part {
+				continue // another part's (--part)
+			}
 			e, err := target.dial(ctx, id, i)
 			if err != nil {
 				return nil, err
@@ -714,6 +784,13 @@ func (b *bench) drive(ctx context.Context, eds []benchClient, d time.Duration, o
 	b.errMu.Lock()
 	b.errs, b.refusals, b.retried = nil, nil, nil
 	b.errMu.Unlock()
+	if b.cfg.StartAt > 0 {
+		// A part of a run: every part starts typing at once.
+		select {
+		case <-time.After(time.Until(time.Unix(0, b.cfg.StartAt))):
+		case <-ctx.Done():
+		}
+	}
 	cpu0, _ := procCPU(b.cfg.PID)
 	self0, _ := procCPU(os.Getpid())
 
@@ -798,7 +875,7 @@ func (b *bench) drive(ctx context.Context, eds []benchClient, d time.Duration, o
 
 	res := &benchResult{Protocol: b.cfg.Protocol, Mode: b.cfg.Mode, Rate: b.cfg.Rate, Presence: b.cfg.Presence, Seconds: elapsed.Seconds(),
 		Edits: b.edits.Load(), Committed: b.committed.Load(), Delivered: b.delivered.Load(),
-		Ack: b.ack.summary(), Seen: b.seen.summary()}
+		Ack: b.ack.summary(b.cfg.Part != ""), Seen: b.seen.summary(b.cfg.Part != "")}
 	if res.Mode == "closed" {
 		res.Rate = 0
 	}
@@ -817,6 +894,7 @@ func (b *bench) drive(ctx context.Context, eds []benchClient, d time.Duration, o
 	b.errMu.Unlock()
 	if haveSelf {
 		res.BenchCPU = 100 * (self1 - self0).Seconds() / elapsed.Seconds()
+		res.GeneratorBound = res.BenchCPU > generatorBound
 		if n := res.Delivered + res.Committed; n > 0 {
 			res.BenchCPUPerMsg = float64((self1 - self0).Microseconds()) / float64(n)
 		}
@@ -844,7 +922,7 @@ func (b *bench) progress(ctx context.Context, start time.Time, done chan struct{
 		case <-t.C:
 		}
 		n := b.committed.Load()
-		l := b.ack.summary()
+		l := b.ack.summary(false)
 		fmt.Fprintf(b.stderr, "\r\033[K%4.0fs  %d ops committed (%d/s)  ack p99 %.1f ms  delivered %d",
 			time.Since(start).Seconds(), n, n-last, l.P99, b.delivered.Load())
 		last = n
@@ -859,29 +937,48 @@ func (b *bench) converge(ctx context.Context, res *benchResult, ids []string, ed
 	per := len(eds) / len(ids)
 	defer func() { res.LostConnections = lost }()
 	for d, id := range ids {
-		text, rev, err := head(ctx, id)
-		if err != nil {
-			ok, res.ConvergeNote = false, err.Error()
-			break
-		}
 		deadline := time.Now().Add(30 * time.Second)
-		for _, e := range eds[d*per : (d+1)*per] {
-			if e.lost() != nil {
-				lost++
+		for {
+			text, rev, err := head(ctx, id)
+			if err != nil {
+				ok, res.ConvergeNote = false, err.Error()
+				break
+			}
+			// A client past the head read: other processes' last ops (a
+			// run split with --processes or --part) were still coming in.
+			// Read it again.
+			ahead, docLost := false, 0
+			for _, e := range eds[d*per : (d+1)*per] {
+				if e.lost() != nil {
+					docLost++
+					continue
+				}
+				for e.rev() < rev && time.Now().Before(deadline) {
+					time.Sleep(5 * time.Millisecond)
+				}
+				if e.rev() > rev {
+					ahead = true
+					break
+				}
+				same := e.text() == text
+				if t, isTypist := e.(*typist); isTypist {
+					same = t.textLength() == utf8.RuneCountInString(text)
+				}
+				if e.rev() != rev || !same {
+					ok = false
+					res.ConvergeNote = fmt.Sprintf("document %s: a client at revision %d (%d code points), the server at %d (%d)",
+						id, e.rev(), len([]rune(e.text())), rev, len([]rune(text)))
+				}
+			}
+			if ahead && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
 				continue
 			}
-			for e.rev() < rev && time.Now().Before(deadline) {
-				time.Sleep(5 * time.Millisecond)
+			if ahead {
+				ok, res.ConvergeNote = false, fmt.Sprintf("document %s: its head kept moving for 30 s after the run", id)
 			}
-			same := e.text() == text
-			if t, ok := e.(*typist); ok {
-				same = t.textLength() == utf8.RuneCountInString(text)
-			}
-			if e.rev() != rev || !same {
-				ok = false
-				res.ConvergeNote = fmt.Sprintf("document %s: a client at revision %d (%d code points), the server at %d (%d)",
-					id, e.rev(), len([]rune(e.text())), rev, len([]rune(text)))
-			}
+			lost += docLost
+			break
 		}
 		if !ok {
 			break

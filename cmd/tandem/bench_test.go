@@ -115,7 +115,7 @@ func TestHistogram(t *testing.T) {
 	for i := 1; i <= 100000; i++ {
 		h.add(time.Duration(i) * time.Microsecond)
 	}
-	l := h.summary()
+	l := h.summary(false)
 	for _, c := range []struct {
 		name      string
 		got, want float64

@@ -9,6 +9,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -1004,4 +1005,58 @@ func TestProcessDurabilityMemory(t *testing.T) {
 	if _, err := getDoc(srv.URL, id); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("after a restart the document is still there (err %v)", err)
 	}
+}
+
+// TestProcessBenchProcesses: tandem bench --processes splits a run's
+// clients over processes of the binary and merges what they measured:
+// every client of every process converges on the server's document, and
+// the merged histogram holds an ack for every committed op.
+func TestProcessBenchProcesses(t *testing.T) {
+	srv := startServer(t, t.TempDir(), "--client-rate", "1e6")
+	code, out := runTandem(t, nil, "bench", "--server", srv.URL, "--mode", "closed", "--docs", "2", "--clients", "5",
+		"--duration", "2s", "--processes", "3", "--json", "--quiet")
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	var res benchResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+	if res.Processes != 3 || res.Docs != 2 || res.Clients != 5 || res.Converged == nil || !*res.Converged {
+		t.Fatalf("merged result %+v", res)
+	}
+	if res.Committed == 0 || res.Ack.Count != res.Committed || len(res.Errors) > 0 {
+		t.Fatalf("%d committed, %d acks in the merged histogram, errors %v", res.Committed, res.Ack.Count, res.Errors)
+	}
+	// Each document's ops came from all three processes' clients: a
+	// document's head is what they committed together.
+	var heads int64
+	for _, id := range strings.Split(docIDsOf(t, srv.URL), ",") {
+		d, err := getDoc(srv.URL, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		heads += d.Rev
+	}
+	if heads != res.Committed {
+		t.Fatalf("the documents' heads add up to %d, the processes committed %d", heads, res.Committed)
+	}
+}
+
+// docIDsOf lists the server's documents, comma-separated.
+func docIDsOf(t *testing.T, base string) string {
+	t.Helper()
+	var out struct {
+		Docs []struct {
+			ID string `json:"id"`
+		} `json:"docs"`
+	}
+	if err := getJSON(base+"/api/docs", &out); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, d := range out.Docs {
+		ids = append(ids, d.ID)
+	}
+	return strings.Join(ids, ",")
 }
