@@ -212,8 +212,10 @@ func newCore(cfg coreConfig, doc storage.Document, text *ot.Rope, lastSnap int64
 	}, nil
 }
 
-// step feeds one event to the core and returns what the driver must do.
-func (c *core) step(ev event) ready {
+// step feeds one event to the core and returns what the driver must do:
+// the core's own ready, valid until the next step (a pointer, not a copy:
+// the driver's goroutine stack stays small).
+func (c *core) step(ev event) *ready {
 	// The messages' and the metrics' slices keep their capacity from step
 	// to step (the driver is done with a ready before the next step): no
 	// allocation per op for them. (The messages are cleared so that the
@@ -225,7 +227,7 @@ func (c *core) step(ev event) ready {
 		if j, ok := ev.(evJoin); ok {
 			c.out.Joined = append(c.out.Joined, joinOutcome{Client: j.Client, Err: protoErr(CodeInternal, "document %s is closing; retry", c.id)})
 		}
-		return c.out
+		return &c.out
 	}
 	switch ev := ev.(type) {
 	case evJoin:
@@ -297,7 +299,7 @@ func (c *core) step(ev event) ready {
 	if c.state == stateDone || c.state == stateFailed {
 		c.presenceGone()
 	}
-	return c.out
+	return &c.out
 }
 
 // idle reports whether the document has no clients and nothing under way:
@@ -644,24 +646,8 @@ func (c *core) submit(cl *client, p *parked) (*Error, bool) {
 	} else if dup || e != nil {
 		return e, true
 	}
-	if len(m.Op) == 0 {
-		// Checked after the duplicate check: a resent op that the client
-		// transformed to nothing may have been committed before.
-		return protoErr(CodeInvalidOp, "empty op: nothing to commit"), true
-	}
-	if c.writeErr != nil {
-		return protoErr(CodeStorageFull, "the server is not taking edits: %v; keep the op and resend it later", c.writeErr), true
-	}
-	if m.Rev > c.durableRev {
-		return protoErr(CodeRevAhead, "op based on revision %d, the document is at %d", m.Rev, c.durableRev), true
-	}
-	if c.durableRev-m.Rev > c.cfg.MaxLag {
-		return protoErr(CodeRevTooOld, "op based on revision %d, more than %d behind %d: resync", m.Rev, c.cfg.MaxLag, c.durableRev), true
-	}
-	if (c.headRev-m.Rev)*int64(len(m.Op)) > c.cfg.MaxWork {
-		// The head moved on since the reading goroutine priced it: still
-		// more work than any budget holds.
-		return protoErr(CodeTooFarBehind, "this op is %d revisions behind: catch up (reconnect with rev) and send it again", c.headRev-m.Rev), true
+	if e := c.refusal(&m); e != nil {
+		return e, true
 	}
 	c.charge(cl, p, c.headRev-m.Rev, int64(len(m.Op)))
 	if m.Rev < c.logStart {
@@ -685,6 +671,31 @@ func (c *core) submit(cl *client, p *parked) (*Error, bool) {
 	c.push(rec)
 	c.flush()
 	return nil, true
+}
+
+// refusal is why an op that is not a duplicate cannot be taken now, if it
+// cannot. (Apart from submit, and not inlined, so that the frames under
+// every step stay small: see driver.received.)
+//
+//go:noinline
+func (c *core) refusal(m *ClientMessage) *Error {
+	switch {
+	case len(m.Op) == 0:
+		// Checked after the duplicate check: a resent op that the client
+		// transformed to nothing may have been committed before.
+		return protoErr(CodeInvalidOp, "empty op: nothing to commit")
+	case c.writeErr != nil:
+		return protoErr(CodeStorageFull, "the server is not taking edits: %v; keep the op and resend it later", c.writeErr)
+	case m.Rev > c.durableRev:
+		return protoErr(CodeRevAhead, "op based on revision %d, the document is at %d", m.Rev, c.durableRev)
+	case c.durableRev-m.Rev > c.cfg.MaxLag:
+		return protoErr(CodeRevTooOld, "op based on revision %d, more than %d behind %d: resync", m.Rev, c.cfg.MaxLag, c.durableRev)
+	case (c.headRev-m.Rev)*int64(len(m.Op)) > c.cfg.MaxWork:
+		// The head moved on since the reading goroutine priced it: still
+		// more work than any budget holds.
+		return protoErr(CodeTooFarBehind, "this op is %d revisions behind: catch up (reconnect with rev) and send it again", c.headRev-m.Rev)
+	}
+	return nil
 }
 
 // accept transforms op (based on rev, spanning span code points) to the

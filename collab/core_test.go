@@ -488,7 +488,7 @@ func FuzzCore(f *testing.F) {
 			t.Fatal(err)
 		}
 		var seq [3]uint64
-		check := func(rd ready) {
+		check := func(rd *ready) {
 			for _, m := range rd.Messages {
 				var v struct {
 					Type string
@@ -712,7 +712,7 @@ func TestCrowdPresenceTraffic(t *testing.T) {
 		// Simulated time: a round of moves every 100 ms; the tick comes
 		// when the core asked for it.
 		var now, due time.Duration
-		count := func(rd ready) {
+		count := func(rd *ready) {
 			for _, m := range rd.Messages {
 				selBytes += len(m.Msg)
 				selMsgs++

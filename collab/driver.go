@@ -79,7 +79,7 @@ func newDriver(m *Manager, id string) *driver {
 		m:           m,
 		id:          id,
 		loaded:      make(chan struct{}),
-		inbox:       make(chan input, 64), // 40 bytes a slot, per open document
+		inbox:       make(chan input, 16), // 40 bytes a slot, per open document: a sender beyond it waits its turn
 		quit:        make(chan struct{}),
 		result:      make(chan error, 1),
 		remoteReady: make(chan struct{}, 1),
@@ -207,44 +207,11 @@ func (d *driver) run(writeErr error) {
 	for !d.done {
 		select {
 		case in := <-d.inbox:
-			if j, ok := in.ev.(evJoin); ok {
-				d.m.joined(d)
-				d.boxes[j.Client] = in.box
-				d.limiters[j.Client] = in.limiter
-				d.replies[j.Client] = in.reply
-			}
-			if l, ok := in.ev.(evLeave); ok {
-				delete(d.boxes, l.Client)
-				delete(d.limiters, l.Client)
-			}
-			d.step(in.ev)
+			d.received(in)
 		case err := <-d.result:
-			out := commitOutcome(err)
-			switch {
-			case out.Conflict && d.lostAt.IsZero():
-				d.lostAt = time.Now()
-			case !out.Conflict && out.Err == nil && !d.lostAt.IsZero():
-				d.m.cfg.Observer.Retried(time.Since(d.lostAt))
-				d.lostAt = time.Time{}
-			case out.Err != nil:
-				d.lostAt = time.Time{}
-			}
-			d.step(out)
+			d.commitDone(err)
 		case <-d.remoteReady:
-			d.remoteMu.Lock()
-			recs, from, updates, signals := d.remoteRecords, d.remoteFrom, d.remotePresence, d.signals
-			d.remoteRecords, d.remoteFrom, d.remotePresence, d.signals = nil, nil, nil, nil
-			d.remoteMu.Unlock()
-			for _, s := range signals {
-				d.signaled(s)
-			}
-			if len(recs) > 0 {
-				d.step(evRemote{Records: recs, From: from})
-			}
-			now := d.m.cfg.Now()
-			for _, u := range updates {
-				d.step(evRemotePresence{Update: u, Now: now})
-			}
+			d.takeRemote()
 		case <-d.yield.C:
 			d.yield.C = nil
 			d.step(evYieldOver{})
@@ -274,6 +241,58 @@ func (d *driver) run(writeErr error) {
 	d.linger.stop()
 	d.beat.stop()
 	d.yield.stop()
+}
+
+// The run loop's cases are methods of their own (not inlined): the loop's
+// frame sits under every step, and a driver's goroutine stack stays as large
+// as the deepest step it ever took, for each open document.
+
+//go:noinline
+func (d *driver) received(in input) {
+	if j, ok := in.ev.(evJoin); ok {
+		d.m.joined(d)
+		d.boxes[j.Client] = in.box
+		d.limiters[j.Client] = in.limiter
+		d.replies[j.Client] = in.reply
+	}
+	if l, ok := in.ev.(evLeave); ok {
+		delete(d.boxes, l.Client)
+		delete(d.limiters, l.Client)
+	}
+	d.step(in.ev)
+}
+
+//go:noinline
+func (d *driver) commitDone(err error) {
+	out := commitOutcome(err)
+	switch {
+	case out.Conflict && d.lostAt.IsZero():
+		d.lostAt = time.Now()
+	case !out.Conflict && out.Err == nil && !d.lostAt.IsZero():
+		d.m.cfg.Observer.Retried(time.Since(d.lostAt))
+		d.lostAt = time.Time{}
+	case out.Err != nil:
+		d.lostAt = time.Time{}
+	}
+	d.step(out)
+}
+
+//go:noinline
+func (d *driver) takeRemote() {
+	d.remoteMu.Lock()
+	recs, from, updates, signals := d.remoteRecords, d.remoteFrom, d.remotePresence, d.signals
+	d.remoteRecords, d.remoteFrom, d.remotePresence, d.signals = nil, nil, nil, nil
+	d.remoteMu.Unlock()
+	for _, s := range signals {
+		d.signaled(s)
+	}
+	if len(recs) > 0 {
+		d.step(evRemote{Records: recs, From: from})
+	}
+	now := d.m.cfg.Now()
+	for _, u := range updates {
+		d.step(evRemotePresence{Update: u, Now: now})
+	}
 }
 
 func commitOutcome(err error) evCommitted {
@@ -326,7 +345,7 @@ func (d *driver) step(ev event) {
 	d.do(rd)
 }
 
-func (d *driver) do(rd ready) {
+func (d *driver) do(rd *ready) {
 	m := d.m
 	for _, err := range rd.Errs {
 		m.log.Error("document", "doc", d.id, "err", err)

@@ -452,8 +452,7 @@ func (c *Client) Handle(frame []byte) {
 	if burst := int64(c.limiter.Burst()); total > burst {
 		if msg.Type == "op" && distance > 0 {
 			// Refused before the work: the frame's token only.
-			behind = &Error{Code: CodeTooFarBehind, Seq: msg.Seq, HasSeq: true, Message: fmt.Sprintf(
-				"this op is %d revisions behind and costs %d tokens, more than this connection's %d: catch up (reconnect with rev) and send it again", distance, total, burst)}
+			behind = tooFarBehind(msg.Seq, distance, total, burst)
 			total, work = 1, 0
 		} else {
 			work = max(0, work-(total-burst))
@@ -462,16 +461,11 @@ func (c *Client) Handle(frame []byte) {
 	}
 	wait, ok := spend(now, price{c.limiter, total}, price{c.addrBudget, work}, price{c.userBudget, work}, price{c.d.work, work})
 	if !ok {
-		e := protoErr(CodeRateLimited, "too many messages: at most %.0f per second", cfg.RatePerSecond)
-		e.RetryAfter = wait
-		if total > 1 {
-			e.Message = fmt.Sprintf("too much work: this message is %d revisions behind and costs %d tokens of the %.0f a second this connection has (the work in it, %d, comes from %.0f a second its address and its user each share, and %.0f its document)",
-				distance, total, cfg.RatePerSecond, work, cfg.SharedRatePerSecond, cfg.DocWorkPerSecond)
+		seq, hasSeq := uint64(0), perr == nil && msg.Type == "op"
+		if hasSeq {
+			seq = msg.Seq
 		}
-		if perr == nil && msg.Type == "op" {
-			e.Seq, e.HasSeq = msg.Seq, true
-		}
-		c.reply(e)
+		c.reply(rateLimited(cfg, wait, distance, total, work, seq, hasSeq))
 		return
 	}
 	switch {
@@ -482,6 +476,28 @@ func (c *Client) Handle(frame []byte) {
 	default:
 		c.d.post(input{ev: evMessage{Client: c.id, Msg: msg, Now: now, Paid: int(work)}})
 	}
+}
+
+// The refusals Handle makes are built apart from it (and not inlined):
+// Handle runs on every connection's reading goroutine, whose stack stays
+// as large as the deepest call it ever made, so its frame is kept small.
+
+//go:noinline
+func tooFarBehind(seq uint64, distance, total, burst int64) *Error {
+	return &Error{Code: CodeTooFarBehind, Seq: seq, HasSeq: true, Message: fmt.Sprintf(
+		"this op is %d revisions behind and costs %d tokens, more than this connection's %d: catch up (reconnect with rev) and send it again", distance, total, burst)}
+}
+
+//go:noinline
+func rateLimited(cfg *Config, wait time.Duration, distance, total, work int64, seq uint64, hasSeq bool) *Error {
+	e := protoErr(CodeRateLimited, "too many messages: at most %.0f per second", cfg.RatePerSecond)
+	e.RetryAfter = wait
+	if total > 1 {
+		e.Message = fmt.Sprintf("too much work: this message is %d revisions behind and costs %d tokens of the %.0f a second this connection has (the work in it, %d, comes from %.0f a second its address and its user each share, and %.0f its document)",
+			distance, total, cfg.RatePerSecond, work, cfg.SharedRatePerSecond, cfg.DocWorkPerSecond)
+	}
+	e.Seq, e.HasSeq = seq, hasSeq
+	return e
 }
 
 // checkOpSize refuses an op too large to take, before any work: too many

@@ -408,16 +408,11 @@ func (s *Server) deleteDoc(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
-// Session keys.
+// keyLog is an echo context's key for the request's logger; keyConn is a
+// melody session's one key, its *sessionConn.
 const (
-	keyDoc     = "doc"
-	keyInfo    = "info"
-	keyConn    = "conn"
-	keyClient  = "client"
-	keyExpires = "expires"
-	keyLog     = "log"
-	keyOpened  = "opened"
-	keyUpgrade = "upgraded" // a channel closed once the connection is hijacked
+	keyLog  = "log"
+	keyConn = "conn"
 )
 
 func (s *Server) openWS(c echo.Context) error {
@@ -465,31 +460,28 @@ func (s *Server) openWS(c echo.Context) error {
 				fmt.Sprintf("too many WebSockets from this address (at most %d): close some first", s.cfg.MaxWebSocketsPerAddr))
 		}
 	}
-	log := s.logger(c).With("doc", id)
-	if info.User != "" {
-		log = log.With("user", info.User)
-	}
-	upgraded := make(chan struct{})
-	keys := map[string]any{keyDoc: id, keyInfo: info, keyExpires: expires, keyLog: log, keyOpened: time.Now(), keyUpgrade: upgraded}
+	conn := newSessionConn(id, info, expires, c.Response().Header().Get(echo.HeaderXRequestID))
+	keys := map[string]any{keyConn: conn}
 	// melody reads a session on the goroutine that calls it, for the
 	// session's life. Called here, that goroutine's stack would keep the
 	// whole request's frames (echo's middleware, net/http's) for as long
 	// as the WebSocket lives: a goroutine of its own starts shallow, and
 	// this handler returns once the connection is hijacked, freeing its
 	// goroutine (and net/http's buffers, which gorilla does not use).
+	// (w, r and keys are the goroutine's arguments, not a closure's: a
+	// closure still needed after the call would keep them reachable.)
 	failed := make(chan error, 1)
-	w, r := c.Response(), c.Request()
-	go func() {
+	go func(w http.ResponseWriter, r *http.Request, keys map[string]any, failed chan<- error) {
 		if err := s.ws.HandleRequestWithKeys(w, r, keys); err != nil {
 			failed <- err
 		}
-	}()
+	}(c.Response(), c.Request(), keys, failed)
 	select {
-	case <-upgraded:
+	case <-conn.upgraded:
 	case err := <-failed:
 		// Refused before the hijack (gorilla wrote the answer): never
 		// return an error for echo to write.
-		log.Debug("websocket upgrade failed", "err", err)
+		s.logger(c).Debug("websocket upgrade failed", "err", err)
 		if info.Addr != "" {
 			s.wsPerAddr.give(info.Addr)
 		}
@@ -500,20 +492,29 @@ func (s *Server) openWS(c echo.Context) error {
 // sessionLog is the logger of a WebSocket session: its request id,
 // document and user.
 func (s *Server) sessionLog(ss *melody.Session) *slog.Logger {
-	if l, ok := ss.Get(keyLog); ok {
-		return l.(*slog.Logger)
+	if c := sessionOf(ss); c != nil {
+		return c.log(s.log)
 	}
 	return s.log
 }
 
+// sessionOf is a session's sessionConn.
+func sessionOf(ss *melody.Session) *sessionConn {
+	if v, ok := ss.Get(keyConn); ok {
+		return v.(*sessionConn)
+	}
+	return nil
+}
+
 func (s *Server) wsConnect(ss *melody.Session) {
-	// The connection is hijacked: the HTTP handler may return.
-	close(ss.MustGet(keyUpgrade).(chan struct{}))
-	id := ss.MustGet(keyDoc).(string)
-	info := ss.MustGet(keyInfo).(collab.ClientInfo)
-	conn := newSessionConn(ss)
-	ss.Set(keyConn, conn)
-	if exp, _ := ss.MustGet(keyExpires).(time.Time); !exp.IsZero() {
+	conn := sessionOf(ss)
+	conn.s = ss
+	// The connection is hijacked: the HTTP handler may return. Nothing
+	// here needs the request again, and melody would keep it (headers,
+	// URL, context) for as long as the connection lives.
+	close(conn.upgraded)
+	ss.Request = nil
+	if exp := conn.expires; !exp.IsZero() {
 		// A session outlives its token only until the token's expiry: then
 		// it is closed with a code of its own, and the client comes back
 		// with a fresh token (docs/protocol.md).
@@ -521,9 +522,21 @@ func (s *Server) wsConnect(ss *melody.Session) {
 			conn.Close(collab.CloseTokenExpired, "token expired: reconnect with a fresh token")
 		})
 	}
-	// (The request's context ends when the HTTP handler returns, right
-	// after the upgrade: the join must not end with it.)
-	client, err := s.cfg.Manager.Connect(context.WithoutCancel(ss.Request.Context()), id, conn, info)
+	// (The request ends when the HTTP handler returns, right after the
+	// upgrade: the join must not end with it.)
+	//
+	// The join runs on a goroutine of its own: this is the goroutine that
+	// reads the connection for its whole life, and a stack grown deep
+	// once (the document's load, the join) stays large until a collection
+	// finds it mostly unused, for each of thousands of connections.
+	var client *collab.Client
+	var err error
+	joined := make(chan struct{})
+	go func() {
+		defer close(joined)
+		client, err = s.cfg.Manager.Connect(context.Background(), conn.doc, conn, conn.info)
+	}()
+	<-joined
 	if err != nil {
 		var pe *collab.Error
 		switch {
@@ -542,22 +555,22 @@ func (s *Server) wsConnect(ss *melody.Session) {
 		case errors.Is(err, collab.ErrShuttingDown):
 			conn.Close(collab.CloseGoingAway, "server shutting down")
 		default:
-			s.sessionLog(ss).Error("websocket join failed", "err", err)
+			conn.log(s.log).Error("websocket join failed", "err", err)
 			conn.Close(collab.CloseResync, "internal error")
 		}
-		s.sessionLog(ss).Debug("websocket refused", "err", err)
+		if s.log.Enabled(context.Background(), slog.LevelDebug) {
+			conn.log(s.log).Debug("websocket refused", "err", err)
+		}
 		return
 	}
-	ss.Set(keyClient, client)
 	conn.client.Store(client)
-	log := s.sessionLog(ss).With("client", client.ID())
-	ss.Set(keyLog, log)
-	log.Debug("websocket open")
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		conn.log(s.log).Debug("websocket open")
+	}
 }
 
 func (s *Server) wsMessage(ss *melody.Session, msg []byte) {
-	if v, ok := ss.Get(keyConn); ok {
-		conn := v.(*sessionConn)
+	if conn := sessionOf(ss); conn != nil {
 		conn.active.Store(time.Now().UnixNano())
 		if client := conn.client.Load(); client != nil {
 			client.Handle(msg)
@@ -584,8 +597,9 @@ func (s *Server) ShedIdle(n int, idleFor time.Duration) int {
 	cutoff := time.Now().Add(-idleFor).UnixNano()
 	var found []idle
 	for _, ss := range sessions {
-		if v, ok := ss.Get(keyConn); ok {
-			if c := v.(*sessionConn); c.active.Load() <= cutoff {
+		// Only joined sessions: their melody session is set.
+		if c := sessionOf(ss); c != nil && c.client.Load() != nil {
+			if c.active.Load() <= cutoff {
 				found = append(found, idle{c, c.active.Load()})
 			}
 		}
@@ -602,28 +616,33 @@ func (s *Server) ShedIdle(n int, idleFor time.Duration) int {
 }
 
 func (s *Server) wsBinary(ss *melody.Session, _ []byte) {
-	if v, ok := ss.Get(keyClient); ok {
-		v.(*collab.Client).HandleBinary()
+	if conn := sessionOf(ss); conn != nil {
+		if client := conn.client.Load(); client != nil {
+			client.HandleBinary()
+		}
 	}
 }
 
 func (s *Server) wsDisconnect(ss *melody.Session) {
-	if info, ok := ss.MustGet(keyInfo).(collab.ClientInfo); ok && info.Addr != "" {
-		s.wsPerAddr.give(info.Addr)
+	conn := sessionOf(ss)
+	if conn == nil {
+		return
 	}
-	if v, ok := ss.Get(keyClient); ok {
-		v.(*collab.Client).Disconnect()
-		opened, _ := ss.MustGet(keyOpened).(time.Time)
-		s.sessionLog(ss).Debug("websocket closed", "dur", time.Since(opened))
+	if conn.info.Addr != "" {
+		s.wsPerAddr.give(conn.info.Addr)
 	}
-	if v, ok := ss.Get(keyConn); ok {
-		v.(*sessionConn).stop()
+	if client := conn.client.Load(); client != nil {
+		client.Disconnect()
+		if s.log.Enabled(context.Background(), slog.LevelDebug) {
+			conn.log(s.log).Debug("websocket closed", "dur", time.Since(conn.opened))
+		}
 	}
+	conn.stop()
 }
 
 func (s *Server) wsSent(ss *melody.Session, _ []byte) {
-	if v, ok := ss.Get(keyConn); ok {
-		v.(*sessionConn).sent()
+	if conn := sessionOf(ss); conn != nil {
+		conn.sent()
 	}
 }
 
@@ -632,8 +651,8 @@ func (s *Server) wsSent(ss *melody.Session, _ []byte) {
 // connection must go, for resync.
 func (s *Server) wsError(ss *melody.Session, err error) {
 	if errors.Is(err, melody.ErrMessageBufferFull) {
-		if v, ok := ss.Get(keyConn); ok {
-			go v.(*sessionConn).forceClose(collab.CloseResync, "outbound buffer full: reconnect and catch up")
+		if conn := sessionOf(ss); conn != nil {
+			go conn.forceClose(collab.CloseResync, "outbound buffer full: reconnect and catch up")
 		}
 		return
 	}

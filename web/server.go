@@ -127,15 +127,16 @@ func New(cfg Config) *Server {
 
 	m := melody.New()
 	m.Config.MaxMessageSize = cfg.MaxMessageBytes
-	// collab's outbox hands melody at most two frames at a time (plus a
-	// close): a deep channel would only cost every connection memory
-	// (256 slots were 10 kB each).
-	m.Config.MessageBufferSize = 16
+	// collab's outbox hands melody at most two frames at a time, and a
+	// close may follow them (or a refused join's error and its close): a
+	// deeper channel would only cost every connection memory (40 bytes a
+	// slot; melody's default of 256 was 10 kB each).
+	m.Config.MessageBufferSize = 4
 	// A connection at rest holds no write buffer (gorilla takes one from
 	// the pool for each frame) and a small read buffer: frames larger than
 	// it are read through it, not into it. The HTTP handler returns once
 	// the connection is hijacked (openWS), so net/http's own buffers go.
-	m.Upgrader.ReadBufferSize = 1024
+	m.Upgrader.ReadBufferSize = 512
 	m.Upgrader.WriteBufferPool = &sync.Pool{}
 	m.Config.PingPeriod = cfg.PingPeriod
 	m.Config.PongWait = cfg.PongWait

@@ -2,6 +2,7 @@ package web
 
 import (
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,8 +17,19 @@ import (
 // melody and tells collab when melody has written them. The queueing,
 // batching and slow-consumer policy are collab's (its outbox keeps at most
 // two frames in melody's buffer of 256, so melody never drops one).
+//
+// It is also everything a session carries (melody's only session key,
+// keyConn): one small struct per connection rather than a map of boxed
+// values, and no *http.Request kept for the connection's life.
 type sessionConn struct {
-	s *melody.Session
+	s *melody.Session // set when the connection is hijacked, before client
+
+	doc      string
+	info     collab.ClientInfo
+	expires  time.Time     // the token's; zero without one
+	opened   time.Time     // when the WebSocket was asked for
+	reqID    string        // the upgrade request's id, for the logs
+	upgraded chan struct{} // closed once the connection is hijacked
 
 	mu      sync.Mutex
 	written []func() // one per frame handed to melody, in order
@@ -31,10 +43,23 @@ type sessionConn struct {
 	active atomic.Int64
 }
 
-func newSessionConn(s *melody.Session) *sessionConn {
-	c := &sessionConn{s: s}
-	c.active.Store(time.Now().UnixNano())
+func newSessionConn(doc string, info collab.ClientInfo, expires time.Time, reqID string) *sessionConn {
+	c := &sessionConn{doc: doc, info: info, expires: expires, reqID: reqID, opened: time.Now(), upgraded: make(chan struct{})}
+	c.active.Store(c.opened.UnixNano())
 	return c
+}
+
+// log is the session's logger, made when something is logged (a logger
+// with attributes kept per connection costs every connection memory).
+func (c *sessionConn) log(base *slog.Logger) *slog.Logger {
+	args := []any{"req", c.reqID, "doc", c.doc}
+	if c.info.User != "" {
+		args = append(args, "user", c.info.User)
+	}
+	if cl := c.client.Load(); cl != nil {
+		args = append(args, "client", cl.ID())
+	}
+	return base.With(args...)
 }
 
 // Send implements collab.Conn.
