@@ -16,7 +16,7 @@ import (
 // sessionConn adapts a melody session to collab.Conn: it hands frames to
 // melody and tells collab when melody has written them. The queueing,
 // batching and slow-consumer policy are collab's (its outbox keeps at most
-// two frames in melody's buffer of 256, so melody never drops one).
+// two frames in melody's channel of 4, so melody never drops one).
 //
 // It is also everything a session carries (melody's only session key,
 // keyConn): one small struct per connection rather than a map of boxed

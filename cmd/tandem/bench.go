@@ -67,6 +67,10 @@ type benchConfig struct {
 	MergeFiles      []string
 	Part            string // I/N: this process drives client i of each document where i mod N == I
 	StartAt         int64  // with --part: when to start typing (Unix nanoseconds)
+	Worker          string // serve a coordinator's runs on this address
+	WorkerProcesses int    // parts of a run a worker takes
+	Workers         string // coordinate these workers' URLs
+	WorkerKey       string
 	part, of        int
 }
 
@@ -107,7 +111,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.BoolVar(&c.Presence, "presence", false, "send the caret after every edit, as editors do")
 	fs.Float64Var(&c.DeleteRatio, "deletes", 0.2, "share of edits that delete (the rest insert), at random positions")
 	fs.StringVar(&c.InitialText, "text", "The quick brown fox jumps over the lazy dog.\n", "the documents' text when created")
-	fs.StringVar(&c.DocIDs, "doc-ids", "", "comma-separated existing documents to use instead of creating --docs")
+	fs.StringVar(&c.DocIDs, "doc-ids", "", "comma-separated existing documents to use instead of creating --docs (-: read them from standard input)")
 	fs.IntVar(&c.PID, "pid", 0, "the server's process id, when it runs on this machine: its CPU and memory are reported")
 	fs.BoolVar(&c.JSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&c.Quiet, "quiet", false, "no progress line")
@@ -121,6 +125,10 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.IntVar(&c.Processes, "processes", 1, "run the clients in this many processes of this program (client i of each document in process i mod N), over the same window, and merge their results: one process is one core's worth of load generator (open and closed modes)")
 	fs.StringVar(&c.Part, "part", "", "I/N: drive only client i of each document where i mod N == I, from --start-at, with --doc-ids: one part of a run split over processes or machines (each prints its result; --json results carry their histograms' buckets)")
 	fs.BoolVar(&c.Merge, "merge", false, "merge the --json results of a run's parts (--part, from several machines), named as arguments, and print the whole")
+	fs.StringVar(&c.Worker, "worker", "", "serve as a worker on this address (e.g. :7070): run the parts of runs a coordinator (--workers) hands over, as processes of this program, and answer their results; nothing else is done")
+	fs.IntVar(&c.WorkerProcesses, "worker-processes", 1, "with --worker: the parts of a run this worker takes, a process each (a core's worth of load each)")
+	fs.StringVar(&c.Workers, "workers", "", "comma-separated worker URLs (http://host:7070): create the documents here, split every document's clients over the workers' parts, start them at one moment (each worker's clock offset measured), and merge their results; --server must be reachable from the workers (open and closed modes)")
+	fs.StringVar(&c.WorkerKey, "worker-key", "", "the key a worker asks of its coordinator, and the coordinator gives (TANDEM_BENCH_KEY; a worker without one makes one up and prints it)")
 	fs.Int64Var(&c.StartAt, "start-at", 0, "with --part: when to start typing, in Unix nanoseconds (the same for every part; the machines' clocks in step)")
 	fs.IntVar(&c.JoinConcurrency, "join-concurrency", 16, "idle mode: connections opened at once")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file (is it the bottleneck?)")
@@ -132,6 +140,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 		c.Server = v
 	}
 	c.Token = os.Getenv("TANDEM_TOKEN")
+	c.WorkerKey = os.Getenv("TANDEM_BENCH_KEY")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -155,6 +164,12 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 		return c, errors.New("bench: --processes must be at least 1")
 	case c.Part != "" && c.DocIDs == "":
 		return c, errors.New("bench: --part needs --doc-ids (the documents every part edits)")
+	case c.WorkerProcesses < 1:
+		return c, errors.New("bench: --worker-processes must be at least 1")
+	case c.Workers != "" && (c.Processes > 1 || c.Part != "" || c.Worker != ""):
+		return c, errors.New("bench: --workers coordinates a run: not with --processes, --part or --worker")
+	case c.Workers != "" && c.WorkerKey == "":
+		return c, errors.New("bench: --workers needs the workers' --worker-key (TANDEM_BENCH_KEY)")
 	}
 	c.part, c.of = 0, 1
 	if c.Part != "" {
@@ -189,9 +204,14 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if cfg.Worker != "" {
+		return serveWorker(ctx, cfg, stderr)
+	}
 	b := &bench{cfg: cfg, stderr: stderr}
 	var res *benchResult
 	switch {
+	case cfg.Workers != "":
+		res, err = b.runWorkers(ctx)
 	case cfg.Merge:
 		var parts []benchResult
 		for _, f := range cfg.MergeFiles {
@@ -272,6 +292,7 @@ type benchResult struct {
 	// generatorBound (with --processes, BenchCPU is their sum).
 	GeneratorBound  bool          `json:"load_generator_bound,omitempty"`
 	Processes       int           `json:"processes,omitempty"`
+	Workers         int           `json:"workers,omitempty"`
 	ConvergeNote    string        `json:"converge_note,omitempty"`
 	Steps           []benchResult `json:"ramp_steps,omitempty"`
 	RampLimit       int           `json:"ramp_authors_at_bound,omitempty"`
@@ -339,7 +360,10 @@ func (r *benchResult) print(w io.Writer) {
 	}
 	if r.BenchCPU > 0 {
 		fmt.Fprintf(tw, "load generator\tCPU %.0f%%, %.2f µs a message received", r.BenchCPU, r.BenchCPUPerMsg)
-		if r.Processes > 1 {
+		switch {
+		case r.Workers > 0:
+			fmt.Fprintf(tw, " (%d processes on %d worker%s)", r.Processes, r.Workers, map[bool]string{true: "s"}[r.Workers > 1])
+		case r.Processes > 1:
 			fmt.Fprintf(tw, " (%d processes)", r.Processes)
 		}
 		if r.GeneratorBound || r.BenchCPU > generatorBound {
@@ -614,6 +638,15 @@ func (b *bench) run(ctx context.Context) (*benchResult, error) {
 // documents creates the run's documents (or takes --doc-ids) and returns
 // their ids.
 func (b *bench) documents(ctx context.Context) ([]string, error) {
+	if b.cfg.DocIDs == "-" {
+		// From standard input: thousands of ids are past what one
+		// command-line argument may hold (128 kB on Linux).
+		data, err := io.ReadAll(os.Stdin)
+		if err != nil {
+			return nil, fmt.Errorf("bench: --doc-ids -: %w", err)
+		}
+		return strings.Split(strings.TrimSpace(string(data)), ","), nil
+	}
 	if b.cfg.DocIDs != "" {
 		return strings.Split(b.cfg.DocIDs, ","), nil
 	}

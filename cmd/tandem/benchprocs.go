@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -37,35 +33,13 @@ func (b *bench) runProcesses(ctx context.Context, args []string) (*benchResult, 
 	}
 	// Every process has connected its clients well before this.
 	start := time.Now().Add(time.Duration(2+b.cfg.Docs*b.cfg.Clients/(200*n)) * time.Second)
-	outs := make([][]byte, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			// Later flags win: the same run, this process's part of it.
-			cargs := append([]string{"bench"}, args...)
-			cargs = append(cargs, "--processes", "1", "--part", fmt.Sprintf("%d/%d", i, n),
-				"--start-at", strconv.FormatInt(start.UnixNano(), 10), "--doc-ids", strings.Join(ids, ","), "--json", "--quiet")
-			cmd := exec.CommandContext(ctx, exe, cargs...)
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			outs[i], errs[i] = cmd.Output()
-			if errs[i] != nil {
-				errs[i] = fmt.Errorf("bench: process %d of %d: %w: %s", i+1, n, errs[i], bytes.TrimSpace(stderr.Bytes()))
-			}
-		})
+	all := make([]int, n)
+	for i := range all {
+		all[i] = i
 	}
-	wg.Wait()
-	var parts []benchResult
-	for i, out := range outs {
-		if errs[i] != nil && len(out) == 0 {
-			return nil, errs[i]
-		}
-		var r benchResult
-		if err := json.Unmarshal(out, &r); err != nil {
-			return nil, fmt.Errorf("bench: process %d of %d: %w (%v)", i+1, n, err, errs[i])
-		}
-		parts = append(parts, r)
+	parts, err := runParts(ctx, exe, args, all, n, start.UnixNano(), ids)
+	if err != nil {
+		return nil, err
 	}
 	res := mergeResults(parts)
 	res.Docs, res.Clients, res.Processes = len(ids), b.cfg.Clients, n

@@ -1060,3 +1060,97 @@ func docIDsOf(t *testing.T, base string) string {
 	}
 	return strings.Join(ids, ",")
 }
+
+// TestProcessBenchWorkers runs a load split over two worker processes (as
+// on two machines) by a coordinator: one worker takes two parts of the run,
+// the other one; the merged result must account for every op the
+// documents hold. A worker answers nobody without its key, and takes no
+// flag beyond a load's shape.
+func TestProcessBenchWorkers(t *testing.T) {
+	srv := startServer(t, t.TempDir(), "--client-rate", "1e6")
+	a := startWorker(t, "k3y", 2)
+	b := startWorker(t, "k3y", 1)
+
+	req, _ := http.NewRequest(http.MethodGet, a+"/clock", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("GET /clock without the key: %s", resp.Status)
+	}
+	job, _ := json.Marshal(workerJob{Args: []string{"--server", srv.URL, "--cpuprofile", "/tmp/x"}, Parts: []int{0}, Of: 1, DocIDs: []string{"d"}})
+	req, _ = http.NewRequest(http.MethodPost, a+"/run", bytes.NewReader(job))
+	req.Header.Set("Authorization", "Bearer k3y")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "cpuprofile") {
+		t.Fatalf("a job with --cpuprofile: %s %s", resp.Status, body)
+	}
+
+	code, out := runTandem(t, []string{"TANDEM_BENCH_KEY=k3y"}, "bench", "--server", srv.URL, "--mode", "closed", "--docs", "2", "--clients", "5",
+		"--duration", "2s", "--workers", a+","+b, "--pid", strconv.Itoa(srv.cmd.Process.Pid), "--json", "--quiet")
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	var res benchResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+	if res.Workers != 2 || res.Processes != 3 || res.Docs != 2 || res.Clients != 5 || res.Converged == nil || !*res.Converged || res.ServerCPU == nil {
+		t.Fatalf("merged result %+v", res)
+	}
+	if res.Committed == 0 || res.Ack.Count != res.Committed || len(res.Errors) > 0 {
+		t.Fatalf("%d committed, %d acks in the merged histogram, errors %v", res.Committed, res.Ack.Count, res.Errors)
+	}
+	var heads int64
+	for _, id := range strings.Split(docIDsOf(t, srv.URL), ",") {
+		d, err := getDoc(srv.URL, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		heads += d.Rev
+	}
+	if heads != res.Committed {
+		t.Fatalf("the documents' heads add up to %d, the workers committed %d", heads, res.Committed)
+	}
+}
+
+var workerRE = regexp.MustCompile(`listening on (http://\S+),`)
+
+// startWorker starts tandem bench --worker on a free port and returns its
+// URL.
+func startWorker(t *testing.T, key string, parts int) string {
+	t.Helper()
+	cmd := exec.Command(tandemBinary(t), "bench", "--worker", "127.0.0.1:0", "--worker-key", key, "--worker-processes", strconv.Itoa(parts))
+	cmd.Env = childEnv()
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := workerRE.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m[1]
+			}
+		}
+	}()
+	select {
+	case u := <-found:
+		return u
+	case <-time.After(30 * time.Second):
+		t.Fatal("the worker did not say where it listens in 30s")
+		return ""
+	}
+}
