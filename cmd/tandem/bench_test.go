@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strconv"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -190,4 +191,53 @@ func TestTypistWalkOp(t *testing.T) {
 			t.Fatalf("case %d: %q then %s: the character at %d went to %d, want %d", i, string(doc), raw, delAt, moved, want)
 		}
 	}
+}
+
+// FuzzServerFields checks the typists' one-pass reader of server messages
+// against encoding/json: on any frame it must not panic, and on a valid
+// object it must find what encoding/json finds, and where the object ends.
+func FuzzServerFields(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"op","rev":12,"op":[3,"ab",{"d":1}],"src":"s-1","seq":4,"user":"u","name":"A \"quoted\" name"}`,
+		`{"type":"ack","seq":7,"rev":9}`,
+		`{"type":"error","code":"rate_limited","seq":3,"retryAfter":250,"message":"too many \\ messages"}`,
+		`{ "type" : "sel" , "sel" : [ {"anchor":1,"head":2} ] } , {"type":"ack","seq":1,"rev":2}`,
+		`{"type":"op","op":["\u00e9\ud83d\ude00"],"rev":1}`,
+		`{"type":"op","rev":`, `{}`, `{"a":"\\"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var got serverFields
+		rest, ok := got.parse(data)
+		// (Keys exactly, as the server spells them; encoding/json's struct
+		// fields would match any case.)
+		var want map[string]json.RawMessage
+		dec := json.NewDecoder(bytes.NewReader(data))
+		if err := dec.Decode(&want); err != nil || len(data) == 0 || data[0] != '{' {
+			return // not a valid object at the start: any answer but a panic
+		}
+		if !ok {
+			t.Fatalf("parse refused %q", data)
+		}
+		if end := len(data) - len(rest); int64(end) != dec.InputOffset() {
+			t.Fatalf("%q: the object ends at %d, parse says %d", data, dec.InputOffset(), end)
+		}
+		str := func(k string) string {
+			var s string
+			json.Unmarshal(want[k], &s)
+			return s
+		}
+		num := func(k string) int64 {
+			n, _ := strconv.ParseInt(string(want[k]), 10, 64)
+			return n
+		}
+		if unquoted(got.typ) != str("type") || unquoted(got.src) != str("src") || unquoted(got.code) != str("code") ||
+			got.rev != num("rev") || got.seq != num("seq") || got.retryAfter != num("retryAfter") {
+			t.Fatalf("%q: parse found %+v", data, got)
+		}
+		if !bytes.Equal(got.op, want["op"]) {
+			t.Fatalf("%q: op %q, encoding/json %q", data, got.op, want["op"])
+		}
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -103,13 +104,13 @@ func (b *bench) dialTypist(ctx context.Context, id string, i int) (*typist, erro
 func (t *typist) read(rest []byte) {
 	defer close(t.done)
 	var err error
+	buf := make([]byte, 0, 4096) // one frame at a time, read into the same buffer
 	for {
 		if len(rest) > 0 {
 			err = t.frame(rest)
 		}
-		var data []byte
 		if err == nil {
-			_, data, err = t.conn.ReadMessage()
+			buf, err = t.readFrame(buf[:0])
 		}
 		if err != nil {
 			t.mu.Lock()
@@ -122,35 +123,136 @@ func (t *typist) read(rest []byte) {
 		t.mu.Lock()
 		t.frames++
 		t.mu.Unlock()
-		rest = data
+		rest = buf
+	}
+}
+
+// readFrame reads the next frame's payload into buf (grown as needed).
+func (t *typist) readFrame(buf []byte) ([]byte, error) {
+	_, r, err := t.conn.NextReader()
+	if err != nil {
+		return buf, err
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
 	}
 }
 
 // frame handles one frame: a message or an array of them.
 func (t *typist) frame(data []byte) error {
-	data = bytes.TrimSpace(data)
+	data = skipJSON(data, " \t\r\n")
 	if len(data) > 0 && data[0] == '[' {
 		data = data[1:]
 	}
+	var f serverFields
 	for {
-		obj, rest := nextObject(data)
-		if obj == nil {
+		data = skipJSON(data, " \t\r\n,]")
+		if len(data) == 0 {
 			return nil
 		}
-		if err := t.message(obj); err != nil {
+		rest, ok := f.parse(data)
+		if !ok {
+			return fmt.Errorf("bench: typist: malformed message %.200s", data)
+		}
+		if err := t.message(&f); err != nil {
 			return err
 		}
 		data = rest
 	}
 }
 
-func (t *typist) message(obj []byte) error {
-	typ, _ := stringField(obj, "type")
-	switch typ {
-	case "op":
-		rev, _ := intField(obj, "rev")
-		src, _ := stringField(obj, "src")
-		seq, _ := intField(obj, "seq")
+// serverFields are the fields of a server message a typist reads, found
+// in one pass over the flat object (strings raw, quotes included).
+type serverFields struct {
+	typ, src, code, op   []byte
+	rev, seq, retryAfter int64
+}
+
+// parse reads the object at the start of b and returns what follows it.
+func (f *serverFields) parse(b []byte) (rest []byte, ok bool) {
+	*f = serverFields{}
+	if len(b) == 0 || b[0] != '{' {
+		return nil, false
+	}
+	b = b[1:]
+	for {
+		b = skipJSON(b, " \t\r\n,")
+		if len(b) == 0 {
+			return nil, false
+		}
+		if b[0] == '}' {
+			return b[1:], true
+		}
+		if b[0] != '"' {
+			return nil, false
+		}
+		n := valueLen(b)
+		if n <= 0 {
+			return nil, false
+		}
+		k := b[1 : n-1]
+		b = skipJSON(b[n:], " \t\r\n:")
+		m := valueLen(b)
+		if m <= 0 {
+			return nil, false
+		}
+		v := b[:m]
+		b = b[m:]
+		switch string(k) {
+		case "type":
+			f.typ = v
+		case "src":
+			f.src = v
+		case "code":
+			f.code = v
+		case "op":
+			f.op = v
+		case "rev":
+			f.rev, _ = strconv.ParseInt(string(v), 10, 64)
+		case "seq":
+			f.seq, _ = strconv.ParseInt(string(v), 10, 64)
+		case "retryAfter":
+			f.retryAfter, _ = strconv.ParseInt(string(v), 10, 64)
+		}
+	}
+}
+
+// skipJSON skips the bytes of set (a few ASCII characters) at the start of
+// b. (bytes.TrimLeft builds its set anew on every call.)
+func skipJSON(b []byte, set string) []byte {
+	for len(b) > 0 && strings.IndexByte(set, b[0]) >= 0 {
+		b = b[1:]
+	}
+	return b
+}
+
+// unquoted is a raw JSON string's text.
+func unquoted(v []byte) string {
+	if len(v) < 2 || v[0] != '"' {
+		return ""
+	}
+	if bytes.IndexByte(v, '\\') < 0 && utf8.Valid(v) {
+		return string(v[1 : len(v)-1])
+	}
+	var s string
+	json.Unmarshal(v, &s)
+	return s
+}
+
+func (t *typist) message(f *serverFields) error {
+	switch string(f.typ) {
+	case `"op"`:
+		rev, seq := f.rev, f.seq
 		t.mu.Lock()
 		if rev != t.at+1 {
 			t.mu.Unlock()
@@ -160,7 +262,7 @@ func (t *typist) message(obj []byte) error {
 		if t.inSeq != 0 && t.deleting {
 			delAt = t.delAt
 		}
-		delta, moved, err := walkOp(rawField(obj, "op"), delAt)
+		delta, moved, err := walkOp(f.op, delAt)
 		if err != nil {
 			t.mu.Unlock()
 			return fmt.Errorf("bench: typist: op at revision %d: %w", rev, err)
@@ -172,12 +274,11 @@ func (t *typist) message(obj []byte) error {
 		t.received++
 		t.mu.Unlock()
 		t.b.delivered.Add(1)
-		if at, ok := t.b.sentAt.Load(opKey{src, uint64(seq)}); ok {
+		if at, ok := t.b.sentAt.Load(opKey{unquoted(f.src), uint64(seq)}); ok {
 			t.b.seen.add(time.Since(at.(time.Time)))
 		}
-	case "ack":
-		seq, _ := intField(obj, "seq")
-		rev, _ := intField(obj, "rev")
+	case `"ack"`:
+		seq, rev := f.seq, f.rev
 		t.mu.Lock()
 		if t.inSeq == 0 || uint64(seq) != t.inSeq {
 			t.mu.Unlock()
@@ -207,9 +308,8 @@ func (t *typist) message(obj []byte) error {
 		if frame != nil {
 			return t.write(frame)
 		}
-	case "error":
-		code, _ := stringField(obj, "code")
-		seq, _ := intField(obj, "seq")
+	case `"error"`:
+		code, seq := unquoted(f.code), f.seq
 		t.mu.Lock()
 		if code == "invalid_op" && seq != 0 && uint64(seq) == t.inSeq && t.deleting && t.delAt < 0 {
 			// Our backspace came to nothing (another op deleted its
@@ -229,7 +329,7 @@ func (t *typist) message(obj []byte) error {
 		if seq != 0 && uint64(seq) == t.inSeq && (code == collab.CodeRateLimited || code == collab.CodeStorageFull) {
 			// Refused for now: sent again, same seq, after the server's
 			// hint or a pause that doubles (docs/protocol.md).
-			after, _ := intField(obj, "retryAfter")
+			after := f.retryAfter
 			pause := max(time.Duration(after)*time.Millisecond, 100*time.Millisecond<<min(t.refused, 7))
 			t.refused++
 			frame, at := t.inFrame, t.inSeq
@@ -387,7 +487,7 @@ func walkOp(raw []byte, delAt int) (delta, moved int, err error) {
 	b = b[1 : len(b)-1]
 	at, shift, done := 0, 0, delAt < 0 // at: offset in the document before the op
 	for {
-		b = bytes.TrimLeft(b, " \t\r\n,")
+		b = skipJSON(b, " \t\r\n,")
 		if len(b) == 0 {
 			break
 		}
@@ -415,7 +515,12 @@ func walkOp(raw []byte, delAt int) (delta, moved int, err error) {
 			}
 		case '{':
 			var d struct{ D int }
-			if err := json.Unmarshal(v, &d); err != nil || d.D <= 0 {
+			if num, ok := bytes.CutPrefix(v, []byte(`{"d":`)); ok && len(num) > 1 && num[len(num)-1] == '}' {
+				d.D, _ = strconv.Atoi(string(num[:len(num)-1])) // the server's own spelling
+			} else if err := json.Unmarshal(v, &d); err != nil {
+				d.D = 0
+			}
+			if d.D <= 0 {
 				return 0, 0, fmt.Errorf("op component %.100s", v)
 			}
 			delta -= d.D
@@ -448,7 +553,7 @@ func walkOp(raw []byte, delAt int) (delta, moved int, err error) {
 // the array's brackets and commas around them); obj is nil when none is
 // left.
 func nextObject(b []byte) (obj, rest []byte) {
-	b = bytes.TrimLeft(b, " \t\r\n,]")
+	b = skipJSON(b, " \t\r\n,]")
 	if len(b) == 0 || b[0] != '{' {
 		return nil, nil
 	}
@@ -466,13 +571,8 @@ func valueLen(b []byte) int {
 	for i := 0; i < len(b); i++ {
 		switch b[i] {
 		case '"':
-			j := i + 1
-			for ; j < len(b) && b[j] != '"'; j++ {
-				if b[j] == '\\' {
-					j++
-				}
-			}
-			if j >= len(b) {
+			j := stringEnd(b, i+1)
+			if j < 0 {
 				return -1
 			}
 			i = j
@@ -500,44 +600,22 @@ func valueLen(b []byte) int {
 	return -1
 }
 
-// rawField is the raw value of key in the flat object obj, or nil.
-func rawField(obj []byte, key string) []byte {
-	b := obj[1:]
+// stringEnd is the index of the quote that closes the JSON string whose
+// text starts at b[i], or -1: a search for the quote, then a look for an
+// escape before it (rare in what the server sends).
+func stringEnd(b []byte, i int) int {
 	for {
-		b = bytes.TrimLeft(b, " \t\r\n,")
-		if len(b) == 0 || b[0] != '"' {
-			return nil
+		q := bytes.IndexByte(b[i:], '"')
+		if q < 0 {
+			return -1
 		}
-		n := valueLen(b)
-		if n <= 0 {
-			return nil
+		e := bytes.IndexByte(b[i:i+q], '\\')
+		if e < 0 {
+			return i + q
 		}
-		k := b[1 : n-1]
-		b = bytes.TrimLeft(b[n:], " \t\r\n:")
-		m := valueLen(b)
-		if m <= 0 {
-			return nil
+		i += e + 2 // past the escape and the character it escapes
+		if i > len(b) {
+			return -1
 		}
-		if string(k) == key {
-			return b[:m]
-		}
-		b = b[m:]
 	}
-}
-
-func stringField(obj []byte, key string) (string, bool) {
-	v := rawField(obj, key)
-	if len(v) < 2 || v[0] != '"' {
-		return "", false
-	}
-	if bytes.IndexByte(v, '\\') < 0 {
-		return string(v[1 : len(v)-1]), true
-	}
-	var s string
-	return s, json.Unmarshal(v, &s) == nil
-}
-
-func intField(obj []byte, key string) (int64, bool) {
-	v, err := strconv.ParseInt(string(rawField(obj, key)), 10, 64)
-	return v, err == nil
 }
