@@ -91,6 +91,10 @@ type client struct {
 	announced bool
 	// selQueued: its selection waits for the next presence tick.
 	selQueued bool
+	// floor: no message still to come from it is based on a revision
+	// before this (a client's revisions only go forward), so history older
+	// than every client's floor need not stay in memory.
+	floor int64
 }
 
 // parked is a message that waits for history or an exactly-once lookup.
@@ -388,6 +392,10 @@ func (c *core) tryHello(cl *client) bool {
 	c.send(cl, c.hello(cl, catchUp, ops))
 	cl.joined = true
 	cl.joinRev = c.durableRev
+	cl.floor = c.durableRev
+	if r := cl.info.LastRev; r >= 0 && r < cl.floor {
+		cl.floor = r // it may resend ops based on where it was
+	}
 	// Presence is announced for the first HelloPeers participants only: in
 	// a crowded document the others are counted in hellos, and their
 	// joins, leaves and selections go to nobody, so a crowd of n costs
@@ -573,7 +581,9 @@ func (c *core) handle(cl *client, p *parked) bool {
 				c.out.Signals = append(c.out.Signals, Signal{Kind: SignalRestored, Client: cl.id, Rev: m.Rev})
 			}
 		}
+		return true
 	}
+	cl.floor = max(cl.floor, p.msg.Rev) // (an op's or a selection's base)
 	return true
 }
 
@@ -1196,29 +1206,57 @@ func (c *core) broadcast(r committed) {
 	c.out.FanOut = append(c.out.FanOut, sent)
 }
 
-// trimLog keeps HistoryInMemory durable records in memory (trimming when a
-// quarter more have piled up, so the copy is amortized), and every record
-// a pending op was based on (so it can be submitted again after a
-// conflict).
+// trimLog bounds the durable records kept in memory: at most
+// HistoryInMemory, and fewer when every client's next message is based
+// later (their floors), down to minHistory, so that a document of a few
+// editors holds a few dozen records, not a thousand; every record a
+// pending op was based on stays (it may be submitted again after a
+// conflict). Older records are read from the store when a late op or a
+// reconnect needs them. It trims once a quarter more have piled up, so
+// the copy is amortized.
 func (c *core) trimLog() {
 	if c.readingBack {
 		return
 	}
 	keep := int64(c.cfg.HistoryInMemory)
-	if c.durableRev-c.logStart <= keep+keep/4 {
+	least := min(keep, minHistory)
+	if c.durableRev-c.logStart <= least+least/4 {
 		return
 	}
 	newStart := c.durableRev - keep
+	if floor := c.oldestFloor(); floor > newStart {
+		newStart = min(floor, c.durableRev-least)
+	}
 	for _, r := range c.log[c.durableRev-c.logStart:] {
 		newStart = min(newStart, r.Base)
 	}
 	drop := newStart - c.logStart
-	if drop <= 0 {
+	if drop <= 0 || drop < (c.durableRev-newStart)/4 {
 		return
 	}
 	c.logStartLen = c.log[drop-1].Len
 	c.log = append(c.log[:0:0], c.log[drop:]...)
 	c.logStart = newStart
+}
+
+// minHistory is the fewest durable records a document keeps in memory
+// (when HistoryInMemory allows): a short reconnect catches up from them
+// without a read.
+const minHistory = 100
+
+// oldestFloor is the earliest revision a message still to come from a
+// client may be based on (the head when there are no clients).
+func (c *core) oldestFloor() int64 {
+	floor := c.durableRev
+	for _, cl := range c.clients {
+		switch {
+		case cl.joined:
+			floor = min(floor, cl.floor)
+		case cl.info.LastRev >= 0:
+			floor = min(floor, cl.info.LastRev)
+		}
+	}
+	return floor
 }
 
 // rollBack handles an append the store refused for lack of disk space

@@ -761,3 +761,79 @@ func TestCrowdPresenceTraffic(t *testing.T) {
 		}
 	}
 }
+
+// TestHistoryFollowsClients: a document keeps in memory the history its
+// clients may still base a message on (down to minHistory), not always
+// HistoryInMemory records; a client that has sent nothing since it joined
+// holds it back to its join, and what it sends then still transforms.
+func TestHistoryFollowsClients(t *testing.T) {
+	h := &harness{}
+	run := func(cmd, target, input string, args ...datadriven.CmdArg) string {
+		t.Helper()
+		d := &datadriven.TestData{Cmd: cmd, Input: input, CmdArgs: args}
+		if target != "" {
+			d.CmdArgs = append([]datadriven.CmdArg{{Key: target}}, d.CmdArgs...)
+		}
+		out, err := h.run(t, d)
+		if err != nil {
+			t.Fatalf("%s %s: %v", cmd, target, err)
+		}
+		return out
+	}
+	arg := func(k, v string) datadriven.CmdArg { return datadriven.CmdArg{Key: k, Vals: []string{v}} }
+	run("open", "", "", arg("text", "abc"), arg("history", "1000"))
+	run("join", "c1", "", arg("src", "a"))
+	run("join", "c2", "", arg("src", "b"))
+	type1 := func(who string, seq int) {
+		out := run("msg", who, fmt.Sprintf(`{"type":"op","rev":%d,"seq":%d,"op":["x"]}`, h.c.durableRev, seq))
+		if strings.Contains(out, "lookup") {
+			out = run("lookup", "", "")
+		}
+		if !strings.Contains(out, "append on") {
+			t.Fatalf("op %d of %s: %s", seq, who, out)
+		}
+		run("commit", "", "")
+	}
+	for i := 1; i <= 300; i++ {
+		type1("c1", i)
+		type1("c2", i)
+	}
+	if n := len(h.c.log); n > minHistory+minHistory/4 {
+		t.Fatalf("two clients at the head: %d records in memory, want at most %d", n, minHistory+minHistory/4)
+	}
+	// c3 joins and stays quiet: what it may send is based on its join.
+	joinedAt := h.c.durableRev
+	run("join", "c3", "", arg("src", "c"))
+	for i := 301; i <= 600; i++ {
+		type1("c1", i)
+		type1("c2", i)
+	}
+	if h.c.logStart > joinedAt {
+		t.Fatalf("history from %d in memory, c3 joined at %d", h.c.logStart, joinedAt)
+	}
+	out := run("msg", "c3", fmt.Sprintf(`{"type":"op","rev":%d,"seq":1,"op":["y"]}`, joinedAt))
+	if strings.Contains(out, "lookup") {
+		out = run("lookup", "", "")
+	}
+	if !strings.Contains(out, "append on") || strings.Contains(out, "read history") {
+		t.Fatalf("c3's op from its join: %s", out)
+	}
+	run("commit", "", "")
+	// Its next ops are based on its acks: it is at the head too, and the
+	// history shrinks again.
+	for i := 601; i <= 700; i++ {
+		type1("c1", i)
+		type1("c2", i)
+		type1("c3", i-599)
+	}
+	if n := len(h.c.log); n > minHistory+minHistory/4 {
+		t.Fatalf("every client at the head again: %d records in memory", n)
+	}
+	// A client that never sends again holds at most HistoryInMemory.
+	for i := 701; i <= 1500; i++ {
+		type1("c1", i)
+	}
+	if n := len(h.c.log); n > 1000+1000/4 {
+		t.Fatalf("a quiet client: %d records in memory, HistoryInMemory 1000", n)
+	}
+}

@@ -102,9 +102,10 @@ type Config struct {
 	// IdleTimeout: a document with no clients is unloaded after this long,
 	// with a final snapshot (30s).
 	IdleTimeout time.Duration
-	// HistoryInMemory: committed records a document keeps in memory for
-	// transforming late ops and catching clients up (1000); older ones are
-	// read from the store off the document's loop.
+	// HistoryInMemory: the most committed records a document keeps in
+	// memory for transforming late ops and catching clients up (1000);
+	// fewer when every client's next message is based later (at least
+	// 100). Older ones are read from the store off the document's loop.
 	HistoryInMemory int
 	// MaxLag: an op or a selection more than this many revisions behind
 	// the head is refused with rev_too_old (2000).
