@@ -225,7 +225,9 @@ func (c *core) step(ev event) *ready {
 	// allocation per op for them. (The messages are cleared so that the
 	// frames they held can go.)
 	clear(c.out.Messages)
-	c.out = ready{Messages: c.out.Messages[:0], Distances: c.out.Distances[:0], FanOut: c.out.FanOut[:0]}
+	msgs, dists, fanOut := c.out.Messages[:0], c.out.Distances[:0], c.out.FanOut[:0]
+	c.out = ready{} // (cleared in place: a literal would be a copy in this frame)
+	c.out.Messages, c.out.Distances, c.out.FanOut = msgs, dists, fanOut
 	if c.state == stateDone || c.state == stateFailed {
 		// Joins still waiting get an answer; everything else is moot.
 		if j, ok := ev.(evJoin); ok {
@@ -233,6 +235,27 @@ func (c *core) step(ev event) *ready {
 		}
 		return &c.out
 	}
+	// The events of every op first; the others apart, so that their
+	// typed copies are not in this frame, under every op's work (see
+	// driver.received).
+	switch ev := ev.(type) {
+	case evMessage:
+		c.message(ev)
+	case evCommitted:
+		c.committed(ev)
+	default:
+		c.stepOther(ev)
+	}
+	c.placeWaiting()
+	c.finishIfClosing()
+	if c.state == stateDone || c.state == stateFailed {
+		c.presenceGone()
+	}
+	return &c.out
+}
+
+//go:noinline
+func (c *core) stepOther(ev event) {
 	switch ev := ev.(type) {
 	case evJoin:
 		c.join(ev)
@@ -240,10 +263,6 @@ func (c *core) step(ev event) *ready {
 		c.leave(ev.Client, false)
 	case evOverflow:
 		c.leave(ev.Client, true)
-	case evMessage:
-		c.message(ev)
-	case evCommitted:
-		c.committed(ev)
 	case evRecords:
 		if ev.Forward {
 			c.forwardRead(ev)
@@ -298,12 +317,6 @@ func (c *core) step(ev event) *ready {
 	default:
 		panic(fmt.Sprintf("collab: unknown event %T", ev))
 	}
-	c.placeWaiting()
-	c.finishIfClosing()
-	if c.state == stateDone || c.state == stateFailed {
-		c.presenceGone()
-	}
-	return &c.out
 }
 
 // idle reports whether the document has no clients and nothing under way:
@@ -439,11 +452,11 @@ func (c *core) hello(cl *client, catchUp bool, ops []committed) []byte {
 		b = appendInt(b, cl.info.LastRev)
 		b = appendField(b, "ops")
 		b = append(b, '[')
-		for i, r := range ops {
+		for i := range ops {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendObject(b, func(b []byte) []byte { return appendOpFields(b, r) })
+			b = appendObject(b, func(b []byte) []byte { return appendOpFields(b, &ops[i]) })
 		}
 		b = append(b, ']')
 	} else {
@@ -644,19 +657,16 @@ func workTokens(distance, ranges, perToken int64) int64 {
 // lookup; otherwise a nil error means accepted (the ack comes when the
 // record is durable), or the error to send.
 func (c *core) submit(cl *client, p *parked) (*Error, bool) {
-	m := p.msg
-	if c.state != stateOpen {
-		return protoErr(CodeInternal, "document is closing; resubmit after reconnecting"), true
-	}
-	if cl.info.ReadOnly {
-		return protoErr(CodeForbidden, "this connection may read the document, not edit it"), true
+	m := &p.msg
+	if e := c.cannotEdit(cl); e != nil {
+		return e, true
 	}
 	if dup, e, ok := c.duplicate(cl, p); !ok {
 		return nil, false
 	} else if dup || e != nil {
 		return e, true
 	}
-	if e := c.refusal(&m); e != nil {
+	if e := c.refusal(m); e != nil {
 		return e, true
 	}
 	c.charge(cl, p, c.headRev-m.Rev, int64(len(m.Op)))
@@ -678,9 +688,23 @@ func (c *core) submit(cl *client, p *parked) (*Error, bool) {
 	}
 	rec.Client = cl.id
 	rec.Record.Source, rec.Record.Seq, rec.Record.User, rec.Record.Time = cl.info.Source, m.Seq, cl.info.User, p.now
-	c.push(rec)
+	c.push(&rec)
 	c.flush()
 	return nil, true
+}
+
+// cannotEdit is why cl may not edit now, if it may not (apart from submit:
+// see refusal).
+//
+//go:noinline
+func (c *core) cannotEdit(cl *client) *Error {
+	switch {
+	case c.state != stateOpen:
+		return protoErr(CodeInternal, "document is closing; resubmit after reconnecting")
+	case cl.info.ReadOnly:
+		return protoErr(CodeForbidden, "this connection may read the document, not edit it")
+	}
+	return nil
 }
 
 // refusal is why an op that is not a duplicate cannot be taken now, if it
@@ -749,9 +773,9 @@ func (c *core) accept(op ot.Op, rev int64, span int) (committed, *Error) {
 }
 
 // push appends an accepted record to the log as the new head.
-func (c *core) push(rec committed) {
+func (c *core) push(rec *committed) {
 	c.headRev = rec.Rev
-	c.log = append(c.log, rec)
+	c.log = append(c.log, *rec)
 	if rec.Source != "" {
 		// Resubmitted after a conflict, an op can be older than what the
 		// other writer's records showed of its source: keep the newest.
@@ -886,8 +910,8 @@ func (c *core) selection(cl *client, p *parked) (*Error, bool) {
 	sel := make([]ot.Selection, len(m.Sel))
 	for i, s := range m.Sel {
 		s = clampSelection(s, c.lenAt(m.Rev))
-		for _, r := range since {
-			s = ot.TransformSelection(s, r.Op, sideFor(cl, r))
+		for j := range since {
+			s = ot.TransformSelection(s, since[j].Op, sideFor(cl, &since[j]))
 		}
 		sel[i] = clampSelection(s, n)
 	}
@@ -961,7 +985,7 @@ func clampSelection(s ot.Selection, n int) ot.Selection {
 
 // sideFor: an author's caret moves past its own insert; others' stay
 // before it.
-func sideFor(cl *client, r committed) ot.Side { return sideOf(cl.info.Source, r) }
+func sideFor(cl *client, r *committed) ot.Side { return sideOf(cl.info.Source, r) }
 
 // ---------------------------------------------------------------------------
 // History.
@@ -1082,6 +1106,44 @@ func (c *core) flush() {
 }
 
 func (c *core) committed(ev evCommitted) {
+	if !c.committing || ev.Conflict || ev.Err != nil {
+		c.notCommitted(ev)
+		return
+	}
+	recs := c.log[c.durableRev-c.logStart:][:c.nInflight]
+	c.committing, c.nInflight = false, 0
+	c.lostInRow = 0
+	for i := range recs {
+		r := &recs[i]
+		if err := c.durable.Apply(r.Op); err != nil {
+			c.failApply(r.Rev, err)
+			return
+		}
+		r.Orig = nil
+		c.durableRev = r.Rev
+		c.snapOpBytes += opBytes(r.Op)
+		c.broadcast(r)
+		c.out.Publish = append(c.out.Publish, r.Record)
+	}
+	c.afterDurable()
+	c.releaseNoops()
+	c.catchUpRemote()
+	// The next append waits for what is pending plus an op from each
+	// client just acked (see flush).
+	c.expect = c.headRev - c.durableRev + int64(ackedClients(c, recs))
+	c.flush()
+}
+
+// failApply and notCommitted are committed's rare ways out, apart from it
+// (see stepOther).
+//
+//go:noinline
+func (c *core) failApply(rev int64, err error) {
+	c.fail(fmt.Errorf("revision %d does not apply to the durable text: %w", rev, err))
+}
+
+//go:noinline
+func (c *core) notCommitted(ev evCommitted) {
 	switch {
 	case !c.committing:
 		c.out.Errs = append(c.out.Errs, errors.New("commit outcome with no append outstanding"))
@@ -1108,30 +1170,7 @@ func (c *core) committed(ev evCommitted) {
 	case ev.Err != nil:
 		recs := c.log[c.durableRev-c.logStart:][:c.nInflight]
 		c.fail(fmt.Errorf("commit revisions %d..%d: %w", recs[0].Rev, recs[len(recs)-1].Rev, ev.Err))
-		return
 	}
-	recs := c.log[c.durableRev-c.logStart:][:c.nInflight]
-	c.committing, c.nInflight = false, 0
-	c.lostInRow = 0
-	for i := range recs {
-		r := &recs[i]
-		if err := c.durable.Apply(r.Op); err != nil {
-			c.fail(fmt.Errorf("revision %d does not apply to the durable text: %w", r.Rev, err))
-			return
-		}
-		r.Orig = nil
-		c.durableRev = r.Rev
-		c.snapOpBytes += opBytes(r.Op)
-		c.broadcast(*r)
-		c.out.Publish = append(c.out.Publish, r.Record)
-	}
-	c.afterDurable()
-	c.releaseNoops()
-	c.catchUpRemote()
-	// The next append waits for what is pending plus an op from each
-	// client just acked (see flush).
-	c.expect = c.headRev - c.durableRev + int64(ackedClients(c, recs))
-	c.flush()
 }
 
 // maxFanOutPace bounds the fan-out pace (see flush) however many
@@ -1179,7 +1218,7 @@ func (c *core) afterDurable() {
 
 // broadcast sends a durable record: an ack to its source's connections, the
 // op (encoded once) to everyone else; and moves every selection through it.
-func (c *core) broadcast(r committed) {
+func (c *core) broadcast(r *committed) {
 	var msg, ack []byte
 	sent := 0
 	for _, cl := range c.clients {
@@ -1513,7 +1552,7 @@ func (c *core) applyRemote(recs []storage.Record) {
 				c.sources[r.Source] = source{seq: r.Seq, rev: r.Rev}
 			}
 		}
-		c.broadcast(rec)
+		c.broadcast(&rec)
 	}
 	// An op another writer committed (its client resent it there) is
 	// acknowledged by that broadcast: whatever this core found of it is
@@ -1548,7 +1587,7 @@ func (c *core) applyRemote(recs []storage.Record) {
 				continue
 			}
 			rec.Client, rec.Record.Source, rec.Record.Seq, rec.Record.User, rec.Record.Time = p.Client, p.Source, p.Seq, p.User, p.Time
-			c.push(rec)
+			c.push(&rec)
 		}
 		// The pending ops have new revisions: a noop found on top of them
 		// waits for all of them.

@@ -220,8 +220,9 @@ func (c *core) placeRemote(rp *remotePeer) bool {
 	for i, s := range p.Sel {
 		if p.Rev >= c.logStart {
 			s = clampSelection(s, c.lenAt(p.Rev))
-			for _, r := range c.log[p.Rev-c.logStart : c.durableRev-c.logStart] {
-				s = ot.TransformSelection(s, r.Op, sideOf(p.Source, r))
+			since := c.log[p.Rev-c.logStart : c.durableRev-c.logStart]
+			for j := range since {
+				s = ot.TransformSelection(s, since[j].Op, sideOf(p.Source, &since[j]))
 			}
 		}
 		// (From before the records held, it is only clamped: the next
@@ -255,7 +256,7 @@ func (c *core) placeWaiting() {
 
 // moveRemotes moves the placed remote selections through a record made
 // durable.
-func (c *core) moveRemotes(r committed) {
+func (c *core) moveRemotes(r *committed) {
 	for _, rp := range c.remotes {
 		if !rp.at {
 			continue
@@ -266,7 +267,7 @@ func (c *core) moveRemotes(r committed) {
 	}
 }
 
-func sideOf(source string, r committed) ot.Side {
+func sideOf(source string, r *committed) ot.Side {
 	if r.Source != "" && r.Source == source {
 		return ot.Right
 	}

@@ -419,7 +419,7 @@ func appendSelections(b []byte, sel []ot.Selection) []byte {
 
 // opMessage is a committed op as sent to clients (in op messages and in a
 // hello's catch-up list).
-func appendOpFields(b []byte, rec committed) []byte {
+func appendOpFields(b []byte, rec *committed) []byte {
 	b = appendField(b, "rev")
 	b = strconv.AppendInt(b, rec.Rev, 10)
 	b = appendField(b, "op")
@@ -447,7 +447,7 @@ func appendOpFields(b []byte, rec committed) []byte {
 	return b
 }
 
-func encodeOp(rec committed) []byte {
+func encodeOp(rec *committed) []byte {
 	// Room for the fields and a typical keystroke's op, so that the
 	// buffer is allocated once.
 	b := make([]byte, 0, 160+len(rec.Client)+len(rec.Source)+len(rec.User))

@@ -32,4 +32,8 @@ if [ -z "${TANDEM_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1 && ! c
   echo "NOTE: chromium not found: the browser tests (web/browser_test.go) will be skipped."
   echo "      Install it to run them: sudo apt-get install -y chromium (or set TANDEM_CHROMIUM=/path/to/chrome)."
 fi
-go test -race -count=1 ./...
+# (A package's tests may take longer than go test's default 10 minutes on
+# a busy 2-core machine under -race: cmd/tandem and storage/jsstore take
+# 4–5 alone and up to 10 beside the others. 30 leaves room, and a hang
+# still ends with every goroutine's stack.)
+go test -race -count=1 -timeout 30m ./...

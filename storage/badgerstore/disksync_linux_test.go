@@ -2,8 +2,10 @@ package badgerstore_test
 
 import (
 	"os"
+	"slices"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // BenchmarkDiskSync is the disk's own ceiling for BenchmarkCommit: a
@@ -37,16 +39,23 @@ func BenchmarkDiskSync(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			lat := make([]time.Duration, 0, b.N)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
+				t0 := time.Now()
 				if _, err := f.WriteAt(buf, int64(i)*int64(len(buf))); err != nil {
 					b.Fatal(err)
 				}
 				if err := c.sync(f); err != nil {
 					b.Fatal(err)
 				}
+				lat = append(lat, time.Since(t0))
 			}
 			reportRates(b, b.N, b.N)
+			// The tail is what a document waiting on a sync sees.
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)*99/100])/1e6, "p99-ms")
+			b.ReportMetric(float64(lat[len(lat)-1])/1e6, "max-ms")
 		})
 	}
 }
