@@ -581,23 +581,30 @@ func (c *core) handle(cl *client, p *parked) bool {
 			c.sendError(cl, e)
 		}
 	case "restored":
-		// A client restored an old version (an ordinary op, sent on its
-		// own): everyone else is told who and which, for their history.
-		switch m := p.msg; {
-		case cl.info.ReadOnly:
-			c.sendError(cl, protoErr(CodeForbidden, "this connection may read the document, not restore it"))
-		case m.Rev > c.durableRev:
-			c.sendError(cl, protoErr(CodeRevAhead, "restored revision %d, the document is at %d", m.Rev, c.durableRev))
-		default:
-			c.sendOthers(cl, encodeRestored(cl.id, m.Rev))
-			if c.cfg.OtherWriters { // their clients are told too
-				c.out.Signals = append(c.out.Signals, Signal{Kind: SignalRestored, Client: cl.id, Rev: m.Rev})
-			}
-		}
+		c.restored(cl, p.msg.Rev)
 		return true
 	}
 	cl.floor = max(cl.floor, p.msg.Rev) // (an op's or a selection's base)
 	return true
+}
+
+// restored tells everyone else that cl restored an old version (an
+// ordinary op, sent on its own), for their history. (Apart from handle:
+// see stepOther.)
+//
+//go:noinline
+func (c *core) restored(cl *client, rev int64) {
+	switch {
+	case cl.info.ReadOnly:
+		c.sendError(cl, protoErr(CodeForbidden, "this connection may read the document, not restore it"))
+	case rev > c.durableRev:
+		c.sendError(cl, protoErr(CodeRevAhead, "restored revision %d, the document is at %d", rev, c.durableRev))
+	default:
+		c.sendOthers(cl, encodeRestored(cl.id, rev))
+		if c.cfg.OtherWriters { // their clients are told too
+			c.out.Signals = append(c.out.Signals, Signal{Kind: SignalRestored, Client: cl.id, Rev: rev})
+		}
+	}
 }
 
 // drainClient handles cl's parked messages until one must wait again.
@@ -991,6 +998,8 @@ func sideFor(cl *client, r *committed) ot.Side { return sideOf(cl.info.Source, r
 // History.
 
 // readHistory asks for the records from rev to the start of the log.
+//
+//go:noinline
 func (c *core) readHistory(from int64) {
 	if c.readingBack {
 		return // the drain after it asks again for what is still missing
@@ -1341,6 +1350,8 @@ type noop struct {
 
 // refuseNoop answers an op that others' edits reduced to nothing, once the
 // head it was transformed to is durable.
+//
+//go:noinline
 func (c *core) refuseNoop(client, source string, seq uint64) {
 	c.noops = append(c.noops, noop{client: client, source: source, seq: seq, at: c.headRev})
 	c.releaseNoops()

@@ -249,6 +249,15 @@ func (d *driver) run(writeErr error) {
 
 //go:noinline
 func (d *driver) received(in input) {
+	switch in.ev.(type) {
+	case evJoin, evLeave:
+		d.joinOrLeave(in)
+	}
+	d.step(in.ev)
+}
+
+//go:noinline
+func (d *driver) joinOrLeave(in input) {
 	if j, ok := in.ev.(evJoin); ok {
 		d.m.joined(d)
 		d.boxes[j.Client] = in.box
@@ -259,7 +268,6 @@ func (d *driver) received(in input) {
 		delete(d.boxes, l.Client)
 		delete(d.limiters, l.Client)
 	}
-	d.step(in.ev)
 }
 
 //go:noinline
