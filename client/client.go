@@ -58,7 +58,8 @@ type Options struct {
 
 	// Handlers, called from the connection's reader goroutine, after the
 	// client's state has changed and without its lock held (they may call
-	// the client). Each may be nil.
+	// the client, but not wait in Synced, which waits for them to
+	// return). Each may be nil.
 	//
 	// OnSend: an op with seq is being sent (the first time; a resend
 	// after Reconnect is not reported).
@@ -125,12 +126,15 @@ type Doc struct {
 	peers    map[string]*Peer
 	withSel  int // peers with a selection (none: no need to move them)
 	anchors  []*Anchor
-	acked    chan struct{} // closed and replaced whenever nothing is in flight or pending
-	refused  int           // refusals in a row of the in-flight op (rate_limited, storage_full)
-	retry    *time.Timer   // sends the refused in-flight op again
-	closed   bool
-	err      error         // why the connection ended
-	done     chan struct{} // closed when the reader ends
+	acked    chan struct{} // closed and replaced whenever synced() becomes true
+	// dispatching: handler calls made (or to be made) outside the lock
+	// and not yet returned.
+	dispatching int
+	refused     int         // refusals in a row of the in-flight op (rate_limited, storage_full)
+	retry       *time.Timer // sends the refused in-flight op again
+	closed      bool
+	err         error         // why the connection ended
+	done        chan struct{} // closed when the reader ends
 }
 
 // Dial connects to document id on the server at baseURL (http:// or
@@ -208,8 +212,9 @@ func (d *Doc) connect(ctx context.Context) error {
 	d.err = nil
 	d.stopRetryLocked() // the resend below is the retry
 	resend := d.resendLocked()
+	d.dispatching += len(ev)
 	d.mu.Unlock()
-	ev.run(d)
+	d.dispatch(ev)
 	go d.read(conn, d.done, msgs[1:])
 	if resend != nil {
 		return d.write(conn, resend)
@@ -482,12 +487,13 @@ func (d *Doc) Peers() []Peer {
 	return out
 }
 
-// Synced waits until every local edit is acknowledged, the connection
-// ends or ctx does.
+// Synced waits until every local edit is acknowledged (and the handlers
+// of what arrived, OnAck among them, have returned), the connection ends
+// or ctx does.
 func (d *Doc) Synced(ctx context.Context) error {
 	for {
 		d.mu.Lock()
-		if d.inflight == nil && d.pending == nil {
+		if d.synced() {
 			d.mu.Unlock()
 			return nil
 		}
@@ -588,8 +594,9 @@ func (d *Doc) read(conn *websocket.Conn, done chan struct{}, first []message) {
 		for _, m := range msgs {
 			d.mu.Lock()
 			ev, frame, herr := d.handle(m)
+			d.dispatching += len(ev)
 			d.mu.Unlock()
-			ev.run(d)
+			d.dispatch(ev)
 			if herr != nil {
 				err = herr
 				return
@@ -811,10 +818,30 @@ func (d *Doc) moveAnchors(op ot.Op) {
 }
 
 func (d *Doc) signalIfSynced() {
-	if d.inflight == nil && d.pending == nil {
+	if d.synced() {
 		close(d.acked)
 		d.acked = make(chan struct{})
 	}
+}
+
+// synced: every local edit is acknowledged, and the handlers of what
+// arrived (OnAck among them) have returned; d.mu is held.
+func (d *Doc) synced() bool {
+	return d.inflight == nil && d.pending == nil && d.dispatching == 0
+}
+
+// dispatch runs handler calls counted in d.dispatching (without the lock),
+// then counts them done: Synced waits for them, so that a caller who
+// counts acks in OnAck has counted every one when Synced returns.
+func (d *Doc) dispatch(ev events) {
+	if len(ev) == 0 {
+		return
+	}
+	ev.run(d)
+	d.mu.Lock()
+	d.dispatching -= len(ev)
+	d.signalIfSynced()
+	d.mu.Unlock()
 }
 
 // events are handler calls made after the lock is released.

@@ -300,11 +300,12 @@ func (t *typist) message(f *serverFields) error {
 		}
 		t.inSeq, t.refused = 0, 0
 		t.received++
-		sent := t.sentAt
+		// Counted before the lock goes: synced (which sees inSeq) must
+		// not return before the count does.
+		t.b.ack.add(time.Since(t.sentAt))
+		t.b.committed.Add(1)
 		frame := t.flushLocked(t.rng)
 		t.mu.Unlock()
-		t.b.ack.add(time.Since(sent))
-		t.b.committed.Add(1)
 		if frame != nil {
 			return t.write(frame)
 		}
