@@ -235,9 +235,7 @@ func (c *core) step(ev event) *ready {
 		}
 		return &c.out
 	}
-	// The events of every op first; the others apart, so that their
-	// typed copies are not in this frame, under every op's work (see
-	// driver.received).
+	// The events of every op first; the others in stepOther.
 	switch ev := ev.(type) {
 	case evMessage:
 		c.message(ev)
@@ -254,7 +252,7 @@ func (c *core) step(ev event) *ready {
 	return &c.out
 }
 
-//go:noinline
+// stepOther handles the events that are not an op's.
 func (c *core) stepOther(ev event) {
 	switch ev := ev.(type) {
 	case evJoin:
@@ -589,10 +587,7 @@ func (c *core) handle(cl *client, p *parked) bool {
 }
 
 // restored tells everyone else that cl restored an old version (an
-// ordinary op, sent on its own), for their history. (Apart from handle:
-// see stepOther.)
-//
-//go:noinline
+// ordinary op, sent on its own), for their history.
 func (c *core) restored(cl *client, rev int64) {
 	switch {
 	case cl.info.ReadOnly:
@@ -700,10 +695,7 @@ func (c *core) submit(cl *client, p *parked) (*Error, bool) {
 	return nil, true
 }
 
-// cannotEdit is why cl may not edit now, if it may not (apart from submit:
-// see refusal).
-//
-//go:noinline
+// cannotEdit is why cl may not edit now, if it may not.
 func (c *core) cannotEdit(cl *client) *Error {
 	switch {
 	case c.state != stateOpen:
@@ -715,10 +707,7 @@ func (c *core) cannotEdit(cl *client) *Error {
 }
 
 // refusal is why an op that is not a duplicate cannot be taken now, if it
-// cannot. (Apart from submit, and not inlined, so that the frames under
-// every step stay small: see driver.received.)
-//
-//go:noinline
+// cannot.
 func (c *core) refusal(m *ClientMessage) *Error {
 	switch {
 	case len(m.Op) == 0:
@@ -998,8 +987,6 @@ func sideFor(cl *client, r *committed) ot.Side { return sideOf(cl.info.Source, r
 // History.
 
 // readHistory asks for the records from rev to the start of the log.
-//
-//go:noinline
 func (c *core) readHistory(from int64) {
 	if c.readingBack {
 		return // the drain after it asks again for what is still missing
@@ -1125,7 +1112,7 @@ func (c *core) committed(ev evCommitted) {
 	for i := range recs {
 		r := &recs[i]
 		if err := c.durable.Apply(r.Op); err != nil {
-			c.failApply(r.Rev, err)
+			c.fail(fmt.Errorf("revision %d does not apply to the durable text: %w", r.Rev, err))
 			return
 		}
 		r.Orig = nil
@@ -1143,15 +1130,8 @@ func (c *core) committed(ev evCommitted) {
 	c.flush()
 }
 
-// failApply and notCommitted are committed's rare ways out, apart from it
-// (see stepOther).
-//
-//go:noinline
-func (c *core) failApply(rev int64, err error) {
-	c.fail(fmt.Errorf("revision %d does not apply to the durable text: %w", rev, err))
-}
-
-//go:noinline
+// notCommitted handles a commit outcome that is not a success: none was
+// outstanding, another writer won, or the store failed.
 func (c *core) notCommitted(ev evCommitted) {
 	switch {
 	case !c.committing:
@@ -1256,10 +1236,10 @@ func (c *core) broadcast(r *committed) {
 
 // trimLog bounds the durable records kept in memory: at most
 // HistoryInMemory, and fewer when every client's next message is based
-// later (their floors), down to minHistory, so that a document of a few
-// editors holds a few dozen records, not a thousand; every record a
-// pending op was based on stays (it may be submitted again after a
-// conflict). Older records are read from the store when a late op or a
+// later (their floors), down to minHistory, so that a document whose
+// editors keep up holds about a hundred records, not a thousand. Every
+// record a pending op was based on stays (it may be submitted again after
+// a conflict). Older records are read from the store when a late op or a
 // reconnect needs them. It trims once a quarter more have piled up, so
 // the copy is amortized.
 func (c *core) trimLog() {
@@ -1350,8 +1330,6 @@ type noop struct {
 
 // refuseNoop answers an op that others' edits reduced to nothing, once the
 // head it was transformed to is durable.
-//
-//go:noinline
 func (c *core) refuseNoop(client, source string, seq uint64) {
 	c.noops = append(c.noops, noop{client: client, source: source, seq: seq, at: c.headRev})
 	c.releaseNoops()

@@ -243,34 +243,22 @@ func (d *driver) run(writeErr error) {
 	d.yield.stop()
 }
 
-// The run loop's cases are methods of their own (not inlined): the loop's
-// frame sits under every step, and a driver's goroutine stack stays as large
-// as the deepest step it ever took, for each open document.
-
-//go:noinline
+// received takes an event from a connection.
 func (d *driver) received(in input) {
-	switch in.ev.(type) {
-	case evJoin, evLeave:
-		d.joinOrLeave(in)
+	switch ev := in.ev.(type) {
+	case evJoin:
+		d.m.joined(d)
+		d.boxes[ev.Client] = in.box
+		d.limiters[ev.Client] = in.limiter
+		d.replies[ev.Client] = in.reply
+	case evLeave:
+		delete(d.boxes, ev.Client)
+		delete(d.limiters, ev.Client)
 	}
 	d.step(in.ev)
 }
 
-//go:noinline
-func (d *driver) joinOrLeave(in input) {
-	if j, ok := in.ev.(evJoin); ok {
-		d.m.joined(d)
-		d.boxes[j.Client] = in.box
-		d.limiters[j.Client] = in.limiter
-		d.replies[j.Client] = in.reply
-	}
-	if l, ok := in.ev.(evLeave); ok {
-		delete(d.boxes, l.Client)
-		delete(d.limiters, l.Client)
-	}
-}
-
-//go:noinline
+// commitDone takes the outcome of the document's append.
 func (d *driver) commitDone(err error) {
 	out := commitOutcome(err)
 	switch {
@@ -285,7 +273,7 @@ func (d *driver) commitDone(err error) {
 	d.step(out)
 }
 
-//go:noinline
+// takeRemote takes what other nodes sent (records, presence, signals).
 func (d *driver) takeRemote() {
 	d.remoteMu.Lock()
 	recs, from, updates, signals := d.remoteRecords, d.remoteFrom, d.remotePresence, d.signals

@@ -1025,21 +1025,28 @@ func TestProcessBenchProcesses(t *testing.T) {
 	if res.Processes != 3 || res.Docs != 2 || res.Clients != 5 || res.Converged == nil || !*res.Converged {
 		t.Fatalf("merged result %+v", res)
 	}
+	// Each document's ops came from all three processes' clients.
+	checkMergedCommits(t, srv.URL, res)
+}
+
+// checkMergedCommits checks a run merged from several parts: every
+// committed op was counted once, in the histogram too, and the documents'
+// heads are what the parts committed together.
+func checkMergedCommits(t *testing.T, server string, res benchResult) {
+	t.Helper()
 	if res.Committed == 0 || res.Ack.Count != res.Committed || len(res.Errors) > 0 {
 		t.Fatalf("%d committed, %d acks in the merged histogram, errors %v", res.Committed, res.Ack.Count, res.Errors)
 	}
-	// Each document's ops came from all three processes' clients: a
-	// document's head is what they committed together.
 	var heads int64
-	for _, id := range strings.Split(docIDsOf(t, srv.URL), ",") {
-		d, err := getDoc(srv.URL, id)
+	for _, id := range strings.Split(docIDsOf(t, server), ",") {
+		d, err := getDoc(server, id)
 		if err != nil {
 			t.Fatal(err)
 		}
 		heads += d.Rev
 	}
 	if heads != res.Committed {
-		t.Fatalf("the documents' heads add up to %d, the processes committed %d", heads, res.Committed)
+		t.Fatalf("the documents' heads add up to %d, the parts committed %d", heads, res.Committed)
 	}
 }
 
@@ -1105,20 +1112,7 @@ func TestProcessBenchWorkers(t *testing.T) {
 	if res.Workers != 2 || res.Processes != 3 || res.Docs != 2 || res.Clients != 5 || res.Converged == nil || !*res.Converged || res.ServerCPU == nil {
 		t.Fatalf("merged result %+v", res)
 	}
-	if res.Committed == 0 || res.Ack.Count != res.Committed || len(res.Errors) > 0 {
-		t.Fatalf("%d committed, %d acks in the merged histogram, errors %v", res.Committed, res.Ack.Count, res.Errors)
-	}
-	var heads int64
-	for _, id := range strings.Split(docIDsOf(t, srv.URL), ",") {
-		d, err := getDoc(srv.URL, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		heads += d.Rev
-	}
-	if heads != res.Committed {
-		t.Fatalf("the documents' heads add up to %d, the workers committed %d", heads, res.Committed)
-	}
+	checkMergedCommits(t, srv.URL, res)
 }
 
 var workerRE = regexp.MustCompile(`listening on (http://\S+),`)
