@@ -142,7 +142,10 @@ func (r *frameReader) scanFlat(data []byte) (m message, ok bool) {
 				*p = r.name(val[1 : n-1])
 				break
 			}
-			str, _, _ := scanString(val)
+			str, _, ok := scanString(val)
+			if !ok {
+				return m, false // an escape JSON does not have
+			}
 			*p = str
 		case string(key) == "op":
 			if !json.Valid(val) {
