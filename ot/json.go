@@ -3,9 +3,8 @@ package ot
 import (
 	"fmt"
 	"strconv"
-	"strings"
-	"unicode/utf16"
-	"unicode/utf8"
+
+	"github.com/tandemdocs/tandem/ot/internal/jsontext"
 )
 
 // MarshalJSON encodes op in text-unicode's JSON form, byte for byte what
@@ -56,50 +55,7 @@ func appendComponent(b []byte, c Component) ([]byte, error) {
 // writes it: only '"', '\\' and control characters are escaped, with the
 // short escapes where JSON has them. Invalid UTF-8 (which no op holds) is
 // written as U+FFFD, so the output is always valid JSON.
-func AppendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= utf8.RuneSelf {
-			if r, size := utf8.DecodeRuneInString(s[i:]); r == utf8.RuneError && size == 1 {
-				b = append(b, s[start:i]...)
-				b = append(b, `\ufffd`...)
-				i++
-				start = i
-			} else {
-				i += size
-			}
-			continue
-		}
-		if c >= 0x20 && c != '"' && c != '\\' {
-			i++
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\b':
-			b = append(b, '\\', 'b')
-		case '\f':
-			b = append(b, '\\', 'f')
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		}
-		i++
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
+func AppendJSONString(b []byte, s string) []byte { return jsontext.AppendString(b, s) }
 
 // UnmarshalJSON decodes op from text-unicode's JSON form and normalizes it
 // (adjacent components of one kind are merged and a trailing skip is dropped:
@@ -335,117 +291,10 @@ func (p *opParser) parseDelete() (Component, error) {
 // parseString parses a JSON string, rejecting invalid UTF-8, raw control
 // characters and unpaired surrogate escapes.
 func (p *opParser) parseString() (string, error) {
-	p.pos++ // opening quote
-	start := p.pos
-	// Fast path: no escapes.
-	for p.pos < len(p.data) {
-		c := p.data[p.pos]
-		if c == '"' {
-			raw := p.data[start:p.pos]
-			if !utf8.Valid(raw) {
-				return "", fmt.Errorf("at byte %d: string is not valid UTF-8", start)
-			}
-			p.pos++
-			return string(raw), nil
-		}
-		if c == '\\' {
-			break
-		}
-		if c < 0x20 {
-			return "", p.errorf("control character in string")
-		}
-		p.pos++
+	s, next, err := jsontext.ReadString(p.data, p.pos)
+	if err != nil {
+		return "", err
 	}
-	var sb strings.Builder
-	sb.Write(p.data[start:p.pos])
-	for {
-		if p.pos >= len(p.data) {
-			return "", p.errorf("unterminated string")
-		}
-		c := p.data[p.pos]
-		switch {
-		case c == '"':
-			p.pos++
-			s := sb.String()
-			if !utf8.ValidString(s) {
-				return "", fmt.Errorf("at byte %d: string is not valid UTF-8", start)
-			}
-			return s, nil
-		case c < 0x20:
-			return "", p.errorf("control character in string")
-		case c != '\\':
-			sb.WriteByte(c)
-			p.pos++
-			continue
-		}
-		// An escape.
-		if p.pos+1 >= len(p.data) {
-			return "", p.errorf("unterminated escape")
-		}
-		esc := p.pos
-		e := p.data[p.pos+1]
-		p.pos += 2
-		switch e {
-		case '"', '\\', '/':
-			sb.WriteByte(e)
-		case 'b':
-			sb.WriteByte('\b')
-		case 'f':
-			sb.WriteByte('\f')
-		case 'n':
-			sb.WriteByte('\n')
-		case 'r':
-			sb.WriteByte('\r')
-		case 't':
-			sb.WriteByte('\t')
-		case 'u':
-			r, err := p.parseHex4()
-			if err != nil {
-				return "", err
-			}
-			if utf16.IsSurrogate(r) {
-				if r >= 0xdc00 {
-					return "", fmt.Errorf("at byte %d: lone low surrogate \\u%04x", esc, r)
-				}
-				if p.pos+1 >= len(p.data) || p.data[p.pos] != '\\' || p.data[p.pos+1] != 'u' {
-					return "", fmt.Errorf("at byte %d: lone high surrogate \\u%04x", esc, r)
-				}
-				p.pos += 2
-				r2, err := p.parseHex4()
-				if err != nil {
-					return "", err
-				}
-				combined := utf16.DecodeRune(r, r2)
-				if combined == utf8.RuneError {
-					return "", fmt.Errorf("at byte %d: high surrogate \\u%04x followed by \\u%04x", esc, r, r2)
-				}
-				r = combined
-			}
-			sb.WriteRune(r)
-		default:
-			return "", p.errorf("invalid escape \\%c", e)
-		}
-	}
-}
-
-func (p *opParser) parseHex4() (rune, error) {
-	if p.pos+4 > len(p.data) {
-		return 0, p.errorf("short \\u escape")
-	}
-	var r rune
-	for _, c := range p.data[p.pos : p.pos+4] {
-		r <<= 4
-		switch {
-		case c >= '0' && c <= '9':
-			r |= rune(c - '0')
-		case c >= 'a' && c <= 'f':
-			r |= rune(c - 'a' + 10)
-		case c >= 'A' && c <= 'F':
-			r |= rune(c - 'A' + 10)
-		default:
-			return 0, p.errorf("invalid \\u escape")
-		}
-	}
-	p.pos += 4
-	return r, nil
+	p.pos = next
+	return s, nil
 }

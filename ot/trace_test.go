@@ -1,115 +1,46 @@
 package ot
 
 import (
-	"compress/gzip"
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"runtime"
 	"sort"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tandemdocs/tandem/ot/internal/traces"
 )
 
-// Real editing traces (josephg/editing-traces) live outside the repository,
-// in the shared traces directory; see its SOURCE.md. They are never copied
-// into the repository, and the tests that need them skip when they are absent.
+// The traces (shared/traces beside the repository) are loaded by
+// ot/internal/traces, which the rich type's benchmarks share.
 
-// traceDir returns the traces directory: $TANDEM_TRACES, or shared/traces
-// beside the repository (../../shared/traces from this package).
-func traceDir() string {
-	if d := os.Getenv("TANDEM_TRACES"); d != "" {
-		return d
-	}
-	return filepath.Join("..", "..", "shared", "traces")
-}
+var sequentialTraces = traces.Sequential
 
-// The sequential traces: every patch applies in order from startContent.
-var sequentialTraces = []string{"seph-blog1", "friendsforever_flat", "sveltecomponent", "json-crdt-patch"}
+type trace = traces.Trace
 
-type tracePatch struct {
-	pos, del int
-	ins      string
-}
+func loadTrace(tb testing.TB, name string) *trace { return traces.Load(tb, name) }
 
-func (p *tracePatch) UnmarshalJSON(b []byte) error {
-	var a [3]json.RawMessage
-	if err := json.Unmarshal(b, &a); err != nil {
-		return err
-	}
-	if err := json.Unmarshal(a[0], &p.pos); err != nil {
-		return err
-	}
-	if err := json.Unmarshal(a[1], &p.del); err != nil {
-		return err
-	}
-	return json.Unmarshal(a[2], &p.ins)
-}
-
-type traceTxn struct {
-	Agent   int          `json:"agent"`
-	Parents []int        `json:"parents"`
-	Patches []tracePatch `json:"patches"`
-}
-
-type trace struct {
-	StartContent string     `json:"startContent"`
-	EndContent   string     `json:"endContent"`
-	Txns         []traceTxn `json:"txns"`
-}
-
-// op returns the op for one patch: skip, delete, insert.
-func (p tracePatch) op() Op {
+// patchOp returns the op for one patch: skip, delete, insert.
+func patchOp(p traces.Patch) Op {
 	op := make(Op, 0, 3)
-	if p.pos > 0 {
-		op = append(op, Skip(p.pos))
+	if p.Pos > 0 {
+		op = append(op, Skip(p.Pos))
 	}
-	if p.del > 0 {
-		op = append(op, Delete(p.del))
+	if p.Del > 0 {
+		op = append(op, Delete(p.Del))
 	}
-	if p.ins != "" {
-		op = append(op, Insert(p.ins))
+	if p.Ins != "" {
+		op = append(op, Insert(p.Ins))
 	}
 	return op
 }
 
-// ops returns the ops of every patch of tr, in order.
-func (tr *trace) ops() []Op {
+// traceOps returns the ops of every patch of tr, in order.
+func traceOps(tr *trace) []Op {
 	var ops []Op
-	for _, txn := range tr.Txns {
-		for _, p := range txn.Patches {
-			ops = append(ops, p.op())
-		}
+	for _, p := range tr.Patches() {
+		ops = append(ops, patchOp(p))
 	}
 	return ops
-}
-
-var traceCache sync.Map // name -> *trace
-
-// loadTrace reads and decodes a trace, or skips tb when it is not there.
-func loadTrace(tb testing.TB, name string) *trace {
-	tb.Helper()
-	if tr, ok := traceCache.Load(name); ok {
-		return tr.(*trace)
-	}
-	path := filepath.Join(traceDir(), name+".json.gz")
-	f, err := os.Open(path)
-	if err != nil {
-		tb.Skipf("trace %s is not available (%v): the traces live in shared/traces beside the repository, or set TANDEM_TRACES to their directory", name, err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		tb.Fatalf("%s: %v", path, err)
-	}
-	tr := new(trace)
-	if err := json.NewDecoder(zr).Decode(tr); err != nil {
-		tb.Fatalf("%s: %v", path, err)
-	}
-	traceCache.Store(name, tr)
-	return tr
 }
 
 // TestTraceReplay replays every sequential trace patch by patch into a rope,
@@ -120,7 +51,7 @@ func TestTraceReplay(t *testing.T) {
 	for _, name := range sequentialTraces {
 		t.Run(name, func(t *testing.T) {
 			tr := loadTrace(t, name)
-			ops := tr.ops()
+			ops := traceOps(tr)
 			r, err := NewRope(tr.StartContent)
 			if err != nil {
 				t.Fatal(err)
@@ -278,7 +209,7 @@ func replayConcurrent(tr *trace, r *Rope) ([]logEntry, error) {
 		}
 		c.seen = upTo
 		for _, p := range txn.Patches {
-			c.pending = append(c.pending, p.op())
+			c.pending = append(c.pending, patchOp(p))
 		}
 		// The server brings the client's ops from its seen prefix to the head.
 		pend := append([]Op(nil), c.pending...)
@@ -352,7 +283,7 @@ func BenchmarkReplay(b *testing.B) {
 	for _, name := range sequentialTraces {
 		b.Run(name, func(b *testing.B) {
 			tr := loadTrace(b, name)
-			ops := tr.ops()
+			ops := traceOps(tr)
 			replay := func() *Rope {
 				r, err := NewRope(tr.StartContent)
 				if err != nil {
@@ -527,7 +458,7 @@ func TestReplayPatchLatency(t *testing.T) {
 		t.Skip("timing only")
 	}
 	tr := loadTrace(t, "seph-blog1")
-	ops := tr.ops()
+	ops := traceOps(tr)
 	r := &Rope{}
 	d := make([]time.Duration, len(ops))
 	for i, op := range ops {

@@ -3,7 +3,8 @@
 #
 # Runs: the gofmt check, go vet, the JavaScript unit tests of the browser
 # client (node --test web/jstest/, when node is installed), and
-# go test -race ./... . The browser tests (web/browser_test.go) need
+# go test -race ./... (installing first, with npm, the npm rich-text
+# package that ot/rich's differential test compares against). The browser tests (web/browser_test.go) need
 # chromium; without it they are skipped, unless TANDEM_REQUIRE_BROWSER=1
 # (as in CI), which makes a missing browser a failure.
 set -euo pipefail
@@ -22,6 +23,14 @@ if [ -d web/jstest ]; then
   else
     echo "NOTE: node not found: skipping the JavaScript tests (web/jstest)"
   fi
+fi
+
+# The rich-text type's differential test (ot/rich) runs npm rich-text
+# itself: install it (pinned by its package-lock.json) when npm is here.
+ref=ot/rich/testdata/ref
+if [ ! -d "$ref/node_modules/rich-text" ] && command -v npm >/dev/null 2>&1; then
+  echo "npm ci in $ref (the rich-text reference)"
+  npm ci --prefix "$ref" --no-audit --no-fund --loglevel=error
 fi
 
 if [ -z "${TANDEM_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
