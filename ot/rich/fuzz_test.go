@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"math/rand/v2"
+	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -83,5 +85,31 @@ func FuzzApply(f *testing.F) {
 		if js(td.Delta()) != js(want) {
 			t.Fatalf("Document %s, value %s", js(td.Delta()), js(want))
 		}
+	})
+}
+
+var tagPattern = regexp.MustCompile(`<[^>]*>`)
+
+// FuzzExport: no document makes an export panic or writes a script, an
+// event handler or an unsafe URL into the HTML.
+func FuzzExport(f *testing.F) {
+	f.Add([]byte(`[{"insert":"a","attributes":{"link":"javascript:x","bold":true}},{"insert":{"image":"x\" onerror=\"y"}},{"insert":"\n","attributes":{"header":1}}]`))
+	f.Add([]byte(`[{"insert":"<script>\n","attributes":{"code-block":"js"}},{"insert":"b\n","attributes":{"list":"checked"}}]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		doc, err := ParseDocumentJSON(data)
+		if err != nil {
+			return
+		}
+		h := strings.ToLower(HTML(doc))
+		// Text is escaped, so every < starts a tag this package wrote.
+		for _, tag := range tagPattern.FindAllString(h, -1) {
+			for _, bad := range []string{"<script", " on", "style=", `="javascript`, `="data`, `="vbscript`} {
+				if strings.Contains(tag, bad) {
+					t.Fatalf("%s: HTML tag %s holds %q", data, tag, bad)
+				}
+			}
+		}
+		_ = Markdown(doc)
+		_ = PlainText(doc)
 	})
 }
