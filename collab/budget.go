@@ -28,11 +28,8 @@ func messageCost(msg ClientMessage, distance int64, cfg *Config) (total, work in
 	distance = min(max(distance, 0), cfg.MaxLag)
 	switch msg.Type {
 	case "op":
-		var bytes int64
-		for _, c := range msg.Op {
-			bytes += int64(len(c.Text()))
-		}
-		work = (distance+1)*int64(len(msg.Op))/cfg.WorkPerToken + bytes/cfg.BytesPerToken
+		bytes := int64(msg.Op.InsertedBytes())
+		work = (distance+1)*int64(msg.Op.Parts())/cfg.WorkPerToken + bytes/cfg.BytesPerToken
 	case "sel":
 		work = distance * max(int64(len(msg.Sel)), 1) / cfg.WorkPerToken
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/ot/doctype"
 	"github.com/tandemdocs/tandem/storage"
 	"github.com/tandemdocs/tandem/storage/memstore"
 )
@@ -45,6 +46,8 @@ type msg struct {
 	Color    string          `json:"color"`
 	Time     int64           `json:"time"`
 	Text     *string         `json:"text"`
+	DocType  string          `json:"doctype"`
+	Delta    json.RawMessage `json:"delta"`
 	From     *int64          `json:"from"`
 	Ops      []msg           `json:"ops"`
 	Peers    []msg           `json:"peers"`
@@ -445,7 +448,7 @@ func head(t testing.TB, st storage.Store, id string) (int64, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return doc.Head, rope.String()
+	return doc.Head, rope.Content()
 }
 
 // peer is a connected test client.
@@ -972,7 +975,7 @@ func TestIdleUnload(t *testing.T) {
 		snap, err := mem.Snapshot(context.Background(), "doc", 3)
 		return err == nil && snap.Rev == 3
 	})
-	if snap, _ := mem.Snapshot(context.Background(), "doc", 3); snap.Text != "axxxb" {
+	if snap, _ := mem.Snapshot(context.Background(), "doc", 3); snap.Content != "axxxb" {
 		t.Fatalf("snapshot %+v", snap)
 	}
 
@@ -1074,7 +1077,7 @@ func TestShutdownFinishesCommits(t *testing.T) {
 	if rev, text := head(t, mem, "doc"); rev != 2 || text != "ba" {
 		t.Fatalf("store: %d %q", rev, text)
 	}
-	if snap, err := mem.Snapshot(context.Background(), "doc", 2); err != nil || snap.Rev != 2 || snap.Text != "ba" {
+	if snap, err := mem.Snapshot(context.Background(), "doc", 2); err != nil || snap.Rev != 2 || snap.Content != "ba" {
 		t.Fatalf("final snapshot: %+v %v", snap, err)
 	}
 	if _, err := m.Connect(context.Background(), "doc", newConn(), info("z", -1)); !errors.Is(err, collab.ErrShuttingDown) {
@@ -1427,25 +1430,25 @@ func TestParseClientMessage(t *testing.T) {
 		want  collab.ClientMessage
 	}{
 		{`{"type":"op","rev":3,"seq":7,"op":[5,"x",{"d":"ab"}]}`,
-			collab.ClientMessage{Type: "op", Rev: 3, Seq: 7, Op: ot.Op{ot.Skip(5), ot.Insert("x"), ot.DeleteText("ab")}, Span: 7}},
+			collab.ClientMessage{Type: "op", Rev: 3, Seq: 7, Op: doctype.PlainOp(ot.Op{ot.Skip(5), ot.Insert("x"), ot.DeleteText("ab")}), Span: 7}},
 		// The trailing skip is normalized away, but its span is kept.
 		{`{"type":"op","rev":1,"seq":2,"op":[{"d":2},3]}`,
-			collab.ClientMessage{Type: "op", Rev: 1, Seq: 2, Op: ot.Op{ot.Delete(2)}, Span: 5}},
+			collab.ClientMessage{Type: "op", Rev: 1, Seq: 2, Op: doctype.PlainOp(ot.Op{ot.Delete(2)}), Span: 5}},
 		{` {"seq":18446744073709551615,"op":[],"rev":0,"type":"op"} ` + "\n",
-			collab.ClientMessage{Type: "op", Seq: 18446744073709551615, Op: ot.Op{}}},
+			collab.ClientMessage{Type: "op", Seq: 18446744073709551615, Op: doctype.PlainOp(ot.Op{})}},
 		// Empty once normalized; refused by the document unless it is a
 		// resubmission.
 		{`{"type":"op","rev":0,"seq":3,"op":[5]}`,
-			collab.ClientMessage{Type: "op", Seq: 3, Op: ot.Op{}, Span: 5}},
+			collab.ClientMessage{Type: "op", Seq: 3, Op: doctype.PlainOp(ot.Op{}), Span: 5}},
 		{`{"type":"op","rev":9223372036854775807,"seq":1,"op":["😀\u00e9"]}`,
-			collab.ClientMessage{Type: "op", Rev: 9223372036854775807, Seq: 1, Op: ot.Op{ot.Insert("😀é")}}},
+			collab.ClientMessage{Type: "op", Rev: 9223372036854775807, Seq: 1, Op: doctype.PlainOp(ot.Op{ot.Insert("😀é")})}},
 		{`{"type":"sel","rev":2,"sel":[{"anchor":1,"head":4},{"anchor":9,"head":0}]}`,
 			collab.ClientMessage{Type: "sel", Rev: 2, Sel: []ot.Selection{{Anchor: 1, Head: 4}, {Anchor: 9, Head: 0}}}},
 		{`{"type":"sel","rev":0}`, collab.ClientMessage{Type: "sel"}},
 		{`{"type":"sel","rev":0,"sel":` + sels(64) + `}`, collab.ClientMessage{Type: "sel", Sel: make([]ot.Selection, 64)}},
 	}
 	for _, tc := range ok {
-		m, err := collab.ParseClientMessage([]byte(tc.frame))
+		m, err := collab.ParseClientMessage(doctype.Plain(), []byte(tc.frame))
 		if err != nil {
 			t.Errorf("%s: %v", tc.frame, err)
 			continue
@@ -1526,7 +1529,7 @@ func TestParseClientMessage(t *testing.T) {
 		{`{"type":"sel","rev":0,"sel":` + sels(65) + `}`, collab.CodeBadMessage, none},
 	}
 	for _, tc := range bad {
-		m, err := collab.ParseClientMessage([]byte(tc.frame))
+		m, err := collab.ParseClientMessage(doctype.Plain(), []byte(tc.frame))
 		if err == nil {
 			t.Errorf("%q: accepted as %+v", tc.frame, m)
 			continue
@@ -1548,7 +1551,7 @@ func TestParseClientMessage(t *testing.T) {
 }
 
 func isZero(m collab.ClientMessage) bool {
-	return m.Type == "" && m.Rev == 0 && m.Seq == 0 && m.Op == nil && m.Sel == nil
+	return m.Type == "" && m.Rev == 0 && m.Seq == 0 && m.Op.Parts() == 0 && m.Sel == nil
 }
 
 func FuzzParseClientMessage(f *testing.F) {
@@ -1568,7 +1571,7 @@ func FuzzParseClientMessage(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, frame []byte) {
-		m, err := collab.ParseClientMessage(frame)
+		m, err := collab.ParseClientMessage(doctype.Plain(), frame)
 		if err != nil {
 			if !isZero(m) {
 				t.Fatalf("%q: error %v with the message %+v", frame, err, m)
@@ -1599,11 +1602,11 @@ func FuzzParseClientMessage(f *testing.F) {
 			if merr != nil {
 				t.Fatalf("%q: op does not encode: %v", frame, merr)
 			}
-			if again, perr := ot.ParseJSON(b); perr != nil || again.String() != m.Op.String() {
+			if again, _, perr := doctype.Plain().ParseOp(b); perr != nil || again.String() != m.Op.String() {
 				t.Fatalf("%q: op %s does not round-trip: %v", frame, b, perr)
 			}
 		case "sel":
-			if m.Rev < 0 || len(m.Sel) > 64 || m.Op != nil || m.Seq != 0 {
+			if m.Rev < 0 || len(m.Sel) > 64 || m.Op.Parts() != 0 || m.Seq != 0 {
 				t.Fatalf("%q: %+v", frame, m)
 			}
 			for _, s := range m.Sel {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/ot/doctype"
 	"github.com/tandemdocs/tandem/storage"
 )
 
@@ -119,9 +120,10 @@ type core struct {
 	closeReason   string
 	closeSnapshot bool
 
-	head       *ot.Rope // every accepted op
+	typ        doctype.Type
+	head       doctype.Document // every accepted op
 	headRev    int64
-	durable    *ot.Rope // the durable ops only: what joining clients get
+	durable    doctype.Document // the durable ops only: what joining clients get
 	durableRev int64
 	oldest     int64 // the store retains revisions oldest+1..
 
@@ -155,14 +157,14 @@ type core struct {
 	// Commit linger (see flush): the ops the next append waits for, and
 	// whether that is worth it lately.
 	expect     int64
-	lingering  bool     // the next append waits (a linger tick was asked for)
-	lingerOver bool     // the tick came: append what there is
-	lingerSkip int      // appends to make without lingering, after a linger that waited in vain
-	paceWait   bool     // an append was made less than the fan-out pace ago (see flush): the next waits for the tick
-	xform      [2]ot.Op // accept's buffers
-	lostInRow  int      // commits lost to other writers since the last one that went in
-	yielding   bool     // other writers asked for a turn: the next append waits for their commits (or TurnWait)
-	yieldTo    []string // the nodes that asked
+	lingering  bool          // the next append waits (a linger tick was asked for)
+	lingerOver bool          // the tick came: append what there is
+	lingerSkip int           // appends to make without lingering, after a linger that waited in vain
+	paceWait   bool          // an append was made less than the fan-out pace ago (see flush): the next waits for the tick
+	xform      [2]doctype.Op // accept's buffers
+	lostInRow  int           // commits lost to other writers since the last one that went in
+	yielding   bool          // other writers asked for a turn: the next append waits for their commits (or TurnWait)
+	yieldTo    []string      // the nodes that asked
 	byID       map[string]*client
 	sources    map[string]source
 	// absent: per source, a seq the store's index said was not committed
@@ -189,15 +191,17 @@ type core struct {
 	out      ready
 }
 
-// newCore returns the core of a document loaded at doc.Head with text, whose
+// newCore returns the core of a document loaded at doc.Head as text, whose
 // newest snapshot is at lastSnap.
-func newCore(cfg coreConfig, doc storage.Document, text *ot.Rope, lastSnap int64) (*core, error) {
-	durable, err := ot.NewRope(text.String())
+func newCore(cfg coreConfig, doc storage.Document, text doctype.Document, lastSnap int64) (*core, error) {
+	typ := doc.DocType()
+	durable, err := typ.NewDocument(text.Content())
 	if err != nil {
 		return nil, err
 	}
 	return &core{
 		cfg:         cfg,
+		typ:         typ,
 		id:          doc.ID,
 		title:       doc.Title,
 		head:        text,
@@ -398,7 +402,7 @@ func (c *core) tryHello(cl *client) bool {
 	var ops []committed
 	if catchUp {
 		ops = c.log[from-c.logStart : c.durableRev-c.logStart]
-		catchUp = catchUpBytes(ops) <= max(c.durable.ByteLen(), 256<<10)
+		catchUp = catchUpBytes(ops) <= max(c.durable.Size(), 256<<10)
 	}
 	c.send(cl, c.hello(cl, catchUp, ops))
 	cl.joined = true
@@ -427,7 +431,7 @@ func (c *core) tryHello(cl *client) bool {
 func (c *core) hello(cl *client, catchUp bool, ops []committed) []byte {
 	size := 256
 	if !catchUp {
-		size += c.durable.ByteLen()
+		size += c.durable.Size()
 	}
 	b := append(make([]byte, 0, size), `{"type":"hello","protocol":`...)
 	b = appendInt(b, ProtocolVersion)
@@ -443,6 +447,8 @@ func (c *core) hello(cl *client, catchUp bool, ops []committed) []byte {
 		b = appendField(b, "key")
 		b = appendString(b, cl.info.Key)
 	}
+	b = appendField(b, "doctype")
+	b = appendString(b, c.typ.Name())
 	b = appendField(b, "rev")
 	b = appendInt(b, c.durableRev)
 	if catchUp {
@@ -458,8 +464,7 @@ func (c *core) hello(cl *client, catchUp bool, ops []committed) []byte {
 		}
 		b = append(b, ']')
 	} else {
-		b = appendField(b, "text")
-		b = appendString(b, c.durable.String())
+		b = appendContent(b, c.typ, c.durable)
 	}
 	b = appendField(b, "peers")
 	b = append(b, '[')
@@ -671,7 +676,7 @@ func (c *core) submit(cl *client, p *parked) (*Error, bool) {
 	if e := c.refusal(m); e != nil {
 		return e, true
 	}
-	c.charge(cl, p, c.headRev-m.Rev, int64(len(m.Op)))
+	c.charge(cl, p, c.headRev-m.Rev, int64(m.Op.Parts()))
 	if m.Rev < c.logStart {
 		if c.histErr != nil {
 			return c.historyError(m.Rev), true
@@ -710,7 +715,7 @@ func (c *core) cannotEdit(cl *client) *Error {
 // cannot.
 func (c *core) refusal(m *ClientMessage) *Error {
 	switch {
-	case len(m.Op) == 0:
+	case m.Op.Parts() == 0:
 		// Checked after the duplicate check: a resent op that the client
 		// transformed to nothing may have been committed before.
 		return protoErr(CodeInvalidOp, "empty op: nothing to commit")
@@ -720,7 +725,7 @@ func (c *core) refusal(m *ClientMessage) *Error {
 		return protoErr(CodeRevAhead, "op based on revision %d, the document is at %d", m.Rev, c.durableRev)
 	case c.durableRev-m.Rev > c.cfg.MaxLag:
 		return protoErr(CodeRevTooOld, "op based on revision %d, more than %d behind %d: resync", m.Rev, c.cfg.MaxLag, c.durableRev)
-	case (c.headRev-m.Rev)*int64(len(m.Op)) > c.cfg.MaxWork:
+	case (c.headRev-m.Rev)*int64(m.Op.Parts()) > c.cfg.MaxWork:
 		// The head moved on since the reading goroutine priced it: still
 		// more work than any budget holds.
 		return protoErr(CodeTooFarBehind, "this op is %d revisions behind: catch up (reconnect with rev) and send it again", c.headRev-m.Rev)
@@ -730,7 +735,7 @@ func (c *core) refusal(m *ClientMessage) *Error {
 
 // accept transforms op (based on rev, spanning span code points) to the
 // head and applies it there; the caller fills in who and when.
-func (c *core) accept(op ot.Op, rev int64, span int) (committed, *Error) {
+func (c *core) accept(op doctype.Op, rev int64, span int) (committed, *Error) {
 	if n := c.lenAt(rev); span > n {
 		return committed{}, protoErr(CodeInvalidOp, "op spans %d code points; the document at revision %d has %d", span, rev, n)
 	}
@@ -739,27 +744,22 @@ func (c *core) accept(op ot.Op, rev int64, span int) (committed, *Error) {
 	// transformed through many revisions allocates once (the clone).
 	hist := c.log[rev-c.logStart:]
 	for i, r := range hist {
-		buf, err := ot.TransformAppend(c.xform[i%2], op, r.Op, ot.Left)
+		buf, err := c.typ.TransformAppend(c.xform[i%2], op, r.Op, ot.Left)
 		if err != nil {
 			return committed{}, protoErr(CodeInvalidOp, "%v", err)
 		}
 		c.xform[i%2], op = buf, buf
 	}
 	if len(hist) > 0 {
-		op = slices.Clone(op)
-		clear(c.xform[0][:cap(c.xform[0])]) // (no text kept alive by the buffers)
-		clear(c.xform[1][:cap(c.xform[1])])
+		op = op.Clone()
+		c.xform[0].Scrub() // (no text kept alive by the buffers)
+		c.xform[1].Scrub()
 	}
-	inserted := 0
-	for _, comp := range op {
-		if comp.Kind() == ot.KindInsert {
-			inserted += len(comp.Text())
-		}
-	}
+	inserted := op.InsertedBytes()
 	if inserted > c.cfg.MaxInsertBytes {
 		return committed{}, protoErr(CodeTooLarge, "op inserts %d bytes, at most %d", inserted, c.cfg.MaxInsertBytes)
 	}
-	if c.head.ByteLen()+inserted > c.cfg.MaxDocBytes {
+	if c.head.Size()+inserted > c.cfg.MaxDocBytes {
 		return committed{}, protoErr(CodeTooLarge, "the document would exceed %d bytes", c.cfg.MaxDocBytes)
 	}
 	if err := c.head.Apply(op); err != nil {
@@ -907,7 +907,7 @@ func (c *core) selection(cl *client, p *parked) (*Error, bool) {
 	for i, s := range m.Sel {
 		s = clampSelection(s, c.lenAt(m.Rev))
 		for j := range since {
-			s = ot.TransformSelection(s, since[j].Op, sideFor(cl, &since[j]))
+			s = c.typ.TransformSelection(s, since[j].Op, sideFor(cl, &since[j]))
 		}
 		sel[i] = clampSelection(s, n)
 	}
@@ -1115,7 +1115,7 @@ func (c *core) committed(ev evCommitted) {
 			c.fail(fmt.Errorf("revision %d does not apply to the durable text: %w", r.Rev, err))
 			return
 		}
-		r.Orig = nil
+		r.Orig = doctype.Op{}
 		c.durableRev = r.Rev
 		c.snapOpBytes += opBytes(r.Op)
 		c.broadcast(r)
@@ -1227,7 +1227,7 @@ func (c *core) broadcast(r *committed) {
 			c.send(cl, msg)
 		}
 		for i, s := range cl.sel {
-			cl.sel[i] = ot.TransformSelection(s, r.Op, sideFor(cl, r))
+			cl.sel[i] = c.typ.TransformSelection(s, r.Op, sideFor(cl, r))
 		}
 	}
 	c.moveRemotes(r)
@@ -1354,7 +1354,7 @@ func (c *core) releaseNoops() {
 // resetHead makes the head a copy of the durable text (the pending ops
 // are to be dropped or submitted again); false if the document failed.
 func (c *core) resetHead() bool {
-	head, err := ot.NewRope(c.durable.String())
+	head, err := c.typ.NewDocument(c.durable.Content())
 	if err != nil {
 		c.fail(err)
 		return false
@@ -1604,14 +1604,14 @@ func (c *core) maybeSnapshot() {
 	if c.snapshotting || since < c.cfg.SnapshotEvery {
 		return
 	}
-	size := c.durable.ByteLen()
+	size := c.durable.Size()
 	stretch := max(20, int64(size>>16))
 	if c.snapOpBytes*16 < size && since < stretch*c.cfg.SnapshotEvery {
 		return
 	}
 	c.snapshotting = true
 	c.snapOpBytes = 0
-	c.out.Snapshot = &storage.Snapshot{Rev: c.durableRev, Text: c.durable.String()}
+	c.out.Snapshot = &storage.Snapshot{Rev: c.durableRev, Content: c.durable.Content()}
 }
 
 func (c *core) snapshotSaved(ev evSnapshotSaved) {
@@ -1653,7 +1653,7 @@ func (c *core) finishIfClosing() {
 	}
 	c.clients, c.byID = nil, map[string]*client{}
 	if c.closeSnapshot && c.durableRev != c.lastSnap {
-		c.out.Snapshot = &storage.Snapshot{Rev: c.durableRev, Text: c.durable.String()}
+		c.out.Snapshot = &storage.Snapshot{Rev: c.durableRev, Content: c.durable.Content()}
 	}
 	c.state = stateDone
 	c.out.Done = true

@@ -17,6 +17,7 @@ import (
 	"github.com/cockroachdb/datadriven"
 
 	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/ot/doctype"
 	"github.com/tandemdocs/tandem/storage"
 	"github.com/tandemdocs/tandem/storage/memstore"
 )
@@ -120,7 +121,7 @@ func (h *harness) run(t *testing.T, d *datadriven.TestData) (string, error) {
 	case "overflow":
 		return h.step(evOverflow{Client: target(d)}), nil
 	case "msg":
-		m, perr := ParseClientMessage([]byte(strings.TrimSpace(d.Input)))
+		m, perr := ParseClientMessage(doctype.Plain(), []byte(strings.TrimSpace(d.Input)))
 		if perr != nil {
 			return "parse: " + string(EncodeError(perr)) + "\n", nil
 		}
@@ -195,7 +196,7 @@ func (h *harness) run(t *testing.T, d *datadriven.TestData) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		rec := storage.Record{Rev: doc.Head + 1, Op: op, Source: argStr(d, "src", ""), Seq: uint64(argInt(d, "seq", 0)), User: "u-other", Time: time.UnixMilli(argInt(d, "t", 5000))}
+		rec := storage.Record{Rev: doc.Head + 1, Op: doctype.PlainOp(op), Source: argStr(d, "src", ""), Seq: uint64(argInt(d, "seq", 0)), User: "u-other", Time: time.UnixMilli(argInt(d, "t", 5000))}
 		results, err := h.store.Commit(ctx, []storage.Append{{DocID: h.doc, Head: doc.Head, Records: []storage.Record{rec}}})
 		if err == nil {
 			err = results[0]
@@ -253,7 +254,7 @@ func (h *harness) open(d *datadriven.TestData) (string, error) {
 		return "", err
 	}
 	for i := range argInt(d, "ops", 0) {
-		rec := storage.Record{Rev: i + 1, Op: ot.Op{ot.Insert(string(rune('a' + i%26)))}, Source: "old", Seq: uint64(i + 1), Time: time.UnixMilli(100)}
+		rec := storage.Record{Rev: i + 1, Op: doctype.PlainOp(ot.Op{ot.Insert(string(rune('a' + i%26)))}), Source: "old", Seq: uint64(i + 1), Time: time.UnixMilli(100)}
 		if _, err := h.store.Commit(ctx, []storage.Append{{DocID: h.doc, Head: i, Records: []storage.Record{rec}}}); err != nil {
 			return "", err
 		}
@@ -296,7 +297,7 @@ func (h *harness) open(d *datadriven.TestData) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("loaded %s at rev %d: %q\n", h.doc, doc.Head, rope.String()), nil
+	return fmt.Sprintf("loaded %s at rev %d: %q\n", h.doc, doc.Head, rope.Content()), nil
 }
 
 // step feeds ev to the core and prints its ready, remembering what it
@@ -331,9 +332,9 @@ func (h *harness) step(ev event) string {
 		if !rd.Done {
 			h.snaps = append(h.snaps, s)
 		}
-		text := strconv.Quote(s.Text)
+		text := strconv.Quote(s.Content)
 		if len(text) > 60 {
-			text = fmt.Sprintf("(%d bytes)", len(s.Text))
+			text = fmt.Sprintf("(%d bytes)", len(s.Content))
 		}
 		fmt.Fprintf(&b, "snapshot at %d: %s\n", s.Rev, text)
 	}
@@ -386,7 +387,7 @@ func (h *harness) state() (string, error) {
 	c := h.c
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: durable %d %q, head %d %q, log %d..%d, idle %v\n",
-		c.state, c.durableRev, c.durable.String(), c.headRev, c.head.String(), c.logStart+1, c.headRev, c.idle())
+		c.state, c.durableRev, c.durable.Content(), c.headRev, c.head.Content(), c.logStart+1, c.headRev, c.idle())
 	doc, rope, err := storage.Load(context.Background(), h.store, h.doc)
 	if err != nil {
 		return "", err
@@ -395,7 +396,7 @@ func (h *harness) state() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	fmt.Fprintf(&b, "store: %d %q:", doc.Head, rope.String())
+	fmt.Fprintf(&b, "store: %d %q:", doc.Head, rope.Content())
 	for _, r := range recs {
 		fmt.Fprintf(&b, " %d:%s(%s/%d)", r.Rev, r.Op, r.Source, r.Seq)
 	}
@@ -407,7 +408,7 @@ func (h *harness) state() (string, error) {
 // start no goroutine, use no channel or select, read no clock, take no lock
 // and call no Store method; the driver does all of that.
 func TestCoreIsPure(t *testing.T) {
-	allowed := []string{"errors", "fmt", "slices", "time", "github.com/tandemdocs/tandem/ot", "github.com/tandemdocs/tandem/storage"}
+	allowed := []string{"errors", "fmt", "slices", "time", "github.com/tandemdocs/tandem/ot", "github.com/tandemdocs/tandem/ot/doctype", "github.com/tandemdocs/tandem/storage"}
 	storeMethods := map[string]bool{}
 	for _, name := range []string{"CreateDocument", "Document", "ListDocuments", "DeleteDocument", "Commit", "Records", "Snapshot", "SaveSnapshot", "LookupSubmission", "Compact", "Close"} {
 		storeMethods[name] = true
@@ -563,7 +564,7 @@ func FuzzCore(f *testing.F) {
 				default:
 					frame = fmt.Sprintf(`["%d",%d]`, c, max(n, 1))
 				}
-				m, perr := ParseClientMessage(fmt.Appendf(nil, `{"type":"op","rev":%d,"seq":%d,"op":%s}`, rev, seq[c], frame))
+				m, perr := ParseClientMessage(doctype.Plain(), fmt.Appendf(nil, `{"type":"op","rev":%d,"seq":%d,"op":%s}`, rev, seq[c], frame))
 				if perr == nil {
 					step(evMessage{Client: fmt.Sprintf("c%d", c), Msg: m, Now: time.UnixMilli(int64(len(data)))})
 				}
@@ -581,7 +582,7 @@ func FuzzCore(f *testing.F) {
 				}
 			case 5: // the other writer commits, pushing the record or not
 				d, _ := h.store.Document(ctx, "doc")
-				rec := storage.Record{Rev: d.Head + 1, Op: ot.Op{ot.Insert("w")}, Source: "z", Seq: uint64(d.Head + 1)}
+				rec := storage.Record{Rev: d.Head + 1, Op: doctype.PlainOp(ot.Op{ot.Insert("w")}), Source: "z", Seq: uint64(d.Head + 1)}
 				if pending := h.c.log[h.c.durableRev-h.c.logStart:]; len(pending) > 0 && next()%2 == 0 {
 					// A client moved: the other server got the resend of a
 					// pending op and committed it first.
@@ -595,7 +596,7 @@ func FuzzCore(f *testing.F) {
 					step(evRemote{Records: []storage.Record{rec}})
 				}
 			case 6:
-				m, perr := ParseClientMessage(fmt.Appendf(nil, `{"type":"sel","rev":%d,"sel":[{"anchor":%d,"head":%d}]}`, max(0, h.c.durableRev-int64(next()%4)), next(), next()))
+				m, perr := ParseClientMessage(doctype.Plain(), fmt.Appendf(nil, `{"type":"sel","rev":%d,"sel":[{"anchor":%d,"head":%d}]}`, max(0, h.c.durableRev-int64(next()%4)), next(), next()))
 				if perr == nil {
 					step(evMessage{Client: "c2", Msg: m, Now: time.UnixMilli(1)})
 				}
@@ -651,11 +652,11 @@ func FuzzCore(f *testing.F) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if d.Head == h.c.durableRev && rope.String() != h.c.durable.String() {
-					t.Fatalf("at %d the core holds %q, the store %q", d.Head, h.c.durable.String(), rope.String())
+				if d.Head == h.c.durableRev && rope.Content() != h.c.durable.Content() {
+					t.Fatalf("at %d the core holds %q, the store %q", d.Head, h.c.durable.Content(), rope.Content())
 				}
-				if h.c.headRev != h.c.durableRev || h.c.head.String() != h.c.durable.String() {
-					t.Fatalf("quiet, but head %d %q and durable %d %q differ", h.c.headRev, h.c.head.String(), h.c.durableRev, h.c.durable.String())
+				if h.c.headRev != h.c.durableRev || h.c.head.Content() != h.c.durable.Content() {
+					t.Fatalf("quiet, but head %d %q and durable %d %q differ", h.c.headRev, h.c.head.Content(), h.c.durableRev, h.c.durable.Content())
 				}
 				recs, err := h.store.Records(ctx, "doc", 0, d.Head)
 				if err != nil {
@@ -728,7 +729,7 @@ func TestCrowdPresenceTraffic(t *testing.T) {
 			}
 			for i := range 2000 {
 				for k := range moves {
-					m, err := ParseClientMessage(fmt.Appendf(nil, `{"type":"sel","rev":0,"sel":[{"anchor":%d,"head":%d}]}`, (int(now/time.Millisecond)+k)%5, k%5))
+					m, err := ParseClientMessage(doctype.Plain(), fmt.Appendf(nil, `{"type":"sel","rev":0,"sel":[{"anchor":%d,"head":%d}]}`, (int(now/time.Millisecond)+k)%5, k%5))
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/tandemdocs/tandem/ot/doctype"
 	"github.com/tandemdocs/tandem/storage"
 )
 
@@ -38,6 +39,7 @@ type driver struct {
 	loaded  chan struct{}
 	loadErr error
 	core    *core
+	typ     doctype.Type // the document's type (its clients parse ops with it)
 
 	joining int // guarded by m.mu: Connects between acquire and the driver taking their join
 
@@ -101,6 +103,7 @@ func (d *driver) load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.typ = doc.DocType()
 	d.core, err = newCore(d.m.cfg.core(), doc, rope, snap.Rev)
 	return err
 }
@@ -385,7 +388,7 @@ func (d *driver) do(rd *ready) {
 			start := time.Now()
 			err := m.store.SaveSnapshot(context.Background(), d.id, *s)
 			if err == nil {
-				m.cfg.Observer.SnapshotSaved(len(s.Text), time.Since(start))
+				m.cfg.Observer.SnapshotSaved(len(s.Content), time.Since(start))
 			}
 			d.post(input{ev: evSnapshotSaved{Rev: s.Rev, Err: err}})
 		})

@@ -3,7 +3,7 @@ package collab
 import (
 	"time"
 
-	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/ot/doctype"
 	"github.com/tandemdocs/tandem/storage"
 )
 
@@ -233,20 +233,14 @@ type committed struct {
 	// it was based on, kept while the record is not durable: if another
 	// writer commits first, the core submits it again on top of their
 	// records.
-	Orig ot.Op
+	Orig doctype.Op
 	Base int64
 	Span int
 }
 
 // opBytes estimates the size of an op: its text and a few bytes per
 // component.
-func opBytes(op ot.Op) int {
-	n := 0
-	for _, c := range op {
-		n += 8 + len(c.Text())
-	}
-	return n
-}
+func opBytes(op doctype.Op) int { return 8*op.Parts() + op.InsertedBytes() }
 
 // lenDelta is how much op changes a document's length in code points.
-func lenDelta(op ot.Op) int { return op.TargetLen() - op.BaseLen() }
+func lenDelta(op doctype.Op) int { return op.LenChange() }

@@ -14,7 +14,6 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/time/rate"
 
-	"github.com/tandemdocs/tandem/ot"
 	"github.com/tandemdocs/tandem/storage"
 )
 
@@ -440,7 +439,7 @@ func (m *Manager) Connect(ctx context.Context, docID string, conn Conn, info Cli
 func (c *Client) Handle(frame []byte) {
 	cfg := &c.d.m.cfg
 	now := cfg.Now()
-	msg, perr := ParseClientMessage(frame)
+	msg, perr := ParseClientMessage(c.d.typ, frame)
 	if perr == nil && msg.Type == "op" {
 		perr = checkOpSize(msg, cfg)
 	}
@@ -505,16 +504,11 @@ func rateLimited(cfg *Config, wait time.Duration, distance, total, work int64, s
 // parts, or more inserted text than an op may carry (transforming never
 // changes what an op inserts).
 func checkOpSize(msg ClientMessage, cfg *Config) *Error {
-	if len(msg.Op) > cfg.MaxOpParts {
+	if msg.Op.Parts() > cfg.MaxOpParts {
 		return &Error{Code: CodeTooLarge, Seq: msg.Seq, HasSeq: true,
-			Message: fmt.Sprintf("op has %d parts, at most %d", len(msg.Op), cfg.MaxOpParts)}
+			Message: fmt.Sprintf("op has %d parts, at most %d", msg.Op.Parts(), cfg.MaxOpParts)}
 	}
-	inserted := 0
-	for _, c := range msg.Op {
-		if c.Kind() == ot.KindInsert {
-			inserted += len(c.Text())
-		}
-	}
+	inserted := msg.Op.InsertedBytes()
 	if inserted > cfg.MaxInsertBytes {
 		return &Error{Code: CodeTooLarge, Seq: msg.Seq, HasSeq: true,
 			Message: fmt.Sprintf("op inserts %d bytes, at most %d", inserted, cfg.MaxInsertBytes)}

@@ -222,7 +222,7 @@ func (c *core) placeRemote(rp *remotePeer) bool {
 			s = clampSelection(s, c.lenAt(p.Rev))
 			since := c.log[p.Rev-c.logStart : c.durableRev-c.logStart]
 			for j := range since {
-				s = ot.TransformSelection(s, since[j].Op, sideOf(p.Source, &since[j]))
+				s = c.typ.TransformSelection(s, since[j].Op, sideOf(p.Source, &since[j]))
 			}
 		}
 		// (From before the records held, it is only clamped: the next
@@ -262,7 +262,7 @@ func (c *core) moveRemotes(r *committed) {
 			continue
 		}
 		for i, s := range rp.sel {
-			rp.sel[i] = ot.TransformSelection(s, r.Op, sideOf(rp.peer.Source, r))
+			rp.sel[i] = c.typ.TransformSelection(s, r.Op, sideOf(rp.peer.Source, r))
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/ot/doctype"
 )
 
 // ProtocolVersion is sent in every hello; see docs/protocol.md.
@@ -92,7 +93,7 @@ type ClientMessage struct {
 	Type string // "op", "sel" or "restored"
 	Rev  int64
 	Seq  uint64
-	Op   ot.Op
+	Op   doctype.Op
 	// Span is the number of code points the op covers as written (a
 	// trailing skip included, which parsing normalizes away): the document
 	// at Rev must be at least that long.
@@ -110,7 +111,7 @@ const maxPosition = 1 << 40
 // ParseClientMessage decodes one client frame. It returns an *Error with
 // code bad_message or invalid_op for anything it rejects, and then the zero
 // ClientMessage.
-func ParseClientMessage(frame []byte) (ClientMessage, *Error) {
+func ParseClientMessage(t doctype.Type, frame []byte) (ClientMessage, *Error) {
 	if !utf8.Valid(frame) {
 		return ClientMessage{}, protoErr(CodeBadMessage, "frame is not valid UTF-8")
 	}
@@ -121,7 +122,7 @@ func ParseClientMessage(frame []byte) (ClientMessage, *Error) {
 			return ClientMessage{}, err
 		}
 	}
-	return raw.check()
+	return raw.check(t)
 }
 
 // rawClientMessage is a client message as read, before its checks.
@@ -326,7 +327,7 @@ func arrayEnd(b []byte) int {
 }
 
 // check validates a message read by either reader.
-func (raw rawClientMessage) check() (ClientMessage, *Error) {
+func (raw rawClientMessage) check(t doctype.Type) (ClientMessage, *Error) {
 	m := ClientMessage{Type: raw.Type}
 	switch raw.Type {
 	case "op":
@@ -344,7 +345,7 @@ func (raw rawClientMessage) check() (ClientMessage, *Error) {
 		if raw.Op == nil {
 			return ClientMessage{}, &Error{Code: CodeInvalidOp, Message: "op message without op", Seq: m.Seq, HasSeq: true}
 		}
-		op, span, err := ot.ParseJSONSpan(raw.Op)
+		op, span, err := t.ParseOp(raw.Op)
 		if err != nil {
 			return ClientMessage{}, &Error{Code: CodeInvalidOp, Message: err.Error(), Seq: m.Seq, HasSeq: true}
 		}
@@ -385,6 +386,17 @@ func (raw rawClientMessage) check() (ClientMessage, *Error) {
 
 func appendString(b []byte, s string) []byte { return ot.AppendJSONString(b, s) }
 
+// appendContent appends a hello's document: "text" (a string) for a
+// plain document, "delta" (Quill's op array) for a rich one.
+func appendContent(b []byte, t doctype.Type, d doctype.Document) []byte {
+	if t.Name() == doctype.RichName {
+		b = appendField(b, "delta")
+		return append(b, d.Content()...)
+	}
+	b = appendField(b, "text")
+	return appendString(b, d.Content())
+}
+
 func appendField(b []byte, name string) []byte {
 	b = append(b, ',', '"')
 	b = append(b, name...)
@@ -423,11 +435,7 @@ func appendOpFields(b []byte, rec *committed) []byte {
 	b = appendField(b, "rev")
 	b = strconv.AppendInt(b, rec.Rev, 10)
 	b = appendField(b, "op")
-	var err error
-	if b, err = rec.Op.AppendJSON(b); err != nil {
-		// Committed ops were checked on the way in.
-		panic("collab: committed op does not encode: " + err.Error())
-	}
+	b = rec.Op.AppendJSON(b)
 	if rec.Client != "" {
 		b = appendField(b, "client")
 		b = appendString(b, rec.Client)

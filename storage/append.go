@@ -3,6 +3,8 @@ package storage
 import (
 	"fmt"
 	"unicode/utf8"
+
+	"github.com/tandemdocs/tandem/ot/doctype"
 )
 
 // CheckAppend checks what can be checked of an append without its
@@ -35,7 +37,7 @@ func CheckAppend(a Append) error {
 		if snap.Rev < 0 || snap.Rev > newHead {
 			return fmt.Errorf("%w: document %s: snapshot at revision %d outside 0..%d", ErrInvalid, a.DocID, snap.Rev, newHead)
 		}
-		if !utf8.ValidString(snap.Text) {
+		if !utf8.ValidString(snap.Content) {
 			return fmt.Errorf("%w: document %s: snapshot at revision %d is not valid UTF-8", ErrInvalid, a.DocID, snap.Rev)
 		}
 	}
@@ -81,6 +83,23 @@ func CheckSnapshotRev(doc Document, rev int64) error {
 func CheckCompact(doc Document, before int64) error {
 	if before < 0 || before > doc.Head {
 		return fmt.Errorf("%w: document %s: compact before %d, outside 0..%d", ErrInvalid, doc.ID, before, doc.Head)
+	}
+	return nil
+}
+
+// CheckCreate checks a document about to be created with content: its id,
+// its type, and that content is a document of that type. Stores call it
+// in CreateDocument and ImportDocument; the error wraps ErrInvalid.
+func CheckCreate(doc Document, content string) error {
+	if err := CheckID(doc.ID); err != nil {
+		return err
+	}
+	t, err := doctype.Lookup(doc.Type)
+	if err != nil {
+		return fmt.Errorf("%w: document %s: %v", ErrInvalid, doc.ID, err)
+	}
+	if _, err := t.NewDocument(content); err != nil {
+		return fmt.Errorf("%w: document %s: its content is not a %s document: %v", ErrInvalid, doc.ID, t.Name(), err)
 	}
 	return nil
 }

@@ -5,40 +5,42 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/ot/doctype"
 )
 
-// Load reads a document's head state: its metadata and its text in a rope,
-// built from the newest snapshot plus the records after it, never the whole
-// history.
-func Load(ctx context.Context, s Store, id string) (Document, *ot.Rope, error) {
+// Load reads a document's head state: its metadata and the document as its
+// type holds it, built from the newest snapshot plus the records after it,
+// never the whole history.
+func Load(ctx context.Context, s Store, id string) (Document, doctype.Document, error) {
 	doc, err := s.Document(ctx, id)
 	if err != nil {
 		return Document{}, nil, err
 	}
-	rope, err := ropeAt(ctx, s, doc, doc.Head)
+	d, err := DocumentAt(ctx, s, doc, doc.Head)
 	if err != nil {
 		return Document{}, nil, err
 	}
-	return doc, rope, nil
+	return doc, d, nil
 }
 
-// TextAt returns a document's text at revision rev: the nearest snapshot at
-// or before rev plus the records after it. It fails with ErrCompacted for a
+// ContentAt returns a document's content at revision rev (its text, or
+// its Delta JSON: see Snapshot.Content): the nearest snapshot at or before
+// rev plus the records after it. It fails with ErrCompacted for a
 // revision older than the document retains and ErrInvalid past the head.
-func TextAt(ctx context.Context, s Store, id string, rev int64) (string, error) {
+func ContentAt(ctx context.Context, s Store, id string, rev int64) (string, error) {
 	doc, err := s.Document(ctx, id)
 	if err != nil {
 		return "", err
 	}
-	rope, err := ropeAt(ctx, s, doc, rev)
+	d, err := DocumentAt(ctx, s, doc, rev)
 	if err != nil {
 		return "", err
 	}
-	return rope.String(), nil
+	return d.Content(), nil
 }
 
-func ropeAt(ctx context.Context, s Store, doc Document, rev int64) (*ot.Rope, error) {
+// DocumentAt builds doc at revision rev.
+func DocumentAt(ctx context.Context, s Store, doc Document, rev int64) (doctype.Document, error) {
 	switch {
 	case rev < 0 || rev > doc.Head:
 		return nil, fmt.Errorf("%w: document %s: revision %d outside 0..%d", ErrInvalid, doc.ID, rev, doc.Head)
@@ -49,7 +51,7 @@ func ropeAt(ctx context.Context, s Store, doc Document, rev int64) (*ot.Rope, er
 	if err != nil {
 		return nil, fmt.Errorf("document %s: snapshot at or before %d: %w", doc.ID, rev, err)
 	}
-	rope, err := ot.NewRope(snap.Text)
+	rope, err := doc.DocType().NewDocument(snap.Content)
 	if err != nil {
 		return nil, fmt.Errorf("%w: document %s: snapshot at revision %d: %v", ErrCorrupt, doc.ID, snap.Rev, err)
 	}

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/tandemdocs/tandem/ot"
 )
 
 // Submission is one entry of the exactly-once index: the op submitted as
@@ -93,7 +91,7 @@ func Copy(ctx context.Context, dst, src Portable, id string) (res CopyResult, er
 	if base.Rev != doc.Oldest {
 		return res, fmt.Errorf("%w: document %s: no snapshot at its oldest revision %d (the newest before it is %d)", ErrCorrupt, id, doc.Oldest, base.Rev)
 	}
-	rope, err := ot.NewRope(base.Text)
+	rope, err := doc.DocType().NewDocument(base.Content)
 	if err != nil {
 		return res, fmt.Errorf("%w: document %s: snapshot at revision %d: %v", ErrCorrupt, id, base.Rev, err)
 	}
@@ -106,7 +104,7 @@ func Copy(ctx context.Context, dst, src Portable, id string) (res CopyResult, er
 	if doc.Head > doc.Oldest {
 		start.Updated = doc.Created // the base revision's own time is not kept once compacted; a commit replaces it
 	}
-	if err := dst.ImportDocument(ctx, start, base.Text, subs); err != nil {
+	if err := dst.ImportDocument(ctx, start, base.Content, subs); err != nil {
 		return res, fmt.Errorf("copy %s: %w", id, err)
 	}
 	defer func() {
@@ -130,7 +128,7 @@ func Copy(ctx context.Context, dst, src Portable, id string) (res CopyResult, er
 		head := batch[len(batch)-1].Rev
 		a := Append{DocID: id, Head: at, Records: batch}
 		if head-snapAt >= copySnapshotEvery || head == doc.Head {
-			a.Snapshot = &Snapshot{Rev: head, Text: rope.String()}
+			a.Snapshot = &Snapshot{Rev: head, Content: rope.Content()}
 			snapAt = head
 		}
 		results, err := dst.Commit(ctx, []Append{a})
@@ -188,9 +186,5 @@ func Copy(ctx context.Context, dst, src Portable, id string) (res CopyResult, er
 
 // recordSize estimates a record's encoded size.
 func recordSize(r Record) int {
-	n := 96 + len(r.Source) + len(r.User)
-	for _, c := range r.Op {
-		n += 12 + len(c.Text())
-	}
-	return n
+	return 96 + len(r.Source) + len(r.User) + 12*r.Op.Parts() + r.Op.InsertedBytes()
 }

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/ot/doctype"
 )
 
 // Errors returned by stores, wrapped with the document (and revision) they
@@ -67,13 +67,19 @@ type Document struct {
 	// Oldest is the revision the retained history starts from: records
 	// Oldest+1..Head are kept. 0 unless the log was compacted.
 	Oldest int64
+	// Type is the document's type (doctype.PlainName or RichName), fixed
+	// at creation; "" (documents stored before types existed) is plain.
+	Type string
 }
+
+// DocType returns the document's type.
+func (d Document) DocType() doctype.Type { return doctype.MustLookup(d.Type) }
 
 // Record is one committed operation: the op that took the document from
 // revision Rev-1 to Rev.
 type Record struct {
 	Rev int64
-	Op  ot.Op
+	Op  doctype.Op // of the document's type
 	// Source identifies the submitting client across reconnects; Seq numbers
 	// its ops. Together they make a submission idempotent (see
 	// Store.LookupSubmission). An empty Source opts out; a Source is at most
@@ -84,10 +90,12 @@ type Record struct {
 	Time   time.Time
 }
 
-// Snapshot is a document's whole text at a revision.
+// Snapshot is a whole document at a revision.
 type Snapshot struct {
-	Rev  int64
-	Text string
+	Rev int64
+	// Content is the document in its type's form (doctype.Document's
+	// Content): the text of a plain document, the Delta JSON of a rich one.
+	Content string
 }
 
 // Append asks for records to be added to one document on top of revision
@@ -119,9 +127,11 @@ type ListOptions struct {
 // the document and revision concerned; corrupt data is an error, never a
 // panic. After Close, methods return ErrClosed.
 type Store interface {
-	// CreateDocument stores doc at revision 0 with its initial text. doc.Head
-	// and doc.Oldest are ignored. ErrExists if the id is taken.
-	CreateDocument(ctx context.Context, doc Document, text string) error
+	// CreateDocument stores doc at revision 0 with its initial content (in
+	// the form of doc's type: see Snapshot.Content). doc.Head and
+	// doc.Oldest are ignored; doc.Type must be a known type (ErrInvalid).
+	// ErrExists if the id is taken.
+	CreateDocument(ctx context.Context, doc Document, content string) error
 	// Document returns a document's metadata. ErrNotFound if there is none.
 	Document(ctx context.Context, id string) (Document, error)
 	// ListDocuments returns a page of documents in id order and the token

@@ -21,7 +21,10 @@ import (
 
 	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/ot/doctype"
+	"github.com/tandemdocs/tandem/ot/rich"
 	"github.com/tandemdocs/tandem/storage"
+	"github.com/tandemdocs/tandem/web/markdown"
 )
 
 // docJSON is a document in API responses.
@@ -32,11 +35,29 @@ type docJSON struct {
 	Updated time.Time `json:"updated"`
 	Rev     int64     `json:"rev"`
 	Oldest  int64     `json:"oldest"`
-	Text    *string   `json:"text,omitempty"`
+	// Type is "plain" or "rich".
+	Type string  `json:"type"`
+	Text *string `json:"text,omitempty"`
+	// Delta is a rich document's content (Quill's op array); Text is
+	// then its plain text.
+	Delta json.RawMessage `json:"delta,omitempty"`
 }
 
 func toJSON(d storage.Document) docJSON {
-	return docJSON{ID: d.ID, Title: d.Title, Created: d.Created, Updated: d.Updated, Rev: d.Head, Oldest: d.Oldest}
+	return docJSON{ID: d.ID, Title: d.Title, Created: d.Created, Updated: d.Updated, Rev: d.Head, Oldest: d.Oldest, Type: d.DocType().Name()}
+}
+
+// withContent adds a document's content (in its type's form) to out.
+func withContent(out docJSON, t doctype.Type, content string) docJSON {
+	if t.Name() == doctype.RichName {
+		out.Delta = json.RawMessage(content)
+		delta, _ := rich.ParseDocumentJSON([]byte(content))
+		text := rich.PlainText(delta)
+		out.Text = &text
+		return out
+	}
+	out.Text = &content
+	return out
 }
 
 const maxTitleBytes = 1024
@@ -61,34 +82,40 @@ func (s *Server) createDoc(c echo.Context) error {
 	// The strings are decoded by ot's JSON reader, which refuses unpaired
 	// surrogate escapes ("\ud83d") that encoding/json turns into U+FFFD.
 	var body struct {
-		Title *json.RawMessage `json:"title"`
-		Text  *json.RawMessage `json:"text"`
+		Title    *json.RawMessage `json:"title"`
+		Type     *json.RawMessage `json:"type"`
+		Text     *json.RawMessage `json:"text"`
+		Markdown *json.RawMessage `json:"markdown"`
+		Delta    json.RawMessage  `json:"delta"`
 	}
-	if err := readJSON(c, &body, `{"title", "text"}`); err != nil {
+	if err := readJSON(c, &body, `{"title", "type": "plain"|"rich", "text" | "markdown" | "delta"}`); err != nil {
 		return err
 	}
 	doc := storage.Document{ID: id, Created: time.Now().UTC()}
-	text := ""
 	if body.Title != nil {
 		if doc.Title, err = decodeString("title", *body.Title); err != nil {
-			return err
-		}
-	}
-	if body.Text != nil {
-		if text, err = decodeString("text", *body.Text); err != nil {
 			return err
 		}
 	}
 	if err := checkTitle(doc.Title); err != nil {
 		return err
 	}
-	if !utf8.ValidString(text) {
-		return errorf(http.StatusBadRequest, collab.CodeBadMessage, "text must be valid UTF-8")
+	typ := doctype.Plain()
+	if body.Type != nil {
+		name, err := decodeString("type", *body.Type)
+		if err != nil {
+			return err
+		}
+		if typ, err = doctype.Lookup(name); err != nil {
+			return errorf(http.StatusBadRequest, collab.CodeBadMessage, `type must be "plain" or "rich"`)
+		}
 	}
-	if len(text) > s.cfg.MaxDocBytes {
-		return errorf(http.StatusRequestEntityTooLarge, collab.CodeTooLarge, fmt.Sprintf("the text is %d bytes; a document holds at most %d", len(text), s.cfg.MaxDocBytes))
+	doc.Type = typ.Name()
+	content, err := s.initialContent(typ, body.Text, body.Markdown, body.Delta)
+	if err != nil {
+		return err
 	}
-	if err := s.cfg.Store.CreateDocument(c.Request().Context(), doc, text); err != nil {
+	if err := s.cfg.Store.CreateDocument(c.Request().Context(), doc, content); err != nil {
 		if errors.Is(err, storage.ErrInvalid) {
 			return errorf(http.StatusRequestEntityTooLarge, collab.CodeTooLarge, err.Error())
 		}
@@ -98,10 +125,83 @@ func (s *Server) createDoc(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := toJSON(d)
-	out.Text = &text
+	out := withContent(toJSON(d), typ, content)
 	c.Response().Header().Set("Location", "/api/docs/"+doc.ID)
 	return c.JSON(http.StatusCreated, out)
+}
+
+// initialContent is a new document's content from a creation request: a
+// plain document from text; a rich one from a Delta, from Markdown, or
+// from text (one unformatted paragraph), ending with "\n" as Quill's
+// documents do.
+func (s *Server) initialContent(typ doctype.Type, textRaw, mdRaw *json.RawMessage, deltaRaw json.RawMessage) (string, error) {
+	given := 0
+	for _, set := range []bool{textRaw != nil, mdRaw != nil, len(deltaRaw) > 0} {
+		if set {
+			given++
+		}
+	}
+	if given > 1 {
+		return "", errorf(http.StatusBadRequest, collab.CodeBadMessage, "give one of text, markdown and delta")
+	}
+	text := ""
+	if textRaw != nil {
+		var err error
+		if text, err = decodeString("text", *textRaw); err != nil {
+			return "", err
+		}
+	}
+	if !utf8.ValidString(text) {
+		return "", errorf(http.StatusBadRequest, collab.CodeBadMessage, "text must be valid UTF-8")
+	}
+	tooLarge := func(n int) error {
+		return errorf(http.StatusRequestEntityTooLarge, collab.CodeTooLarge, fmt.Sprintf("the document is %d bytes; a document holds at most %d", n, s.cfg.MaxDocBytes))
+	}
+	if typ.Name() != doctype.RichName {
+		if mdRaw != nil || len(deltaRaw) > 0 {
+			return "", errorf(http.StatusBadRequest, collab.CodeBadMessage, `markdown and delta make rich documents: add "type": "rich"`)
+		}
+		if len(text) > s.cfg.MaxDocBytes {
+			return "", tooLarge(len(text))
+		}
+		return text, nil
+	}
+	var delta rich.Delta
+	switch {
+	case len(deltaRaw) > 0:
+		var err error
+		if delta, err = rich.ParseDocumentJSON(deltaRaw); err != nil {
+			return "", errorf(http.StatusBadRequest, collab.CodeInvalidOp, "delta: "+err.Error())
+		}
+	case mdRaw != nil:
+		md, err := decodeString("markdown", *mdRaw)
+		if err != nil {
+			return "", err
+		}
+		if len(md) > s.cfg.MaxDocBytes {
+			return "", tooLarge(len(md))
+		}
+		if delta, err = markdown.ToDelta([]byte(md)); err != nil {
+			return "", errorf(http.StatusBadRequest, collab.CodeBadMessage, err.Error())
+		}
+	default:
+		if !strings.HasSuffix(text, "\n") {
+			text += "\n"
+		}
+		delta = rich.Delta{rich.Insert(text, nil)}
+	}
+	if n := delta.Len(); n == 0 || !endsWithNewline(delta) {
+		delta = append(delta, rich.Insert("\n", nil))
+	}
+	content := string(delta.AppendJSON(nil))
+	if len(content) > s.cfg.MaxDocBytes {
+		return "", tooLarge(len(content))
+	}
+	return content, nil
+}
+
+func endsWithNewline(d rich.Delta) bool {
+	return len(d) > 0 && strings.HasSuffix(d[len(d)-1].Text(), "\n")
 }
 
 // readJSON decodes the request's body, if it has one, into v strictly:
@@ -286,14 +386,11 @@ func (s *Server) getDoc(c echo.Context) error {
 	if _, err := s.allow(c, id, RoleRead); err != nil {
 		return err
 	}
-	d, rope, err := storage.Load(c.Request().Context(), s.cfg.Store, id)
+	d, doc, err := storage.Load(c.Request().Context(), s.cfg.Store, id)
 	if err != nil {
 		return err
 	}
-	out := toJSON(d)
-	text := rope.String()
-	out.Text = &text
-	return c.JSON(http.StatusOK, out)
+	return c.JSON(http.StatusOK, withContent(toJSON(d), d.DocType(), doc.Content()))
 }
 
 func (s *Server) getText(c echo.Context) error {
@@ -312,11 +409,16 @@ func (s *Server) getText(c echo.Context) error {
 	case rev > d.Head:
 		return errorf(http.StatusBadRequest, collab.CodeRevAhead, fmt.Sprintf("rev %d is past the head, %d", rev, d.Head))
 	}
-	text, err := storage.TextAt(c.Request().Context(), s.cfg.Store, id, rev)
+	content, err := storage.ContentAt(c.Request().Context(), s.cfg.Store, id, rev)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"id": id, "rev": rev, "text": text})
+	out := withContent(docJSON{}, d.DocType(), content)
+	resp := map[string]any{"id": id, "rev": rev, "type": d.DocType().Name(), "text": out.Text}
+	if out.Delta != nil {
+		resp["delta"] = out.Delta
+	}
+	return c.JSON(http.StatusOK, resp)
 }
 
 // docID returns the route's document id, or a not_found error for one that
@@ -370,12 +472,12 @@ func (s *Server) getOps(c echo.Context) error {
 		return err
 	}
 	type opJSON struct {
-		Rev    int64     `json:"rev"`
-		Op     ot.Op     `json:"op"`
-		User   string    `json:"user,omitempty"`
-		Source string    `json:"src,omitempty"`
-		Seq    uint64    `json:"seq,omitempty"`
-		Time   time.Time `json:"time"`
+		Rev    int64      `json:"rev"`
+		Op     doctype.Op `json:"op"`
+		User   string     `json:"user,omitempty"`
+		Source string     `json:"src,omitempty"`
+		Seq    uint64     `json:"seq,omitempty"`
+		Time   time.Time  `json:"time"`
 	}
 	out := struct {
 		From int64    `json:"from"`

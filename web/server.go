@@ -202,6 +202,7 @@ func New(cfg Config) *Server {
 	routes(api, "/docs/:id", map[string]echo.HandlerFunc{http.MethodGet: s.getDoc, http.MethodPatch: s.patchDoc, http.MethodDelete: s.deleteDoc})
 	routes(api, "/docs/:id/text", map[string]echo.HandlerFunc{http.MethodGet: s.getText})
 	routes(api, "/docs/:id/ops", map[string]echo.HandlerFunc{http.MethodGet: s.getOps})
+	routes(api, "/docs/:id/export", map[string]echo.HandlerFunc{http.MethodGet: s.exportDoc})
 	routes(api, "/docs/:id/ws", map[string]echo.HandlerFunc{http.MethodGet: s.openWS})
 	admin := api.Group("/admin", s.adminOnly)
 	routes(admin, "/backup", map[string]echo.HandlerFunc{http.MethodGet: s.adminBackup})

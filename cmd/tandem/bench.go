@@ -58,6 +58,7 @@ type benchConfig struct {
 	RampP99         time.Duration
 	RampMax         int
 	Protocol        string
+	DocType         string // plain or rich
 	Seed            uint64
 	CPUProfile      string
 	JoinConcurrency int
@@ -121,6 +122,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.IntVar(&c.RampMax, "ramp-max", 2000, "ramp mode: stop at this many authors per document")
 	fs.StringVar(&c.Protocol, "protocol", "tandem", "tandem, or sharedb (a ShareDB server's JSON protocol with ot-text-unicode; --server ws://host:port)")
 	fs.Uint64Var(&c.Seed, "seed", 1, "random seed for the edits")
+	fs.StringVar(&c.DocType, "type", "plain", "the documents' type: plain, or rich (Quill Deltas: typed text with random formatting, backspaces, and one edit in eight a format change over a few characters; every client is a typist, --full 0)")
 	fs.IntVar(&c.Full, "full", 2, "clients per document that hold the whole text and transform and apply every op, as an editor does, and are checked for it at the end; the others (typists) send the same edits but track only the revision and the length, which costs the load generator a fraction (-1: every client is full; trace mode: always)")
 	fs.IntVar(&c.Processes, "processes", 1, "run the clients in this many processes of this program (client i of each document in process i mod N), over the same window, and merge their results: one process is one core's worth of load generator (open and closed modes)")
 	fs.StringVar(&c.Part, "part", "", "I/N: drive only client i of each document where i mod N == I, from --start-at, with --doc-ids: one part of a run split over processes or machines (each prints its result; --json results carry their histograms' buckets)")
@@ -156,6 +158,10 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 		return c, errors.New("bench: --rate must be positive in open and ramp modes")
 	case c.Mode == "trace" && c.Trace == "":
 		return c, errors.New("bench: trace mode needs --trace FILE")
+	case c.DocType != "plain" && c.DocType != "rich":
+		return c, fmt.Errorf("bench: unknown --type %q (plain or rich)", c.DocType)
+	case c.DocType == "rich" && (c.Protocol != "tandem" || c.Mode == "trace" || c.Mode == "idle"):
+		return c, errors.New("bench: --type rich runs Tandem's closed, open and ramp modes")
 	case c.Protocol != "tandem" && c.Protocol != "sharedb":
 		return c, fmt.Errorf("bench: unknown --protocol %q", c.Protocol)
 	case c.Protocol == "sharedb" && (c.Mode == "trace" || c.Mode == "idle"):
@@ -552,7 +558,7 @@ type benchTarget struct {
 func (b *bench) tandemTarget(tr *trace) benchTarget {
 	return benchTarget{
 		dial: func(ctx context.Context, id string, i int) (benchClient, error) {
-			if tr == nil && b.cfg.Full >= 0 && i >= b.cfg.Full {
+			if tr == nil && (b.cfg.DocType == "rich" || b.cfg.Full >= 0 && i >= b.cfg.Full) {
 				return b.dialTypist(ctx, id, i)
 			}
 			return b.dialTandem(ctx, id, i, tr)
@@ -658,7 +664,11 @@ func (b *bench) documents(ctx context.Context) ([]string, error) {
 	}
 	ids := make([]string, b.cfg.Docs)
 	for i := range ids {
-		body, _ := json.Marshal(map[string]string{"title": fmt.Sprintf("bench %d", i), "text": text})
+		req := map[string]string{"title": fmt.Sprintf("bench %d", i), "text": text}
+		if b.cfg.DocType == "rich" {
+			req["type"] = "rich"
+		}
+		body, _ := json.Marshal(req)
 		var out struct{ ID string }
 		if err := b.api(ctx, http.MethodPost, "/api/docs", body, &out); err != nil {
 			return nil, fmt.Errorf("bench: create document %d: %w", i, err)

@@ -45,6 +45,9 @@ func TestBenchSmoke(t *testing.T) {
 		{"--mode", "closed", "--docs", "2", "--clients", "3", "--ops", "300", "--duration", "30s"},
 		{"--mode", "open", "--clients", "25", "--rate", "20", "--duration", "1s", "--presence"},
 		{"--mode", "ramp", "--clients", "2", "--ramp-step", "2", "--ramp-max", "4", "--rate", "10", "--duration", "500ms"},
+		// Rich documents: Quill Deltas with formatting, typed and changed.
+		{"--type", "rich", "--mode", "closed", "--docs", "2", "--clients", "4", "--ops", "400", "--duration", "30s", "--deletes", "0.3"},
+		{"--type", "rich", "--mode", "open", "--clients", "20", "--rate", "20", "--duration", "1s", "--presence"},
 	} {
 		res := runBench(t, srv, args...)
 		if res.Committed == 0 || res.Ack.Count == 0 || res.Converged == nil || !*res.Converged || len(res.Errors) > 0 {

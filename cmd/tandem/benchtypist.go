@@ -18,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/tandemdocs/tandem/collab"
+	"github.com/tandemdocs/tandem/ot/rich"
 )
 
 // typist is the load generator's cheap client: it speaks Tandem's protocol
@@ -35,6 +36,7 @@ type typist struct {
 	b        *bench
 	presence bool
 	deletes  float64
+	rich     bool // a rich document: Quill Deltas out and in
 
 	conn    *websocket.Conn
 	writeMu sync.Mutex
@@ -53,14 +55,15 @@ type typist struct {
 	// The op in flight: an insert of inserted letters, or a delete of the
 	// one character at delAt (a backspace), which others' ops move (-1:
 	// they deleted it first, and ours removes nothing).
-	inserted int
-	deleting bool
-	delAt    int
-	inFrame  []byte // the op in flight, for a resend
-	refused  int    // refusals in a row (rate_limited, storage_full)
-	frames   int64
-	received int64
-	rng      *rand.Rand
+	inserted   int
+	deleting   bool
+	formatting bool // (rich) a format change: others' deletes may reduce it to nothing
+	delAt      int
+	inFrame    []byte // the op in flight, for a resend
+	refused    int    // refusals in a row (rate_limited, storage_full)
+	frames     int64
+	received   int64
+	rng        *rand.Rand
 }
 
 func (b *bench) dialTypist(ctx context.Context, id string, i int) (*typist, error) {
@@ -85,16 +88,27 @@ func (b *bench) dialTypist(ctx context.Context, id string, i int) (*typist, erro
 		Type, Src, Code, Message string
 		Rev                      int64
 		Text                     *string
+		Delta                    json.RawMessage
 	}
 	first, rest := nextObject(bytes.TrimPrefix(bytes.TrimSpace(data), []byte("[")))
-	if err := json.Unmarshal(first, &hello); err != nil || hello.Type != "hello" || hello.Text == nil {
+	err = json.Unmarshal(first, &hello)
+	if err == nil && hello.Text == nil && hello.Delta != nil {
+		doc, derr := rich.ParseDocumentJSON(hello.Delta)
+		if derr != nil {
+			conn.Close()
+			return nil, fmt.Errorf("bench: typist %d: the hello of %s: %w", i, id, derr)
+		}
+		text := rich.PlainText(doc) + strings.Repeat("\uFFFC", doc.Len()-utf8.RuneCountInString(rich.PlainText(doc)))
+		hello.Text = &text // (only its length is kept: embeds count one)
+	}
+	if err != nil || hello.Type != "hello" || hello.Text == nil {
 		conn.Close()
 		if hello.Type == "error" {
 			return nil, fmt.Errorf("bench: typist %d: join %s: %s: %s", i, id, hello.Code, hello.Message)
 		}
 		return nil, fmt.Errorf("bench: typist %d: join %s: no hello: %.200s", i, id, data)
 	}
-	t := &typist{b: b, presence: b.cfg.Presence, deletes: b.cfg.DeleteRatio, conn: conn, done: make(chan struct{}),
+	t := &typist{b: b, presence: b.cfg.Presence, deletes: b.cfg.DeleteRatio, rich: hello.Delta != nil, conn: conn, done: make(chan struct{}),
 		src: hello.Src, at: hello.Rev, length: utf8.RuneCountInString(*hello.Text),
 		rng: rand.New(rand.NewPCG(b.cfg.Seed^0x7e57, uint64(i)))}
 	go t.read(rest)
@@ -262,7 +276,11 @@ func (t *typist) message(f *serverFields) error {
 		if t.inSeq != 0 && t.deleting {
 			delAt = t.delAt
 		}
-		delta, moved, err := walkOp(f.op, delAt)
+		walk := walkOp
+		if t.rich {
+			walk = walkRichOp
+		}
+		delta, moved, err := walk(f.op, delAt)
 		if err != nil {
 			t.mu.Unlock()
 			return fmt.Errorf("bench: typist: op at revision %d: %w", rev, err)
@@ -312,7 +330,7 @@ func (t *typist) message(f *serverFields) error {
 	case `"error"`:
 		code, seq := unquoted(f.code), f.seq
 		t.mu.Lock()
-		if code == "invalid_op" && seq != 0 && uint64(seq) == t.inSeq && t.deleting && t.delAt < 0 {
+		if code == "invalid_op" && seq != 0 && uint64(seq) == t.inSeq && (t.deleting && t.delAt < 0 || t.formatting) {
 			// Our backspace came to nothing (another op deleted its
 			// character first): the server commits nothing for it
 			// (docs/protocol.md), and we go on.
@@ -396,7 +414,10 @@ func (t *typist) flushLocked(rng *rand.Rand) []byte {
 	t.seq++
 	t.inSeq = t.seq
 	b := fmt.Appendf(nil, `{"type":"op","rev":%d,"seq":%d,"op":[`, t.at, t.seq)
-	if t.length > 0 && rng.Float64() < t.deletes {
+	t.formatting = false
+	if t.rich {
+		b = t.richOp(b, rng)
+	} else if t.length > 0 && rng.Float64() < t.deletes {
 		pos := rng.IntN(t.length)
 		t.deleting, t.delAt, t.inserted, t.caret = true, pos, 0, pos
 		if pos > 0 {
@@ -476,6 +497,145 @@ func (t *typist) textLength() int {
 }
 
 func (t *typist) close() { t.conn.Close(); <-t.done }
+
+// richFormats are the formats a rich typist's text and changes carry.
+var richFormats = []string{"", "", `,"attributes":{"bold":true}`, `,"attributes":{"italic":true}`, `,"attributes":{"link":"https://example.com/a"}`}
+
+// richOp appends the rich op for the keystrokes typed (t.mu held): a
+// backspace, a format change over up to 8 characters (one edit in
+// eight), or the letters typed, with a random format.
+func (t *typist) richOp(b []byte, rng *rand.Rand) []byte {
+	switch {
+	case t.length > 0 && rng.Float64() < t.deletes:
+		pos := rng.IntN(t.length)
+		t.deleting, t.delAt, t.inserted, t.caret = true, pos, 0, pos
+		if pos > 0 {
+			b = fmt.Appendf(b, `{"retain":%d},`, pos)
+		}
+		return append(b, `{"delete":1}`...)
+	case t.length > 1 && rng.IntN(8) == 0:
+		pos := rng.IntN(t.length - 1)
+		n := 1 + rng.IntN(min(8, t.length-pos))
+		t.deleting, t.formatting, t.inserted, t.caret = false, true, 0, pos+n
+		if pos > 0 {
+			b = fmt.Appendf(b, `{"retain":%d},`, pos)
+		}
+		return fmt.Appendf(b, `{"retain":%d,"attributes":{"italic":%v}}`, n, rng.IntN(2) == 0)
+	}
+	pos := rng.IntN(t.length + 1)
+	t.deleting, t.inserted, t.caret = false, t.pending, pos+t.pending
+	if pos > 0 {
+		b = fmt.Appendf(b, `{"retain":%d},`, pos)
+	}
+	b = append(b, `{"insert":"`...)
+	for range t.pending {
+		b = append(b, byte('a'+rng.IntN(26)))
+	}
+	b = append(b, '"')
+	b = append(b, richFormats[rng.IntN(len(richFormats))]...)
+	return append(b, '}')
+}
+
+// walkRichOp is walkOp for a rich document's op (Quill's Delta). The
+// server writes components in canonical form (the component's key
+// first), which it reads without a full parse; anything else goes
+// through rich.ParseJSON.
+func walkRichOp(raw []byte, delAt int) (delta, moved int, err error) {
+	op, ok := scanRichOp(raw)
+	if !ok {
+		d, err := rich.ParseJSON(raw)
+		if err != nil {
+			return 0, 0, err
+		}
+		op = op[:0]
+		for _, c := range d {
+			op = append(op, richPart{c.Kind(), c.Len()})
+		}
+	}
+	at, shift, done := 0, 0, delAt < 0
+	for _, c := range op {
+		k := c.n
+		switch c.kind {
+		case rich.KindInsert:
+			delta += k
+			if !done && at <= delAt {
+				shift += k
+			}
+		case rich.KindDelete:
+			delta -= k
+			if !done {
+				if delAt < at+k {
+					delAt, done = -1, true
+				} else {
+					shift -= k
+				}
+			}
+			at += k
+		default:
+			if !done && delAt < at+k {
+				done = true
+			}
+			at += k
+		}
+	}
+	if delAt < 0 {
+		return delta, -1, nil
+	}
+	return delta, delAt + shift, nil
+}
+
+type richPart struct {
+	kind rich.Kind
+	n    int
+}
+
+// scanRichOp reads the kinds and lengths of a canonical rich op.
+func scanRichOp(raw []byte) ([]richPart, bool) {
+	b := bytes.TrimSpace(raw)
+	if len(b) < 2 || b[0] != '[' {
+		return nil, false
+	}
+	var out []richPart
+	for b = b[1:]; ; {
+		b = skipJSON(b, " \t\r\n,")
+		if len(b) > 0 && b[0] == ']' {
+			return out, true
+		}
+		n := valueLen(b)
+		if n <= 0 || b[0] != '{' {
+			return nil, false
+		}
+		obj := b[:n]
+		b = b[n:]
+		switch {
+		case bytes.HasPrefix(obj, []byte(`{"retain":`)), bytes.HasPrefix(obj, []byte(`{"delete":`)):
+			kind, num := rich.KindRetain, obj[len(`{"retain":`):]
+			if obj[2] == 'd' {
+				kind = rich.KindDelete
+			}
+			end := 0
+			for end < len(num) && num[end] >= '0' && num[end] <= '9' {
+				end++
+			}
+			k, err := strconv.Atoi(string(num[:end]))
+			if err != nil || k <= 0 {
+				return nil, false
+			}
+			out = append(out, richPart{kind, k})
+		case bytes.HasPrefix(obj, []byte(`{"insert":{`)):
+			out = append(out, richPart{rich.KindInsert, 1})
+		case bytes.HasPrefix(obj, []byte(`{"insert":"`)):
+			s := obj[len(`{"insert":`):]
+			end := stringEnd(s, 1)
+			if end < 0 || bytes.IndexByte(s[:end], '\\') >= 0 {
+				return nil, false // escapes: the full parse
+			}
+			out = append(out, richPart{rich.KindInsert, utf8.RuneCount(s[1:end])})
+		default:
+			return nil, false
+		}
+	}
+}
 
 // walkOp reads an op's JSON ([retain, "insert", {"d": n}, ...]): how much
 // it changes the document's length, and where the character at delAt (if

@@ -70,7 +70,7 @@ func (c benchConfig) workerArgs() []string {
 	args := []string{
 		"--server", c.Server, "--clients", strconv.Itoa(c.Clients), "--mode", c.Mode,
 		"--rate", strconv.FormatFloat(c.Rate, 'g', -1, 64), "--duration", c.Duration.String(),
-		"--deletes", strconv.FormatFloat(c.DeleteRatio, 'g', -1, 64), "--protocol", c.Protocol,
+		"--deletes", strconv.FormatFloat(c.DeleteRatio, 'g', -1, 64), "--protocol", c.Protocol, "--type", c.DocType,
 		"--seed", strconv.FormatUint(c.Seed, 10), "--full", strconv.Itoa(c.Full),
 		"--join-concurrency", strconv.Itoa(c.JoinConcurrency),
 	}
@@ -87,7 +87,7 @@ func (c benchConfig) workerArgs() []string {
 // nothing else (workerArgs): a worker runs no file, profile or process
 // measurement for a coordinator.
 func checkWorkerArgs(args []string) error {
-	allowed := []string{"server", "clients", "mode", "rate", "duration", "deletes", "protocol", "seed", "full", "join-concurrency", "token", "presence"}
+	allowed := []string{"server", "clients", "mode", "rate", "duration", "deletes", "protocol", "type", "seed", "full", "join-concurrency", "token", "presence"}
 	for _, a := range args {
 		if !strings.HasPrefix(a, "-") {
 			continue

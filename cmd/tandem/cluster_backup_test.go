@@ -17,6 +17,7 @@ import (
 
 	"github.com/tandemdocs/tandem/client"
 	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/ot/doctype"
 	"github.com/tandemdocs/tandem/storage"
 	"github.com/tandemdocs/tandem/storage/badgerstore"
 	"github.com/tandemdocs/tandem/storage/jsstore"
@@ -65,6 +66,7 @@ func TestClusterBackupRoundTrip(t *testing.T) {
 	if err := cluster.CreateDocument(ctx, storage.Document{ID: "empty", Title: "", Created: time.Now()}, ""); err != nil {
 		t.Fatal(err)
 	}
+	writeRichHistory(t, cluster, "rich", 12, 5)
 
 	dir := t.TempDir()
 	file := func(n string) string { return filepath.Join(dir, n) }
@@ -72,10 +74,10 @@ func TestClusterBackupRoundTrip(t *testing.T) {
 	runCmd(t, restoreCmd, "--data-dir", file("single"), file("cluster.backup"))
 	single := openBadgerForTest(t, file("single"))
 	compareStores(t, cluster, single)
-	if out := runCmd(t, verifyCmd, "--from", file("cluster.backup")); !strings.Contains(out, "documents 4,") {
+	if out := runCmd(t, verifyCmd, "--from", file("cluster.backup")); !strings.Contains(out, "documents 5,") {
 		t.Errorf("verify --from: %s", out)
 	}
-	if out := runCmd(t, verifyCmd, "--nats", ns.ClientURL()); !strings.Contains(out, "documents 4,") || !strings.HasSuffix(strings.TrimSpace(out), "ok") {
+	if out := runCmd(t, verifyCmd, "--nats", ns.ClientURL()); !strings.Contains(out, "documents 5,") || !strings.HasSuffix(strings.TrimSpace(out), "ok") {
 		t.Errorf("verify --nats: %s", out)
 	}
 
@@ -110,20 +112,55 @@ func TestClusterBackupRoundTrip(t *testing.T) {
 		t.Errorf("a second restore into the same cluster: %v, want a refusal", err)
 	}
 	runCmd(t, restoreCmd, "--nats", ns2.ClientURL(), "--skip-existing", file("single.backup"))
-	if text, err := storage.TextAt(ctx, cluster2, "compacted", 41); err != nil || !strings.HasPrefix(text, "after the restore ") {
+	if text, err := storage.ContentAt(ctx, cluster2, "compacted", 41); err != nil || !strings.HasPrefix(text, "after the restore ") {
 		t.Errorf("the edit after the restore: %q, %v (a restore with --skip-existing must leave it)", text, err)
 	}
 
 	// export reads a cluster.
 	runCmd(t, exportCmd, "--nats", ns.ClientURL(), "--out", file("export"))
-	for _, doc := range []string{id, "compacted", "at-head", "empty"} {
-		got, err := os.ReadFile(filepath.Join(file("export"), doc+".txt"))
+	for _, doc := range []string{id, "compacted", "at-head", "empty", "rich"} {
+		ext := ".txt"
+		if doc == "rich" {
+			ext = ".json" // a rich document's Delta
+		}
+		got, err := os.ReadFile(filepath.Join(file("export"), doc+ext))
 		want, _, lerr := storage.Load(ctx, cluster, doc)
 		_ = want
-		text, terr := storage.TextAt(ctx, cluster, doc, mustDoc(t, cluster, doc).Head)
+		text, terr := storage.ContentAt(ctx, cluster, doc, mustDoc(t, cluster, doc).Head)
 		if err != nil || lerr != nil || terr != nil || string(got) != text {
 			t.Errorf("export --nats: %s.txt = %q, %v; want %q", doc, got, cmp.Or(err, lerr, terr), text)
 		}
+	}
+}
+
+// writeRichHistory writes a rich document of n revisions (text typed
+// with formatting, then formatting changed), compacted before compact.
+func writeRichHistory(t *testing.T, s storage.Store, id string, n, compact int64) {
+	t.Helper()
+	ctx := t.Context()
+	if err := s.CreateDocument(ctx, storage.Document{ID: id, Title: "Rich " + id, Type: doctype.RichName, Created: time.Now().Add(-time.Hour)}, `[{"insert":"Title"},{"insert":"\n","attributes":{"header":1}}]`); err != nil {
+		t.Fatal(err)
+	}
+	for rev := int64(1); rev <= n; rev++ {
+		js := fmt.Sprintf(`[{"retain":5},{"insert":"%d😀","attributes":{"bold":true}}]`, rev)
+		if rev%3 == 0 {
+			js = `[{"retain":2,"attributes":{"italic":true,"bold":null}}]`
+		}
+		op, _, err := doctype.Rich().ParseOp([]byte(js))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := storage.Record{Rev: rev, Op: op, User: "writer", Source: "rich-src", Seq: uint64(rev), Time: time.Now()}
+		res, err := s.Commit(ctx, []storage.Append{{DocID: id, Head: rev - 1, Records: []storage.Record{r}}})
+		if err == nil {
+			err = res[0]
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Compact(ctx, id, compact); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -136,7 +173,7 @@ func writeHistory(t *testing.T, s storage.Store, id string, n, compact int64) {
 		t.Fatal(err)
 	}
 	for rev := int64(1); rev <= n; rev++ {
-		r := storage.Record{Rev: rev, Op: ot.Op{ot.Insert(fmt.Sprintf("%d🙂", rev))}, User: "writer", Time: time.Now()}
+		r := storage.Record{Rev: rev, Op: doctype.PlainOp(ot.Op{ot.Insert(fmt.Sprintf("%d🙂", rev))}), User: "writer", Time: time.Now()}
 		if rev%2 == 0 {
 			r.Source, r.Seq = "source-"+id, uint64(rev)
 		}
@@ -215,7 +252,7 @@ func compareStores(t *testing.T, want, got storage.Portable) {
 		if err != nil {
 			return err
 		}
-		if g.Title != w.Title || !g.Created.Equal(w.Created) || !g.Updated.Equal(w.Updated) || g.Head != w.Head || g.Oldest != w.Oldest {
+		if g.Title != w.Title || !g.Created.Equal(w.Created) || !g.Updated.Equal(w.Updated) || g.Head != w.Head || g.Oldest != w.Oldest || g.Type != w.Type {
 			t.Errorf("document %s: %+v, want %+v", w.ID, g, w)
 			return nil
 		}
@@ -234,11 +271,11 @@ func compareStores(t *testing.T, want, got storage.Portable) {
 			}
 		}
 		for rev := w.Oldest; rev <= w.Head; rev++ {
-			wt, err := storage.TextAt(ctx, want, w.ID, rev)
+			wt, err := storage.ContentAt(ctx, want, w.ID, rev)
 			if err != nil {
 				return err
 			}
-			gt, err := storage.TextAt(ctx, got, w.ID, rev)
+			gt, err := storage.ContentAt(ctx, got, w.ID, rev)
 			if err != nil || gt != wt {
 				t.Errorf("document %s at %d: %q, %v; want %q", w.ID, rev, gt, err, wt)
 			}

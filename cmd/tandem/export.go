@@ -13,25 +13,31 @@ import (
 	"slices"
 	"time"
 
-	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/ot/doctype"
 	"github.com/tandemdocs/tandem/storage"
 )
 
-const exportUsage = `usage: tandem export --from FILE [--from INCR ...] --out DIR [--doc ID [--rev N]] [--history]
-       tandem export --data-dir DATA --out DIR [--doc ID [--rev N]] [--history]
-       tandem export --nats URL --out DIR [--doc ID [--rev N]] [--history]
+const exportUsage = `usage: tandem export --from FILE [--from INCR ...] --out DIR [--doc ID [--rev N]] [--format F] [--history]
+       tandem export --data-dir DATA --out DIR [--doc ID [--rev N]] [--format F] [--history]
+       tandem export --nats URL --out DIR [--doc ID [--rev N]] [--format F] [--history]
 
 Writes documents out of a backup file (restored into a temporary directory,
 so the server keeps running) or a stopped server's data directory, no
 server needed, or out of a running cluster (--nats):
 
-  DIR/<id>.txt             the document's text (at its head, or at --rev N)
-  DIR/<id>.history.jsonl   with --history: the text at the oldest retained
-                           revision, {"rev","base":true,"text"}, then one line
+  DIR/<id>.txt             a plain document's text (at its head, or at --rev N)
+  DIR/<id>.json            a rich document's Delta (Quill's op array)
+  DIR/<id>.html|.md|.txt   with --format html|markdown|text|delta: every
+                           document in that form (HTML: allow-listed markup,
+                           every value escaped, safe links only)
+  DIR/<id>.history.jsonl   with --history: the content at the oldest retained
+                           revision, {"rev","base":true,"text"} (a rich
+                           document's Delta JSON as a string), then one line
                            per revision up to the one exported:
                            {"rev","user","src","seq","time","op"}
-  DIR/manifest.json        written last: [{"id","title","rev","head","oldest",
-                           "created","updated","authors","file","history"}]
+  DIR/manifest.json        written last: [{"id","title","type","rev","head",
+                           "oldest","created","updated","authors","file",
+                           "history"}]
 
 DIR must not exist or be empty. The environment can set --data-dir
 (TANDEM_DATA_DIR) and --nats (TANDEM_NATS).
@@ -46,6 +52,7 @@ func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	docID := fs.String("doc", "", "export only this document")
 	rev := fs.Int64("rev", -1, "with --doc: export the text at this revision (it must be in the retained history)")
 	history := fs.Bool("history", false, "also write each document's history as JSON lines")
+	format := fs.String("format", "", "html, markdown, text or delta (default: a plain document's text, a rich document's Delta)")
 	nf := addNATSFlags(fs)
 	fs.fromEnv("data-dir", "TANDEM_DATA_DIR")
 	fs.exclusive = []string{"from", "data-dir", "nats"}
@@ -62,6 +69,8 @@ func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return errors.New("export: --rev needs --doc: a revision is a revision of one document")
 	case *rev < -1:
 		return errors.New("export: --rev must be a revision, 0 or more")
+	case *format != "" && !slices.Contains(doctype.Formats, *format):
+		return fmt.Errorf("export: --format %q: one of html, markdown, text, delta", *format)
 	}
 	if err := checkEmptyDir(*out); err != nil {
 		return fmt.Errorf("export: %w", err)
@@ -119,7 +128,7 @@ func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if *rev >= 0 {
 			at = *rev
 		}
-		e, err := exportDoc(ctx, s, d, at, *history, *out)
+		e, err := exportDoc(ctx, s, d, at, *history, *format, *out)
 		if err != nil {
 			p.done()
 			return fmt.Errorf("export: %w", err)
@@ -162,6 +171,7 @@ func checkEmptyDir(dir string) error {
 type manifestEntry struct {
 	ID      string    `json:"id"`
 	Title   string    `json:"title"`
+	Type    string    `json:"type"`
 	Rev     int64     `json:"rev"` // the revision exported
 	Head    int64     `json:"head"`
 	Oldest  int64     `json:"oldest"`
@@ -182,18 +192,19 @@ type historyBase struct {
 
 // historyLine is one revision in a history file.
 type historyLine struct {
-	Rev  int64     `json:"rev"`
-	User string    `json:"user"`
-	Src  string    `json:"src"`
-	Seq  uint64    `json:"seq"`
-	Time time.Time `json:"time"`
-	Op   ot.Op     `json:"op"`
+	Rev  int64      `json:"rev"`
+	User string     `json:"user"`
+	Src  string     `json:"src"`
+	Seq  uint64     `json:"seq"`
+	Time time.Time  `json:"time"`
+	Op   doctype.Op `json:"op"`
 }
 
-func exportDoc(ctx context.Context, s storage.Store, d storage.Document, rev int64, history bool, out string) (manifestEntry, error) {
-	e := manifestEntry{ID: d.ID, Title: d.Title, Rev: rev, Head: d.Head, Oldest: d.Oldest,
-		Created: d.Created, Updated: d.Updated, Authors: []string{}, File: d.ID + ".txt"}
-	text, err := storage.TextAt(ctx, s, d.ID, rev)
+func exportDoc(ctx context.Context, s storage.Store, d storage.Document, rev int64, history bool, format, out string) (manifestEntry, error) {
+	typ := d.DocType()
+	e := manifestEntry{ID: d.ID, Title: d.Title, Type: typ.Name(), Rev: rev, Head: d.Head, Oldest: d.Oldest,
+		Created: d.Created, Updated: d.Updated, Authors: []string{}}
+	text, err := storage.ContentAt(ctx, s, d.ID, rev)
 	switch {
 	case errors.Is(err, storage.ErrCompacted):
 		return e, fmt.Errorf("document %s: revision %d is older than its retained history (revisions %d..%d)", d.ID, rev, d.Oldest, d.Head)
@@ -202,13 +213,25 @@ func exportDoc(ctx context.Context, s storage.Store, d storage.Document, rev int
 	case err != nil:
 		return e, fmt.Errorf("document %s at revision %d: %w", d.ID, rev, err)
 	}
+	if format == "" && typ.Name() == doctype.RichName {
+		format = doctype.FormatDelta
+	}
+	data, ext := []byte(text), ".txt"
+	if format != "" {
+		ex, err := doctype.ExportContent(typ, text, d.Title, format)
+		if err != nil {
+			return e, fmt.Errorf("document %s: %w", d.ID, err)
+		}
+		data, ext = ex.Data, ex.Ext
+	}
+	e.File = d.ID + ext
 
 	var hist *atomicFile
 	var w *bufio.Writer
 	var enc *json.Encoder
 	if history {
 		e.History = d.ID + ".history.jsonl"
-		base, err := storage.TextAt(ctx, s, d.ID, d.Oldest)
+		base, err := storage.ContentAt(ctx, s, d.ID, d.Oldest)
 		if err != nil {
 			return e, fmt.Errorf("document %s at revision %d: %w", d.ID, d.Oldest, err)
 		}
@@ -247,7 +270,7 @@ func exportDoc(ctx context.Context, s storage.Store, d storage.Document, rev int
 		e.Authors = append(e.Authors, a)
 	}
 	slices.Sort(e.Authors)
-	if err := writeFileAtomic(filepath.Join(out, e.File), []byte(text), 0o644); err != nil {
+	if err := writeFileAtomic(filepath.Join(out, e.File), data, 0o644); err != nil {
 		return e, err
 	}
 	if history {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/ot/doctype"
 	"github.com/tandemdocs/tandem/storage"
 )
 
@@ -192,7 +193,7 @@ func TestBehindForwardingProxy(t *testing.T) {
 	const revs = 2000
 	app := storage.Append{DocID: id}
 	for i := range revs {
-		app.Records = append(app.Records, storage.Record{Rev: int64(i + 1), Op: ot.Op{ot.Insert("o")}, Source: "history", Seq: uint64(i + 1), Time: time.Now()})
+		app.Records = append(app.Records, storage.Record{Rev: int64(i + 1), Op: doctype.PlainOp(ot.Op{ot.Insert("o")}), Source: "history", Seq: uint64(i + 1), Time: time.Now()})
 	}
 	if res, err := srv.store.Commit(ctx, []storage.Append{app}); err != nil || res[0] != nil {
 		t.Fatal(err, res)

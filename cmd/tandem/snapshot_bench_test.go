@@ -125,7 +125,7 @@ type snapshotCounter struct {
 func (s *snapshotCounter) SaveSnapshot(ctx context.Context, id string, snap storage.Snapshot) error {
 	s.mu.Lock()
 	s.n++
-	s.bytes += int64(len(snap.Text))
+	s.bytes += int64(len(snap.Content))
 	s.mu.Unlock()
 	return s.Store.SaveSnapshot(ctx, id, snap)
 }

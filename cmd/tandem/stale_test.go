@@ -16,6 +16,7 @@ import (
 
 	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/ot/doctype"
 	"github.com/tandemdocs/tandem/storage"
 )
 
@@ -86,7 +87,7 @@ func runStale(tb testing.TB, revs, honest, ops int, pace time.Duration, attack s
 	for head := 0; head < revs; head += 1000 {
 		app := storage.Append{DocID: id, Head: int64(head)}
 		for i := range min(1000, revs-head) {
-			app.Records = append(app.Records, storage.Record{Rev: int64(head + i + 1), Op: ot.Op{ot.Insert("o")}, Source: "history", Seq: uint64(head + i + 1), Time: time.Now()})
+			app.Records = append(app.Records, storage.Record{Rev: int64(head + i + 1), Op: doctype.PlainOp(ot.Op{ot.Insert("o")}), Source: "history", Seq: uint64(head + i + 1), Time: time.Now()})
 		}
 		if res, err := store.Commit(ctx, []storage.Append{app}); err != nil || res[0] != nil {
 			tb.Fatal(err, res)

@@ -22,6 +22,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/ot/doctype"
 	"github.com/tandemdocs/tandem/storage"
 	"github.com/tandemdocs/tandem/storage/badgerstore"
 )
@@ -97,14 +98,14 @@ func (g *docGen) next(n int) storage.Append {
 			panic(fmt.Sprintf("%s: op %v does not apply to %q: %v", g.id, op, g.text(), err))
 		}
 		g.head++
-		r := storage.Record{Rev: g.head, Op: op, User: g.user, Time: now}
+		r := storage.Record{Rev: g.head, Op: doctype.PlainOp(op), User: g.user, Time: now}
 		if g.source != "" {
 			g.seq++
 			r.Source, r.Seq = g.source, g.seq
 		}
 		a.Records = append(a.Records, r)
 		if g.snapEvery > 0 && g.head%g.snapEvery == 0 {
-			a.Snapshot = &storage.Snapshot{Rev: g.head, Text: g.text()}
+			a.Snapshot = &storage.Snapshot{Rev: g.head, Content: g.text()}
 		}
 	}
 	return a
@@ -301,8 +302,8 @@ func sameState(t *testing.T, want, got *badgerstore.Store) {
 		_, gt, err := storage.Load(ctx, got, g.ID)
 		if err != nil {
 			t.Errorf("%s: Load: %v", g.ID, err)
-		} else if gt.String() != wt.String() {
-			t.Errorf("%s: text %q, want %q", g.ID, gt.String(), wt.String())
+		} else if gt.Content() != wt.Content() {
+			t.Errorf("%s: text %q, want %q", g.ID, gt.Content(), wt.Content())
 		}
 	}
 	for _, prefix := range []string{"r/", "s/", "o/"} {
@@ -499,15 +500,15 @@ func TestBackupWhileCommitting(t *testing.T) {
 				break
 			}
 		}
-		wt, err := storage.TextAt(ctx, src, sd.ID, h)
+		wt, err := storage.ContentAt(ctx, src, sd.ID, h)
 		if err != nil {
 			t.Fatalf("source %s: TextAt(%d): %v", sd.ID, h, err)
 		}
-		if gt, err := storage.TextAt(ctx, dst, sd.ID, h); err != nil || gt != wt {
+		if gt, err := storage.ContentAt(ctx, dst, sd.ID, h); err != nil || gt != wt {
 			t.Errorf("%s: restored TextAt(%d) = %q, %v; source has %q", sd.ID, h, gt, err, wt)
 		}
-		if _, lt, err := storage.Load(ctx, dst, sd.ID); err != nil || lt.String() != wt {
-			t.Errorf("%s: restored Load: %v (text equal: %v)", sd.ID, err, err == nil && lt.String() == wt)
+		if _, lt, err := storage.Load(ctx, dst, sd.ID); err != nil || lt.Content() != wt {
+			t.Errorf("%s: restored Load: %v (text equal: %v)", sd.ID, err, err == nil && lt.Content() == wt)
 		}
 		// Nothing after the cut: no record, snapshot or exactly-once entry.
 		if _, err := dst.Records(ctx, sd.ID, 0, h+1); !errors.Is(err, storage.ErrInvalid) {
@@ -924,7 +925,7 @@ func TestCorruption(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want9, err := storage.TextAt(ctx, s, id, 9)
+			want9, err := storage.ContentAt(ctx, s, id, 9)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -989,7 +990,7 @@ func TestCorruption(t *testing.T) {
 				return err
 			})
 			check("TextAt9", func() error {
-				text, err := storage.TextAt(ctx, s, id, 9)
+				text, err := storage.ContentAt(ctx, s, id, 9)
 				if err == nil && text != want9 {
 					t.Errorf("TextAt(9) = %q, want %q", text, want9)
 				}
@@ -997,8 +998,8 @@ func TestCorruption(t *testing.T) {
 			})
 			check("Load", func() error {
 				_, rope, err := storage.Load(ctx, s, id)
-				if err == nil && rope.String() != g.text() {
-					t.Errorf("Load: %q, want %q", rope.String(), g.text())
+				if err == nil && rope.Content() != g.text() {
+					t.Errorf("Load: %q, want %q", rope.Content(), g.text())
 				}
 				return err
 			})

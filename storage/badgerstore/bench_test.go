@@ -190,7 +190,7 @@ func BenchmarkLoad(b *testing.B) {
 	b.Run("records=200k,snapshots=1000", func(b *testing.B) { load(b, "big", big, false) })
 	b.Run("records=200k,snapshots=1000,reopened", func(b *testing.B) { load(b, "big", big, true) })
 	b.Run("records=20k,snapshots=rev0", func(b *testing.B) { load(b, "nosnap", nosnap, false) })
-	if text, err := storage.TextAt(ctx, s, "big", big.head); err != nil || text != big.text() {
+	if text, err := storage.ContentAt(ctx, s, "big", big.head); err != nil || text != big.text() {
 		b.Errorf("TextAt(head) of big: %v (equal: %v)", err, text == big.text())
 	}
 }

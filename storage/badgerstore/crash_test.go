@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/ot/doctype"
 	"github.com/tandemdocs/tandem/storage"
 	"github.com/tandemdocs/tandem/storage/badgerstore"
 )
@@ -82,7 +83,7 @@ func TestCrashChild(t *testing.T) {
 		case err != nil:
 			fail("load %s: %v", id, err)
 		default:
-			g.head, g.rope = doc.Head, rope
+			g.head, g.rope = doc.Head, doctype.PlainRope(rope)
 		}
 		gens = append(gens, g)
 	}
@@ -421,7 +422,7 @@ func verifyCrashStore(t *testing.T, dir string, round int, rng *rand.Rand, repor
 		// snapshot and TextAt at revisions around them on the way.
 		snaps := map[int64]string{}
 		for _, sn := range snapshotRevs(t, s, id, 0, doc.Head) {
-			snaps[sn.Rev] = sn.Text
+			snaps[sn.Rev] = sn.Content
 		}
 		if _, ok := snaps[0]; !ok {
 			t.Fatalf("%s: no snapshot at revision 0", id)
@@ -441,14 +442,14 @@ func verifyCrashStore(t *testing.T, dir string, round int, rng *rand.Rand, repor
 				t.Errorf("%s: snapshot at %d is %q, the records replay to %q", id, rev, want, text)
 			}
 			if probe[rev] {
-				if got, err := storage.TextAt(ctx, s, id, rev); err != nil || got != text {
+				if got, err := storage.ContentAt(ctx, s, id, rev); err != nil || got != text {
 					t.Errorf("%s: TextAt(%d) = %q, %v; the records replay to %q", id, rev, got, err, text)
 				}
 			}
 		}
 		checkAt(0)
 		for _, r := range recs {
-			if text, err = ot.Apply(text, r.Op); err != nil {
+			if text, err = ot.Apply(text, r.Op.Plain()); err != nil {
 				t.Fatalf("%s: revision %d does not apply: %v", id, r.Rev, err)
 			}
 			checkAt(r.Rev)
@@ -457,8 +458,8 @@ func verifyCrashStore(t *testing.T, dir string, round int, rng *rand.Rand, repor
 		if err != nil {
 			t.Fatalf("%s: Load: %v", id, err)
 		}
-		if loaded.Head != doc.Head || rope.String() != text {
-			t.Errorf("%s: Load gives head %d and %q; want %d and the replayed %q", id, loaded.Head, rope.String(), doc.Head, text)
+		if loaded.Head != doc.Head || rope.Content() != text {
+			t.Errorf("%s: Load gives head %d and %q; want %d and the replayed %q", id, loaded.Head, rope.Content(), doc.Head, text)
 		}
 	}
 	// Group commits are whole: every tag "<source>-c<commit>-n<size>" has

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/ot/doctype"
 	"github.com/tandemdocs/tandem/storage"
 	"github.com/tandemdocs/tandem/storage/backupfile"
 )
@@ -104,12 +104,14 @@ type docValue struct {
 	Head    int64     `json:"head"`
 	Oldest  int64     `json:"oldest"`
 	Gen     uint64    `json:"gen"`
+	// Type is the document type; "" is plain (and older data).
+	Type string `json:"type,omitempty"`
 	// Deleted marks a deleted document (see DeleteDocument).
 	Deleted bool `json:"deleted,omitempty"`
 }
 
 func (d docValue) document() storage.Document {
-	return storage.Document{ID: d.ID, Title: d.Title, Created: d.Created, Updated: d.Updated, Head: d.Head, Oldest: d.Oldest}
+	return storage.Document{ID: d.ID, Title: d.Title, Created: d.Created, Updated: d.Updated, Head: d.Head, Oldest: d.Oldest, Type: d.Type}
 }
 
 func decodeDoc(id string, b []byte) (docValue, error) {
@@ -127,19 +129,19 @@ func decodeDoc(id string, b []byte) (docValue, error) {
 // recordValue is the stored form of a record. The revision is also in the
 // key; both are checked against each other on read.
 type recordValue struct {
-	Rev    int64     `json:"rev"`
-	Op     ot.Op     `json:"op"`
-	Source string    `json:"src,omitempty"`
-	Seq    uint64    `json:"seq,omitempty"`
-	User   string    `json:"user,omitempty"`
-	Time   time.Time `json:"time"`
+	Rev    int64           `json:"rev"`
+	Op     json.RawMessage `json:"op"` // in the document type's wire form
+	Source string          `json:"src,omitempty"`
+	Seq    uint64          `json:"seq,omitempty"`
+	User   string          `json:"user,omitempty"`
+	Time   time.Time       `json:"time"`
 }
 
 func encodeRecord(r storage.Record) ([]byte, error) {
-	return json.Marshal(recordValue{Rev: r.Rev, Op: r.Op, Source: r.Source, Seq: r.Seq, User: r.User, Time: r.Time.UTC()})
+	return json.Marshal(recordValue{Rev: r.Rev, Op: r.Op.AppendJSON(nil), Source: r.Source, Seq: r.Seq, User: r.User, Time: r.Time.UTC()})
 }
 
-func decodeRecord(id string, key, b []byte) (storage.Record, error) {
+func decodeRecord(t doctype.Type, id string, key, b []byte) (storage.Record, error) {
 	rev := revOf(key)
 	var v recordValue
 	if err := json.Unmarshal(b, &v); err != nil {
@@ -148,5 +150,9 @@ func decodeRecord(id string, key, b []byte) (storage.Record, error) {
 	if v.Rev != rev {
 		return storage.Record{}, fmt.Errorf("%w: document %s: revision %d holds a record for revision %d", storage.ErrCorrupt, id, rev, v.Rev)
 	}
-	return storage.Record{Rev: v.Rev, Op: v.Op, Source: v.Source, Seq: v.Seq, User: v.User, Time: v.Time}, nil
+	op, _, err := t.ParseOp(v.Op)
+	if err != nil {
+		return storage.Record{}, fmt.Errorf("%w: document %s: revision %d: %v", storage.ErrCorrupt, id, rev, err)
+	}
+	return storage.Record{Rev: v.Rev, Op: op, Source: v.Source, Seq: v.Seq, User: v.User, Time: v.Time}, nil
 }

@@ -17,7 +17,7 @@ func (s *Store) ImportDocument(ctx context.Context, doc storage.Document, text s
 	if err := storage.CheckImport(doc, subs); err != nil {
 		return err
 	}
-	v := docValue{ID: doc.ID, Title: doc.Title, Created: doc.Created.UTC(), Updated: doc.Updated.UTC(), Oldest: doc.Oldest}
+	v := docValue{ID: doc.ID, Title: doc.Title, Created: doc.Created.UTC(), Updated: doc.Updated.UTC(), Oldest: doc.Oldest, Type: doc.Type}
 	if err := s.create(ctx, v, text, subs); err != nil {
 		return fmt.Errorf("import: %w", err)
 	}

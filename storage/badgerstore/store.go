@@ -292,7 +292,7 @@ func (s *Store) CreateDocument(ctx context.Context, doc storage.Document, text s
 	if created.IsZero() {
 		created = time.Now().UTC()
 	}
-	return s.create(ctx, docValue{ID: doc.ID, Title: doc.Title, Created: created, Updated: created}, text, nil)
+	return s.create(ctx, docValue{ID: doc.ID, Title: doc.Title, Created: created, Updated: created, Type: doc.Type}, text, nil)
 }
 
 // create stores a new document v at revision v.Oldest (its head) with
@@ -304,6 +304,9 @@ func (s *Store) CreateDocument(ctx context.Context, doc storage.Document, text s
 func (s *Store) create(ctx context.Context, v docValue, text string, subs []storage.Submission) error {
 	if !utf8.ValidString(text) || !utf8.ValidString(v.Title) {
 		return fmt.Errorf("%w: document %s: title and text must be valid UTF-8", storage.ErrInvalid, v.ID)
+	}
+	if err := storage.CheckCreate(storage.Document{ID: v.ID, Type: v.Type}, text); err != nil {
+		return err
 	}
 	snap := []byte(text)
 	if entrySize(len(v.ID)+20, snap)+1024 > s.maxBatchBytes || len(snap) >= maxValueBytes {
@@ -640,7 +643,7 @@ func (s *Store) encodeAppend(i int, a storage.Append) (pending, error) {
 			return pending{}, fmt.Errorf("%w: document %s: snapshot at revision %d past the new head %d", storage.ErrInvalid, a.DocID, a.Snapshot.Rev, p.newHead)
 		}
 		p.snap = a.Snapshot
-		p.add(snpPrefix, binary.BigEndian.AppendUint64(nil, uint64(a.Snapshot.Rev)), []byte(a.Snapshot.Text))
+		p.add(snpPrefix, binary.BigEndian.AppendUint64(nil, uint64(a.Snapshot.Rev)), []byte(a.Snapshot.Content))
 	}
 	if p.bytes > s.maxBatchBytes || len(p.entries) >= s.maxBatchEntries {
 		return pending{}, fmt.Errorf("%w: document %s: append of %d bytes is larger than one write allows (%d)", storage.ErrInvalid, a.DocID, p.bytes, s.maxBatchBytes)
@@ -719,7 +722,7 @@ func (s *Store) Records(ctx context.Context, id string, from, to int64) ([]stora
 			var rec storage.Record
 			err := item.Value(func(v []byte) error {
 				var err error
-				rec, err = decodeRecord(id, item.Key(), v)
+				rec, err = decodeRecord(d.document().DocType(), id, item.Key(), v)
 				return err
 			})
 			if err != nil {
@@ -771,7 +774,7 @@ func (s *Store) Snapshot(ctx context.Context, id string, rev int64) (storage.Sna
 		if !utf8.Valid(b) {
 			return fmt.Errorf("%w: document %s: snapshot at revision %d is not valid UTF-8", storage.ErrCorrupt, id, snap.Rev)
 		}
-		snap.Text = string(b)
+		snap.Content = string(b)
 		return nil
 	})
 	return snap, err
@@ -782,7 +785,7 @@ func (s *Store) SaveSnapshot(ctx context.Context, id string, snap storage.Snapsh
 	if err := storage.CheckID(id); err != nil {
 		return err
 	}
-	if !utf8.ValidString(snap.Text) {
+	if !utf8.ValidString(snap.Content) {
 		return fmt.Errorf("%w: document %s: snapshot text is not valid UTF-8", storage.ErrInvalid, id)
 	}
 	return s.update(func(txn *badger.Txn) error {
@@ -793,7 +796,7 @@ func (s *Store) SaveSnapshot(ctx context.Context, id string, snap storage.Snapsh
 		if snap.Rev < d.Oldest || snap.Rev > d.Head {
 			return fmt.Errorf("%w: document %s: snapshot at %d outside the history %d..%d", storage.ErrInvalid, id, snap.Rev, d.Oldest, d.Head)
 		}
-		return txn.Set(revKey(snpPrefix, id, d.Gen, snap.Rev), []byte(snap.Text))
+		return txn.Set(revKey(snpPrefix, id, d.Gen, snap.Rev), []byte(snap.Content))
 	})
 }
 
@@ -852,7 +855,7 @@ func (s *Store) Compact(ctx context.Context, id string, before int64) error {
 		return fmt.Errorf("%w: document %s: compact before %d, head is %d", storage.ErrInvalid, id, before, doc.Head)
 	}
 	if before > doc.Oldest {
-		text, err := storage.TextAt(ctx, s, id, before)
+		text, err := storage.ContentAt(ctx, s, id, before)
 		if err != nil {
 			return fmt.Errorf("document %s: compact: %w", id, err)
 		}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
-	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/ot/doctype"
 	"github.com/tandemdocs/tandem/storage"
 )
 
@@ -315,7 +315,7 @@ type docVerifier struct {
 
 	// The replay: rope holds the text at revision at, replayed from the
 	// snapshot at base; nil while the replay is broken.
-	rope     *ot.Rope
+	rope     doctype.Document
 	at, base int64
 
 	snaps     *badger.Iterator // the live generation's snapshots
@@ -435,12 +435,12 @@ func (v *docVerifier) checkSnapshot(rev int64, text []byte) {
 	if v.rope != nil && v.at == rev {
 		if ok, at := sameText(v.rope, text); !ok {
 			v.problem(rev, "snapshot (%d bytes) differs from the text replayed from the snapshot at revision %d (%d bytes), from byte %d on",
-				len(text), v.base, v.rope.ByteLen(), at)
+				len(text), v.base, v.rope.Size(), at)
 		}
 		return
 	}
 	// The replay is broken (or not started): restart it here.
-	rope, err := ot.NewRope(string(text))
+	rope, err := v.d.document().DocType().NewDocument(string(text))
 	if err != nil {
 		v.problem(rev, "snapshot cannot be loaded: %v", err)
 		v.rope = nil
@@ -488,7 +488,7 @@ func (v *docVerifier) replay() error {
 		var rec storage.Record
 		err := item.Value(func(b []byte) error {
 			var err error
-			rec, err = decodeRecord(v.id, key, b)
+			rec, err = decodeRecord(v.d.document().DocType(), v.id, key, b)
 			return err
 		})
 		if err != nil {
@@ -775,9 +775,13 @@ func (s *Store) verifyOrphans(ctx context.Context, rep *VerifyReport) (err error
 
 // sameText reports whether the rope holds text, and if not, the byte
 // offset of the first difference.
-func sameText(r *ot.Rope, text []byte) (bool, int) {
+func sameText(d doctype.Document, text []byte) (bool, int) {
 	c := &compareWriter{want: text}
-	r.WriteTo(c)
+	if r := doctype.PlainRope(d); r != nil {
+		r.WriteTo(c) // chunk by chunk: no copy of a large text
+	} else {
+		c.Write([]byte(d.Content()))
+	}
 	if c.differ || c.off != len(text) {
 		return false, c.off
 	}

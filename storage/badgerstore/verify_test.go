@@ -135,7 +135,7 @@ func TestVerifyClean(t *testing.T) {
 	}
 	// The texts Verify replayed are the ones the generators hold.
 	for _, g := range []*docGen{alpha, nosrc, beta, again} {
-		if _, rope, err := storage.Load(ctx, s, g.id); err != nil || rope.String() != g.text() {
+		if _, rope, err := storage.Load(ctx, s, g.id); err != nil || rope.Content() != g.text() {
 			t.Errorf("%s: Load: %v (text %q, want %q)", g.id, err, rope, g.text())
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -32,8 +31,8 @@ func (s *Store) ImportDocument(ctx context.Context, doc storage.Document, text s
 	if err := storage.CheckImport(doc, subs); err != nil {
 		return err
 	}
-	if !utf8.ValidString(text) {
-		return fmt.Errorf("%w: document %s: text is not valid UTF-8", storage.ErrInvalid, doc.ID)
+	if err := storage.CheckCreate(doc, text); err != nil {
+		return err
 	}
 	if _, _, err := s.getMeta(ctx, doc.ID); err == nil {
 		return fmt.Errorf("%w: document %s", storage.ErrExists, doc.ID)
@@ -41,7 +40,7 @@ func (s *Store) ImportDocument(ctx context.Context, doc storage.Document, text s
 		return err
 	}
 	m := meta{ID: doc.ID, Title: doc.Title, Created: doc.Created.UTC().Round(0), Gen: newGen(),
-		Oldest: doc.Oldest, Indexed: doc.Oldest, Base: doc.Updated.UTC().Round(0)}
+		Oldest: doc.Oldest, Indexed: doc.Oldest, Base: doc.Updated.UTC().Round(0), Type: doc.Type}
 	sv, _ := json.Marshal(snapValue{Text: text, From: 1})
 	if err := untilAnswered(ctx, func() error { _, err := s.snaps.Put(ctx, snapKey(doc.ID, m.Gen, m.Oldest), sv); return err }); err != nil {
 		return fmt.Errorf("document %s: snapshot: %w", doc.ID, wrap(err))

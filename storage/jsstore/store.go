@@ -51,7 +51,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/ot/doctype"
 	"github.com/tandemdocs/tandem/storage"
 )
 
@@ -309,6 +309,8 @@ type meta struct {
 	// Base is the time of revision Oldest when the document was imported
 	// there (storage.Portable) and has no message on the log yet.
 	Base time.Time `json:"base,omitzero"`
+	// Type is the document type; "" is plain (and older data).
+	Type string `json:"type,omitempty"`
 }
 
 // entry is a message of the log: one append.
@@ -317,16 +319,20 @@ type entry struct {
 }
 
 type record struct {
-	Rev    int64     `json:"rev"`
-	Op     ot.Op     `json:"op"`
-	Source string    `json:"src,omitempty"`
-	Seq    uint64    `json:"seq,omitempty"`
-	User   string    `json:"user,omitempty"`
-	Time   time.Time `json:"time"`
+	Rev    int64           `json:"rev"`
+	Op     json.RawMessage `json:"op"` // in the document type's wire form
+	Source string          `json:"src,omitempty"`
+	Seq    uint64          `json:"seq,omitempty"`
+	User   string          `json:"user,omitempty"`
+	Time   time.Time       `json:"time"`
 }
 
-func (r record) record() storage.Record {
-	return storage.Record{Rev: r.Rev, Op: r.Op, Source: r.Source, Seq: r.Seq, User: r.User, Time: r.Time}
+func (r record) record(t doctype.Type) (storage.Record, error) {
+	op, _, err := t.ParseOp(r.Op)
+	if err != nil {
+		return storage.Record{}, fmt.Errorf("%w: revision %d: %v", storage.ErrCorrupt, r.Rev, err)
+	}
+	return storage.Record{Rev: r.Rev, Op: op, Source: r.Source, Seq: r.Seq, User: r.User, Time: r.Time}, nil
 }
 
 // snapValue is a snapshot's entry in SNAPS.
@@ -444,7 +450,7 @@ func (s *Store) document(ctx context.Context, id string) (storage.Document, meta
 		return storage.Document{}, meta{}, 0, fmt.Errorf("%w: document %s: head %d before the oldest revision %d", storage.ErrCorrupt, id, head, m.Oldest)
 	}
 	s.noteTail(id, tailCache{gen: m.Gen, head: head, seq: seq})
-	return storage.Document{ID: id, Title: m.Title, Created: m.Created, Updated: updated, Head: head, Oldest: m.Oldest}, m, seq, nil
+	return storage.Document{ID: id, Title: m.Title, Created: m.Created, Updated: updated, Head: head, Oldest: m.Oldest, Type: m.Type}, m, seq, nil
 }
 
 func (s *Store) noteTail(id string, t tailCache) {
@@ -539,13 +545,10 @@ func (s *Store) CreateDocument(ctx context.Context, doc storage.Document, text s
 		return err
 	}
 	defer done()
-	if err := storage.CheckID(doc.ID); err != nil {
+	if err := storage.CheckCreate(doc, text); err != nil {
 		return err
 	}
-	if !utf8.ValidString(text) {
-		return fmt.Errorf("%w: document %s: initial text is not valid UTF-8", storage.ErrInvalid, doc.ID)
-	}
-	m := meta{ID: doc.ID, Title: doc.Title, Created: doc.Created.UTC().Round(0), Gen: newGen()}
+	m := meta{ID: doc.ID, Title: doc.Title, Created: doc.Created.UTC().Round(0), Gen: newGen(), Type: doc.Type}
 	// The snapshot first: a document is visible only with its text.
 	sv, _ := json.Marshal(snapValue{Text: text, From: 1})
 	if err := untilAnswered(ctx, func() error { _, err := s.snaps.Put(ctx, snapKey(doc.ID, m.Gen, 0), sv); return err }); err != nil {
@@ -737,7 +740,7 @@ func (s *Store) append(ctx context.Context, a storage.Append) error {
 	}
 	e := entry{Records: make([]record, len(a.Records))}
 	for i, r := range a.Records {
-		e.Records[i] = record{Rev: r.Rev, Op: r.Op, Source: r.Source, Seq: r.Seq, User: r.User, Time: r.Time.UTC().Round(0)}
+		e.Records[i] = record{Rev: r.Rev, Op: r.Op.AppendJSON(nil), Source: r.Source, Seq: r.Seq, User: r.User, Time: r.Time.UTC().Round(0)}
 	}
 	body, err := json.Marshal(e)
 	if err != nil {
@@ -972,7 +975,7 @@ func (s *Store) snapshotAt(ctx context.Context, id, gen string, rev int64) (stor
 		if err := json.Unmarshal(e.Value(), &v); err != nil {
 			return storage.Snapshot{}, snapValue{}, false, fmt.Errorf("%w: document %s: snapshot %d", storage.ErrCorrupt, id, r)
 		}
-		return storage.Snapshot{Rev: r, Text: v.Text}, v, true, nil
+		return storage.Snapshot{Rev: r, Content: v.Text}, v, true, nil
 	}
 	return storage.Snapshot{}, snapValue{}, false, nil
 }
@@ -997,10 +1000,11 @@ func (s *Store) Records(ctx context.Context, id string, from, to int64) ([]stora
 	if err := storage.CheckRecords(d, from, to); err != nil {
 		return nil, err
 	}
-	return s.records(ctx, id, m.Gen, from, to)
+	return s.records(ctx, id, m, from, to)
 }
 
-func (s *Store) records(ctx context.Context, id, gen string, from, to int64) ([]storage.Record, error) {
+func (s *Store) records(ctx context.Context, id string, m meta, from, to int64) ([]storage.Record, error) {
+	gen, t := m.Gen, doctype.MustLookup(m.Type)
 	out := make([]storage.Record, 0, to-from)
 	if from == to {
 		return out, nil
@@ -1015,9 +1019,15 @@ func (s *Store) records(ctx context.Context, id, gen string, from, to int64) ([]
 		}
 	}
 	var endSeq uint64 // the message ending exactly at to, if the read ended there
+	var decodeErr error
 	collect := func(r record, seq uint64, ends bool) bool {
 		if r.Rev > from && r.Rev <= to {
-			out = append(out, r.record())
+			rec, err := r.record(t)
+			if err != nil {
+				decodeErr = fmt.Errorf("document %s: %w", id, err)
+				return false
+			}
+			out = append(out, rec)
 		}
 		if r.Rev == to && ends {
 			endSeq = seq
@@ -1030,11 +1040,14 @@ func (s *Store) records(ctx context.Context, id, gen string, from, to int64) ([]
 		if err != nil && unanswered(err) && ctx.Err() == nil {
 			// No consumer now (a stream between leaders): a message at a
 			// time, each sent again until answered.
-			out, endSeq = out[:0], 0
+			out, endSeq, decodeErr = out[:0], 0, nil
 			err = s.scan(ctx, id, gen, start, collect)
 		}
 	} else {
 		err = s.scan(ctx, id, gen, start, collect)
+	}
+	if err == nil && decodeErr != nil {
+		return nil, decodeErr
 	}
 	if err == nil && endSeq > 0 {
 		s.noteEnd(id, gen, tailEnd{to, endSeq})
@@ -1090,7 +1103,7 @@ func (s *Store) SaveSnapshot(ctx context.Context, id string, snap storage.Snapsh
 	if err := storage.CheckID(id); err != nil {
 		return err
 	}
-	if !utf8.ValidString(snap.Text) {
+	if !utf8.ValidString(snap.Content) {
 		return fmt.Errorf("%w: document %s: snapshot at revision %d is not valid UTF-8", storage.ErrInvalid, id, snap.Rev)
 	}
 	d, m, _, err := s.document(ctx, id)
@@ -1114,7 +1127,7 @@ func (s *Store) putSnapshot(ctx context.Context, id, gen string, snap storage.Sn
 			return err
 		}
 	}
-	b, _ := json.Marshal(snapValue{Text: snap.Text, From: from})
+	b, _ := json.Marshal(snapValue{Text: snap.Content, From: from})
 	if err := untilAnswered(ctx, func() error { _, err := s.snaps.Put(ctx, snapKey(id, gen, snap.Rev), b); return err }); err != nil {
 		return fmt.Errorf("document %s: snapshot %d: %w", id, snap.Rev, wrap(err))
 	}
@@ -1242,11 +1255,11 @@ func (s *Store) Compact(ctx context.Context, id string, before int64) error {
 		return fmt.Errorf("%w: document %s: no snapshot at or before %d", storage.ErrCorrupt, id, before)
 	}
 	if snap.Rev != before {
-		recs, err := s.records(ctx, id, m.Gen, snap.Rev, before)
+		recs, err := s.records(ctx, id, m, snap.Rev, before)
 		if err != nil {
 			return err
 		}
-		rope, err := ot.NewRope(snap.Text)
+		rope, err := doctype.MustLookup(m.Type).NewDocument(snap.Content)
 		if err != nil {
 			return fmt.Errorf("%w: document %s: snapshot %d: %v", storage.ErrCorrupt, id, snap.Rev, err)
 		}
@@ -1255,7 +1268,7 @@ func (s *Store) Compact(ctx context.Context, id string, before int64) error {
 				return fmt.Errorf("%w: document %s: revision %d does not apply: %v", storage.ErrCorrupt, id, r.Rev, err)
 			}
 		}
-		if err := s.putSnapshot(ctx, id, m.Gen, storage.Snapshot{Rev: before, Text: rope.String()}, 0); err != nil {
+		if err := s.putSnapshot(ctx, id, m.Gen, storage.Snapshot{Rev: before, Content: rope.Content()}, 0); err != nil {
 			return err
 		}
 		_, v, _, err = s.snapshotAt(ctx, id, m.Gen, before)

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/ot/doctype"
 	"github.com/tandemdocs/tandem/storage"
 	"github.com/tandemdocs/tandem/storage/jsstore"
 	"github.com/tandemdocs/tandem/storage/jsstore/natstest"
@@ -81,7 +82,7 @@ func openStoreOn(t *testing.T, url, prefix string, replicas int) *jsstore.Store 
 }
 
 func insert(rev int64, src string, seq uint64) storage.Record {
-	return storage.Record{Rev: rev, Op: ot.Op{ot.Insert("x")}, Source: src, Seq: seq, User: src, Time: time.Now()}
+	return storage.Record{Rev: rev, Op: doctype.PlainOp(ot.Op{ot.Insert("x")}), Source: src, Seq: seq, User: src, Time: time.Now()}
 }
 
 // TestTwoNodes: two stores on two connections (two Tandem nodes) append to
@@ -267,7 +268,7 @@ func TestSnapshotRacesCommit(t *testing.T) {
 			}
 			done <- err
 		}()
-		if err := saver.SaveSnapshot(ctx, "d", storage.Snapshot{Rev: head, Text: strings.Repeat("x", int(head))}); err != nil {
+		if err := saver.SaveSnapshot(ctx, "d", storage.Snapshot{Rev: head, Content: strings.Repeat("x", int(head))}); err != nil {
 			t.Fatal(err)
 		}
 		if err := <-done; err != nil {

@@ -14,7 +14,7 @@
 //
 // Beyond what the contract requires, it rejects with ErrInvalid what a
 // durable store could not encode or would later fail to read back: malformed
-// ops (see [ot.Op.Check]) and text or snapshots that are not valid UTF-8.
+// ops (see [doctype.Op.Check]) and text or snapshots that are not valid UTF-8.
 package memstore
 
 import (
@@ -25,7 +25,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/tandemdocs/tandem/ot"
 	"github.com/tandemdocs/tandem/storage"
 )
 
@@ -99,7 +98,7 @@ func (s *Store) CreateDocument(ctx context.Context, doc storage.Document, text s
 		return err
 	}
 	created := utc(doc.Created)
-	return s.create(ctx, storage.Document{ID: doc.ID, Title: doc.Title, Created: created, Updated: created}, text, nil)
+	return s.create(ctx, storage.Document{ID: doc.ID, Title: doc.Title, Created: created, Updated: created, Type: doc.Type}, text, nil)
 }
 
 // ImportDocument implements storage.Portable.
@@ -107,7 +106,7 @@ func (s *Store) ImportDocument(ctx context.Context, doc storage.Document, text s
 	if err := storage.CheckImport(doc, subs); err != nil {
 		return err
 	}
-	meta := storage.Document{ID: doc.ID, Title: doc.Title, Created: utc(doc.Created), Updated: utc(doc.Updated), Head: doc.Oldest, Oldest: doc.Oldest}
+	meta := storage.Document{ID: doc.ID, Title: doc.Title, Created: utc(doc.Created), Updated: utc(doc.Updated), Head: doc.Oldest, Oldest: doc.Oldest, Type: doc.Type}
 	return s.create(ctx, meta, text, subs)
 }
 
@@ -117,15 +116,15 @@ func (s *Store) create(ctx context.Context, meta storage.Document, text string, 
 		return err
 	}
 	defer unlock()
-	if !utf8.ValidString(text) {
-		return fmt.Errorf("%w: document %s: initial text is not valid UTF-8", storage.ErrInvalid, meta.ID)
+	if err := storage.CheckCreate(meta, text); err != nil {
+		return err
 	}
 	if _, ok := s.docs[meta.ID]; ok {
 		return fmt.Errorf("%w: document %s", storage.ErrExists, meta.ID)
 	}
 	d := &document{
 		meta:  meta,
-		snaps: []storage.Snapshot{{Rev: meta.Oldest, Text: text}},
+		snaps: []storage.Snapshot{{Rev: meta.Oldest, Content: text}},
 		subs:  make(map[submission]int64),
 	}
 	for _, sub := range subs {
@@ -242,7 +241,7 @@ func (s *Store) append(a storage.Append) error {
 		return fmt.Errorf("%w: document %s: snapshot at revision %d is older than the retained history (from %d)", storage.ErrInvalid, a.DocID, a.Snapshot.Rev, d.meta.Oldest)
 	}
 	for _, r := range a.Records {
-		r.Op = slices.Clone(r.Op)
+		r.Op = r.Op.Clone()
 		r.Time = utc(r.Time)
 		d.recs = append(d.recs, r)
 		if r.Source != "" {
@@ -284,7 +283,7 @@ func (s *Store) Records(ctx context.Context, id string, from, to int64) ([]stora
 	src := d.recs[from-d.meta.Oldest : to-d.meta.Oldest]
 	out := make([]storage.Record, len(src))
 	for i, r := range src {
-		r.Op = slices.Clone(r.Op)
+		r.Op = r.Op.Clone()
 		out[i] = r
 	}
 	return out, nil
@@ -324,7 +323,7 @@ func (s *Store) SaveSnapshot(ctx context.Context, id string, snap storage.Snapsh
 	if err := storage.CheckID(id); err != nil {
 		return err
 	}
-	if !utf8.ValidString(snap.Text) {
+	if !utf8.ValidString(snap.Content) {
 		return fmt.Errorf("%w: document %s: snapshot at revision %d is not valid UTF-8", storage.ErrInvalid, id, snap.Rev)
 	}
 	d, err := s.doc(id)
@@ -399,7 +398,7 @@ func (s *Store) Compact(ctx context.Context, id string, before int64) error {
 	if err != nil {
 		return err
 	}
-	d.putSnapshot(storage.Snapshot{Rev: before, Text: text})
+	d.putSnapshot(storage.Snapshot{Rev: before, Content: text})
 	d.recs = slices.Clone(d.recs[before-d.meta.Oldest:])
 	i, _ := d.findSnapshot(before)
 	d.snaps = slices.Clone(d.snaps[i:])
@@ -460,7 +459,7 @@ func (d *document) textAt(rev int64) (string, error) {
 	if !ok || snap.Rev < d.meta.Oldest {
 		return "", fmt.Errorf("%w: document %s: no snapshot at or before revision %d in the retained history", storage.ErrCorrupt, d.meta.ID, rev)
 	}
-	rope, err := ot.NewRope(snap.Text)
+	rope, err := d.meta.DocType().NewDocument(snap.Content)
 	if err != nil {
 		return "", fmt.Errorf("%w: document %s: snapshot at revision %d: %v", storage.ErrCorrupt, d.meta.ID, snap.Rev, err)
 	}
@@ -469,7 +468,7 @@ func (d *document) textAt(rev int64) (string, error) {
 			return "", fmt.Errorf("%w: document %s: revision %d does not apply: %v", storage.ErrCorrupt, d.meta.ID, r.Rev, err)
 		}
 	}
-	return rope.String(), nil
+	return rope.Content(), nil
 }
 
 // utc returns t in UTC without its monotonic clock reading, as it would come

@@ -347,12 +347,10 @@ func commitBytes(appends []storage.Append) int64 {
 	for _, a := range appends {
 		for _, r := range a.Records {
 			n += overhead + int64(len(r.Source)+len(r.User))
-			for _, c := range r.Op {
-				n += 16 + int64(len(c.Text()))
-			}
+			n += 16*int64(r.Op.Parts()) + int64(r.Op.InsertedBytes())
 		}
 		if a.Snapshot != nil {
-			n += overhead + int64(len(a.Snapshot.Text))
+			n += overhead + int64(len(a.Snapshot.Content))
 		}
 	}
 	return n
@@ -374,7 +372,7 @@ func (g *Guard) Snapshot(ctx context.Context, id string, rev int64) (storage.Sna
 
 // SaveSnapshot implements storage.Store.
 func (g *Guard) SaveSnapshot(ctx context.Context, id string, snap storage.Snapshot) error {
-	return g.write(overhead+int64(len(snap.Text)), func(s storage.Store) error { return s.SaveSnapshot(ctx, id, snap) })
+	return g.write(overhead+int64(len(snap.Content)), func(s storage.Store) error { return s.SaveSnapshot(ctx, id, snap) })
 }
 
 // LookupSubmission implements storage.Store.

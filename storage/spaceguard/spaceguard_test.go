@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/ot/doctype"
 	"github.com/tandemdocs/tandem/storage"
 	"github.com/tandemdocs/tandem/storage/memstore"
 	"github.com/tandemdocs/tandem/storage/spaceguard"
@@ -85,7 +86,7 @@ func TestGuardStopsAndResumesWrites(t *testing.T) {
 			_, err := g.Commit(ctx, []storage.Append{{DocID: "a", Records: []storage.Record{{Rev: 1}}}})
 			return err
 		}(),
-		"snapshot": g.SaveSnapshot(ctx, "a", storage.Snapshot{Rev: 0, Text: "x"}),
+		"snapshot": g.SaveSnapshot(ctx, "a", storage.Snapshot{Rev: 0, Content: "x"}),
 		"compact":  g.Compact(ctx, "a", 0),
 		"delete":   g.DeleteDocument(ctx, "a"),
 	}
@@ -120,8 +121,8 @@ type consuming struct {
 func (c consuming) Commit(ctx context.Context, appends []storage.Append) ([]error, error) {
 	for _, a := range appends {
 		for _, r := range a.Records {
-			for _, comp := range r.Op {
-				c.free.Add(^uint64(len(comp.Text()) - 1))
+			if n := r.Op.InsertedBytes(); n > 0 {
+				c.free.Add(^uint64(n - 1))
 			}
 		}
 	}
@@ -153,7 +154,7 @@ func TestGuardCannotBeOutrun(t *testing.T) {
 	text := strings.Repeat("x", 20<<10)
 	written := 0
 	for rev := int64(1); ; rev++ {
-		_, err := g.Commit(ctx, []storage.Append{{DocID: "a", Head: rev - 1, Records: []storage.Record{{Rev: rev, Op: ot.Op{ot.Insert(text)}}}}})
+		_, err := g.Commit(ctx, []storage.Append{{DocID: "a", Head: rev - 1, Records: []storage.Record{{Rev: rev, Op: doctype.PlainOp(ot.Op{ot.Insert(text)})}}}})
 		if errors.Is(err, storage.ErrNoSpace) {
 			break
 		}

@@ -191,7 +191,7 @@ func testImportInvalid(t *testing.T, s storage.Store) {
 	if err := p.ImportDocument(ctx, doc, "again", nil); !errors.Is(err, storage.ErrExists) {
 		t.Errorf("ImportDocument of an existing id: %v, want ErrExists", err)
 	}
-	if text, err := storage.TextAt(ctx, s, doc.ID, 5); err != nil || text != "text" {
-		t.Errorf("TextAt(5) = %q, %v; want %q", text, err, "text")
+	if text, err := storage.ContentAt(ctx, s, doc.ID, 5); err != nil || text != "text" {
+		t.Errorf("ContentAt(5) = %q, %v; want %q", text, err, "text")
 	}
 }

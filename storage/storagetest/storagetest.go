@@ -101,6 +101,7 @@ import (
 	"time"
 
 	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/ot/doctype"
 	"github.com/tandemdocs/tandem/storage"
 )
 
@@ -116,6 +117,8 @@ func TestStore(t *testing.T, open func(t *testing.T) storage.Store) {
 	}{
 		{"CreateDocument", []leaf{
 			{"Metadata", testCreateMetadata},
+			{"Types", testCreateTypes},
+			{"RichDocument", testRichDocument},
 			{"Exists", testCreateExists},
 			{"InvalidID", testInvalidID},
 			{"NotFound", testNotFound},
@@ -279,7 +282,7 @@ func (m *docModel) prepare(ops ...ot.Op) storage.Append {
 	recs := make([]storage.Record, len(ops))
 	for i, op := range ops {
 		rev := m.head() + 1 + int64(i)
-		recs[i] = storage.Record{Rev: rev, Op: op, User: "user-" + m.id, Time: recordTime(rev)}
+		recs[i] = storage.Record{Rev: rev, Op: doctype.PlainOp(op), User: "user-" + m.id, Time: recordTime(rev)}
 	}
 	return storage.Append{DocID: m.id, Head: m.head(), Records: recs}
 }
@@ -302,7 +305,7 @@ func (m *docModel) accept(t *testing.T, a storage.Append) {
 		t.Fatalf("suite bug: accepting an append to %s at %d into model of %s at %d", a.DocID, a.Head, m.id, m.head())
 	}
 	for _, r := range a.Records {
-		next, err := ot.Apply(m.text(), r.Op)
+		next, err := ot.Apply(m.text(), r.Op.Plain())
 		if err != nil {
 			t.Fatalf("suite bug: document %s: op %v of revision %d does not apply: %v", m.id, r.Op, r.Rev, err)
 		}
@@ -340,7 +343,7 @@ func (m *docModel) grow(t *testing.T, s storage.Store, r *rand.Rand, n int) {
 // saveSnapshot saves the model's text at rev with SaveSnapshot.
 func (m *docModel) saveSnapshot(t *testing.T, s storage.Store, rev int64) {
 	t.Helper()
-	if err := s.SaveSnapshot(t.Context(), m.id, storage.Snapshot{Rev: rev, Text: m.texts[rev]}); err != nil {
+	if err := s.SaveSnapshot(t.Context(), m.id, storage.Snapshot{Rev: rev, Content: m.texts[rev]}); err != nil {
 		t.Fatalf("SaveSnapshot(%q, rev %d): %v", m.id, rev, err)
 	}
 	m.snaps[rev] = true
@@ -370,7 +373,7 @@ func (m *docModel) compact(t *testing.T, s storage.Store, before int64) {
 }
 
 func cloneRecord(r storage.Record) storage.Record {
-	r.Op = slices.Clone(r.Op)
+	r.Op = r.Op.Clone()
 	return r
 }
 
@@ -445,6 +448,9 @@ func randomOps(t *testing.T, r *rand.Rand, text string, n int) []ot.Op {
 }
 
 func ins(s string) ot.Op { return ot.Op{ot.Insert(s)} }
+
+// insOp is ins as a record's op.
+func insOp(s string) doctype.Op { return doctype.PlainOp(ins(s)) }
 
 func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) }
 
@@ -601,7 +607,7 @@ func checkRecords(t *testing.T, s storage.Store, m *docModel, from, to int64) {
 
 func checkTextAt(t *testing.T, s storage.Store, m *docModel, rev int64) {
 	t.Helper()
-	got, err := storage.TextAt(t.Context(), s, m.id, rev)
+	got, err := storage.ContentAt(t.Context(), s, m.id, rev)
 	if err != nil {
 		t.Errorf("TextAt(%q, %d): %v", m.id, rev, err)
 	} else if got != m.texts[rev] {
@@ -618,8 +624,8 @@ func checkSnapshot(t *testing.T, s storage.Store, m *docModel, rev int64) {
 		t.Errorf("Snapshot(%q, %d): %v", m.id, rev, err)
 	case got.Rev != want:
 		t.Errorf("Snapshot(%q, %d) is at revision %d, want the newest at or before it, %d", m.id, rev, got.Rev, want)
-	case got.Text != m.texts[got.Rev]:
-		t.Errorf("Snapshot(%q, %d) at revision %d holds %q, want %q", m.id, rev, got.Rev, got.Text, m.texts[got.Rev])
+	case got.Content != m.texts[got.Rev]:
+		t.Errorf("Snapshot(%q, %d) at revision %d holds %q, want %q", m.id, rev, got.Rev, got.Content, m.texts[got.Rev])
 	}
 }
 
@@ -631,7 +637,7 @@ func checkLoad(t *testing.T, s storage.Store, m *docModel) {
 		return
 	}
 	checkMeta(t, "Load", doc, m)
-	if got := rope.String(); got != m.text() {
+	if got := rope.Content(); got != m.text() {
 		t.Errorf("Load(%q) text = %q, want %q (revision %d)", m.id, got, m.text(), m.head())
 	}
 }
@@ -689,13 +695,13 @@ func wantGone(t *testing.T, s storage.Store, id string) {
 	wantErr(t, err, storage.ErrNotFound, fmt.Sprintf("Records(%q, 0, 0)", id), id)
 	_, err = s.Snapshot(ctx, id, 0)
 	wantErr(t, err, storage.ErrNotFound, fmt.Sprintf("Snapshot(%q, 0)", id), id)
-	err = s.SaveSnapshot(ctx, id, storage.Snapshot{Rev: 0, Text: "x"})
+	err = s.SaveSnapshot(ctx, id, storage.Snapshot{Rev: 0, Content: "x"})
 	wantErr(t, err, storage.ErrNotFound, fmt.Sprintf("SaveSnapshot(%q, rev 0)", id), id)
 	err = s.Compact(ctx, id, 0)
 	wantErr(t, err, storage.ErrNotFound, fmt.Sprintf("Compact(%q, 0)", id), id)
 	err = s.DeleteDocument(ctx, id)
 	wantErr(t, err, storage.ErrNotFound, fmt.Sprintf("DeleteDocument(%q)", id), id)
-	err = commitOne(t, s, storage.Append{DocID: id, Head: 0, Records: []storage.Record{{Rev: 1, Op: ins("x"), Time: recordTime(1)}}})
+	err = commitOne(t, s, storage.Append{DocID: id, Head: 0, Records: []storage.Record{{Rev: 1, Op: insOp("x"), Time: recordTime(1)}}})
 	wantErr(t, err, storage.ErrNotFound, fmt.Sprintf("Commit to %q", id), id)
 	_, found, err := s.LookupSubmission(ctx, id, "src", 1)
 	if err != nil {
@@ -705,7 +711,7 @@ func wantGone(t *testing.T, s storage.Store, id string) {
 	}
 	_, _, err = storage.Load(ctx, s, id)
 	wantErr(t, err, storage.ErrNotFound, fmt.Sprintf("Load(%q)", id), id)
-	_, err = storage.TextAt(ctx, s, id, 0)
+	_, err = storage.ContentAt(ctx, s, id, 0)
 	wantErr(t, err, storage.ErrNotFound, fmt.Sprintf("TextAt(%q, 0)", id), id)
 }
 
@@ -794,8 +800,8 @@ func testCreateMetadata(t *testing.T, s storage.Store) {
 		snap, err := s.Snapshot(ctx, c.id, 0)
 		if err != nil {
 			t.Errorf("Snapshot(%q, 0): %v", c.id, err)
-		} else if snap.Rev != 0 || snap.Text != c.text {
-			t.Errorf("Snapshot(%q, 0) = revision %d, %q; want the initial text at revision 0, %q", c.id, snap.Rev, snap.Text, c.text)
+		} else if snap.Rev != 0 || snap.Content != c.text {
+			t.Errorf("Snapshot(%q, 0) = revision %d, %q; want the initial text at revision 0, %q", c.id, snap.Rev, snap.Content, c.text)
 		}
 		checkAll(t, s, m)
 	}
@@ -860,13 +866,13 @@ func testInvalidID(t *testing.T, s storage.Store) {
 		wantErr(t, err, storage.ErrInvalid, "Document("+q+")", "")
 		err = s.DeleteDocument(ctx, id)
 		wantErr(t, err, storage.ErrInvalid, "DeleteDocument("+q+")", "")
-		err = commitOne(t, s, storage.Append{DocID: id, Head: 0, Records: []storage.Record{{Rev: 1, Op: ins("x"), Time: recordTime(1)}}})
+		err = commitOne(t, s, storage.Append{DocID: id, Head: 0, Records: []storage.Record{{Rev: 1, Op: insOp("x"), Time: recordTime(1)}}})
 		wantErr(t, err, storage.ErrInvalid, "Commit to "+q, "")
 		_, err = s.Records(ctx, id, 0, 0)
 		wantErr(t, err, storage.ErrInvalid, "Records("+q+", 0, 0)", "")
 		_, err = s.Snapshot(ctx, id, 0)
 		wantErr(t, err, storage.ErrInvalid, "Snapshot("+q+", 0)", "")
-		err = s.SaveSnapshot(ctx, id, storage.Snapshot{Rev: 0, Text: "text"})
+		err = s.SaveSnapshot(ctx, id, storage.Snapshot{Rev: 0, Content: "text"})
 		wantErr(t, err, storage.ErrInvalid, "SaveSnapshot("+q+")", "")
 		_, _, err = s.LookupSubmission(ctx, id, "src", 1)
 		wantErr(t, err, storage.ErrInvalid, "LookupSubmission("+q+")", "")
@@ -1150,7 +1156,7 @@ func testCommitPerAppend(t *testing.T, s storage.Store) {
 	okA := a.prepareSource("s", 1, ins("A"), ins("A"))
 	staleB := b.prepareSource("s", 2, ins("B"))
 	staleB.Head, staleB.Records[0].Rev = 1, 2
-	missing := storage.Append{DocID: "pa-missing", Head: 0, Records: []storage.Record{{Rev: 1, Op: ins("x"), Source: "s", Seq: 3, Time: recordTime(1)}}}
+	missing := storage.Append{DocID: "pa-missing", Head: 0, Records: []storage.Record{{Rev: 1, Op: insOp("x"), Source: "s", Seq: 3, Time: recordTime(1)}}}
 	badC := c.prepareSource("s", 4, ins("C"))
 	badC.Records[0].Rev = 2
 	okD := d.prepareSource("s", 5, ins("D"))
@@ -1189,7 +1195,7 @@ func testCommitConflict(t *testing.T, s storage.Store) {
 		a := storage.Append{DocID: m.id, Head: head, Snapshot: snap}
 		for i := range n {
 			rev := head + 1 + int64(i)
-			a.Records = append(a.Records, storage.Record{Rev: rev, Op: ins("x"), Source: "loser", Seq: uint64(100*head) + uint64(i), Time: recordTime(rev)})
+			a.Records = append(a.Records, storage.Record{Rev: rev, Op: insOp("x"), Source: "loser", Seq: uint64(100*head) + uint64(i), Time: recordTime(rev)})
 		}
 		return a
 	}
@@ -1201,8 +1207,8 @@ func testCommitConflict(t *testing.T, s storage.Store) {
 		{"stale head at 0", bad(0, 2, nil)},
 		{"head ahead", bad(4, 1, nil)},
 		{"head far ahead", bad(50, 3, nil)},
-		{"stale head with a snapshot", bad(2, 1, &storage.Snapshot{Rev: 3, Text: "bogus"})},
-		{"head ahead with a snapshot", bad(4, 1, &storage.Snapshot{Rev: 2, Text: "bogus"})},
+		{"stale head with a snapshot", bad(2, 1, &storage.Snapshot{Rev: 3, Content: "bogus"})},
+		{"head ahead with a snapshot", bad(4, 1, &storage.Snapshot{Rev: 2, Content: "bogus"})},
 	}
 	for _, c := range cases {
 		wantErr(t, commitOne(t, s, c.a), storage.ErrConflict, "Commit with "+c.name, m.id)
@@ -1224,7 +1230,7 @@ func testCommitInvalid(t *testing.T, s storage.Store) {
 	m := createDoc(t, s, "inv", "abc")
 	m.commitOps(t, s, ins("1"), ins("2"))
 	rec := func(rev int64, seq uint64) storage.Record {
-		return storage.Record{Rev: rev, Op: ins("x"), Source: "bad", Seq: seq, Time: recordTime(rev)}
+		return storage.Record{Rev: rev, Op: insOp("x"), Source: "bad", Seq: seq, Time: recordTime(rev)}
 	}
 	cases := []struct {
 		name string
@@ -1232,15 +1238,15 @@ func testCommitInvalid(t *testing.T, s storage.Store) {
 	}{
 		{"no records", storage.Append{DocID: m.id, Head: 2}},
 		{"an empty record slice", storage.Append{DocID: m.id, Head: 2, Records: []storage.Record{}}},
-		{"no records but a snapshot", storage.Append{DocID: m.id, Head: 2, Snapshot: &storage.Snapshot{Rev: 2, Text: m.text()}}},
+		{"no records but a snapshot", storage.Append{DocID: m.id, Head: 2, Snapshot: &storage.Snapshot{Rev: 2, Content: m.text()}}},
 		{"a gap before the first record", storage.Append{DocID: m.id, Head: 2, Records: []storage.Record{rec(4, 1)}}},
 		{"the first record at the head", storage.Append{DocID: m.id, Head: 2, Records: []storage.Record{rec(2, 2)}}},
 		{"the first record at revision 0", storage.Append{DocID: m.id, Head: 2, Records: []storage.Record{rec(0, 3)}}},
 		{"a gap between records", storage.Append{DocID: m.id, Head: 2, Records: []storage.Record{rec(3, 4), rec(5, 5)}}},
 		{"two records at one revision", storage.Append{DocID: m.id, Head: 2, Records: []storage.Record{rec(3, 6), rec(3, 7)}}},
 		{"records out of order", storage.Append{DocID: m.id, Head: 2, Records: []storage.Record{rec(4, 8), rec(3, 9)}}},
-		{"a snapshot past the new head", storage.Append{DocID: m.id, Head: 2, Records: []storage.Record{rec(3, 10)}, Snapshot: &storage.Snapshot{Rev: 4, Text: "bogus"}}},
-		{"a snapshot at a negative revision", storage.Append{DocID: m.id, Head: 2, Records: []storage.Record{rec(3, 11)}, Snapshot: &storage.Snapshot{Rev: -1, Text: "bogus"}}},
+		{"a snapshot past the new head", storage.Append{DocID: m.id, Head: 2, Records: []storage.Record{rec(3, 10)}, Snapshot: &storage.Snapshot{Rev: 4, Content: "bogus"}}},
+		{"a snapshot at a negative revision", storage.Append{DocID: m.id, Head: 2, Records: []storage.Record{rec(3, 11)}, Snapshot: &storage.Snapshot{Rev: -1, Content: "bogus"}}},
 		{"a source longer than MaxSourceLen", storage.Append{DocID: m.id, Head: 2, Records: []storage.Record{rec(3, 12), rec(4, 13)}}},
 	}
 	cases[len(cases)-1].a.Records[1].Source = strings.Repeat("s", storage.MaxSourceLen+1)
@@ -1375,15 +1381,15 @@ func testCommitAliasing(t *testing.T, s storage.Store) {
 	ctx := t.Context()
 	m := createDoc(t, s, "alias", "abc")
 	a := m.prepareSource("src", 1, ot.Op{ot.Skip(1), ot.Insert("X")}, ot.Op{ot.Insert("Y")})
-	a.Snapshot = &storage.Snapshot{Rev: 2, Text: "YaXbc"}
+	a.Snapshot = &storage.Snapshot{Rev: 2, Content: "YaXbc"}
 	m.commit(t, s, a)
 	// The caller reuses its memory.
-	a.Records[0].Op[1] = ot.Insert("MUTATED")
-	a.Records[0].Op = append(a.Records[0].Op, ot.Delete(1))
+	a.Records[0].Op.Plain()[1] = ot.Insert("MUTATED")
+	a.Records[0].Op = doctype.PlainOp(append(a.Records[0].Op.Plain(), ot.Delete(1)))
 	a.Records[1].Source = "mutated"
 	a.Records[1].Rev = 99
 	a.Records = append(a.Records[:0], storage.Record{Rev: 7})
-	a.Snapshot.Text = "mutated"
+	a.Snapshot.Content = "mutated"
 	a.Snapshot.Rev = 1
 	checkAll(t, s, m)
 	checkLookups(t, s, m)
@@ -1393,9 +1399,9 @@ func testCommitAliasing(t *testing.T, s storage.Store) {
 	if err != nil || len(got) != 2 {
 		t.Fatalf("Records(%q, 0, 2) = %d records, %v", m.id, len(got), err)
 	}
-	got[0].Op[0] = ot.Skip(2)
+	got[0].Op.Plain()[0] = ot.Skip(2)
 	got[0].Source = "mutated"
-	got[1].Op = append(got[1].Op[:0], ot.Insert("Z"))
+	got[1].Op = doctype.PlainOp(append(got[1].Op.Plain()[:0], ot.Insert("Z")))
 	got[1].Rev = 5
 	docs, _, err := s.ListDocuments(ctx, storage.ListOptions{})
 	if err != nil || len(docs) != 1 {
@@ -1424,7 +1430,7 @@ func testConcurrentRounds(t *testing.T, s storage.Store) {
 		for w := range apps {
 			rev := head + 1
 			apps[w] = storage.Append{DocID: m.id, Head: head, Records: []storage.Record{{
-				Rev: rev, Op: ins(fmt.Sprintf("<%d.%d>", w, round)), Source: fmt.Sprintf("worker-%d", w),
+				Rev: rev, Op: insOp(fmt.Sprintf("<%d.%d>", w, round)), Source: fmt.Sprintf("worker-%d", w),
 				Seq: uint64(round), User: fmt.Sprintf("user-%d", w), Time: recordTime(rev).Add(time.Duration(w)),
 			}}}
 		}
@@ -1508,7 +1514,7 @@ func testConcurrentFree(t *testing.T, s storage.Store) {
 					for i := range 1 + (w+attempt)%2 {
 						seq++
 						rev := heads[d] + 1 + int64(i)
-						a.Records = append(a.Records, storage.Record{Rev: rev, Op: ins(fmt.Sprintf("<%d.%d>", w, seq)),
+						a.Records = append(a.Records, storage.Record{Rev: rev, Op: insOp(fmt.Sprintf("<%d.%d>", w, seq)),
 							Source: source, Seq: seq, User: source, Time: recordTime(rev).Add(time.Duration(w))})
 					}
 					apps = append(apps, a)
@@ -1666,12 +1672,12 @@ func testSnapshotsInAppend(t *testing.T, s storage.Store) {
 			text = m.text()
 			for _, rec := range a.Records[:rev-m.head()] {
 				var err error
-				if text, err = ot.Apply(text, rec.Op); err != nil {
+				if text, err = ot.Apply(text, rec.Op.Plain()); err != nil {
 					t.Fatalf("suite bug: %v", err)
 				}
 			}
 		}
-		a.Snapshot = &storage.Snapshot{Rev: rev, Text: text}
+		a.Snapshot = &storage.Snapshot{Rev: rev, Content: text}
 		return a
 	}
 	// At the new head, in the middle of the new records, at the old head,
@@ -1699,11 +1705,11 @@ func testSnapshotsErrors(t *testing.T, s storage.Store) {
 	m := createDoc(t, s, "se", "errors")
 	m.grow(t, s, r, 4)
 	m.saveSnapshot(t, s, 2)
-	err := s.SaveSnapshot(ctx, m.id, storage.Snapshot{Rev: 5, Text: "bogus"})
+	err := s.SaveSnapshot(ctx, m.id, storage.Snapshot{Rev: 5, Content: "bogus"})
 	wantErr(t, err, storage.ErrInvalid, fmt.Sprintf("SaveSnapshot(%q) at revision 5, past head 4", m.id), m.id)
-	err = s.SaveSnapshot(ctx, m.id, storage.Snapshot{Rev: 400, Text: "bogus"})
+	err = s.SaveSnapshot(ctx, m.id, storage.Snapshot{Rev: 400, Content: "bogus"})
 	wantErr(t, err, storage.ErrInvalid, fmt.Sprintf("SaveSnapshot(%q) at revision 400, past head 4", m.id), m.id)
-	err = s.SaveSnapshot(ctx, m.id, storage.Snapshot{Rev: -1, Text: "bogus"})
+	err = s.SaveSnapshot(ctx, m.id, storage.Snapshot{Rev: -1, Content: "bogus"})
 	wantErr(t, err, storage.ErrInvalid, fmt.Sprintf("SaveSnapshot(%q) at revision -1", m.id), m.id)
 	_, err = s.Snapshot(ctx, m.id, -1)
 	wantErrOneOf(t, err, fmt.Sprintf("Snapshot(%q, -1)", m.id), storage.ErrNotFound, storage.ErrInvalid)
@@ -1738,11 +1744,11 @@ func testHistoryRandom(t *testing.T, s storage.Store) {
 				text := m.text()
 				for _, rec := range a.Records[:rev-a.Head] {
 					var err error
-					if text, err = ot.Apply(text, rec.Op); err != nil {
+					if text, err = ot.Apply(text, rec.Op.Plain()); err != nil {
 						t.Fatalf("suite bug: %v", err)
 					}
 				}
-				a.Snapshot = &storage.Snapshot{Rev: rev, Text: text}
+				a.Snapshot = &storage.Snapshot{Rev: rev, Content: text}
 			}
 			apps = append(apps, a)
 			into = append(into, m)
@@ -1873,7 +1879,7 @@ func testCompactBasic(t *testing.T, s storage.Store) {
 	}
 	_, err = s.Records(ctx, m.id, 22, 40)
 	wantErr(t, err, storage.ErrCompacted, fmt.Sprintf("Records(%q, 22, 40) after Compact(23)", m.id), m.id)
-	_, err = storage.TextAt(ctx, s, m.id, 22)
+	_, err = storage.ContentAt(ctx, s, m.id, 22)
 	wantErr(t, err, storage.ErrCompacted, fmt.Sprintf("TextAt(%q, 22) after Compact(23)", m.id), m.id)
 	checkLookups(t, s, m)
 	checkAll(t, s, neighbour)
@@ -1882,7 +1888,7 @@ func testCompactBasic(t *testing.T, s storage.Store) {
 	for i := range 10 {
 		a := m.prepareSource("src", uint64(41+i), randomOp(t, r, m.text()))
 		if i == 5 {
-			a.Snapshot = &storage.Snapshot{Rev: m.head(), Text: m.text()}
+			a.Snapshot = &storage.Snapshot{Rev: m.head(), Content: m.text()}
 		}
 		m.commit(t, s, a)
 	}
@@ -1999,7 +2005,7 @@ func testClose(t *testing.T, s storage.Store) {
 	check("Records", err)
 	_, err = s.Snapshot(ctx, m.id, 1)
 	check("Snapshot", err)
-	check("SaveSnapshot", s.SaveSnapshot(ctx, m.id, storage.Snapshot{Rev: 1, Text: m.text()}))
+	check("SaveSnapshot", s.SaveSnapshot(ctx, m.id, storage.Snapshot{Rev: 1, Content: m.text()}))
 	_, _, err = s.LookupSubmission(ctx, m.id, "src", 1)
 	check("LookupSubmission", err)
 	check("Compact", s.Compact(ctx, m.id, 1))
@@ -2007,9 +2013,108 @@ func testClose(t *testing.T, s storage.Store) {
 	check("DeleteDocument", s.DeleteDocument(ctx, m.id))
 	_, _, err = storage.Load(ctx, s, m.id)
 	check("Load", err)
-	_, err = storage.TextAt(ctx, s, m.id, 0)
+	_, err = storage.ContentAt(ctx, s, m.id, 0)
 	check("TextAt", err)
 	if err := s.Close(); err != nil && !errors.Is(err, storage.ErrClosed) {
 		t.Errorf("second Close: %v, want nil or ErrClosed", err)
+	}
+}
+
+// testCreateTypes: a document keeps its type; an unknown type, or content
+// that is not a document of the type, is ErrInvalid and creates nothing.
+func testCreateTypes(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	if err := s.CreateDocument(ctx, storage.Document{ID: "p"}, "text"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateDocument(ctx, storage.Document{ID: "r", Type: doctype.RichName}, `[{"insert":"hi\n"}]`); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{"p": "", "r": doctype.RichName} {
+		d, err := s.Document(ctx, id)
+		if err != nil || d.Type != want {
+			t.Errorf("Document(%q).Type = %q, %v; want %q", id, d.Type, err, want)
+		}
+	}
+	for _, c := range []struct{ id, typ, content string }{
+		{"bad-type", "markdown", "x"},
+		{"bad-rich", doctype.RichName, "not json"},
+		{"bad-rich2", doctype.RichName, `[{"retain":1}]`},
+		{"bad-rich3", doctype.RichName, `[{"insert":"a","attributes":{"b":null}}]`},
+	} {
+		err := s.CreateDocument(ctx, storage.Document{ID: c.id, Type: c.typ}, c.content)
+		wantErr(t, err, storage.ErrInvalid, fmt.Sprintf("CreateDocument(%q, type %q)", c.id, c.typ), c.id)
+		if _, err := s.Document(ctx, c.id); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("a refused CreateDocument(%q) left a document: %v", c.id, err)
+		}
+	}
+}
+
+// testRichDocument: a rich document's ops and snapshots round-trip, and
+// its content at every revision is replayed with its type.
+func testRichDocument(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	rt := doctype.Rich()
+	const id = "rich"
+	start := `[{"insert":"Hello 😀"},{"insert":"\n","attributes":{"header":1}}]`
+	if err := s.CreateDocument(ctx, storage.Document{ID: id, Type: doctype.RichName}, start); err != nil {
+		t.Fatal(err)
+	}
+	ops := []string{
+		`[{"retain":6,"attributes":{"bold":true}},{"insert":"world","attributes":{"link":"https://example.com"}}]`,
+		`[{"insert":{"image":"https://example.com/a.png"},"attributes":{"alt":"a"}},{"retain":3},{"delete":2}]`,
+		`[{"retain":2,"attributes":{"bold":null,"italic":true}}]`,
+	}
+	doc, err := rt.NewDocument(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	contents := []string{doc.Content()}
+	var recs []storage.Record
+	for i, js := range ops {
+		op, _, err := rt.ParseOp([]byte(js))
+		if err != nil {
+			t.Fatalf("suite bug: %s: %v", js, err)
+		}
+		if err := doc.Apply(op); err != nil {
+			t.Fatalf("suite bug: %s: %v", js, err)
+		}
+		contents = append(contents, doc.Content())
+		rev := int64(i + 1)
+		r := storage.Record{Rev: rev, Op: op, Source: "src", Seq: uint64(rev), User: "u", Time: recordTime(rev)}
+		a := storage.Append{DocID: id, Head: rev - 1, Records: []storage.Record{r}}
+		if rev == 2 {
+			a.Snapshot = &storage.Snapshot{Rev: 2, Content: doc.Content()}
+		}
+		if err := commitOne(t, s, a); err != nil {
+			t.Fatalf("commit %d: %v", rev, err)
+		}
+		recs = append(recs, r)
+	}
+	got, err := s.Records(ctx, id, 0, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range got {
+		if !r.Op.IsRich() || r.Op.String() != recs[i].Op.String() {
+			t.Errorf("record %d: op %s (rich %v), want %s", i+1, r.Op, r.Op.IsRich(), recs[i].Op)
+		}
+	}
+	for rev, want := range contents {
+		if c, err := storage.ContentAt(ctx, s, id, int64(rev)); err != nil || c != want {
+			t.Errorf("ContentAt(%d) = %s, %v; want %s", rev, c, err, want)
+		}
+	}
+	if _, d, err := storage.Load(ctx, s, id); err != nil || d.Content() != contents[3] {
+		t.Errorf("Load: %v; content %v", err, d)
+	}
+	if err := s.Compact(ctx, id, 3); err != nil {
+		t.Fatal(err)
+	}
+	if snap, err := s.Snapshot(ctx, id, 3); err != nil || snap.Content != contents[3] {
+		t.Errorf("after Compact(3): snapshot %+v, %v; want %s", snap, err, contents[3])
+	}
+	if rev, found, err := s.LookupSubmission(ctx, id, "src", 2); err != nil || !found || rev != 2 {
+		t.Errorf("LookupSubmission(src, 2) = %d, %v, %v", rev, found, err)
 	}
 }

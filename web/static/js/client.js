@@ -524,6 +524,13 @@ export class TandemClient {
 
   _onHello (m) {
     if (!Number.isInteger(m.rev) || m.rev < 0) return this._resync(true, 'bad hello')
+    if (typeof m.doctype === 'string' && m.doctype !== 'plain') {
+      // A rich-text document: this client edits plain text only. Stop
+      // rather than reconnect forever (the text would never arrive).
+      this._error('unsupported_type', `this is a ${m.doctype} document; this editor edits plain text (read it with the API: /api/docs/${encodeURIComponent(this.docId || '')}/export)`)
+      this.close()
+      return
+    }
     this._t.hello()
     const gen = this._gen
     this._helloDone = true
