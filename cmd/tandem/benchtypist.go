@@ -58,6 +58,7 @@ type typist struct {
 	inserted   int
 	deleting   bool
 	formatting bool // (rich) a format change: others' deletes may reduce it to nothing
+	format     int  // (rich) the format it types in (richFormats), changed now and then as a writer toggles bold
 	delAt      int
 	inFrame    []byte // the op in flight, for a resend
 	refused    int    // refusals in a row (rate_limited, storage_full)
@@ -503,7 +504,8 @@ var richFormats = []string{"", "", `,"attributes":{"bold":true}`, `,"attributes"
 
 // richOp appends the rich op for the keystrokes typed (t.mu held): a
 // backspace, a format change over up to 8 characters (one edit in
-// eight), or the letters typed, with a random format.
+// eight), or the letters typed, in the typist's current format (which
+// changes one insert in ten, as a writer toggles bold or adds a link).
 func (t *typist) richOp(b []byte, rng *rand.Rand) []byte {
 	switch {
 	case t.length > 0 && rng.Float64() < t.deletes:
@@ -532,7 +534,10 @@ func (t *typist) richOp(b []byte, rng *rand.Rand) []byte {
 		b = append(b, byte('a'+rng.IntN(26)))
 	}
 	b = append(b, '"')
-	b = append(b, richFormats[rng.IntN(len(richFormats))]...)
+	if rng.IntN(10) == 0 {
+		t.format = rng.IntN(len(richFormats))
+	}
+	b = append(b, richFormats[t.format]...)
 	return append(b, '}')
 }
 

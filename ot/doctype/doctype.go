@@ -404,8 +404,14 @@ func (richType) Transform(op, other Op, side ot.Side) (Op, error) {
 	return Op{rich: out, isRich: true}, err
 }
 
-func (t richType) TransformAppend(_, op, other Op, side ot.Side) (Op, error) {
-	return t.Transform(op, other, side)
+func (richType) TransformAppend(dst, op, other Op, side ot.Side) (Op, error) {
+	a, ok1 := asRich(op)
+	b, ok2 := asRich(other)
+	if !ok1 || !ok2 {
+		return Op{}, ErrWrongType
+	}
+	out, err := rich.TransformAppend(dst.rich[:0], a, b, side)
+	return Op{rich: out, isRich: true}, err
 }
 
 func (richType) Compose(a, b Op) (Op, error) {
@@ -466,5 +472,5 @@ func (d richDoc) Invert(op Op) (Op, error) {
 }
 
 func (d richDoc) Len() int        { return d.d.Len() }
-func (d richDoc) Size() int       { return d.d.Len() } // (code points: the JSON is O(n) to measure)
+func (d richDoc) Size() int       { return d.d.ByteSize() }
 func (d richDoc) Content() string { return string(d.d.AppendJSON(nil)) }

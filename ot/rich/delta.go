@@ -464,6 +464,10 @@ func (b *builder) push(c Component) {
 }
 
 func (b *builder) insertAt(i int, c Component) {
+	if i == len(b.ops) {
+		b.ops = append(b.ops, c)
+		return
+	}
 	if b.bufAt >= i {
 		b.bufAt++
 	}

@@ -41,7 +41,36 @@ type node struct {
 	left, right *node
 	prio        uint64
 	size        int // code points of the subtree
+	bytes       int // about the bytes of the subtree's JSON (ByteSize)
+	runBytes    int // runBytes(run), kept with it
 	run         Component
+}
+
+// setRun replaces t's run (its sizes are fixed by update).
+func (t *node) setRun(c Component) {
+	t.run, t.runBytes = c, runBytes(c)
+}
+
+func byteSize(t *node) int {
+	if t == nil {
+		return 0
+	}
+	return t.bytes
+}
+
+// runBytes is about the bytes of a run's JSON: {"insert":"…","attributes":{…}},
+func runBytes(c Component) int {
+	n := 14 + len(c.text)
+	if c.embed != nil {
+		n += 4 + len(c.embed.Key) + len(c.embed.Value)
+	}
+	if len(c.attrs) > 0 {
+		n += 15
+		for _, a := range c.attrs {
+			n += 4 + len(a.Key) + len(a.Value.json)
+		}
+	}
+	return n
 }
 
 func size(t *node) int {
@@ -51,7 +80,10 @@ func size(t *node) int {
 	return t.size
 }
 
-func (t *node) update() { t.size = size(t.left) + t.run.n + size(t.right) }
+func (t *node) update() {
+	t.size = size(t.left) + t.run.n + size(t.right)
+	t.bytes = byteSize(t.left) + t.runBytes + byteSize(t.right)
+}
 
 // NewDocument returns a Document holding doc, which must be a document
 // (inserts only, no null attributes).
@@ -74,7 +106,8 @@ func (d *Document) prio() uint64 {
 
 func (d *Document) newNode(c Component) *node {
 	d.nodes++
-	return &node{prio: d.prio(), size: c.n, run: c}
+	rb := runBytes(c)
+	return &node{prio: d.prio(), size: c.n, bytes: rb, runBytes: rb, run: c}
 }
 
 // runs cuts an insert into runs of at most maxRun code points.
@@ -132,7 +165,9 @@ func fixSizes(t *node) int {
 	if t == nil {
 		return 0
 	}
-	t.size = fixSizes(t.left) + t.run.n + fixSizes(t.right)
+	fixSizes(t.left)
+	fixSizes(t.right)
+	t.update()
 	return t.size
 }
 
@@ -168,7 +203,7 @@ func (d *Document) split(t *node, pos int) (*node, *node) {
 		return t, r
 	}
 	a, b := cut(t.run, pos-ls)
-	t.run = a
+	t.setRun(a)
 	right := t.right
 	t.right = nil
 	t.update()
@@ -190,6 +225,12 @@ func (d *Document) merge(a, b *node) *node {
 	b.update()
 	return b
 }
+
+// ByteSize estimates the size of the document's JSON in bytes, kept as
+// the document changes: O(1). It counts the runs as held, so runs held
+// split (until the next rebuild) count their overhead each; escapes are
+// not counted.
+func (d *Document) ByteSize() int { return byteSize(d.root) }
 
 // Len returns the document's length in code points.
 func (d *Document) Len() int { return size(d.root) }
@@ -214,11 +255,16 @@ func (d *Document) Apply(op Delta) error {
 			format(m, c.attrs)
 			d.root = d.merge(l, d.merge(m, r))
 			pos += c.n
+		case c.kind == KindDelete && d.deleteInRun(pos, c.n):
+			// within one run: cut in place
 		case c.kind == KindDelete:
 			l, rest := d.split(d.root, pos)
 			m, r := d.split(rest, c.n)
 			d.nodes -= count(m)
 			d.root = d.merge(l, r)
+		case c.isText() && d.insertInRun(pos, c):
+			// typed into a run of the same format: in place
+			pos += c.n
 		default:
 			l, r := d.split(d.root, pos)
 			if !(c.isText() && extendLast(l, c)) {
@@ -236,6 +282,85 @@ func (d *Document) Apply(op Delta) error {
 	return nil
 }
 
+// runPath is the path from the root to the run holding position pos:
+// for an insert, the run pos is inside or at the end of; otherwise the
+// run whose code points start at or after pos. It returns false when
+// there is none (or the tree is deeper than the path holds).
+func (d *Document) runPath(pos int, insert bool, path *[96]*node) (depth, start int, ok bool) {
+	t, off := d.root, 0
+	for t != nil && depth < len(path) {
+		path[depth] = t
+		depth++
+		ls := size(t.left)
+		start = off + ls
+		end := start + t.run.n
+		switch {
+		case pos < start || insert && pos == start:
+			t = t.left
+		case pos > end || !insert && pos >= end:
+			off = end
+			t = t.right
+		default:
+			return depth, start, true
+		}
+	}
+	return 0, 0, false
+}
+
+// insertInRun inserts text c into the run at pos in place, when that run
+// is text with c's attributes and room for it: typing, the common case,
+// needs no split. It reports whether it did.
+func (d *Document) insertInRun(pos int, c Component) bool {
+	var path [96]*node
+	depth, start, ok := d.runPath(pos, true, &path)
+	if !ok {
+		return false
+	}
+	r := &path[depth-1].run
+	if !r.isText() || !r.attrs.Equal(c.attrs) || r.n+c.n > maxRun {
+		return false
+	}
+	head, tail := r.text, ""
+	if at := pos - start; at < r.n {
+		a, b := cut(*r, at)
+		head, tail = a.text, b.text
+	}
+	r.text = head + c.text + tail
+	r.n += c.n
+	path[depth-1].runBytes += len(c.text)
+	for _, p := range path[:depth] {
+		p.size += c.n
+		p.bytes += len(c.text)
+	}
+	return true
+}
+
+// deleteInRun deletes n code points at pos in place when they lie inside
+// one text run and leave some of it.
+func (d *Document) deleteInRun(pos, n int) bool {
+	var path [96]*node
+	depth, start, ok := d.runPath(pos, false, &path)
+	if !ok {
+		return false
+	}
+	r := &path[depth-1].run
+	at := pos - start
+	if !r.isText() || at+n > r.n || n >= r.n {
+		return false
+	}
+	head, rest := cut(*r, at) // (at may be 0: cut handles it)
+	_, tail := cut(rest, n)
+	removed := len(r.text) - len(head.text) - len(tail.text)
+	r.text = head.text + tail.text
+	r.n -= n
+	path[depth-1].runBytes -= removed
+	for _, p := range path[:depth] {
+		p.size -= n
+		p.bytes -= removed
+	}
+	return true
+}
+
 // extendLast appends c's text to the last run of t if that run is text
 // with c's attributes and has room; it fixes the sizes on the way.
 func extendLast(t *node, c Component) bool {
@@ -247,6 +372,7 @@ func extendLast(t *node, c Component) bool {
 			return false
 		}
 		t.size += c.n
+		t.bytes += len(c.text)
 		return true
 	}
 	if !t.run.isText() || !t.run.attrs.Equal(c.attrs) || t.run.n+c.n > maxRun {
@@ -255,6 +381,8 @@ func extendLast(t *node, c Component) bool {
 	t.run.text += c.text
 	t.run.n += c.n
 	t.size += c.n
+	t.bytes += len(c.text)
+	t.runBytes += len(c.text)
 	return true
 }
 
@@ -263,8 +391,9 @@ func format(t *node, attrs Attrs) {
 		return
 	}
 	format(t.left, attrs)
-	t.run.attrs = composeAttrs(t.run.attrs, attrs, false)
+	t.setRun(Component{kind: t.run.kind, n: t.run.n, text: t.run.text, embed: t.run.embed, attrs: composeAttrs(t.run.attrs, attrs, false)})
 	format(t.right, attrs)
+	t.update()
 }
 
 func count(t *node) int {

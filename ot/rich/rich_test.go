@@ -74,6 +74,11 @@ func checkProperties(t *testing.T, doc, a, b Delta) {
 	if js(td.Delta()) != js(docA) || td.Len() != docA.Len() {
 		fail("Document.Apply: %s (len %d), Apply: %s", js(td.Delta()), td.Len(), js(docA))
 	}
+	// ByteSize estimates the JSON: less only by escapes, more by the
+	// overhead of runs held split.
+	if got, want := td.ByteSize(), len(td.AppendJSON(nil)); got < want-want/10-16 || got > want+80*td.nodes+64 {
+		fail("ByteSize %d for %d bytes of JSON in %d runs", got, want, len(td.Delta()))
+	}
 }
 
 func TestProperties(t *testing.T) {

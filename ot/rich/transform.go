@@ -82,7 +82,7 @@ func Compose(a, b Delta) (Delta, error) {
 
 func compose(a, b Delta) Delta {
 	ai, bi := iter{ops: a}, iter{ops: b}
-	var out builder
+	out := builder{ops: make(Delta, 0, len(a)+len(b))}
 	for ai.hasNext() || bi.hasNext() {
 		switch {
 		case bi.peekKind() == KindInsert:
@@ -163,13 +163,29 @@ func Transform(op, other Delta, side ot.Side) (Delta, error) {
 	if err := other.Check(); err != nil {
 		return nil, err
 	}
-	return transform(other, op, side == ot.Left), nil
+	return transform(nil, other, op, side == ot.Left), nil
 }
 
-// transform is quill-delta's this.transform(other, priority).
-func transform(this, other Delta, priority bool) Delta {
+// TransformAppend is Transform building the result in dst's memory
+// (which it overwrites): a server transforming an op through many
+// revisions reuses two buffers.
+func TransformAppend(dst, op, other Delta, side ot.Side) (Delta, error) {
+	if err := op.Check(); err != nil {
+		return nil, err
+	}
+	if err := other.Check(); err != nil {
+		return nil, err
+	}
+	return transform(dst, other, op, side == ot.Left), nil
+}
+
+// transform is quill-delta's this.transform(other, priority), into dst.
+func transform(dst, this, other Delta, priority bool) Delta {
 	ti, oi := iter{ops: this}, iter{ops: other}
-	var out builder
+	if dst == nil {
+		dst = make(Delta, 0, len(this)+len(other))
+	}
+	out := builder{ops: dst[:0]}
 	for ti.hasNext() || oi.hasNext() {
 		switch {
 		case ti.peekKind() == KindInsert && (priority || oi.peekKind() != KindInsert):
