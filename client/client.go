@@ -96,6 +96,11 @@ var ErrClosed = errors.New("client: closed")
 // client's view; the server applied it at most once).
 var ErrResync = errors.New("client: the server sent the text while an op was in flight: resynchronize")
 
+// ErrUnsupportedType: the document is of a type this client does not edit
+// (it edits plain-text documents; a rich-text document's ops are Quill
+// Deltas, see package ot/rich).
+var ErrUnsupportedType = errors.New("client: the document is not a plain-text document")
+
 // ServerError is an error message from the server.
 type ServerError struct {
 	Code, Message string
@@ -226,6 +231,9 @@ func (d *Doc) connect(ctx context.Context) error {
 // (our own in-flight op among them counts as its ack).
 func (d *Doc) hello(m message) (events, error) {
 	var ev events
+	if m.DocType != "" && m.DocType != "plain" {
+		return ev, fmt.Errorf("%w: %s is a %s document", ErrUnsupportedType, d.id, m.DocType)
+	}
 	if m.Key != "" {
 		d.key = m.Key
 	}
@@ -869,6 +877,7 @@ type message struct {
 	Name     string          `json:"name"`
 	Color    string          `json:"color"`
 	Text     *string         `json:"text"`
+	DocType  string          `json:"doctype"`
 	Ops      []message       `json:"ops"`
 	Peers    []message       `json:"peers"`
 	Sel      []ot.Selection  `json:"sel"`

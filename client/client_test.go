@@ -202,6 +202,14 @@ func TestDialErrors(t *testing.T) {
 	if !errors.As(err, &se) || se.Code != collab.CodeNotFound {
 		t.Fatalf("dial a missing document: %v", err)
 	}
+	// A rich-text document: refused at once, not read as empty text.
+	base, store := startServer(t)
+	if err := store.CreateDocument(ctx(t), storage.Document{ID: "rich", Type: "rich", Created: time.Now()}, `[{"insert":"x\n"}]`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Dial(ctx(t), base, "rich", client.Options{}); !errors.Is(err, client.ErrUnsupportedType) {
+		t.Fatalf("dial a rich document: %v, want ErrUnsupportedType", err)
+	}
 }
 
 // TestRateLimitedResent: clients in a closed loop (the next edit once the
