@@ -92,6 +92,21 @@ test('diffOp keeps distant changes apart', () => {
   }
 })
 
+test('a rich-text document: the plain client says so and stops, no reconnect loop', async () => {
+  const server = new FakeServer()
+  server.createDoc('r', '').doctype = 'rich'
+  const a = open(server, 'r', { name: 'A' })
+  const errors = []
+  a.on('error', e => errors.push(e))
+  await waitFor('closed', () => a.status === 'closed')
+  assert.equal(errors.length, 1)
+  assert.equal(errors[0].code, 'unsupported_type')
+  assert.match(errors[0].message, /rich document/)
+  const connections = server.connections
+  await new Promise(resolve => setTimeout(resolve, 50))
+  assert.equal(server.connections, connections, 'it must not reconnect')
+})
+
 test('two clients converge; frames may be batched', async () => {
   const server = new FakeServer()
   server.createDoc('d', 'hello')

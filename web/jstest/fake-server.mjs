@@ -137,7 +137,7 @@ export class FakeServer {
       return
     }
     this.connections++
-    const hello = { type: 'hello', protocol: 2, doc: id, title: doc.title, client: conn.id, src: conn.src, rev: doc.durableRev }
+    const hello = { type: 'hello', protocol: 2, doc: id, title: doc.title, client: conn.id, src: conn.src, doctype: doc.doctype || 'plain', rev: doc.durableRev }
     if (issued) hello.key = key
     const from = q.has('rev') ? parseInt(q.get('rev'), 10) : -1
     if (!this.forceText && from >= 0 && from <= doc.durableRev && from >= doc.oldest && doc.durableRev - from <= this.catchUpMax) {
