@@ -69,6 +69,7 @@ func TestCoreTranscripts(t *testing.T) {
 type harness struct {
 	store   *memstore.Store
 	doc     string
+	typ     doctype.Type // the document's (open type=rich)
 	c       *core
 	appends []*storage.Append
 	reads   []readRequest
@@ -121,7 +122,7 @@ func (h *harness) run(t *testing.T, d *datadriven.TestData) (string, error) {
 	case "overflow":
 		return h.step(evOverflow{Client: target(d)}), nil
 	case "msg":
-		m, perr := ParseClientMessage(doctype.Plain(), []byte(strings.TrimSpace(d.Input)))
+		m, perr := ParseClientMessage(h.typ, []byte(strings.TrimSpace(d.Input)))
 		if perr != nil {
 			return "parse: " + string(EncodeError(perr)) + "\n", nil
 		}
@@ -188,7 +189,7 @@ func (h *harness) run(t *testing.T, d *datadriven.TestData) (string, error) {
 		}
 		return h.step(evSnapshotSaved{Rev: s.Rev, Err: h.store.SaveSnapshot(ctx, h.doc, *s)}), nil
 	case "writer":
-		op, err := ot.ParseJSON([]byte(strings.TrimSpace(d.Input)))
+		op, _, err := h.typ.ParseOp([]byte(strings.TrimSpace(d.Input)))
 		if err != nil {
 			return "", err
 		}
@@ -196,7 +197,7 @@ func (h *harness) run(t *testing.T, d *datadriven.TestData) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		rec := storage.Record{Rev: doc.Head + 1, Op: doctype.PlainOp(op), Source: argStr(d, "src", ""), Seq: uint64(argInt(d, "seq", 0)), User: "u-other", Time: time.UnixMilli(argInt(d, "t", 5000))}
+		rec := storage.Record{Rev: doc.Head + 1, Op: op, Source: argStr(d, "src", ""), Seq: uint64(argInt(d, "seq", 0)), User: "u-other", Time: time.UnixMilli(argInt(d, "t", 5000))}
 		results, err := h.store.Commit(ctx, []storage.Append{{DocID: h.doc, Head: doc.Head, Records: []storage.Record{rec}}})
 		if err == nil {
 			err = results[0]
@@ -250,7 +251,15 @@ func (h *harness) open(d *datadriven.TestData) (string, error) {
 	h.store = memstore.New()
 	h.doc = argStr(d, "doc", "doc")
 	h.appends, h.reads, h.lookups, h.snaps = nil, nil, nil, nil
-	if err := h.store.CreateDocument(ctx, storage.Document{ID: h.doc, Title: "T", Created: time.UnixMilli(0)}, argStr(d, "text", "")); err != nil {
+	var err error
+	if h.typ, err = doctype.Lookup(argStr(d, "type", "")); err != nil {
+		return "", err
+	}
+	content := argStr(d, "text", "")
+	if h.typ.Name() == doctype.RichName {
+		content = strings.TrimSpace(d.Input) // the document's Delta
+	}
+	if err := h.store.CreateDocument(ctx, storage.Document{ID: h.doc, Title: "T", Created: time.UnixMilli(0), Type: h.typ.Name()}, content); err != nil {
 		return "", err
 	}
 	for i := range argInt(d, "ops", 0) {
