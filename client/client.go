@@ -41,6 +41,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/ot/doctype"
+	"github.com/tandemdocs/tandem/ot/rich"
 )
 
 // Options configure a connection. All fields are optional.
@@ -123,10 +125,11 @@ type Doc struct {
 	clientID string
 	title    string
 	rev      int64
-	text     *ot.Rope
-	inflight ot.Op
+	typ      doctype.Type     // the document's (from hello)
+	text     doctype.Document // the server's document plus our edits
+	inflight *doctype.Op
 	inSeq    uint64
-	pending  ot.Op
+	pending  *doctype.Op
 	seq      uint64
 	peers    map[string]*Peer
 	withSel  int // peers with a selection (none: no need to move them)
@@ -231,9 +234,14 @@ func (d *Doc) connect(ctx context.Context) error {
 // (our own in-flight op among them counts as its ack).
 func (d *Doc) hello(m message) (events, error) {
 	var ev events
-	if m.DocType != "" && m.DocType != "plain" {
+	typ, err := doctype.Lookup(m.DocType)
+	if err != nil {
 		return ev, fmt.Errorf("%w: %s is a %s document", ErrUnsupportedType, d.id, m.DocType)
 	}
+	if d.typ != nil && d.typ.Name() != typ.Name() {
+		return ev, fmt.Errorf("client: hello: %s was a %s document and is now %s", d.id, d.typ.Name(), typ.Name())
+	}
+	d.typ = typ
 	if m.Key != "" {
 		d.key = m.Key
 	}
@@ -246,11 +254,15 @@ func (d *Doc) hello(m message) (events, error) {
 		}
 	}
 	switch {
-	case m.Text != nil:
+	case m.Text != nil || m.Delta != nil:
 		if (d.inflight != nil || d.pending != nil) && d.rev >= 0 {
 			return ev, ErrResync
 		}
-		r, err := ot.NewRope(*m.Text)
+		content := string(m.Delta)
+		if m.Text != nil {
+			content = *m.Text
+		}
+		r, err := typ.NewDocument(content)
 		if err != nil {
 			return ev, fmt.Errorf("client: hello: %w", err)
 		}
@@ -285,9 +297,9 @@ func (d *Doc) resendLocked() []byte {
 	return d.opFrame(d.inflight, d.inSeq)
 }
 
-func (d *Doc) opFrame(op ot.Op, seq uint64) []byte {
+func (d *Doc) opFrame(op *doctype.Op, seq uint64) []byte {
 	b := fmt.Appendf(nil, `{"type":"op","rev":%d,"seq":%d,"op":`, d.rev, seq)
-	b, _ = op.AppendJSON(b) // ops built by ot are well formed
+	b = op.AppendJSON(b)
 	return append(b, '}')
 }
 
@@ -323,9 +335,16 @@ func (d *Doc) write(conn *websocket.Conn, frame []byte) error {
 }
 
 // Edit applies op (in code points, on Text) locally and sends it, or
-// composes it with the edits waiting for the in-flight op's ack.
+// composes it with the edits waiting for the in-flight op's ack. It edits
+// a plain-text document; EditRich edits a rich-text one.
 func (d *Doc) Edit(op ot.Op) error {
-	return d.EditAt(nil, func(int) ot.Op { return op })
+	return d.editAt(nil, func(int) doctype.Op { return doctype.PlainOp(op) })
+}
+
+// EditRich is Edit for a rich-text document: op is a Quill Delta in code
+// points, on Delta.
+func (d *Doc) EditRich(op rich.Delta) error {
+	return d.editAt(nil, func(int) doctype.Op { return doctype.RichOp(op) })
 }
 
 // Anchor is a position in the document that moves with every edit, ours
@@ -344,6 +363,10 @@ func (d *Doc) Anchor(pos int) *Anchor {
 // EditAt is Edit with the op made from a's position, atomically: no
 // other edit moves the anchor in between. a may be nil (build gets 0).
 func (d *Doc) EditAt(a *Anchor, build func(pos int) ot.Op) error {
+	return d.editAt(a, func(pos int) doctype.Op { return doctype.PlainOp(build(pos)) })
+}
+
+func (d *Doc) editAt(a *Anchor, build func(pos int) doctype.Op) error {
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
@@ -359,14 +382,14 @@ func (d *Doc) EditAt(a *Anchor, build func(pos int) ot.Op) error {
 		return fmt.Errorf("client: edit: %w", err)
 	}
 	if d.pending == nil {
-		d.pending = op
+		d.pending = &op
 	} else {
-		c, err := ot.Compose(d.pending, op)
+		c, err := d.typ.Compose(*d.pending, op)
 		if err != nil {
 			d.mu.Unlock()
 			return fmt.Errorf("client: edit: %w", err)
 		}
-		d.pending = c
+		d.pending = &c
 	}
 	if d.pending.IsNoop() {
 		// Typed and taken back before it was sent: nothing to send (the
@@ -409,41 +432,43 @@ func (d *Doc) SetSelection(sel []ot.Selection) error {
 // toServer moves a local selection back through the pending and in-flight
 // ops (approximately: a caret inside local inserts goes to their start).
 func (d *Doc) toServer(s ot.Selection) ot.Selection {
-	for _, op := range []ot.Op{d.pending, d.inflight} {
+	for _, op := range []*doctype.Op{d.pending, d.inflight} {
 		if op == nil {
 			continue
 		}
-		if inv, err := invertShape(op); err == nil {
-			s = ot.TransformSelection(s, inv, ot.Left)
-		}
+		s = d.typ.TransformSelection(s, op.InverseShape(), ot.Left)
 	}
 	return s
 }
 
-// invertShape is op's inverse up to the deleted text (which a selection
-// does not need): inserts become deletes, deletes become inserts of
-// placeholders.
-func invertShape(op ot.Op) (ot.Op, error) {
-	var inv ot.Op
-	for _, c := range op {
-		switch c.Kind() {
-		case ot.KindSkip:
-			inv = append(inv, ot.Skip(c.Len()))
-		case ot.KindInsert:
-			inv = append(inv, ot.Delete(c.Len()))
-		case ot.KindDelete:
-			inv = append(inv, ot.Insert(strings.Repeat("x", c.Len())))
-		}
-	}
-	return ot.Normalize(inv)
-}
-
 // Text returns the local text: the server's plus the edits not yet
-// acknowledged.
+// acknowledged (a rich document's text, without its formatting and
+// embeds).
 func (d *Doc) Text() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.text.String()
+	if r := doctype.RichDocument(d.text); r != nil {
+		return rich.PlainText(r.Delta())
+	}
+	return d.text.Content()
+}
+
+// Delta returns a rich-text document's local content (nil for a plain
+// one).
+func (d *Doc) Delta() rich.Delta {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if r := doctype.RichDocument(d.text); r != nil {
+		return r.Delta()
+	}
+	return nil
+}
+
+// Type returns the document's type, "plain" or "rich".
+func (d *Doc) Type() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.typ.Name()
 }
 
 // Len returns the local text's length in code points.
@@ -774,22 +799,22 @@ func (d *Doc) remote(m message) (events, error) {
 	if m.Rev != d.rev+1 {
 		return nil, fmt.Errorf("client: op at revision %d, the client is at %d", m.Rev, d.rev)
 	}
-	op, err := ot.ParseJSON(m.Op)
+	op, _, err := d.typ.ParseOp(m.Op)
 	if err != nil {
 		return nil, fmt.Errorf("client: op at revision %d: %w", m.Rev, err)
 	}
-	for _, mine := range []*ot.Op{&d.inflight, &d.pending} {
+	for _, mine := range []**doctype.Op{&d.inflight, &d.pending} {
 		if *mine == nil {
 			continue
 		}
-		a, err := ot.Transform(*mine, op, ot.Left)
+		a, err := d.typ.Transform(**mine, op, ot.Left)
 		if err != nil {
 			return nil, fmt.Errorf("client: transform at revision %d: %w", m.Rev, err)
 		}
-		if op, err = ot.Transform(op, *mine, ot.Right); err != nil {
+		if op, err = d.typ.Transform(op, **mine, ot.Right); err != nil {
 			return nil, fmt.Errorf("client: transform at revision %d: %w", m.Rev, err)
 		}
-		*mine = a
+		*mine = &a
 	}
 	if err := d.text.Apply(op); err != nil {
 		return nil, fmt.Errorf("client: apply the op at revision %d: %w", m.Rev, err)
@@ -808,7 +833,7 @@ func (d *Doc) remote(m message) (events, error) {
 			side = ot.Right // the author's caret stays after its insert
 		}
 		for i, s := range p.Sel {
-			p.Sel[i] = ot.TransformSelection(s, op, side)
+			p.Sel[i] = d.typ.TransformSelection(s, op, side)
 		}
 	}
 	src, seq, rev := m.Src, m.Seq, m.Rev
@@ -819,9 +844,10 @@ func (d *Doc) remote(m message) (events, error) {
 	}}, nil
 }
 
-func (d *Doc) moveAnchors(op ot.Op) {
+func (d *Doc) moveAnchors(op doctype.Op) {
 	for _, a := range d.anchors {
-		a.pos = ot.TransformPosition(a.pos, op, ot.Left)
+		p := d.typ.TransformSelection(ot.Selection{Anchor: a.pos, Head: a.pos}, op, ot.Left)
+		a.pos = p.Anchor
 	}
 }
 
@@ -877,6 +903,7 @@ type message struct {
 	Name     string          `json:"name"`
 	Color    string          `json:"color"`
 	Text     *string         `json:"text"`
+	Delta    json.RawMessage `json:"delta"`
 	DocType  string          `json:"doctype"`
 	Ops      []message       `json:"ops"`
 	Peers    []message       `json:"peers"`

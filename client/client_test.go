@@ -18,6 +18,7 @@ import (
 	"github.com/tandemdocs/tandem/client"
 	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/ot/rich"
 	"github.com/tandemdocs/tandem/storage"
 	"github.com/tandemdocs/tandem/storage/badgerstore"
 	"github.com/tandemdocs/tandem/web"
@@ -202,13 +203,66 @@ func TestDialErrors(t *testing.T) {
 	if !errors.As(err, &se) || se.Code != collab.CodeNotFound {
 		t.Fatalf("dial a missing document: %v", err)
 	}
-	// A rich-text document: refused at once, not read as empty text.
+}
+
+// TestRichDocument: two clients edit a rich-text document at once (one
+// formats, the other types and embeds) and converge with the server; a
+// plain op on it is refused locally.
+func TestRichDocument(t *testing.T) {
 	base, store := startServer(t)
-	if err := store.CreateDocument(ctx(t), storage.Document{ID: "rich", Type: "rich", Created: time.Now()}, `[{"insert":"x\n"}]`); err != nil {
+	if err := store.CreateDocument(ctx(t), storage.Document{ID: "rich", Type: "rich", Created: time.Now()}, `[{"insert":"Hello 😀 world\n"}]`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := client.Dial(ctx(t), base, "rich", client.Options{}); !errors.Is(err, client.ErrUnsupportedType) {
-		t.Fatalf("dial a rich document: %v, want ErrUnsupportedType", err)
+	a, err := client.Dial(ctx(t), base, "rich", client.Options{Name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := client.Dial(ctx(t), base, "rich", client.Options{Name: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if a.Type() != "rich" || a.Text() != "Hello 😀 world\n" {
+		t.Fatalf("type %s, text %q", a.Type(), a.Text())
+	}
+	bold := rich.MakeAttrs(rich.Attr{Key: "bold", Value: rich.Bool(true)})
+	for i := range 10 {
+		if err := a.EditRich(rich.Delta{rich.Retain(i%5+1, nil), rich.Retain(3, bold)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.EditRich(rich.Delta{rich.Retain(7, nil), rich.Insert(fmt.Sprint(i), nil)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.EditRich(rich.Delta{rich.InsertEmbed(rich.Embed{Key: "image", Value: `"https://example.com/a.png"`}, nil)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Edit(client.Insert(0, "plain")); err == nil {
+		t.Error("a plain op on a rich document was taken")
+	}
+	for _, d := range []*client.Doc{a, b} {
+		if err := d.Synced(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each has what the other sent once both revisions are in.
+	waitFor := func(d *client.Doc, rev int64) {
+		deadline := time.Now().Add(20 * time.Second)
+		for d.Rev() < rev && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	head := max(a.Rev(), b.Rev())
+	waitFor(a, head)
+	waitFor(b, head)
+	ja, jb := a.Delta().AppendJSON(nil), b.Delta().AppendJSON(nil)
+	server, err := storage.ContentAt(ctx(t), store, "rich", head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(ja) != string(jb) || string(ja) != server {
+		t.Fatalf("diverged:\n a      %s\n b      %s\n server %s", ja, jb, server)
 	}
 }
 

@@ -35,6 +35,7 @@ import (
 	"github.com/tandemdocs/tandem/client"
 	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/ot/rich"
 )
 
 type benchConfig struct {
@@ -122,7 +123,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.IntVar(&c.RampMax, "ramp-max", 2000, "ramp mode: stop at this many authors per document")
 	fs.StringVar(&c.Protocol, "protocol", "tandem", "tandem, or sharedb (a ShareDB server's JSON protocol with ot-text-unicode; --server ws://host:port)")
 	fs.Uint64Var(&c.Seed, "seed", 1, "random seed for the edits")
-	fs.StringVar(&c.DocType, "type", "plain", "the documents' type: plain, or rich (Quill Deltas: typed text with random formatting, backspaces, and one edit in eight a format change over a few characters; every client is a typist, --full 0)")
+	fs.StringVar(&c.DocType, "type", "plain", "the documents' type: plain, or rich (Quill Deltas: text typed in a format each client keeps and changes one insert in ten, backspaces, and one edit in eight a format change over a few characters)")
 	fs.IntVar(&c.Full, "full", 2, "clients per document that hold the whole text and transform and apply every op, as an editor does, and are checked for it at the end; the others (typists) send the same edits but track only the revision and the length, which costs the load generator a fraction (-1: every client is full; trace mode: always)")
 	fs.IntVar(&c.Processes, "processes", 1, "run the clients in this many processes of this program (client i of each document in process i mod N), over the same window, and merge their results: one process is one core's worth of load generator (open and closed modes)")
 	fs.StringVar(&c.Part, "part", "", "I/N: drive only client i of each document where i mod N == I, from --start-at, with --doc-ids: one part of a run split over processes or machines (each prints its result; --json results carry their histograms' buckets)")
@@ -558,7 +559,7 @@ type benchTarget struct {
 func (b *bench) tandemTarget(tr *trace) benchTarget {
 	return benchTarget{
 		dial: func(ctx context.Context, id string, i int) (benchClient, error) {
-			if tr == nil && (b.cfg.DocType == "rich" || b.cfg.Full >= 0 && i >= b.cfg.Full) {
+			if tr == nil && b.cfg.Full >= 0 && i >= b.cfg.Full {
 				return b.dialTypist(ctx, id, i)
 			}
 			return b.dialTandem(ctx, id, i, tr)
@@ -725,6 +726,8 @@ type tandemEditor struct {
 	next     int // the next trace edit
 	presence bool
 	deletes  float64
+	rich     bool       // a rich-text document: Quill Deltas
+	format   rich.Attrs // rich: the format it types in
 
 	mu   sync.Mutex
 	sent map[uint64]time.Time
@@ -771,6 +774,7 @@ func (b *bench) dialTandem(ctx context.Context, id string, i int, tr *trace) (*t
 	s := doc.Source()
 	src.Store(&s)
 	e.doc = doc
+	e.rich = doc.Type() == "rich"
 	if tr != nil {
 		e.anchor = doc.Anchor(i + 1) // after separator i
 	}
@@ -788,6 +792,9 @@ func (e *tandemEditor) edit(rng *rand.Rand) error {
 		return e.doc.EditAt(e.anchor, func(start int) ot.Op { return p.op(start) })
 	}
 	n := e.doc.Len()
+	if e.rich {
+		return e.editRich(rng, n)
+	}
 	var op ot.Op
 	var caret int
 	if n > 0 && rng.Float64() < e.deletes {
@@ -804,6 +811,50 @@ func (e *tandemEditor) edit(rng *rand.Rand) error {
 		return e.doc.SetSelection([]ot.Selection{{Anchor: caret, Head: caret}})
 	}
 	return nil
+}
+
+// editRich makes the rich typists' edits (see typist.richOp) with the Go
+// client: a backspace, a format change, or a letter in the current format.
+func (e *tandemEditor) editRich(rng *rand.Rand, n int) error {
+	var op rich.Delta
+	caret := 0
+	retain := func(k int) {
+		if k > 0 {
+			op = append(op, rich.Retain(k, nil))
+		}
+	}
+	switch {
+	case n > 0 && rng.Float64() < e.deletes:
+		pos := rng.IntN(n)
+		retain(pos)
+		op, caret = append(op, rich.Delete(1)), pos
+	case n > 1 && rng.IntN(8) == 0:
+		pos := rng.IntN(n - 1)
+		k := 1 + rng.IntN(min(8, n-pos))
+		retain(pos)
+		op, caret = append(op, rich.Retain(k, rich.MakeAttrs(rich.Attr{Key: "italic", Value: rich.Bool(rng.IntN(2) == 0)}))), pos+k
+	default:
+		pos := rng.IntN(n + 1)
+		if rng.IntN(10) == 0 {
+			e.format = richAttrs[rng.IntN(len(richAttrs))]
+		}
+		retain(pos)
+		op, caret = append(op, rich.Insert(string(rune('a'+rng.IntN(26))), e.format)), pos+1
+	}
+	if err := e.doc.EditRich(op); err != nil {
+		return err
+	}
+	if e.presence {
+		return e.doc.SetSelection([]ot.Selection{{Anchor: caret, Head: caret}})
+	}
+	return nil
+}
+
+// richAttrs are richFormats as attributes (the Go client's edits).
+var richAttrs = []rich.Attrs{nil, nil,
+	rich.MakeAttrs(rich.Attr{Key: "bold", Value: rich.Bool(true)}),
+	rich.MakeAttrs(rich.Attr{Key: "italic", Value: rich.Bool(true)}),
+	rich.MakeAttrs(rich.Attr{Key: "link", Value: rich.String("https://example.com/a")}),
 }
 
 var errTraceDone = errors.New("trace replayed")

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/tandemdocs/tandem/ot"
 	"github.com/tandemdocs/tandem/ot/rich"
@@ -116,6 +117,42 @@ func (o Op) LenChange() int {
 		return n
 	}
 	return o.plain.TargetLen() - o.plain.BaseLen()
+}
+
+// InverseShape is an op that moves positions back through o: inserts
+// become deletes, deletes become inserts of as many placeholders, and
+// attributes are dropped. It is not an inverse (deleted text is not
+// restored): a client moves its selections from its local document to the
+// server's with it.
+func (o Op) InverseShape() Op {
+	if o.isRich {
+		var inv rich.Delta
+		for _, c := range o.rich {
+			switch c.Kind() {
+			case rich.KindRetain:
+				inv = append(inv, rich.Retain(c.Len(), nil))
+			case rich.KindInsert:
+				inv = append(inv, rich.Delete(c.Len()))
+			case rich.KindDelete:
+				inv = append(inv, rich.Insert(strings.Repeat("x", c.Len()), nil))
+			}
+		}
+		n, _ := rich.Normalize(inv)
+		return Op{rich: n, isRich: true}
+	}
+	var inv ot.Op
+	for _, c := range o.plain {
+		switch c.Kind() {
+		case ot.KindSkip:
+			inv = append(inv, ot.Skip(c.Len()))
+		case ot.KindInsert:
+			inv = append(inv, ot.Delete(c.Len()))
+		case ot.KindDelete:
+			inv = append(inv, ot.Insert(strings.Repeat("x", c.Len())))
+		}
+	}
+	n, _ := ot.Normalize(inv)
+	return Op{plain: n}
 }
 
 // Check reports what is wrong with o as an op of its type.
