@@ -213,12 +213,25 @@ func TestRichDocument(t *testing.T) {
 	if err := store.CreateDocument(ctx(t), storage.Document{ID: "rich", Type: "rich", Created: time.Now()}, `[{"insert":"Hello 😀 world\n"}]`); err != nil {
 		t.Fatal(err)
 	}
-	a, err := client.Dial(ctx(t), base, "rich", client.Options{Name: "a"})
+	// Every revision a client learns of (its acks, others' ops) signals.
+	heard := make(chan struct{}, 1)
+	signal := func(int64) {
+		select {
+		case heard <- struct{}{}:
+		default:
+		}
+	}
+	opts := func(name string) client.Options {
+		return client.Options{Name: name,
+			OnAck:    func(_ uint64, rev int64) { signal(rev) },
+			OnRemote: func(_ string, _ uint64, rev int64) { signal(rev) }}
+	}
+	a, err := client.Dial(ctx(t), base, "rich", opts("a"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := client.Dial(ctx(t), base, "rich", client.Options{Name: "b"})
+	b, err := client.Dial(ctx(t), base, "rich", opts("b"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,10 +260,14 @@ func TestRichDocument(t *testing.T) {
 		}
 	}
 	// Each has what the other sent once both revisions are in.
+	wait := ctx(t)
 	waitFor := func(d *client.Doc, rev int64) {
-		deadline := time.Now().Add(20 * time.Second)
-		for d.Rev() < rev && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
+		for d.Rev() < rev {
+			select {
+			case <-heard:
+			case <-wait.Done():
+				t.Fatalf("client at revision %d, waiting for %d", d.Rev(), rev)
+			}
 		}
 	}
 	head := max(a.Rev(), b.Rev())

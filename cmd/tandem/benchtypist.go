@@ -557,36 +557,60 @@ func walkRichOp(raw []byte, delAt int) (delta, moved int, err error) {
 			op = append(op, richPart{c.Kind(), c.Len()})
 		}
 	}
-	at, shift, done := 0, 0, delAt < 0
+	w := lengthWalk{delAt: delAt, done: delAt < 0}
 	for _, c := range op {
-		k := c.n
 		switch c.kind {
 		case rich.KindInsert:
-			delta += k
-			if !done && at <= delAt {
-				shift += k
-			}
+			w.insert(c.n)
 		case rich.KindDelete:
-			delta -= k
-			if !done {
-				if delAt < at+k {
-					delAt, done = -1, true
-				} else {
-					shift -= k
-				}
-			}
-			at += k
+			w.delete(c.n)
 		default:
-			if !done && delAt < at+k {
-				done = true
-			}
-			at += k
+			w.retain(c.n)
 		}
 	}
-	if delAt < 0 {
-		return delta, -1, nil
+	delta, moved = w.result()
+	return delta, moved, nil
+}
+
+// lengthWalk follows an op's components over the document (walkOp,
+// walkRichOp): how much they change its length, and where the character
+// at delAt ends up (-1 once a delete takes it).
+type lengthWalk struct {
+	at, shift, delta, delAt int // at: offset in the document before the op
+	done                    bool
+}
+
+func (w *lengthWalk) retain(k int) {
+	if !w.done && w.delAt < w.at+k {
+		w.done = true
 	}
-	return delta, delAt + shift, nil
+	w.at += k
+}
+
+func (w *lengthWalk) insert(k int) {
+	w.delta += k
+	if !w.done && w.at <= w.delAt {
+		w.shift += k
+	}
+}
+
+func (w *lengthWalk) delete(k int) {
+	w.delta -= k
+	if !w.done {
+		if w.delAt < w.at+k {
+			w.delAt, w.done = -1, true
+		} else {
+			w.shift -= k
+		}
+	}
+	w.at += k
+}
+
+func (w *lengthWalk) result() (delta, moved int) {
+	if w.delAt < 0 {
+		return w.delta, -1
+	}
+	return w.delta, w.delAt + w.shift
 }
 
 type richPart struct {
@@ -651,7 +675,7 @@ func walkOp(raw []byte, delAt int) (delta, moved int, err error) {
 		return 0, 0, fmt.Errorf("not an op: %.100s", raw)
 	}
 	b = b[1 : len(b)-1]
-	at, shift, done := 0, 0, delAt < 0 // at: offset in the document before the op
+	w := lengthWalk{delAt: delAt, done: delAt < 0}
 	for {
 		b = skipJSON(b, " \t\r\n,")
 		if len(b) == 0 {
@@ -675,10 +699,7 @@ func walkOp(raw []byte, delAt int) (delta, moved int, err error) {
 				}
 				k = utf8.RuneCountInString(s)
 			}
-			delta += k
-			if !done && at <= delAt {
-				shift += k
-			}
+			w.insert(k)
 		case '{':
 			var d struct{ D int }
 			if num, ok := bytes.CutPrefix(v, []byte(`{"d":`)); ok && len(num) > 1 && num[len(num)-1] == '}' {
@@ -689,30 +710,17 @@ func walkOp(raw []byte, delAt int) (delta, moved int, err error) {
 			if d.D <= 0 {
 				return 0, 0, fmt.Errorf("op component %.100s", v)
 			}
-			delta -= d.D
-			if !done {
-				if delAt < at+d.D {
-					delAt, done = -1, true
-				} else {
-					shift -= d.D
-				}
-			}
-			at += d.D
+			w.delete(d.D)
 		default:
 			k, err := strconv.Atoi(string(v))
 			if err != nil || k <= 0 {
 				return 0, 0, fmt.Errorf("op component %.100s", v)
 			}
-			if !done && delAt < at+k {
-				done = true
-			}
-			at += k
+			w.retain(k)
 		}
 	}
-	if delAt < 0 {
-		return delta, -1, nil
-	}
-	return delta, delAt + shift, nil
+	delta, moved = w.result()
+	return delta, moved, nil
 }
 
 // nextObject splits the first JSON object off b (a frame's messages, with

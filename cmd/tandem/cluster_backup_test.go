@@ -150,16 +150,21 @@ func writeRichHistory(t *testing.T, s storage.Store, id string, n, compact int64
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := storage.Record{Rev: rev, Op: op, User: "writer", Source: "rich-src", Seq: uint64(rev), Time: time.Now()}
-		res, err := s.Commit(ctx, []storage.Append{{DocID: id, Head: rev - 1, Records: []storage.Record{r}}})
-		if err == nil {
-			err = res[0]
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		commitRecord(t, s, id, storage.Record{Rev: rev, Op: op, User: "writer", Source: "rich-src", Seq: uint64(rev), Time: time.Now()})
 	}
 	if err := s.Compact(ctx, id, compact); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// commitRecord commits r on top of revision r.Rev-1.
+func commitRecord(t *testing.T, s storage.Store, id string, r storage.Record) {
+	t.Helper()
+	res, err := s.Commit(t.Context(), []storage.Append{{DocID: id, Head: r.Rev - 1, Records: []storage.Record{r}}})
+	if err == nil {
+		err = res[0]
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 }
@@ -177,13 +182,7 @@ func writeHistory(t *testing.T, s storage.Store, id string, n, compact int64) {
 		if rev%2 == 0 {
 			r.Source, r.Seq = "source-"+id, uint64(rev)
 		}
-		res, err := s.Commit(ctx, []storage.Append{{DocID: id, Head: rev - 1, Records: []storage.Record{r}}})
-		if err == nil {
-			err = res[0]
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		commitRecord(t, s, id, r)
 	}
 	if err := s.Compact(ctx, id, compact); err != nil {
 		t.Fatal(err)

@@ -302,19 +302,14 @@ func (e *Embed) check(i int) error {
 type Delta []Component
 
 // Check reports the first thing wrong with d as an op.
-func (d Delta) Check() error {
-	for i, c := range d {
-		if err := c.check(i, false); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+func (d Delta) Check() error { return d.check(false) }
 
 // CheckDocument reports the first thing wrong with d as a document.
-func (d Delta) CheckDocument() error {
+func (d Delta) CheckDocument() error { return d.check(true) }
+
+func (d Delta) check(inDoc bool) error {
 	for i, c := range d {
-		if err := c.check(i, true); err != nil {
+		if err := c.check(i, inDoc); err != nil {
 			return err
 		}
 	}
@@ -360,20 +355,13 @@ func (d Delta) IsNoop() bool {
 // attributes and adjacent deletes; an insert before a delete at the same
 // place; no trailing retain without attributes. This is quill-delta's
 // form (Delta#push and #chop), with attribute keys sorted.
-func Normalize(d Delta) (Delta, error) {
-	if err := d.Check(); err != nil {
-		return nil, err
-	}
-	var b builder
-	for _, c := range d {
-		b.push(c)
-	}
-	return b.done(), nil
-}
+func Normalize(d Delta) (Delta, error) { return normalize(d, false) }
 
 // NormalizeDocument is Normalize for a document.
-func NormalizeDocument(d Delta) (Delta, error) {
-	if err := d.CheckDocument(); err != nil {
+func NormalizeDocument(d Delta) (Delta, error) { return normalize(d, true) }
+
+func normalize(d Delta, inDoc bool) (Delta, error) {
+	if err := d.check(inDoc); err != nil {
 		return nil, err
 	}
 	var b builder
