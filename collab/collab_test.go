@@ -1110,6 +1110,14 @@ func TestDocumentDeleted(t *testing.T) {
 	if _, err := m.Connect(ctx, "doc", newConn(), info("a", -1)); !errors.As(err, &e) || e.Code != collab.CodeNotFound {
 		t.Fatalf("connect to the deleted document: %v", err)
 	}
+	// A connection with shared budgets (address, user) that fails before
+	// it reaches a document gives them back without one (it once
+	// dereferenced the missing document).
+	withBudgets := info("a", -1)
+	withBudgets.Addr, withBudgets.Owner = "192.0.2.7", "owner-a"
+	if _, err := m.Connect(ctx, "doc", newConn(), withBudgets); !errors.As(err, &e) || e.Code != collab.CodeNotFound {
+		t.Fatalf("connect to the deleted document with budgets: %v", err)
+	}
 
 	// With a commit in flight: it is finished and acknowledged first.
 	c := connect(t, m, "busy", info("c", -1))

@@ -382,7 +382,7 @@ func (m *Manager) Connect(ctx context.Context, docID string, conn Conn, info Cli
 	connected := false
 	defer func() {
 		if !connected {
-			c.release()
+			c.release(m) // (c.d may not be set: Connect can fail before it is)
 		}
 	}()
 	// A frame the transport refuses means the connection is gone: the
@@ -537,19 +537,19 @@ func (c *Client) reply(e *Error) {
 
 // Disconnect tells the document the connection is gone.
 func (c *Client) Disconnect() {
-	c.release()
+	c.release(c.d.m)
 	c.d.post(input{ev: evLeave{Client: c.id}})
 }
 
 // release gives back the shared budgets (they stay with their key until
 // they have refilled).
-func (c *Client) release() {
+func (c *Client) release(m *Manager) {
 	c.released.Do(func() {
 		if c.addrBudget != nil {
-			c.d.m.addrBudgets.put(c.info.Addr)
+			m.addrBudgets.put(c.info.Addr)
 		}
 		if c.userBudget != nil {
-			c.d.m.userBudgets.put(c.info.Owner)
+			m.userBudgets.put(c.info.Owner)
 		}
 	})
 }
