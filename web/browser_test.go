@@ -200,7 +200,8 @@ func (tb *tab) openCM(base, id string) {
 
 func (tb *tab) waitConnected() {
 	tb.t.Helper()
-	tb.waitJS(`window.tandem?.client?.status === 'connected' && (window.tandem.mode === 'codemirror' ? !!window.tandem.view : !document.querySelector('#editor').disabled)`, "connected")
+	tb.waitJS(`window.tandem?.client?.status === 'connected' && (window.tandem.client.type === 'rich' ? !!window.tandem.quill
+	  : window.tandem.mode === 'codemirror' ? !!window.tandem.view : !document.querySelector('#editor').disabled)`, "connected")
 }
 
 // waitJS polls a JavaScript condition.

@@ -138,13 +138,17 @@ func TestVendoredBundles(t *testing.T) {
 		if got := fmt.Sprintf("%x", sha256.Sum256(body)); got != sum {
 			t.Errorf("%s: sha256 %s, VERSIONS.txt says %s: rebuild with scripts/vendor/build.sh", name, got, sum)
 		}
-		if !strings.HasPrefix(ctype, "text/javascript") {
+		want := "text/javascript"
+		if strings.HasSuffix(name, ".css") {
+			want = "text/css"
+		}
+		if !strings.HasPrefix(ctype, want) {
 			t.Errorf("%s served as %q", name, ctype)
 		}
 		sums++
 	}
-	if sums != 2 {
-		t.Fatalf("VERSIONS.txt lists %d bundles, want codemirror.js and preview.js", sums)
+	if sums != 4 {
+		t.Fatalf("VERSIONS.txt lists %d bundles, want codemirror.js, preview.js, quill.js and quill.css", sums)
 	}
 }
 

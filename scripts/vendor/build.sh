@@ -5,6 +5,9 @@
 #   codemirror.js  CodeMirror 6 (state, view, commands, search, language,
 #                  Markdown), what web/static/js/codemirror.js and the demo use
 #   preview.js     marked and DOMPurify, for the demo's Markdown preview
+#   quill.js       Quill 2 and quill-cursors, what web/static/js/quill.js
+#                  and the demo's rich-text editor use
+#   quill.css      Quill's Snow theme and quill-cursors' stylesheet
 #   LICENSES.txt   the licences of the packages
 #   VERSIONS.txt   the packages with their versions, and the
 #                  SHA-256 of each bundle (web's TestVendoredBundles checks
@@ -24,6 +27,8 @@ build() {
 }
 build codemirror-entry.mjs codemirror.js
 build preview-entry.mjs preview.js
+build quill-entry.mjs quill.js
+./node_modules/.bin/esbuild quill-entry.css --bundle --minify --legal-comments=eof --log-level=warning --outfile="$out/quill.css"
 {
   echo "# Vendored by scripts/vendor/build.sh from npm; do not edit by hand."
   echo "# npm packages installed to build them, with versions (package-lock.json):"
@@ -34,9 +39,10 @@ build preview-entry.mjs preview.js
       console.log(p.replace(/^node_modules\//, "") + "@" + v.version)
     }'
   echo "# sha256 of the bundles:"
-  (cd "$out" && sha256sum codemirror.js preview.js)
+  (cd "$out" && sha256sum codemirror.js preview.js quill.js quill.css)
 } > "$out/VERSIONS.txt"
-# Their licences travel with them (MIT, and DOMPurify's MPL-2.0 or Apache-2.0).
+# Their licences travel with them (MIT, BSD-3-Clause for Quill, and
+# DOMPurify's MPL-2.0 or Apache-2.0).
 node -e '
   const fs = require("fs")
   const lock = require("./package-lock.json")
@@ -46,4 +52,4 @@ node -e '
     console.log("=".repeat(72) + "\n" + p.replace(/^node_modules\//, "") + "@" + v.version + " (" + v.license + ")\n" + "=".repeat(72))
     console.log(f ? fs.readFileSync(p + "/" + f, "utf8").trim() + "\n" : "(no licence file in the package)\n")
   }' > "$out/LICENSES.txt"
-echo "wrote $out/codemirror.js, $out/preview.js, $out/VERSIONS.txt, $out/LICENSES.txt"
+echo "wrote $out/codemirror.js, $out/preview.js, $out/quill.js, $out/quill.css, $out/VERSIONS.txt, $out/LICENSES.txt"

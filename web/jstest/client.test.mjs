@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import { connect, wsUrl, diffOp } from '../static/js/client.js'
 import { apply, transformSelection } from '../static/js/ot.js'
 import { cpLength } from '../static/js/unicode.js'
+import * as rich from '../static/js/rich.js'
 import { FakeServer, MemoryStorage, sourceOf } from './fake-server.mjs'
 
 const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
@@ -38,7 +39,7 @@ function settled (server, docId, clients) {
 async function settle (server, docId, clients, timeout = 5000) {
   await waitFor('clients to settle', () => settled(server, docId, clients), timeout)
   const d = server.doc(docId)
-  for (const c of clients) assert.equal(c.text, d.durable, `client ${c.client} diverged`)
+  for (const c of clients) assert.deepEqual(c.doc, d.durable, `client ${c.client} diverged`)
 }
 
 // insertAt and deleteAt build ops in code points.
@@ -55,6 +56,24 @@ function randomEdit (text) {
   let s = ''
   for (let i = 1 + Math.floor(Math.random() * 3); i > 0; i--) s += ALPHABET[Math.floor(Math.random() * ALPHABET.length)]
   return insertAt(Math.floor(Math.random() * (len + 1)), s)
+}
+
+// randomRichEdit types (with formatting), deletes, formats a range or
+// inserts an embed in a rich document.
+const FORMATS = [{ bold: true }, { italic: true }, { bold: null }, { link: 'https://example.com/' }, { header: 1 }, { list: 'bullet' }, { color: '#e11d48' }]
+function randomRichEdit (doc) {
+  const len = rich.length(doc)
+  const pos = Math.floor(Math.random() * (len + 1))
+  const lead = pos > 0 ? [{ retain: pos }] : []
+  const x = Math.random()
+  if (len > pos && x < 0.3) return [...lead, { delete: 1 + Math.floor(Math.random() * Math.min(3, len - pos)) }]
+  if (len > pos && x < 0.55) return [...lead, { retain: 1 + Math.floor(Math.random() * Math.min(6, len - pos)), attributes: FORMATS[Math.floor(Math.random() * FORMATS.length)] }]
+  if (x < 0.6) return [...lead, { insert: { image: 'https://example.com/i.png' } }]
+  let s = ''
+  for (let i = 1 + Math.floor(Math.random() * 3); i > 0; i--) s += ALPHABET[Math.floor(Math.random() * ALPHABET.length)]
+  const c = { insert: s }
+  if (Math.random() < 0.4) c.attributes = { ...FORMATS[Math.floor(Math.random() * 2)] }
+  return [...lead, c]
 }
 
 // Every record in the server's log is unique by (src, seq).
@@ -92,10 +111,10 @@ test('diffOp keeps distant changes apart', () => {
   }
 })
 
-test('a rich-text document: the plain client says so and stops, no reconnect loop', async () => {
+test('a rich-text document: a plain client says so and stops, no reconnect loop', async () => {
   const server = new FakeServer()
-  server.createDoc('r', '').doctype = 'rich'
-  const a = open(server, 'r', { name: 'A' })
+  server.createDoc('r', '', '', 'rich')
+  const a = open(server, 'r', { name: 'A', type: 'plain' })
   const errors = []
   a.on('error', e => errors.push(e))
   await waitFor('closed', () => a.status === 'closed')
@@ -104,6 +123,22 @@ test('a rich-text document: the plain client says so and stops, no reconnect loo
   assert.match(errors[0].message, /rich document/)
   // Closed for good: no timer left that could reconnect.
   assert.equal(a._timers.size, 0, 'it must not reconnect')
+})
+
+test('a client without a type takes the one the hello announces', async () => {
+  const server = new FakeServer()
+  server.createDoc('r', [{ insert: 'Hello\n' }], '', 'rich')
+  const a = open(server, 'r')
+  assert.equal(a.type, 'plain') // until the hello
+  await waitFor('connected', () => a.status === 'connected')
+  assert.equal(a.type, 'rich')
+  assert.deepEqual(a.doc, [{ insert: 'Hello\n' }])
+  a.edit([{ retain: 5, attributes: { bold: true } }])
+  await settle(server, 'r', [a])
+  assert.deepEqual(server.doc('r').durable, [{ insert: 'Hello', attributes: { bold: true } }, { insert: '\n' }])
+  assert.throws(() => a.edit([{ retain: 99 }, { insert: 'x' }]), e => e.code === 'past_end')
+  a.close()
+  assert.throws(() => open(server, 'r', { type: 'html' }), /unknown document type/)
 })
 
 test('two clients converge; frames may be batched', async () => {
@@ -140,11 +175,12 @@ test('two clients converge; frames may be batched', async () => {
   assert.equal(a.status, 'closed')
 })
 
-test('convergence with random edits, disconnects, lost acks and text hellos', async t => {
+for (const [type, start, randomOp] of [['plain', 'start\n', randomEdit], ['rich', [{ insert: 'start\n' }], randomRichEdit]]) {
+test(`convergence with random edits, disconnects, lost acks and text hellos (${type})`, async t => {
   const server = new FakeServer({ commitDelay: () => Math.floor(Math.random() * 4) })
-  server.createDoc('r', 'start\n')
+  server.createDoc('r', start, '', type)
   const clients = []
-  for (let i = 0; i < 4; i++) clients.push(open(server, 'r', { name: `u${i}` }))
+  for (let i = 0; i < 4; i++) clients.push(open(server, 'r', { name: `u${i}`, type }))
   await waitFor('connected', () => clients.every(c => c.status === 'connected'))
   server.onOp = () => {
     const x = Math.random()
@@ -156,10 +192,10 @@ test('convergence with random edits, disconnects, lost acks and text hellos', as
   while (Date.now() < deadline) {
     for (const c of clients) {
       if (Math.random() < 0.7) {
-        c.edit(randomEdit(c.text))
+        c.edit(randomOp(c.doc))
         edits++
       }
-      if (Math.random() < 0.1) c.setSelection([{ anchor: 0, head: Math.floor(Math.random() * (cpLength(c.text) + 1)) }])
+      if (Math.random() < 0.1) c.setSelection([{ anchor: 0, head: Math.floor(Math.random() * (c._s.len + 1)) }])
     }
     const x = Math.random()
     const d = server.doc('r')
@@ -188,6 +224,7 @@ test('convergence with random edits, disconnects, lost acks and text hellos', as
     c.close()
   }
 })
+}
 
 test('every insert lands exactly once despite drops before and after commit', async () => {
   const server = new FakeServer({ commitDelay: () => Math.floor(Math.random() * 6) })
@@ -854,4 +891,85 @@ test('storage: a snapshot no record names (a crash between writes) is dropped; a
   await waitFor('the storage error', () => c.errors.some(e => e.code === 'storage'))
   await waitFor('connected with the server text', () => c.status === 'connected' && c.text === 'hello!')
   c.close()
+})
+
+// ----- rich text: the same state machine, the rich type
+
+const plainText = doc => doc.map(c => typeof c.insert === 'string' ? c.insert : '\ufffc').join('')
+
+test('rich: undo of one\'s own formatting leaves the other\'s typing and formatting', async () => {
+  const server = new FakeServer()
+  server.createDoc('ru', [{ insert: 'Hello world\n' }], '', 'rich')
+  const a = open(server, 'ru', { type: 'rich' })
+  const b = open(server, 'ru', { type: 'rich' })
+  await waitFor('connected', () => a.status === 'connected' && b.status === 'connected')
+  a.edit([{ retain: 11, attributes: { bold: true } }]) // bold "Hello world"
+  b.edit([{ retain: 5 }, { insert: ',', attributes: { italic: true } }]) // inside a's range
+  await settle(server, 'ru', [a, b])
+  b.edit([{ retain: 12 }, { retain: 1, attributes: { header: 1 } }]) // b makes the line a heading
+  await settle(server, 'ru', [a, b])
+  assert.ok(a.undo())
+  await settle(server, 'ru', [a, b])
+  assert.deepEqual(b.doc, [
+    { insert: 'Hello' }, { insert: ',', attributes: { italic: true } }, { insert: ' world' }, { insert: '\n', attributes: { header: 1 } }
+  ])
+  assert.ok(a.redo())
+  await settle(server, 'ru', [a, b])
+  assert.deepEqual(b.doc[0], { insert: 'Hello', attributes: { bold: true } })
+  a.close()
+  b.close()
+})
+
+test('rich: offline edits with formatting survive a reload and reach the server once', async () => {
+  const server = new FakeServer()
+  server.createDoc('ro', [{ insert: 'one\n' }], '', 'rich')
+  const storage = new MemoryStorage()
+  const a = open(server, 'ro', { storage, type: 'rich' })
+  const b = open(server, 'ro', { type: 'rich' })
+  await waitFor('connected', () => a.status === 'connected' && b.status === 'connected')
+  server.down = true
+  server.killAll('ro')
+  await waitFor('disconnected', () => a.status === 'reconnecting')
+  a.edit([{ insert: 'Title', attributes: { bold: true } }, { insert: '\n', attributes: { header: 1 } }])
+  a.edit([{ retain: 6 }, { insert: { image: 'https://example.com/a.png' } }, { insert: ' 😀中' }])
+  const want = a.doc
+  a.close()
+  const a2 = open(server, 'ro', { storage }) // no type: the stored record's
+  assert.equal(a2.type, 'rich')
+  assert.deepEqual(a2.doc, want)
+  assert.equal(a2.pending, 2)
+  server.down = false
+  b.edit([{ retain: 3, attributes: { italic: true } }]) // "one" in italics, concurrently
+  await settle(server, 'ro', [a2, b])
+  assert.equal(plainText(b.doc), 'Title\n\ufffc 😀中one\n')
+  assert.deepEqual(b.doc.find(c => c.insert === 'one'), { insert: 'one', attributes: { italic: true } })
+  assertExactlyOnce(server, 'ro')
+  a2.close()
+  b.close()
+})
+
+test('rich: a text hello after compaction rebases the pending edits on the server\'s Delta', async () => {
+  const server = new FakeServer()
+  server.createDoc('rh', [{ insert: 'alpha\nbeta\ngamma\n' }], '', 'rich')
+  const a = open(server, 'rh', { type: 'rich' })
+  const b = open(server, 'rh', { type: 'rich' })
+  await waitFor('connected', () => a.status === 'connected' && b.status === 'connected')
+  server.down = true
+  for (const c of [...server.doc('rh').clients.values()]) if (c.id === a.client) server.kill(c)
+  await waitFor('a offline', () => a.status !== 'connected')
+  a.edit([{ retain: 6 }, { retain: 4, attributes: { bold: true } }]) // bold "beta"
+  a.edit([{ retain: 17 }, { insert: 'delta\n' }])
+  b.edit([{ insert: 'ALPHA ' }])
+  b.edit([{ retain: 17 }, { retain: 5, attributes: { italic: true } }]) // italic "gamma"
+  await settle(server, 'rh', [b])
+  server.compact('rh')
+  server.down = false
+  await settle(server, 'rh', [a, b])
+  assert.deepEqual(a.doc, [
+    { insert: 'ALPHA alpha\n' }, { insert: 'beta', attributes: { bold: true } }, { insert: '\n' },
+    { insert: 'gamma', attributes: { italic: true } }, { insert: '\ndelta\n' }
+  ])
+  assert.deepEqual(a.errors.map(e => e.code), ['rebased'])
+  a.close()
+  b.close()
 })

@@ -9,8 +9,7 @@
 // connections, compact history, rate-limit and delay.
 
 import { createHash, randomBytes } from 'node:crypto'
-import { apply, isNoop, transform, transformSelection } from '../static/js/ot.js'
-import { cpLength } from '../static/js/unicode.js'
+import { lookup } from '../static/js/doctypes.js'
 
 const rnd = (a, b) => a + Math.floor(Math.random() * (b - a + 1))
 
@@ -35,10 +34,14 @@ export class FakeServer {
     }
   }
 
-  createDoc (id, text = '', title = '') {
+  createDoc (id, text = '', title = '', doctype = 'plain') {
+    const type = lookup(doctype)
+    if (text === '' && doctype !== 'plain') text = type.empty
     const doc = {
       id,
       title,
+      doctype,
+      type,
       head: text,
       headRev: 0,
       durable: text,
@@ -145,7 +148,7 @@ export class FakeServer {
       hello.ops = doc.log.slice(from, doc.durableRev).map(r => recordFields(r))
       this.stats.catchUps++
     } else {
-      hello.text = doc.durable
+      hello[doc.type.field] = doc.durable
       this.stats.textHellos++
     }
     hello.peers = [...doc.clients.values()].filter(c => !c.gone).map(c => ({ client: c.id, user: c.user, name: c.name, color: c.color, sel: c.sel }))
@@ -230,14 +233,14 @@ export class FakeServer {
       if (s) return this._error(conn, 'bad_seq', `seq ${m.seq} is older than ${s.seq}`, m.seq)
     }
     if (!Number.isInteger(m.rev) || m.rev < 0) return this._error(conn, 'bad_message', 'bad rev', m.seq)
-    if (!Array.isArray(m.op) || isNoop(m.op)) return this._error(conn, 'invalid_op', 'empty op: nothing to commit', m.seq)
+    if (!Array.isArray(m.op) || doc.type.isNoop(m.op)) return this._error(conn, 'invalid_op', 'empty op: nothing to commit', m.seq)
     if (m.rev > doc.durableRev) return this._error(conn, 'rev_ahead', `op based on revision ${m.rev}, the document is at ${doc.durableRev}`, m.seq)
     if (m.rev < doc.oldest) return this._error(conn, 'rev_too_old', `revision ${m.rev} is no longer retained`, m.seq)
     let op = m.op
     let head
     try {
-      for (const r of doc.log.slice(m.rev, doc.headRev)) op = transform(op, r.op, 'left')
-      head = apply(doc.head, op)
+      for (const r of doc.log.slice(m.rev, doc.headRev)) op = doc.type.transform(op, r.op, 'left')
+      head = doc.type.apply(doc.head, op)
     } catch (err) {
       return this._error(conn, 'invalid_op', err.message, m.seq)
     }
@@ -261,7 +264,7 @@ export class FakeServer {
       const recs = doc.unsent
       doc.unsent = []
       for (const r of recs) {
-        doc.durable = apply(doc.durable, r.op)
+        doc.durable = doc.type.apply(doc.durable, r.op)
         doc.durableRev = r.rev
         this._broadcast(doc, r)
       }
@@ -279,7 +282,7 @@ export class FakeServer {
       } else {
         this._send(c, { type: 'op', ...recordFields(r) })
       }
-      c.sel = c.sel.map(s => transformSelection(s, r.op, side))
+      c.sel = c.sel.map(s => doc.type.transformSelection(s, r.op, side))
     }
   }
 
@@ -287,11 +290,11 @@ export class FakeServer {
     const doc = this.docs.get(conn.docId)
     if (m.rev > doc.durableRev) return this._error(conn, 'rev_ahead', 'selection ahead')
     if (m.rev < doc.oldest) return this._error(conn, 'rev_too_old', 'selection too old')
-    const n = cpLength(doc.durable)
+    const n = doc.type.length(doc.durable)
     const since = doc.log.slice(m.rev, doc.durableRev)
     conn.sel = (m.sel || []).map(s0 => {
       let s = s0
-      for (const r of since) s = transformSelection(s, r.op, r.src === conn.src ? 'right' : 'left')
+      for (const r of since) s = doc.type.transformSelection(s, r.op, r.src === conn.src ? 'right' : 'left')
       return { anchor: Math.min(s.anchor, n), head: Math.min(s.head, n) }
     })
     for (const o of doc.clients.values()) {

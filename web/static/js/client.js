@@ -3,22 +3,21 @@
 // presence and undo/redo. No dependencies; runs in browsers and in Node (pass
 // options.WebSocket there). docs/client.md is the contract.
 //
-// This module is the protocol's state machine (ops, acks, catch-up, text
-// hellos, presence); its parts are modules of their own: transport.js (the
-// WebSocket, reconnection and backoff), undo.js (the undo history),
-// localstate.js (what survives a reload), diff.js (the diff a text hello
-// rebases against), keys.js (source keys), ot.js and unicode.js.
+// This module is the protocol (ops, acks, catch-up, text hellos, presence)
+// and its I/O; its parts are modules of their own: docstate.js (the pure OT
+// state machine of the document: what the user sees, the server's document,
+// the pending edits), doctypes.js (the document types, plain and rich text:
+// nothing here depends on which), transport.js (the WebSocket, reconnection
+// and backoff), undo.js (the undo history), localstate.js (what survives a
+// reload), keys.js (source keys). The browser glue (online/offline, page
+// hide and show) is installBrowserHandlers, at the end, and can be left out.
 //
-// Positions and lengths are Unicode code points everywhere (ot.js).
+// Positions and lengths are Unicode code points everywhere, for both types.
 //
-// State. `text` is what the user sees. `rev` is the last server revision
-// applied and `base` the document at `rev` (the server's text). The local
-// edits not yet acknowledged are `inflight` (one op, sent with the next seq)
-// and `buffer` (edits made meanwhile, composed into one op), so that
-// text = apply(base, compose(inflight, buffer)). An incoming op is transformed
-// against inflight then buffer (the local ops on the left, the server's on the
-// right) before it is applied to text; the op itself applies to base. An ack
-// applies inflight to base and sends the buffer as the next inflight.
+// Types. options.type ('plain' or 'rich') says what the client edits; left
+// out, the client takes the type the server's hello announces (plain until
+// then). A client of one type connected to a document of another stops with
+// error 'unsupported_type'.
 //
 // Exactly once. A source id (src) and a per-source sequence number (seq) name
 // every op. The source belongs to a secret key the client makes (at least 128
@@ -33,7 +32,7 @@
 // is, the in-flight op is resent with the same seq, and the server
 // acknowledges it once whether or not it had committed it before.
 //
-// Text hellos. When the server answers a reconnect with the whole text
+// Text hellos. When the server answers a reconnect with the whole document
 // (history too long to send, compacted, or the server is behind us), the
 // pending edits cannot be transformed op by op: there is no history. Then:
 //
@@ -75,9 +74,9 @@
 // acknowledged. Nothing is sent before hello or while a text hello's verdict
 // is awaited. Sends are throttled to one per selectionThrottle ms.
 
-import { apply, transform, compose, invert, normalize, isNoop, transformSelection } from './ot.js'
-import { cpLength, opFromDiff } from './unicode.js'
 import { diffOp } from './diff.js'
+import { plain, lookup } from './doctypes.js'
+import { DocState } from './docstate.js'
 import { newKey, validKey, uuid } from './keys.js'
 import { UndoHistory } from './undo.js'
 import { LocalState } from './localstate.js'
@@ -117,20 +116,6 @@ function utf8Length (s) {
   return s.length * 3
 }
 
-// delta is what op does to a document's length.
-function delta (op) {
-  let n = 0
-  for (const c of op) {
-    if (typeof c === 'string') n += cpLength(c)
-    else if (typeof c === 'object' && c !== null) n -= typeof c.d === 'number' ? c.d : cpLength(c.d)
-  }
-  return n
-}
-
-function xform (local, server) {
-  return [transform(local, server, 'left'), transform(server, local, 'right')]
-}
-
 function cleanSel (sels, len) {
   if (!Array.isArray(sels)) return []
   const out = []
@@ -155,10 +140,13 @@ export class TandemClient {
     const WS = options.WebSocket || globalThis.WebSocket
     if (typeof WS !== 'function') throw new Error('tandem: no WebSocket implementation; pass options.WebSocket')
 
-    /** The current local text: the server's plus the unacknowledged local edits. */
-    this.text = ''
-    /** The last server revision applied (null before the first hello). */
-    this.rev = null
+    let type = null
+    if (options.type !== undefined && options.type !== null) {
+      type = lookup(options.type)
+      if (!type) throw new TypeError(`tandem: unknown document type ${JSON.stringify(options.type)} (plain or rich)`)
+    }
+    this._typeChosen = !!type // else the hello's doctype decides
+    this._s = new DocState(type || plain)
     this.status = 'connecting'
     /** Map client-id → {client, user, name, color, sel} (sel in this.text's code points). */
     this.peers = new Map()
@@ -168,10 +156,6 @@ export class TandemClient {
     this.src = null // our source id: derived by the server from _srcKey, learned from hello
     this._srcKey = null // the secret that owns src (kept with the unsent edits)
 
-    this._base = '' // the document at rev (=== text when nothing is pending)
-    this._len = 0 // cpLength(text)
-    this._inflight = null // {op, seq (null until first sent), count, conn (generation it was sent on)}
-    this._buffer = null // {op, count}
     this._seq = 0 // the last seq allocated
     this._limbo = null // awaiting the verdict on the in-flight op after a text hello
     this._listeners = new Map()
@@ -186,7 +170,7 @@ export class TandemClient {
     }, {
       params: () => {
         const p = { key: this._srcKey, user: o.user, name: o.name, color: o.color }
-        if (this.rev !== null && !this._forceText) p.rev = this.rev
+        if (this._s.rev !== null && !this._forceText) p.rev = this._s.rev
         return p
       },
       frame: data => this._onFrame(data),
@@ -203,7 +187,7 @@ export class TandemClient {
     this._selDirty = false
     this._selApprox = false
 
-    this._history = new UndoHistory({ mergeInterval: this.options.undoMergeInterval, max: this.options.maxUndo })
+    this._newHistory()
 
     this._storage = options.storage || null
     this._instance = uuid()
@@ -211,8 +195,23 @@ export class TandemClient {
     this._srcSwitch = false
     this._storageWarned = false
     this._load()
-    this._installWindowHandlers()
+    if (options.browser !== false) this._removeBrowserHandlers = installBrowserHandlers(this)
     this._open()
+  }
+
+  /** The document as the user sees it: the server's plus the local edits
+   * not yet acknowledged. A string for plain text, a Delta (an array of
+   * inserts) for rich text. */
+  get doc () { return this._s.doc }
+  /** text is doc (the name from when every document was plain text). */
+  get text () { return this._s.doc }
+  /** The last server revision applied (null before the first hello). */
+  get rev () { return this._s.rev }
+  /** The document type's name: 'plain' or 'rich'. */
+  get type () { return this._s.type.name }
+
+  _newHistory () {
+    this._history = new UndoHistory({ mergeInterval: this.options.undoMergeInterval, max: this.options.maxUndo, type: this._s.type })
   }
 
   // The current connection and its generation (transport.js).
@@ -220,9 +219,11 @@ export class TandemClient {
   get _gen () { return this._t.gen }
 
   /** Local ops (edits) not yet acknowledged by the server. */
-  get pending () {
-    return (this._inflight ? this._inflight.count : 0) + (this._buffer ? this._buffer.count : 0)
-  }
+  get pending () { return this._s.pending }
+
+  // The pending edits (docstate.js).
+  get _inflight () { return this._s.inflight }
+  get _buffer () { return this._s.buffer }
 
   /** Whether this client keeps its unsent edits in options.storage (false
    * without storage, or when another tab of the same document holds it). */
@@ -297,20 +298,21 @@ export class TandemClient {
 
   // ----- the public API
 
-  /** edit applies a local edit (an op on this.text) at once and sends it. It
-   * throws (Error with code invalid_op, too_long, delete_mismatch) if op does
-   * not apply to this.text. With {undoable: false} the edit does not become
+  /** edit applies a local edit (an op on this.doc, in the document type's
+   * format) at once and sends it. It throws (an Error with the type's code:
+   * invalid_op, too_long, delete_mismatch for plain text, past_end and the
+   * others of rich.js for rich text) if op does not apply to this.doc. With {undoable: false} the edit does not become
    * an undo step (undo passes over it, as over others' edits). */
   edit (op, { undoable = true } = {}) {
     this._localEdit(op, undoable ? 'edit' : 'silent')
   }
 
   /** setSelection sets this client's selections ([{anchor, head}] in code
-   * points of this.text), sent to the others (throttled). */
+   * points of this.doc), sent to the others (throttled). */
   setSelection (sels) {
     if (this._closed) return
     if (sels && !Array.isArray(sels)) sels = [sels]
-    this._selection = cleanSel(sels, this._len)
+    this._selection = cleanSel(sels, this._s.len)
     this._selDirty = true
     this._scheduleSel()
   }
@@ -333,9 +335,9 @@ export class TandemClient {
    * restored revision rev (after making the edit that does it): their
    * clients emit 'restored'. Best effort: false when not connected. */
   announceRestore (rev) {
-    if (!this._ws || !this._helloDone || !Number.isInteger(rev) || rev < 0 || this.rev === null) return false
+    if (!this._ws || !this._helloDone || !Number.isInteger(rev) || rev < 0 || this._s.rev === null) return false
     try {
-      this._ws.send(JSON.stringify({ type: 'restored', rev: Math.min(rev, this.rev) }))
+      this._ws.send(JSON.stringify({ type: 'restored', rev: Math.min(rev, this._s.rev) }))
       return true
     } catch {
       return false
@@ -363,54 +365,38 @@ export class TandemClient {
     this._releaseLease()
     this._dropSocket()
     this._t.close()
-    this._removeWindowHandlers()
+    if (this._removeBrowserHandlers) this._removeBrowserHandlers()
     this._setStatus('closed')
   }
 
   // ----- local edits
 
   _localEdit (op, origin) {
-    const before = this.text
-    op = normalize(op)
-    if (isNoop(op)) return
-    const after = apply(before, op) // throws on an op that does not apply
-    const inverse = invert(op, before)
-    this.text = after
-    if (!this._inflight) {
-      this._base = before
-      this._inflight = { op, seq: null, count: 1, conn: 0 }
-    } else if (!this._buffer) {
-      this._buffer = { op, count: 1 }
-    } else {
-      this._buffer = { op: compose(this._buffer.op, op), count: this._buffer.count + 1 }
-    }
-    this._len += delta(op)
-    this._history.record(op, inverse, origin)
-    for (const p of this.peers.values()) p.sel = p.sel.map(s => transformSelection(s, op, 'left'))
-    if (this._selection) this._selection = this._selection.map(s => transformSelection(s, op, 'right'))
+    const done = this._s.local(op) // throws on an op that does not apply
+    if (!done) return
+    op = done.op
+    const t = this._s.type
+    this._history.record(op, done.inverse, origin)
+    for (const p of this.peers.values()) p.sel = p.sel.map(s => t.transformSelection(s, op, 'left'))
+    if (this._selection) this._selection = this._selection.map(s => t.transformSelection(s, op, 'right'))
     this._persistSoon()
-    this._emit('text', this.text, { remote: false, op, origin })
+    this._emit('text', this._s.doc, { remote: false, op, origin })
     this._sendInflight()
   }
 
-  _pendingOp () {
-    if (!this._inflight) return []
-    if (!this._buffer) return this._inflight.op
-    return compose(this._inflight.op, this._buffer.op)
-  }
-
-  // _externalChange updates everything that lives in text coordinates after
-  // op (made by someone else, or by a resync) was applied to this.text.
+  // _externalChange updates everything that lives in the document's
+  // coordinates after op (made by someone else, or by a resync) was applied
+  // to the document.
   _externalChange (op, info) {
-    this._len += delta(op)
+    const t = this._s.type
     for (const p of this.peers.values()) {
       const side = info.author !== undefined && p.client === info.author ? 'right' : 'left'
-      p.sel = p.sel.map(s => transformSelection(s, op, side))
+      p.sel = p.sel.map(s => t.transformSelection(s, op, side))
     }
-    if (this._selection) this._selection = this._selection.map(s => transformSelection(s, op, 'left'))
+    if (this._selection) this._selection = this._selection.map(s => t.transformSelection(s, op, 'left'))
     this._history.transform(op)
     this._persistSoon()
-    this._emit('text', this.text, { remote: true, op, origin: info.origin, client: info.author })
+    this._emit('text', this._s.doc, { remote: true, op, origin: info.origin, client: info.author })
   }
 
   // ----- the connection
@@ -524,12 +510,21 @@ export class TandemClient {
 
   _onHello (m) {
     if (!Number.isInteger(m.rev) || m.rev < 0) return this._resync(true, 'bad hello')
-    if (typeof m.doctype === 'string' && m.doctype !== 'plain') {
-      // A rich-text document: this client edits plain text only. Stop
-      // rather than reconnect forever (the text would never arrive).
-      this._error('unsupported_type', `this is a ${m.doctype} document; this editor edits plain text (read it with the API: /api/docs/${encodeURIComponent(this.docId || '')}/export)`)
-      this.close()
-      return
+    const doctype = typeof m.doctype === 'string' ? m.doctype : 'plain'
+    if (doctype !== this._s.type.name) {
+      const t = lookup(doctype)
+      if (!t || this._typeChosen || this._s.rev !== null || this._s.inflight) {
+        // Stop rather than reconnect forever (the document would never
+        // arrive in a form this client edits).
+        this._error('unsupported_type', `this is a ${doctype} document; this editor edits ${this._s.type.name === 'plain' ? 'plain' : this._s.type.name} text (read it with the API: /api/docs/${encodeURIComponent(this.docId || '')}/export)`)
+        this.close()
+        return
+      }
+      // The first hello of a client that let the server decide.
+      this._typeChosen = true
+      this._s = new DocState(t)
+      this._newHistory()
+      if (this._local) this._local.type = t
     }
     this._t.hello()
     const gen = this._gen
@@ -546,7 +541,7 @@ export class TandemClient {
     }
     const peers = Array.isArray(m.peers) ? m.peers : []
     if (Array.isArray(m.ops) && Number.isInteger(m.from)) {
-      if (this.rev === null || m.from !== this.rev) return this._resync(true, `catch-up from ${m.from}, at ${this.rev}`)
+      if (this._s.rev === null || m.from !== this._s.rev) return this._resync(true, `catch-up from ${m.from}, at ${this._s.rev}`)
       this._catchingUp = true
       try {
         for (const o of m.ops) {
@@ -556,26 +551,27 @@ export class TandemClient {
       } finally {
         this._catchingUp = false
       }
-      if (this.rev !== m.rev) return this._resync(true, `catch-up ended at ${this.rev}, hello says ${m.rev}`)
+      if (this._s.rev !== m.rev) return this._resync(true, `catch-up ended at ${this._s.rev}, hello says ${m.rev}`)
       this._forceText = false
       this._setPeers(peers)
-    } else if (typeof m.text === 'string') {
+    } else if (this._s.type.isDocument(m[this._s.type.field])) {
+      const content = m[this._s.type.field]
       this._forceText = false
       if (!this._inflight) {
-        this._replaceText(m.text, m.rev)
+        this._replaceText(content, m.rev)
         this._setPeers(peers)
-      } else if (this.rev === null) {
-        this._rebaseOnto(m.text, m.rev, peers)
+      } else if (this._s.rev === null) {
+        this._rebaseOnto(content, m.rev, peers)
         if (gen !== this._gen) return
       } else {
         // See "Text hellos" above: ask the server about the in-flight op.
-        this._limbo = { text: m.text, rev: m.rev, helloRev: m.rev, peers: peers.map(p => ({ ...p, sel: cleanSel(p.sel, Infinity) })) }
-        this._trace('limbo', { rev: this.rev, helloRev: m.rev, seq: this._inflight.seq })
+        this._limbo = { text: content, rev: m.rev, helloRev: m.rev, peers: peers.map(p => ({ ...p, sel: cleanSel(p.sel, Infinity) })) }
+        this._trace('limbo', { rev: this._s.rev, helloRev: m.rev, seq: this._inflight.seq })
         this._inflight.conn = 0
         this._sendInflight()
       }
     } else {
-      return this._resync(true, 'hello without text or ops')
+      return this._resync(true, `hello without ${this._s.type.field} or ops`)
     }
     this._setStatus('connected')
     if (gen !== this._gen || this._limbo) return
@@ -591,82 +587,47 @@ export class TandemClient {
     this._persistSoon()
   }
 
-  // _replaceText takes the server's text when nothing is pending.
-  _replaceText (text, rev) {
-    const old = this.text
-    this.rev = rev
-    this._base = text
-    if (old === text) {
+  // _replaceText takes the server's document when nothing is pending.
+  _replaceText (doc, rev) {
+    const op = this._s.replace(doc, rev)
+    if (!op) {
       this._persistSoon()
       return
     }
-    const op = diffOp(old, text)
-    this.text = text
     this._externalChange(op, { origin: 'resync' })
   }
 
   // _rebaseOnto re-expresses the pending edits (relative to _base) on the
   // server's text at rev, by transforming them against a diff.
-  _rebaseOnto (serverText, rev, peers) {
+  _rebaseOnto (serverDoc, rev, peers) {
     this._trace('rebase', { rev, pending: this.pending })
-    const oldBase = this._base
-    const oldText = this.text
-    const P = this._pendingOp()
-    const count = this.pending
-    let P2, D2, newText
-    let conflict = false
-    try {
-      const D = diffOp(oldBase, serverText)
-      P2 = transform(P, D, 'left')
-      D2 = transform(D, P, 'right')
-      newText = apply(serverText, P2)
-      if (apply(oldText, D2) !== newText) throw new Error('rebase diverged')
-    } catch {
-      conflict = true
-      P2 = diffOp(serverText, oldText)
-      D2 = []
-      newText = oldText
-    }
+    const r = this._s.rebase(serverDoc, rev)
     this._limbo = null
-    this.rev = rev
-    this._base = serverText
-    this._inflight = isNoop(P2) ? null : { op: normalize(P2), seq: null, count: Math.max(1, count), conn: 0 }
-    this._buffer = null
-    this.text = newText
-    if (!isNoop(D2)) this._externalChange(D2, { origin: 'resync' })
+    if (r.change) this._externalChange(r.change, { origin: 'resync' })
     this._setPeers(peers)
     this._persistNow()
-    if (conflict) {
-      this._error('conflict', 'The connection could not catch up and your unsent edits could not be merged with the others\' changes: your version of the text was sent as one edit. Check the document.')
-    } else if (!isNoop(P) && oldBase !== serverText) {
-      this._error('rebased', `The connection could not catch up on the edit history: your ${count} unsent edit(s) were re-applied to the latest version of the document. Check them.`)
+    if (r.conflict) {
+      this._error('conflict', 'The connection could not catch up and your unsent edits could not be merged with the others\' changes: your version of the document was sent as one edit. Check the document.')
+    } else if (!this._s.type.isNoop(r.pendingBefore) && r.moved) {
+      this._error('rebased', `The connection could not catch up on the edit history: your ${r.count} unsent edit(s) were re-applied to the latest version of the document. Check them.`)
     }
   }
 
   _onOp (m, catchUp) {
     if (!Number.isInteger(m.rev) || !Array.isArray(m.op)) return this._resync(false, 'bad op message')
     if (this._limbo) return this._limboOp(m)
-    if (m.rev !== this.rev + 1) return this._resync(false, `op at rev ${m.rev}, client at ${this.rev}`)
+    if (m.rev !== this._s.rev + 1) return this._resync(false, `op at rev ${m.rev}, client at ${this._s.rev}`)
     const inf = this._inflight
     if (inf && inf.seq !== null && m.src === this.src && m.seq === inf.seq) {
       // Our in-flight op, committed (in a catch-up): its ack.
       return this._onAck({ type: 'ack', seq: m.seq, rev: m.rev })
     }
-    let s = m.op
-    let infOp, bufOp, newBase, newText
+    let s
     try {
-      if (inf) [infOp, s] = xform(inf.op, s)
-      if (this._buffer) [bufOp, s] = xform(this._buffer.op, s)
-      newText = apply(this.text, s)
-      newBase = inf ? apply(this._base, m.op) : newText
+      s = this._s.remote(m.op, m.rev)
     } catch (err) {
       return this._resync(true, `op ${m.rev} does not apply: ${err.message}`)
     }
-    if (inf) inf.op = infOp
-    if (this._buffer) this._buffer.op = bufOp
-    this.rev = m.rev
-    this.text = newText
-    this._base = newBase
     this._externalChange(s, { origin: 'remote', author: m.client })
   }
 
@@ -674,32 +635,20 @@ export class TandemClient {
     if (this._limbo) return this._limboAck(m)
     const inf = this._inflight
     if (!inf || inf.seq === null || m.seq !== inf.seq) {
-      if (Number.isInteger(m.rev) && this.rev !== null && m.rev <= this.rev) return // a stale duplicate
+      if (Number.isInteger(m.rev) && this._s.rev !== null && m.rev <= this._s.rev) return // a stale duplicate
       return this._resync(false, `unexpected ack ${m.seq}`)
     }
-    if (m.rev !== this.rev + 1) return this._resync(false, `ack at rev ${m.rev}, client at ${this.rev}`)
-    let base
+    if (m.rev !== this._s.rev + 1) return this._resync(false, `ack at rev ${m.rev}, client at ${this._s.rev}`)
+    let consistent
     try {
-      base = apply(this._base, inf.op)
+      consistent = this._s.acked(m.rev)
     } catch (err) {
       return this._resync(true, `acknowledged op does not apply: ${err.message}`)
     }
     this._clearTimer('ack')
     this._clearTimer('rate')
-    this.rev = m.rev
-    this._base = base
-    if (this._buffer) {
-      this._inflight = { op: this._buffer.op, seq: null, count: this._buffer.count, conn: 0 }
-      this._buffer = null
-    } else {
-      this._inflight = null
-      if (this._base !== this.text) {
-        // Cannot happen unless state was corrupted: never let it stand.
-        this._base = this.text
-        this.rev = null
-        return this._resync(true, 'text and base differ after ack')
-      }
-    }
+    // Cannot happen unless state was corrupted: never let it stand.
+    if (!consistent) return this._resync(true, 'document and base differ after ack')
     // Not critical: a state that still shows the op in flight is resolved
     // by the catch-up after a reload (which holds the op as ours).
     this._persistSoon()
@@ -719,15 +668,16 @@ export class TandemClient {
   _limboOp (m) {
     const L = this._limbo
     if (m.rev !== L.rev + 1) return this._resync(false, `op at rev ${m.rev}, server text at ${L.rev}`)
+    const t = this._s.type
     try {
-      L.text = apply(L.text, m.op)
+      L.text = t.apply(L.text, m.op)
     } catch (err) {
       return this._resync(true, `op ${m.rev} does not apply: ${err.message}`)
     }
     L.rev = m.rev
     for (const p of L.peers) {
       const side = p.client === m.client ? 'right' : 'left'
-      p.sel = p.sel.map(s => transformSelection(s, m.op, side))
+      p.sel = p.sel.map(s => t.transformSelection(s, m.op, side))
     }
   }
 
@@ -737,23 +687,20 @@ export class TandemClient {
     if (!inf || m.seq !== inf.seq || !Number.isInteger(m.rev)) return this._resync(false, `unexpected ack ${m.seq}`)
     let base1
     try {
-      base1 = apply(this._base, inf.op)
+      // Whatever the verdict, the in-flight op is committed: what is left
+      // pending is the buffer, relative to base1.
+      base1 = this._s.committedAside()
     } catch (err) {
       return this._resync(true, `in-flight op does not apply: ${err.message}`)
     }
     this._clearTimer('ack')
     this._clearTimer('rate')
-    // Whatever the verdict, the in-flight op is committed: what is left
-    // pending is the buffer, relative to base1.
-    this._base = base1
-    this._inflight = this._buffer ? { op: this._buffer.op, seq: null, count: this._buffer.count, conn: 0 } : null
-    this._buffer = null
     this._trace('verdict', m.rev <= L.helloRev ? 'committed before' : 'committed now')
-    if (m.rev === this.rev + 1 && this._inflight) {
+    if (m.rev === this._s.rev + 1 && this._inflight) {
       // Committed right on its base, unchanged: base1 is the server's text at
       // m.rev, so the buffer is based on a real revision and the server can
       // transform it exactly. Ask again, about it.
-      this.rev = m.rev
+      this._s.rev = m.rev
       if (m.rev === L.rev + 1) {
         L.text = base1
         L.rev = m.rev
@@ -765,12 +712,12 @@ export class TandemClient {
       this._afterSync()
     } else if (m.rev === L.rev + 1) {
       // Committed now, in a form the server chose: fetch the text holding it.
-      this.rev = null
+      this._s.rev = null
       this._limbo = null
       this._persistNow()
       this._resync(true, 'in-flight op committed after a text hello')
     } else {
-      this.rev = null
+      this._s.rev = null
       this._limbo = null
       this._persistNow()
       this._resync(true, `ack at rev ${m.rev}, server text at ${L.rev}`)
@@ -792,19 +739,15 @@ export class TandemClient {
   _sendInflight () {
     const inf = this._inflight
     const ws = this._ws
-    if (!inf || !ws || !this._helloDone || inf.conn === this._gen || this.rev === null || this._closed) return
+    if (!inf || !ws || !this._helloDone || inf.conn === this._gen || this._s.rev === null || this._closed) return
     if (inf.seq === null) {
-      if (this._buffer) {
-        // Never sent: it can take the buffer along (after offline editing,
-        // the whole session's edits go as one op, transformed exactly by the
-        // server).
-        inf.op = compose(inf.op, this._buffer.op)
-        inf.count += this._buffer.count
-        this._buffer = null
-      }
-      if (isNoop(inf.op)) {
+      // Never sent: it can take the buffer along (after offline editing,
+      // the whole session's edits go as one op, transformed exactly by the
+      // server).
+      this._s.absorbBuffer()
+      if (this._s.type.isNoop(inf.op)) {
         // Edits that cancelled out: the server takes no empty op.
-        this._inflight = null
+        this._s.inflight = null
         this._emit('synced')
         return
       }
@@ -822,7 +765,7 @@ export class TandemClient {
       // another one.
       this._persistNow()
     }
-    const msg = JSON.stringify({ type: 'op', rev: this.rev, seq: inf.seq, op: inf.op })
+    const msg = JSON.stringify({ type: 'op', rev: this._s.rev, seq: inf.seq, op: inf.op })
     if (msg.length * 3 > this.options.maxFrameBytes && utf8Length(msg) > this.options.maxFrameBytes) {
       if (this._limbo) {
         this._limboRejected()
@@ -857,26 +800,16 @@ export class TandemClient {
   _dropInflight (code, message) {
     const inf = this._inflight
     if (!inf) return
-    let inv
+    let undo
     try {
-      inv = invert(inf.op, this._base)
+      undo = this._s.dropInflight()
     } catch {
       this._inflight.conn = 0
       this._resync(true, 'cannot undo a refused op')
       return
     }
-    let undo = inv
-    let rest = null
-    if (this._buffer) {
-      undo = transform(inv, this._buffer.op, 'right')
-      rest = { op: transform(this._buffer.op, inv, 'left'), seq: null, count: this._buffer.count, conn: 0 }
-    }
     this._clearTimer('ack')
     this._clearTimer('rate')
-    this._inflight = rest && !isNoop(rest.op) ? rest : null
-    this._buffer = null
-    this.text = apply(this.text, undo)
-    if (!this._inflight) this._base = this.text
     this._externalChange(undo, { origin: 'revert' })
     this._persistNow()
     this._error(code, message)
@@ -931,15 +864,11 @@ export class TandemClient {
           this._limboRejected()
           return
         }
-        if (forInflight && code === 'invalid_op' && isNoop(inf.op)) {
+        if (forInflight && code === 'invalid_op' && this._s.type.isNoop(inf.op)) {
           // Others' edits took away everything our op did, and the server
           // had not committed it: nothing is lost, go on.
           this._clearTimer('ack')
-          this._inflight = null
-          if (this._buffer) {
-            this._inflight = { op: this._buffer.op, seq: null, count: this._buffer.count, conn: 0 }
-            this._buffer = null
-          }
+          this._s.promoteBuffer()
           this._persistNow()
           this._sendInflight()
           if (!this._inflight) this._emit('synced')
@@ -1002,20 +931,15 @@ export class TandemClient {
   }
 
   _flushSelection () {
-    if (!this._selDirty || !this._selection || !this._ws || !this._helloDone || this._limbo || this.rev === null) return
-    let sel = this._selection
-    let approx = false
-    if (this._inflight) {
-      try {
-        const inv = invert(this._pendingOp(), this._base)
-        sel = sel.map(s => transformSelection(s, inv, 'left'))
-        approx = true
-      } catch {
-        return
-      }
+    if (!this._selDirty || !this._selection || !this._ws || !this._helloDone || this._limbo || this._s.rev === null) return
+    let sel, approx
+    try {
+      ({ sel, approx } = this._s.toServer(this._selection))
+    } catch {
+      return
     }
     try {
-      this._ws.send(JSON.stringify({ type: 'sel', rev: this.rev, sel }))
+      this._ws.send(JSON.stringify({ type: 'sel', rev: this._s.rev, sel }))
     } catch {
       return
     }
@@ -1024,15 +948,10 @@ export class TandemClient {
     this._selApprox = approx
   }
 
-  // _toLocal maps selections at rev (the server's coordinates) into text.
+  // _toLocal maps selections at rev (the server's coordinates) into the
+  // document.
   _toLocal (sels) {
-    const clean = cleanSel(sels, Infinity)
-    let out = clean
-    if (this._inflight) {
-      const P = this._pendingOp()
-      out = clean.map(s => transformSelection(s, P, 'left'))
-    }
-    return cleanSel(out, this._len)
+    return cleanSel(this._s.toLocal(cleanSel(sels, Infinity)), this._s.len)
   }
 
   _setPeers (list) {
@@ -1066,7 +985,7 @@ export class TandemClient {
     }
     // The server sends a selection at its latest revision, which is ours:
     // every op before it has reached us.
-    p.sel = m.rev === this.rev ? this._toLocal(m.sel) : cleanSel(m.sel, this._len)
+    p.sel = m.rev === this._s.rev ? this._toLocal(m.sel) : cleanSel(m.sel, this._s.len)
     this._emit('presence', this.peers)
   }
 
@@ -1108,12 +1027,20 @@ export class TandemClient {
 
   _load () {
     const st = this._storage
-    if (st) this._local = new LocalState(st, this.options.storagePrefix, this.docId, this._instance, this.options.leaseTtl)
+    if (st) this._local = new LocalState(st, this.options.storagePrefix, this.docId, this._instance, this.options.leaseTtl, this._s.type)
     if (st && this._local.claimLease()) {
       this._persistOK = true
       const every = Math.max(1000, Math.floor(this.options.leaseTtl / 3))
       this._leaseTimer = setInterval(() => this._renewLease(), every)
       if (this._leaseTimer && typeof this._leaseTimer.unref === 'function') this._leaseTimer.unref()
+      const stored = lookup(this._local.storedType())
+      if (stored && !this._typeChosen && stored !== this._s.type) {
+        // A reload of a client that lets the server decide: the unsent
+        // edits kept are of the document's type.
+        this._s = new DocState(stored)
+        this._local.type = stored
+        this._newHistory()
+      }
       const { record: r, lost } = this._local.load()
       if (lost) setTimeout(() => this._error('storage', 'The unsent edits kept for this document could not be read and were dropped.'), 0)
       // v1 (protocol 1) kept a source without a key: its unsent edits are
@@ -1128,25 +1055,14 @@ export class TandemClient {
           this._seq = Number.isInteger(r.seq) ? r.seq : 0
           this._seq = Math.max(this._seq, this._local.readSeq(r.key))
         }
-        if (typeof r.base === 'string') {
+        if (r.base !== null && r.base !== undefined && this._s.type.isDocument(r.base)) {
           try {
             const rev = Number.isInteger(r.rev) ? r.rev : null
-            let text = r.base
-            let inflight = null
-            let buffer = null
-            if (r.inflight && Array.isArray(r.inflight.op)) {
-              inflight = { op: normalize(r.inflight.op), seq: !v1 && Number.isInteger(r.inflight.seq) ? r.inflight.seq : null, count: r.inflight.count || 1, conn: 0 }
-              text = apply(text, inflight.op)
-              if (r.buffer && Array.isArray(r.buffer.op)) {
-                buffer = { op: normalize(r.buffer.op), count: r.buffer.count || 1 }
-                text = apply(text, buffer.op)
-              }
-            }
-            this.rev = rev
-            this._base = r.base
-            this.text = text
-            this._inflight = inflight
-            this._buffer = buffer
+            const inflight = r.inflight && Array.isArray(r.inflight.op)
+              ? { op: r.inflight.op, seq: !v1 && Number.isInteger(r.inflight.seq) ? r.inflight.seq : null, count: r.inflight.count }
+              : null
+            const buffer = inflight && r.buffer && Array.isArray(r.buffer.op) ? r.buffer : null
+            this._s.restore(r.base, rev, inflight, buffer)
             if (typeof r.title === 'string') this.title = r.title
           } catch {
             setTimeout(() => this._error('storage', 'The unsent edits kept for this document could not be read and were dropped.'), 0)
@@ -1155,7 +1071,6 @@ export class TandemClient {
       }
     }
     if (!this._srcKey) this._newSource()
-    this._len = cpLength(this.text)
   }
 
   // _newSource starts a new source: a new secret key (the server derives
@@ -1172,7 +1087,7 @@ export class TandemClient {
       key: this._srcKey,
       src: this.src,
       seq: this._seq,
-      rev: this.rev,
+      rev: this._s.rev,
       title: this.title,
       inflight: inf ? { op: inf.op, seq: inf.seq, count: inf.count } : null,
       buffer: this._buffer ? { op: this._buffer.op, count: this._buffer.count } : null,
@@ -1190,7 +1105,7 @@ export class TandemClient {
     if (!this._persistOK || this._closed) return
     this._local.writeSeq(this._srcKey, this._seq)
     try {
-      this._local.save(this._record(), this._base)
+      this._local.save(this._record(), this._s.base)
     } catch (err) {
       if (!this._storageWarned) {
         this._storageWarned = true
@@ -1198,49 +1113,52 @@ export class TandemClient {
       }
     }
   }
+}
 
-  // ----- browser integration
-
-  _installWindowHandlers () {
-    if (typeof window === 'undefined' || typeof window.addEventListener !== 'function') return
-    this._onOnline = () => {
-      if (this._closed || this._helloDone) return
-      // Whatever was trying to connect while offline may hang: start over.
-      this._dropSocket()
-      this._t.now()
-    }
-    this._onOffline = () => {
-      if (this._closed) return
-      this._dropSocket()
-      this._t.offline()
-    }
-    this._onVisible = () => {
-      if (document.visibilityState === 'visible' && this.status === 'reconnecting') this.retry()
-    }
-    this._onPageHide = () => {
-      this._persistNow()
-      this._releaseLease()
-    }
-    this._onPageShow = e => {
-      if (this._closed || !this._storage || !e || !e.persisted) return
-      if (this._persistOK && !this._local.claimLease()) {
-        this._persistOK = false
-        this._srcSwitch = true
-      }
-    }
-    window.addEventListener('online', this._onOnline)
-    window.addEventListener('offline', this._onOffline)
-    window.addEventListener('pagehide', this._onPageHide)
-    window.addEventListener('pageshow', this._onPageShow)
-    if (typeof document !== 'undefined') document.addEventListener('visibilitychange', this._onVisible)
+/** installBrowserHandlers connects client to the page: going online
+ * reconnects at once, going offline drops the connection, a page coming
+ * back into view retries, a page hidden writes the unsent edits and
+ * releases the storage lease, a page restored from the back-forward cache
+ * claims it again. It returns the function that removes them. connect
+ * calls it unless options.browser is false; outside a browser it does
+ * nothing. */
+export function installBrowserHandlers (client) {
+  if (typeof window === 'undefined' || typeof window.addEventListener !== 'function') return () => {}
+  const onOnline = () => {
+    if (client._closed || client._helloDone) return
+    // Whatever was trying to connect while offline may hang: start over.
+    client._dropSocket()
+    client._t.now()
   }
-
-  _removeWindowHandlers () {
-    if (!this._onOnline) return
-    window.removeEventListener('online', this._onOnline)
-    window.removeEventListener('offline', this._onOffline)
-    window.removeEventListener('pagehide', this._onPageHide)
-    window.removeEventListener('pageshow', this._onPageShow)
-    if (typeof document !== 'undefined') document.removeEventListener('visibilitychange', this._onVisible)
+  const onOffline = () => {
+    if (client._closed) return
+    client._dropSocket()
+    client._t.offline()
+  }
+  const onVisible = () => {
+    if (document.visibilityState === 'visible' && client.status === 'reconnecting') client.retry()
+  }
+  const onPageHide = () => {
+    client._persistNow()
+    client._releaseLease()
+  }
+  const onPageShow = e => {
+    if (client._closed || !client._storage || !e || !e.persisted) return
+    if (client._persistOK && !client._local.claimLease()) {
+      client._persistOK = false
+      client._srcSwitch = true
+    }
+  }
+  window.addEventListener('online', onOnline)
+  window.addEventListener('offline', onOffline)
+  window.addEventListener('pagehide', onPageHide)
+  window.addEventListener('pageshow', onPageShow)
+  if (typeof document !== 'undefined') document.addEventListener('visibilitychange', onVisible)
+  return () => {
+    window.removeEventListener('online', onOnline)
+    window.removeEventListener('offline', onOffline)
+    window.removeEventListener('pagehide', onPageHide)
+    window.removeEventListener('pageshow', onPageShow)
+    if (typeof document !== 'undefined') document.removeEventListener('visibilitychange', onVisible)
   }
 }

@@ -122,15 +122,17 @@ const theme = EditorView.baseTheme({
     marginRight: '-1px',
     pointerEvents: 'auto'
   },
+  // The label sits on the caret's own line, just after it: above the line
+  // it would cover the line above (and be clipped on the first line).
   '.cm-tandem-label': {
     position: 'absolute',
-    left: '-2px',
-    bottom: '100%',
+    left: '2px',
+    top: '-1px',
     padding: '0 4px',
-    borderRadius: '3px 3px 3px 0',
+    borderRadius: '0 3px 3px 0',
     font: '600 11px/16px system-ui, sans-serif',
     whiteSpace: 'nowrap',
-    maxWidth: '12em',
+    maxWidth: '9em',
     overflow: 'hidden',
     textOverflow: 'ellipsis',
     userSelect: 'none',

@@ -151,6 +151,18 @@ function setupIdentityControls (onChange) {
   colorIn.addEventListener('change', commit)
 }
 
+// editMyName lets the user change their name: in the top bar's field, or
+// on a phone (where the top bar has no room for it) in a prompt.
+function editMyName () {
+  const input = $('my-name')
+  if (input.readOnly) return // set by the access link
+  if (input.getClientRects().length > 0) { input.focus(); return }
+  const name = prompt('Your name, as the others here see it:', input.value)
+  if (name === null) return
+  input.value = name
+  input.dispatchEvent(new Event('change'))
+}
+
 // ---------------------------------------------------------------- helpers
 
 class ApiError extends Error {
@@ -272,7 +284,10 @@ async function showList () {
     $('list-error').hidden = true
     try {
       const title = $('new-title').value.trim()
-      const doc = await api('/api/docs', { method: 'POST', body: JSON.stringify(title ? { title } : {}) })
+      // A formatted (rich-text) document unless the user asked for
+      // Markdown / plain text.
+      const type = $('new-type').value === 'plain' ? 'plain' : 'rich'
+      const doc = await api('/api/docs', { method: 'POST', body: JSON.stringify(title ? { title, type } : { type }) })
       remember(doc.id, doc.title)
       location.assign('/d/' + encodeURIComponent(doc.id))
     } catch (err) {
@@ -294,9 +309,9 @@ async function showList () {
     docs.sort((a, b) => new Date(b.updated) - new Date(a.updated))
     list.replaceChildren(...docs.map((d) => el('li', {},
       el('a', { href: '/d/' + encodeURIComponent(d.id), class: 'doc-link' },
-        el('span', { class: 'doc-icon', 'aria-hidden': 'true' }, '¶'),
+        el('span', { class: 'doc-icon', 'aria-hidden': 'true', title: d.type === 'rich' ? 'Formatted document' : 'Markdown / plain text' }, d.type === 'rich' ? 'A' : '¶'),
         el('span', { class: 'doc-name' }, docTitle(d.title)),
-        el('span', { class: 'doc-meta' }, `${plural(d.rev, 'edit')} · ${relTime(d.updated)}`)))))
+        el('span', { class: 'doc-meta' }, `${d.type === 'rich' ? 'Formatted' : 'Markdown'} · edited ${relTime(d.updated)}`)))))
     $('list-empty').hidden = docs.length > 0
     $('list-more').hidden = !next
   }
@@ -363,16 +378,48 @@ async function openEditor (id) {
   // textarea binding instead.
   const mode = new URLSearchParams(location.search).get('editor') === 'textarea' ? 'textarea' : 'codemirror'
   try {
-    const [clientMod, textareaMod, unicodeMod, otMod, cmMod, cm] = await Promise.all([
-      import('/js/client.js'), import('/js/textarea.js'), import('/js/unicode.js'), import('/js/ot.js'),
+    const [clientMod, textareaMod, unicodeMod, typesMod, cmMod, cm] = await Promise.all([
+      import('/js/client.js'), import('/js/textarea.js'), import('/js/unicode.js'), import('/js/doctypes.js'),
       mode === 'codemirror' ? import('/js/codemirror.js') : null,
       mode === 'codemirror' ? import('/js/vendor/codemirror.js') : null])
-    lib = { connect: clientMod.connect, bindTextarea: textareaMod.bindTextarea, ...unicodeMod, compose: otMod.compose, tandem: cmMod?.tandem, cm }
+    lib = { connect: clientMod.connect, bindTextarea: textareaMod.bindTextarea, ...unicodeMod, doctype: typesMod.lookup, tandem: cmMod?.tandem, cm }
   } catch (err) {
     banner(`The editor could not load: ${err.message}`)
     throw err
   }
-  const surface = mode === 'codemirror' ? codeMirrorSurface($('cm'), lib) : textareaSurface(textarea, overlay, lib)
+  // The surface is the document type's: Quill for a formatted document,
+  // CodeMirror (or the textarea) for Markdown / plain text. The client
+  // knows the type from the server's hello, or from the edits this browser
+  // kept (a reload offline).
+  const surfaces = new Map()
+  let current = null
+  const surfaceFor = (type) => {
+    if (!surfaces.has(type)) {
+      surfaces.set(type, type === 'rich' ? quillSurface($('rich'), lib)
+        : mode === 'codemirror' ? codeMirrorSurface($('cm'), lib) : textareaSurface(textarea, overlay, lib))
+    }
+    return surfaces.get(type)
+  }
+  const surface = {
+    get view () { return current?.view ?? null },
+    get quill () { return current?.quill ?? null },
+    bind (c, readOnly) {
+      current = surfaceFor(c.type)
+      document.body.dataset.doctype = c.type
+      $('preview-toggle').hidden = c.type === 'rich'
+      if (c.type === 'rich') preview.set(false, false)
+      return current.bind(c, readOnly)
+    },
+    focus () { current?.focus() },
+    freeze () { current?.freeze() },
+    shown: () => current ? current.shown() : null,
+    setCaret (at) { current?.setCaret(at) },
+    jump (cp) { current?.jump(cp) }
+  }
+  // Downloads of the document as it is on the server.
+  const exportUrl = (format) => `/api/docs/${encodeURIComponent(id)}/export?format=${format}`
+  $('download-html').href = exportUrl('html')
+  $('download-md').href = exportUrl('markdown')
 
   // ---- connection indicator
   const conn = $('conn')
@@ -428,9 +475,9 @@ async function openEditor (id) {
     $('people-count').textContent = String(people.length)
     $('people').replaceChildren(...people.map((p) => el('li', {
       class: 'person' + (p.me ? ' is-me' : '') + (p.stale ? ' stale' : ''),
-      title: p.me ? 'You (change your name and colour at the top right)' : p.stale ? `${p.name} was here when the connection dropped` : `Jump to ${p.name}'s cursor`,
+      title: p.me ? 'You: tap to change your name (your colour is at the top right)' : p.stale ? `${p.name} was here when the connection dropped` : `Jump to ${p.name}'s cursor`,
       dataset: p.cid ? { client: p.cid } : {},
-      onclick: p.me ? () => $('my-name').focus() : () => jumpTo(p.cid)
+      onclick: p.me ? editMyName : () => jumpTo(p.cid)
     },
     el('span', { class: 'avatar', style: { background: p.color, color: inkOn(p.color) } }, initials(p.name)),
     el('span', { class: 'person-name' }, p.name),
@@ -478,6 +525,7 @@ async function openEditor (id) {
       textarea,
       mode,
       get view () { return surface.view },
+      get quill () { return surface.quill },
       shown: () => surface.shown(),
       setCaret: (at) => surface.setCaret(at)
     }
@@ -657,7 +705,7 @@ function codeMirrorSurface (host, lib) {
   const ro = new cm.Compartment()
   const s = {
     view: null,
-    freeze () { s.view?.dispatch({ effects: ro.reconfigure(cm.EditorState.readOnly.of(true)) }) },
+    freeze () { s.view?.dispatch({ effects: ro.reconfigure([cm.EditorState.readOnly.of(true), cm.EditorView.editable.of(false)]) }) },
     bind (c, readOnly) {
       host.removeAttribute('aria-busy')
       host.replaceChildren()
@@ -675,10 +723,17 @@ function codeMirrorSurface (host, lib) {
             cm.highlightActiveLine(),
             cm.highlightSelectionMatches(),
             new cm.LanguageSupport(cm.markdownLanguage),
+            // Headings bold and larger, not underlined like links (the
+            // default style underlines them).
+            cm.syntaxHighlighting(cm.HighlightStyle.define([
+              { tag: cm.tags.heading1, fontWeight: '700', fontSize: '1.3em' },
+              { tag: cm.tags.heading2, fontWeight: '700', fontSize: '1.15em' },
+              { tag: [cm.tags.heading3, cm.tags.heading4, cm.tags.heading5, cm.tags.heading6], fontWeight: '700' }
+            ])),
             cm.syntaxHighlighting(cm.defaultHighlightStyle, { fallback: true }),
             cm.keymap.of([...cm.defaultKeymap, ...cm.searchKeymap, cm.indentWithTab]),
             cm.placeholder('Start typing…'),
-            ro.of(cm.EditorState.readOnly.of(readOnly)),
+            ro.of([cm.EditorState.readOnly.of(readOnly), cm.EditorView.editable.of(!readOnly)]),
             cm.EditorView.contentAttributes.of({ 'aria-label': 'Document text', spellcheck: 'true', autocapitalize: 'sentences' })
           ]
         })
@@ -708,6 +763,102 @@ function codeMirrorSurface (host, lib) {
   return s
 }
 
+// quillSurface edits a formatted (rich-text) document in Quill 2
+// (quill.js), with a toolbar; a reader gets the document without toolbar
+// or caret. Quill and the binding load when the first rich document opens.
+const TOOLBAR = [
+  [{ header: [1, 2, 3, false] }],
+  ['bold', 'italic', 'underline', 'strike', 'code'],
+  ['link', 'image'],
+  [{ list: 'bullet' }, { list: 'ordered' }],
+  ['blockquote', 'code-block'],
+  ['clean']
+]
+let quillLib = null
+async function loadQuill () {
+  if (quillLib) return quillLib
+  const [v, b, r] = await Promise.all([import('/js/vendor/quill.js'), import('/js/quill.js'), import('/js/rich.js')])
+  v.Quill.register('modules/cursors', v.QuillCursors)
+  if (!document.querySelector('link[data-quill]')) {
+    document.head.append(el('link', { rel: 'stylesheet', href: '/js/vendor/quill.css', dataset: { quill: '1' } }))
+  }
+  quillLib = { Quill: v.Quill, bindQuill: b.bindQuill, quillOptions: b.quillOptions, toQuill: r.toQuill }
+  return quillLib
+}
+
+// An image is inserted by its address (never uploaded: Tandem stores
+// documents, not files); only http(s) addresses are taken.
+function imageByUrl () {
+  const url = (prompt('Address of the image (https://…)') || '').trim()
+  if (!url) return
+  if (!/^https?:\/\//i.test(url)) { toast('An image address starts with https://', 4000); return }
+  const r = this.quill.getSelection(true)
+  this.quill.insertEmbed(r.index, 'image', url, 'user')
+  this.quill.setSelection(r.index + 1, 0, 'user')
+}
+
+function quillSurface (host, lib) {
+  $('editor').hidden = true
+  $('overlay').hidden = true
+  $('cm').hidden = true
+  host.hidden = false
+  host.setAttribute('aria-busy', 'true')
+  const s = {
+    view: null,
+    quill: null,
+    client: null,
+    bind (c, readOnly) {
+      let unbind = null
+      let cancelled = false
+      loadQuill().then((q) => {
+        if (cancelled) return
+        host.removeAttribute('aria-busy')
+        host.replaceChildren()
+        const mount = el('div', { class: 'quill-mount' })
+        host.append(mount)
+        const quill = new q.Quill(mount, q.quillOptions({
+          theme: 'snow',
+          placeholder: readOnly ? '' : 'Start writing…',
+          modules: {
+            toolbar: readOnly ? false : { container: TOOLBAR, handlers: { image: imageByUrl } },
+            cursors: { hideDelayMs: 2500, hideSpeedMs: 300, transformOnTextChange: false }
+          }
+        }))
+        quill.root.setAttribute('aria-label', 'Document text')
+        s.quill = quill
+        s.client = c
+        s.toQuill = q.toQuill
+        const off = q.bindQuill(c, quill, { readOnly })
+        unbind = () => {
+          off()
+          host.replaceChildren()
+          if (s.quill === quill) s.quill = null
+        }
+        if (!readOnly && document.activeElement === document.body && !isTouch()) quill.focus()
+      }, (err) => banner(`The editor could not load: ${err.message}`))
+      return () => {
+        cancelled = true
+        unbind?.()
+      }
+    },
+    focus () { s.quill?.focus() },
+    freeze () { s.quill?.enable(false) },
+    shown: () => s.quill ? s.quill.getText() : null,
+    setCaret (at) {
+      s.quill.focus()
+      s.quill.setSelection(at, 0, 'user')
+    },
+    jump (cp) {
+      if (!s.quill || !s.client) return
+      // Quill counts UTF-16 units: the units of the first cp code points.
+      const at = s.toQuill([{ retain: cp }], s.client.doc)[0]?.retain ?? 0
+      s.quill.setSelection(Math.min(at, s.quill.getLength() - 1), 0, 'user')
+      s.quill.focus()
+    }
+  }
+  return s
+}
+
 // ---- the Markdown preview
 
 // setupPreview renders the text as Markdown beside it, when the reader
@@ -724,6 +875,7 @@ function setupPreview (getClient) {
     frame = 0
     const c = getClient()
     if (pane.hidden || !c) return
+    if (c.type !== 'plain') return
     lib ||= await loadPreview()
     pane.replaceChildren(lib.render(c.text))
   }
@@ -731,11 +883,12 @@ function setupPreview (getClient) {
     update () {
       if (!pane.hidden && !frame) frame = requestAnimationFrame(render)
     },
-    set (on) {
+    // set shows or hides the preview; keep remembers the choice.
+    set (on, keep = true) {
       pane.hidden = !on
       toggle.setAttribute('aria-pressed', String(on))
       toggle.classList.toggle('active', on)
-      try { local?.setItem('tandem.preview', on ? '1' : '0') } catch {}
+      if (keep) try { local?.setItem('tandem.preview', on ? '1' : '0') } catch {}
       if (on) api.update()
       else pane.replaceChildren()
     }
@@ -841,15 +994,26 @@ function setupHistory (id, getClient, lib, surface, colorOf) {
     }
   }
 
+  // What a session did: characters inserted and deleted, and for a
+  // formatted document, characters whose formatting changed.
   const describe = (op) => {
     let ins = 0
     let del = 0
+    let fmt = 0
     for (const c of op || []) {
       if (typeof c === 'string') ins += lib.cpLength(c)
-      else if (c && typeof c === 'object') del += typeof c.d === 'number' ? c.d : lib.cpLength(String(c.d))
+      else if (c && typeof c === 'object') {
+        if (c.d !== undefined) del += typeof c.d === 'number' ? c.d : lib.cpLength(String(c.d))
+        else if (typeof c.delete === 'number') del += c.delete
+        else if (typeof c.insert === 'string') ins += lib.cpLength(c.insert)
+        else if (c.insert !== undefined) ins++
+        else if (typeof c.retain === 'number' && c.attributes) fmt += c.retain
+      }
     }
-    return [ins ? `+${ins}` : '', del ? `−${del}` : ''].filter(Boolean).join(' ') || 'no change'
+    return [ins ? `+${ins}` : '', del ? `−${del}` : '', fmt ? `${fmt} formatted` : ''].filter(Boolean).join(' ') || 'no change'
   }
+  // The document's type (doctypes.js), from the client.
+  const type = () => lib.doctype(getClient()?.type ?? 'plain')
   const names = (who) => who.length <= 2 ? who.join(' and ') : `${who.slice(0, -1).join(', ')} and ${who[who.length - 1]}`
 
   // Sessions: a run of revisions with no pause of PAUSE between two of
@@ -876,7 +1040,7 @@ function setupHistory (id, getClient, lib, surface, colorOf) {
       }
     }
     for (const x of sessions) {
-      try { x.op = x.ops.reduce((a, b) => lib.compose(a, b)) } catch { x.op = null }
+      try { x.op = x.ops.reduce((a, b) => type().compose(a, b)) } catch { x.op = null }
       delete x.ops
     }
     slider.min = '0'
@@ -899,37 +1063,56 @@ function setupHistory (id, getClient, lib, surface, colorOf) {
     $('changes-panel').hidden = !open || sessions.length === 0
   }
 
+  // The text of a document of either type: a formatted document's
+  // characters, an embed as U+FFFC.
+  const textOf = (doc) => typeof doc === 'string' ? doc : doc.map((c) => typeof c.insert === 'string' ? c.insert : '\ufffc').join('')
+  // An op of either type in plain text's form (a formatting change is a
+  // retain: the text shows no mark for it).
+  const plainForm = (op) => op.map((c) => {
+    if (typeof c === 'number' || typeof c === 'string' || c?.d !== undefined) return c
+    if (typeof c.retain === 'number') return c.retain
+    if (typeof c.delete === 'number') return { d: c.delete }
+    return typeof c.insert === 'string' ? c.insert : '\ufffc'
+  })
+
   // The text of a version with what its session inserted and deleted
-  // marked.
-  const renderText = (text, op) => {
+  // marked: before is the text the session started from (its deleted
+  // words are shown struck through), text the version's.
+  const renderText = (text, op, before) => {
     const pre = $('history-text')
-    if (!op || text.length > 200000) {
+    if (!op || before === null || text.length > 200000) {
       pre.replaceChildren(text)
       return
     }
-    const cps = Array.from(text)
+    const old = Array.from(before)
     const out = []
     let p = 0
     let firstMark = null
-    const keep = (n) => { if (n > 0) out.push(cps.slice(p, p + n).join('')); p += n }
-    for (const c of op) {
+    const keep = (n) => { if (n > 0) out.push(old.slice(p, p + n).join('')); p += n }
+    for (const c of plainForm(op)) {
       if (typeof c === 'number') keep(c)
       else if (typeof c === 'string') {
-        const n = lib.cpLength(c)
-        const m = el('ins', {}, cps.slice(p, p + n).join(''))
+        const m = el('ins', {}, c)
         out.push(m)
         firstMark ??= m
-        p += n
       } else if (c && typeof c === 'object') {
-        const m = el('del', { title: typeof c.d === 'string' ? `deleted: ${c.d}` : `${plural(c.d, 'character')} deleted` },
-          typeof c.d === 'string' ? c.d : '⌫')
+        const n = typeof c.d === 'number' ? c.d : lib.cpLength(c.d)
+        const gone = old.slice(p, p + n).join('')
+        p += n
+        const m = el('del', { title: `deleted: ${gone}` }, gone)
         out.push(m)
         firstMark ??= m
       }
     }
-    keep(cps.length - p)
+    keep(old.length - p)
     pre.replaceChildren(...out)
     firstMark?.scrollIntoView({ block: 'nearest' })
+  }
+  // A version's document: the text of plain text, the Delta of a
+  // formatted document.
+  const fetchVersion = async (rev) => {
+    const t = await api(`${path}/text?rev=${rev}`)
+    return t.delta ?? t.text
   }
 
   const label = (i) => {
@@ -946,13 +1129,13 @@ function setupHistory (id, getClient, lib, surface, colorOf) {
     $('history-meta').textContent = '· ' + label(i)
     cancelConfirm()
     try {
-      const t = await api(`${path}/text?rev=${rev}`)
+      const x = i > 0 ? sessions[i - 1] : null
+      const [doc, before] = await Promise.all([fetchVersion(rev), x && x.op ? fetchVersion(x.from - 1).catch(() => null) : null])
       if (my !== reqSeq) return // a later request won
       shownRev = rev
-      shownText = t.text
-      const x = i > 0 ? sessions[i - 1] : null
+      shownText = doc
       if (x) $('history-meta').textContent = `· ${label(i)} (${describe(x.op)}, revision${x.from === x.to ? '' : 's'} ${x.from === x.to ? x.to : x.from + '–' + x.to})`
-      renderText(t.text, x?.op ?? null)
+      renderText(textOf(doc), x?.op ?? null, before === null ? null : textOf(before))
       restoreBtn.disabled = rev === head
       for (const li of changes.children) li.classList.toggle('current', rev >= Number(li.dataset.from) && rev <= Number(li.dataset.to))
     } catch (err) {
@@ -1024,7 +1207,10 @@ function setupHistory (id, getClient, lib, surface, colorOf) {
     const client = getClient()
     if (!client || shownRev < 0) return
     const rev = shownRev
-    const op = lib.opFromDiff(client.text, shownText)
+    // The edit from the document as it is to the version shown (an
+    // ordinary edit: others' concurrent edits transform past it, and
+    // Undo takes it back).
+    const op = lib.doctype(client.type).diff(client.doc, shownText)
     if (op.length) client.edit(op)
     client.announceRestore(rev)
     closeHistory()

@@ -2,24 +2,28 @@
 // document, so that unsent edits survive a reload and a restart: a small
 // record written at every change (source key, seq, revision, the pending
 // ops), the document's text at that revision apart, and a lease that lets
-// one tab at a time write it. No dependencies beyond ot.js and unicode.js.
+// one tab at a time write it. Works for any document type (doctypes.js):
+// the record names its type, and a snapshot holds the document as the
+// type's JSON (a string for plain text, a Delta for rich text).
 //
 // Keys, under prefix+docId: "" the record; ":snap:ID" a snapshot of the
-// text the record names (with a delta from it in the record, so typing in
-// a 1 MB document writes a few hundred bytes, not the text); ":seq:KEY" the
-// newest seq of a source (written before an op is first sent); ":lease"
-// the tab that writes.
+// document the record names (with a delta from it in the record, so typing
+// in a 1 MB document writes a few hundred bytes, not the document);
+// ":seq:KEY" the newest seq of a source (written before an op is first
+// sent); ":lease" the tab that writes.
 
-import { apply } from './ot.js'
-import { opFromDiff } from './unicode.js'
+import { plain } from './doctypes.js'
+
+const sizeOf = doc => typeof doc === 'string' ? doc.length : JSON.stringify(doc).length
 
 export class LocalState {
-  constructor (storage, prefix, docId, instance, leaseTtl) {
+  constructor (storage, prefix, docId, instance, leaseTtl, type = plain) {
     this.st = storage
     this.prefix = prefix + docId
     this.instance = instance
     this.leaseTtl = leaseTtl
-    this.snap = null // {id, text, at}: the snapshot the stored record names
+    this.type = type
+    this.snap = null // {id, text, size, at}: the snapshot the stored record names
   }
 
   _key (suffix = '') { return this.prefix + suffix }
@@ -76,22 +80,38 @@ export class LocalState {
     } catch {}
   }
 
-  /** load returns the stored record with its text as `base` (version 2's
-   * shape, which older clients wrote whole), or null; lost is true when a
-   * record's text could not be read. Snapshots no record names (left by a
-   * crash between two writes) are removed. */
+  /** storedType is the type name of the stored record ('plain' for
+   * records from before types), or null when there is none. */
+  storedType () {
+    try {
+      const r = JSON.parse(this.st.getItem(this._key()) || 'null')
+      return r && typeof r === 'object' ? (typeof r.type === 'string' ? r.type : 'plain') : null
+    } catch {
+      return null
+    }
+  }
+
+  /** load returns the stored record with its document as `base` (version
+   * 2's shape, which older clients wrote whole), or null; lost is true when
+   * a record's document could not be read. A record of another type (its
+   * `type`, 'plain' when absent) is returned with base null and lost false:
+   * the client decides. Snapshots no record names (left by a crash between
+   * two writes) are removed. */
   load () {
     let r = null
     let lost = false
     try {
       r = JSON.parse(this.st.getItem(this._key()) || 'null')
     } catch {}
-    if (r && r.v === 3) {
+    if (r && r.v === 3 && (r.type || 'plain') !== this.type.name) {
+      r.base = null
+      r.v = 2
+    } else if (r && r.v === 3) {
       try {
         const snap = JSON.parse(this.st.getItem(this._key(':snap:' + r.snap)) || 'null')
-        if (!snap || typeof snap.text !== 'string') throw new Error('the stored text is missing')
-        this.snap = { id: r.snap, text: snap.text, at: Date.now() }
-        r.base = Array.isArray(r.delta) ? apply(snap.text, r.delta) : snap.text
+        if (!snap || !this.type.isDocument(snap.text)) throw new Error('the stored document is missing')
+        this.snap = { id: r.snap, text: snap.text, size: sizeOf(snap.text), at: Date.now() }
+        r.base = Array.isArray(r.delta) ? this.type.apply(snap.text, r.delta) : snap.text
       } catch {
         r.base = null
         lost = true
@@ -114,16 +134,16 @@ export class LocalState {
     } catch {}
   }
 
-  /** save writes record (without its text) and text, the document at
-   * record.rev. The text goes as a delta from the stored snapshot, or, when
-   * that grows past an eighth of the text (or the snapshot is ten minutes
-   * old), as a new snapshot, written before the record that names it; the
-   * old one is removed after. Throws when the storage refuses. */
+  /** save writes record (without its document) and text, the document at
+   * record.rev. The document goes as a delta from the stored snapshot, or,
+   * when that grows past an eighth of the document (or the snapshot is ten
+   * minutes old), as a new snapshot, written before the record that names
+   * it; the old one is removed after. Throws when the storage refuses. */
   save (record, text) {
-    const rec = { ...record, v: 3, snap: null, delta: null }
+    const rec = { ...record, v: 3, type: this.type.name, snap: null, delta: null }
     const snap = this.snap
-    let delta = snap ? opFromDiff(snap.text, text) : null
-    if (delta && (JSON.stringify(delta).length > Math.max(65536, snap.text.length / 8) || Date.now() - snap.at > 600000)) delta = null
+    let delta = snap ? this.type.diff(snap.text, text) : null
+    if (delta && (JSON.stringify(delta).length > Math.max(65536, snap.size / 8) || Date.now() - snap.at > 600000)) delta = null
     let old = null
     if (snap && delta) {
       rec.snap = snap.id
@@ -132,7 +152,7 @@ export class LocalState {
       const id = `${record.rev ?? 'x'}.${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`
       this.st.setItem(this._key(':snap:' + id), JSON.stringify({ text }))
       old = snap
-      this.snap = { id, text, at: Date.now() }
+      this.snap = { id, text, size: sizeOf(text), at: Date.now() }
       rec.snap = id
     }
     this.st.setItem(this._key(), JSON.stringify(rec))

@@ -4,30 +4,13 @@
 // own edits are ever undone. No I/O; the client (client.js) applies what it
 // returns.
 
-import { transform, compose, isNoop, transformPosition } from './ot.js'
-import { cpLength } from './unicode.js'
-
-// editShape describes a one-code-point edit for undo grouping: {kind, pos}.
-function editShape (op) {
-  let pos = 0
-  let i = 0
-  if (typeof op[0] === 'number') { pos = op[0]; i = 1 }
-  if (op.length !== i + 1) return null
-  const c = op[i]
-  if (typeof c === 'string') {
-    if (cpLength(c) !== 1) return null
-    return { kind: 'insert', pos, text: c }
-  }
-  if (typeof c === 'object' && c !== null && (c.d === 1 || (typeof c.d === 'string' && cpLength(c.d) === 1))) {
-    return { kind: 'delete', pos }
-  }
-  return null
-}
+import { plain } from './doctypes.js'
 
 export class UndoHistory {
   /** mergeInterval: ms within which consecutive typing is one step;
-   * max: the steps kept. */
-  constructor ({ mergeInterval = 500, max = 500 } = {}) {
+   * max: the steps kept; type: the document type (doctypes.js). */
+  constructor ({ mergeInterval = 500, max = 500, type = plain } = {}) {
+    this.type = type
     this.mergeInterval = mergeInterval
     this.max = max
     this.undos = [] // {op, time, shape?}: inverses of our own edits, newest last
@@ -35,8 +18,8 @@ export class UndoHistory {
     this.group = null // the undo entry typing may still merge into
   }
 
-  get canUndo () { return this.undos.some(e => !isNoop(e.op)) }
-  get canRedo () { return this.redos.some(e => !isNoop(e.op)) }
+  get canUndo () { return this.undos.some(e => !this.type.isNoop(e.op)) }
+  get canRedo () { return this.redos.some(e => !this.type.isNoop(e.op)) }
 
   /** nextUndo takes the op that undoes the newest step (null if none). */
   nextUndo () { return this._take(this.undos) }
@@ -47,7 +30,7 @@ export class UndoHistory {
   _take (stack) {
     while (stack.length > 0) {
       const e = stack.pop()
-      if (isNoop(e.op)) continue
+      if (this.type.isNoop(e.op)) continue
       this.group = null
       return e.op
     }
@@ -74,7 +57,7 @@ export class UndoHistory {
       return
     }
     this.redos = []
-    const shape = editShape(op)
+    const shape = this.type.typing(op)
     const g = this.group
     if (shape && g && g.shape.kind === shape.kind && now - g.time <= this.mergeInterval &&
         this.undos[this.undos.length - 1] === g) {
@@ -82,7 +65,7 @@ export class UndoHistory {
       if (shape.kind === 'insert') merge = shape.pos === g.end && shape.text !== '\n'
       else merge = shape.pos + 1 === g.start || shape.pos === g.start
       if (merge) {
-        g.op = compose(inverse, g.op)
+        g.op = this.type.compose(inverse, g.op)
         g.time = now
         if (shape.kind === 'insert') g.end = shape.pos + 1
         else g.start = shape.pos
@@ -111,15 +94,15 @@ export class UndoHistory {
       let x = op
       for (let i = stack.length - 1; i >= 0; i--) {
         const e = stack[i]
-        const e2 = transform(e.op, x, 'left')
-        x = transform(x, e.op, 'right')
+        const e2 = this.type.transform(e.op, x, 'left')
+        x = this.type.transform(x, e.op, 'right')
         e.op = e2
       }
     }
     const g = this.group
     if (g) {
-      g.start = transformPosition(g.start, op, 'left')
-      g.end = transformPosition(g.end, op, 'left')
+      g.start = this.type.transformPosition(g.start, op, 'left')
+      g.end = this.type.transformPosition(g.end, op, 'left')
     }
   }
 }

@@ -1,0 +1,355 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/tandemdocs/tandem/ot/rich"
+	"github.com/tandemdocs/tandem/storage"
+	"github.com/tandemdocs/tandem/web"
+)
+
+// TestBrowserRich: a formatted document in the demo's Quill editor, in a
+// real browser with two people formatting and typing in one paragraph.
+// Every check compares the server's Delta with what each browser's client
+// holds and what its Quill shows.
+func TestBrowserRich(t *testing.T) {
+	browser := startBrowser(t)
+	ts := startServer(t, serverOpts{})
+	base := ts.URL
+	id, _ := ts.createRich(t, `"title":"Plan","delta":[{"insert":"Hello world\n"}]`)
+	ann := newTab(t, browser, "Ann", "#e11d48")
+	bob := newTab(t, browser, "Bob", "#2563eb")
+	var wg sync.WaitGroup
+	for _, tb := range []*tab{ann, bob} {
+		wg.Go(func() { tb.openCM(base, id) })
+	}
+	wg.Wait()
+	for _, tb := range []*tab{ann, bob} {
+		if n := eval[int](tb, `document.querySelectorAll('.ql-toolbar button, .ql-toolbar .ql-picker').length`); n < 10 {
+			t.Errorf("%s: a toolbar of %d controls", tb.name, n)
+		}
+	}
+
+	t.Run("BoldWhileTheOtherTypesInside", func(t *testing.T) {
+		bind(t, ann, bob)
+		// Ann makes "Hello world" bold with Ctrl+B while Bob types inside it.
+		quillSelect(ann, 0, 11)
+		quillSelect(bob, 5, 0)
+		var wg sync.WaitGroup
+		wg.Go(func() { ann.do(key('b', chromedp.ModifierCtrl)) })
+		wg.Go(func() { bob.do(typeText(", dear")) })
+		wg.Wait()
+		doc := waitRichConverged(t, base, id, ann, bob)
+		if got := plainOf(doc); got != "Hello, dear world\n" {
+			t.Fatalf("text %q", got)
+		}
+		// Ann's bold holds on what she selected, whatever the order.
+		for _, word := range []string{"Hello", "world"} {
+			if !isBold(doc, word) {
+				t.Errorf("%q is not bold: %s", word, mustJSON(doc))
+			}
+		}
+	})
+
+	t.Run("HeadingAndListOnOneLine_EmojiAndCJK", func(t *testing.T) {
+		bind(t, ann, bob)
+		quillSelect(ann, 0, 0)
+		quillSelect(bob, 17, 0)
+		var wg sync.WaitGroup
+		// Ann makes the line a heading with the toolbar's picker; Bob makes
+		// it a list item with the toolbar's button, and types emoji and CJK.
+		wg.Go(func() {
+			ann.do(chromedp.Click(chromedp.CSS(`.ql-toolbar .ql-header .ql-picker-label`)))
+			ann.do(chromedp.Click(chromedp.CSS(`.ql-toolbar .ql-header .ql-picker-item[data-value="1"]`)))
+		})
+		wg.Go(func() {
+			bob.do(chromedp.Click(chromedp.CSS(`.ql-toolbar button.ql-list[value="bullet"]`)))
+			bob.do(typeText(" 😀 漢字 👨‍👩‍👧"))
+		})
+		wg.Wait()
+		doc := waitRichConverged(t, base, id, ann, bob)
+		if got := plainOf(doc); got != "Hello, dear world 😀 漢字 👨‍👩‍👧\n" {
+			t.Fatalf("text %q", got)
+		}
+		// Quill's header and list exclude each other on a line (making a
+		// line a list item clears its heading): one of them wins, the
+		// same in both browsers and on the server.
+		last := doc[len(doc)-1]
+		if (last.Attributes["header"] == nil) == (last.Attributes["list"] == nil) {
+			t.Errorf("the line's attributes %v, want a header or a list", last.Attributes)
+		}
+	})
+
+	t.Run("UndoOwnFormattingLeavesTheOthers", func(t *testing.T) {
+		bind(t, ann, bob)
+		quillSelect(ann, 7, 4) // "dear"
+		ann.do(key('i', chromedp.ModifierCtrl))
+		waitRichConverged(t, base, id, ann, bob)
+		quillSelect(bob, 0, 0)
+		bob.do(typeText("Oh! "))
+		waitRichConverged(t, base, id, ann, bob)
+		ann.do(key('z', chromedp.ModifierCtrl))
+		doc := waitRichConverged(t, base, id, ann, bob)
+		if got := plainOf(doc); !strings.HasPrefix(got, "Oh! Hello, dear world") {
+			t.Fatalf("Ann's undo took Bob's typing: %q", got)
+		}
+		if isItalic(doc, "dear") {
+			t.Errorf("Ann's italic survived her undo: %s", mustJSON(doc))
+		}
+		if !isBold(doc, "Hello") {
+			t.Errorf("the bold went too: %s", mustJSON(doc))
+		}
+	})
+
+	t.Run("OthersCaretsWithNames", func(t *testing.T) {
+		bind(t, ann, bob)
+		quillSelect(bob, 3, 0)
+		ann.waitJS(`[...document.querySelectorAll('.ql-cursor .ql-cursor-name')].some(n => n.textContent === 'Bob')`, "showing Bob's caret with his name")
+	})
+
+	t.Run("HostileEmbedsAndLinks", func(t *testing.T) {
+		bind(t, ann, bob)
+		// Bob's client sends what Quill's UI would not: a javascript: link
+		// and an image whose address is script. Nothing of it runs in Ann's
+		// page, and her editor shows no such link.
+		eval[bool](bob, `(() => {
+		  const c = window.tandem.client
+		  c.edit([{ insert: 'click', attributes: { link: 'javascript:window.__pwned=1' } }, { insert: { image: 'javascript:window.__pwned=2' } }, { insert: '\n' }])
+		  return true })()`)
+		waitRichConverged(t, base, id, ann, bob)
+		ann.waitJS(`document.querySelector('.ql-editor a') !== null`, "showing the link")
+		got := eval[string](ann, `JSON.stringify({pwned: window.__pwned ?? null, hrefs: [...document.querySelectorAll('.ql-editor a')].map(a => a.getAttribute('href')), imgs: [...document.querySelectorAll('.ql-editor img')].map(i => i.getAttribute('src'))})`)
+		if strings.Contains(got, "javascript:") || !strings.Contains(got, `"pwned":null`) {
+			t.Errorf("Ann's page: %s", got)
+		}
+		ann.do(chromedp.Click(chromedp.CSS(`.ql-editor a`)))
+		if p := eval[string](ann, `String(window.__pwned ?? null)`); p != "null" {
+			t.Errorf("the link ran: %s", p)
+		}
+	})
+}
+
+// TestBrowserRichOfflineAndReader: formatting typed offline survives a
+// reload and reaches the server once; a reader's page cannot change the
+// document.
+func TestBrowserRichOfflineAndReader(t *testing.T) {
+	browser := startBrowser(t)
+	v, err := web.NewVerifier([]string{secret}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, serverOpts{web: web.Config{Auth: v}})
+	if err := ts.store.CreateDocument(context.Background(), storage.Document{ID: "notes", Title: "Notes", Type: "rich", Created: time.Now()}, `[{"insert":"Agenda\n"}]`); err != nil {
+		t.Fatal(err)
+	}
+	annTok := token(t, secret, "ann", time.Hour, "notes:write")
+	bobTok := token(t, secret, "bob", time.Hour, "notes:read")
+	admin := token(t, secret, "test", time.Hour, "*:admin")
+	ann := newTab(t, browser, "Ann", "#e11d48")
+	bob := newTab(t, browser, "Bob", "#2563eb")
+	ann.do(chromedp.Navigate(ts.URL + "/d/notes#token=" + annTok))
+	ann.waitConnected()
+	bob.do(chromedp.Navigate(ts.URL + "/d/notes#token=" + bobTok))
+	bob.waitConnected()
+
+	t.Run("Reader", func(t *testing.T) {
+		bind(t, ann, bob)
+		if !eval[bool](bob, `document.querySelector('.ql-editor').getAttribute('contenteditable') === 'false' && !document.querySelector('.ql-toolbar') && !!document.querySelector('.view-only')`) {
+			t.Fatalf("Bob's editor is editable or has a toolbar: %s", bob.state())
+		}
+		bob.do(chromedp.Click(chromedp.CSS(`.ql-editor`)))
+		bob.do(typeText("XYZ"))
+		bob.do(key('b', chromedp.ModifierCtrl))
+		quillSelect(ann, 6, 0)
+		ann.do(typeText(" today"))
+		doc := waitRichConvergedAs(t, ts.URL, admin, "notes", ann, bob)
+		if got := plainOf(doc); got != "Agenda today\n" {
+			t.Errorf("text %q", got)
+		}
+	})
+
+	t.Run("OfflineReload", func(t *testing.T) {
+		bind(t, ann, bob)
+		ann.waitJS(`navigator.serviceWorker.controller !== null`, "controlled by the service worker")
+		ann.setNetwork("offline")
+		ann.waitJS(`window.tandem.client.status !== 'connected'`, "offline")
+		quillSelect(ann, 0, 6)
+		ann.do(key('b', chromedp.ModifierCtrl))
+		quillSelect(ann, 12, 0)
+		ann.do(typeText("\nfirst 🍜"))
+		ann.waitJS(`window.tandem.client.pending > 0`, "holding the edits")
+		want := eval[string](ann, `JSON.stringify(window.tandem.client.doc)`)
+		ann.do(chromedp.Reload())
+		ann.waitJS(fmt.Sprintf(`window.tandem?.quill && JSON.stringify(window.tandem.client.doc) === %q`, want), "the reloaded editor with the unsent edits")
+		if got := eval[string](ann, `window.tandem.shown()`); got != "Agenda today\nfirst 🍜\n" {
+			t.Errorf("the reloaded Quill shows %q", got)
+		}
+		ann.setNetwork("online")
+		doc := waitRichConvergedAs(t, ts.URL, admin, "notes", ann, bob)
+		if !isBold(doc, "Agenda") || plainOf(doc) != "Agenda today\nfirst 🍜\n" {
+			t.Errorf("after the reload: %s", mustJSON(doc))
+		}
+	})
+}
+
+// quillSelect selects length units from index in the tab's Quill, as the
+// user would (source "user": the binding sends it).
+func quillSelect(tb *tab, index, length int) {
+	tb.t.Helper()
+	eval[bool](tb, fmt.Sprintf(`(window.tandem.quill.focus(), window.tandem.quill.setSelection(%d, %d, 'user'), true)`, index, length))
+}
+
+// richDoc is a Delta as the tests read it.
+type richDoc []struct {
+	Insert     json.RawMessage `json:"insert"`
+	Attributes map[string]any  `json:"attributes,omitempty"`
+}
+
+// waitRichConverged waits until the server has nothing pending from the
+// tabs and every tab's client and Quill show the server's Delta; it returns
+// that Delta.
+func waitRichConverged(t *testing.T, base, id string, tabs ...*tab) richDoc {
+	t.Helper()
+	return waitRichConvergedAs(t, base, "", id, tabs...)
+}
+
+func waitRichConvergedAs(t *testing.T, base, tok, id string, tabs ...*tab) richDoc {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		server := serverDelta(t, base, tok, id)
+		ok := true
+		for _, tb := range tabs {
+			st := eval[string](tb, `JSON.stringify({pending: window.tandem.client.pending, doc: window.tandem.client.doc,
+			  quill: window.tandem.quill ? window.tandem.quill.getContents().ops : null})`)
+			var s struct {
+				Pending int
+				Doc     json.RawMessage
+				Quill   json.RawMessage
+			}
+			if err := json.Unmarshal([]byte(st), &s); err != nil {
+				t.Fatal(err)
+			}
+			if s.Pending != 0 || canonical(s.Doc) != canonical(server) || canonical(masked(s.Quill)) != canonical(masked(withNewline(server))) {
+				ok = false
+				if time.Now().After(deadline) {
+					t.Fatalf("%s has not converged after 30s:\nserver %s\nclient %s (%d pending)\nquill  %s", tb.name, server, s.Doc, s.Pending, s.Quill)
+				}
+			}
+		}
+		if ok {
+			var d richDoc
+			if err := json.Unmarshal(server, &d); err != nil {
+				t.Fatal(err)
+			}
+			return d
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// serverDelta is the server's Delta of document id.
+func serverDelta(t *testing.T, base, tok, id string) json.RawMessage {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, base+"/api/docs/"+id+"/text", nil)
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct{ Delta json.RawMessage }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET text: %d %v", resp.StatusCode, err)
+	}
+	return out.Delta
+}
+
+// canonical is a Delta's canonical JSON (Quill writes attributes in its own
+// key order), or "" when it is not a document.
+func canonical(page json.RawMessage) string {
+	d, err := rich.ParseDocumentJSON(page)
+	if err != nil {
+		return ""
+	}
+	if d, err = rich.NormalizeDocument(d); err != nil {
+		return ""
+	}
+	return string(d.AppendJSON(nil))
+}
+
+// masked is d with every link and image address replaced by "x": Quill
+// shows an unsafe one as about:blank or //:0 (what HostileEmbedsAndLinks
+// checks), which is not a divergence.
+func masked(d json.RawMessage) json.RawMessage {
+	var raw []map[string]any
+	if json.Unmarshal(d, &raw) != nil {
+		return d
+	}
+	for _, c := range raw {
+		if a, ok := c["attributes"].(map[string]any); ok && a["link"] != nil {
+			a["link"] = "x"
+		}
+		if e, ok := c["insert"].(map[string]any); ok && e["image"] != nil {
+			e["image"] = "x"
+		}
+	}
+	b, _ := json.Marshal(raw)
+	return b
+}
+
+// withNewline is d as Quill shows it: always ending with a newline.
+func withNewline(d json.RawMessage) json.RawMessage {
+	var doc richDoc
+	json.Unmarshal(d, &doc)
+	if strings.HasSuffix(plainOf(doc), "\n") {
+		return d
+	}
+	var raw []any
+	json.Unmarshal(d, &raw)
+	b, _ := json.Marshal(append(raw, map[string]any{"insert": "\n"}))
+	return b
+}
+
+// plainOf is the text of d, an embed as U+FFFC.
+func plainOf(d richDoc) string {
+	var b strings.Builder
+	for _, c := range d {
+		var s string
+		if json.Unmarshal(c.Insert, &s) == nil {
+			b.WriteString(s)
+		} else {
+			b.WriteString("\ufffc")
+		}
+	}
+	return b.String()
+}
+
+func attrOf(d richDoc, word, key string) bool {
+	for _, c := range d {
+		var s string
+		if json.Unmarshal(c.Insert, &s) == nil && strings.Contains(s, word) && c.Attributes[key] != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func isBold(d richDoc, word string) bool   { return attrOf(d, word, "bold") }
+func isItalic(d richDoc, word string) bool { return attrOf(d, word, "italic") }
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}

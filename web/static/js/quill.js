@@ -1,0 +1,229 @@
+// Binds a Tandem client of a rich-text document (client.js, type 'rich') to
+// a Quill 2 editor: the user's changes become ops, others' ops become Quill
+// changes that keep the user's selection where it belongs, others' carets
+// and selections are quill-cursors with name labels, and undo/redo go
+// through the client's own undo (others' edits are never undone).
+// docs/client.md is the contract.
+//
+//   import { Quill, QuillCursors } from '/js/vendor/quill.js'
+//   import { bindQuill, quillOptions } from '/js/quill.js'
+//   Quill.register('modules/cursors', QuillCursors)
+//   const quill = new Quill(host, quillOptions({ theme: 'snow', modules: { toolbar: … } }))
+//   const unbind = bindQuill(client, quill)
+//
+// Units. Tandem counts code points, Quill UTF-16 units: the conversion is
+// here (rich.js's toQuill and fromQuill), against the document the op
+// applies to. Quill's document always ends with a newline; a Tandem
+// document need not (a new one is empty). The binding shows such a document
+// with Quill's extra newline and, the first time the user's change reaches
+// that newline (formatting the last line), makes it real with an edit that
+// is not an undo step.
+//
+// Undo. Leave Quill's history to itself: quillOptions binds Ctrl/Cmd+Z,
+// Ctrl/Cmd+Shift+Z and Ctrl+Y to the client's undo and redo before Quill's
+// own history sees them, and bindQuill clears that history as it goes.
+
+import { toQuill, fromQuill, baseLen, length } from './rich.js'
+import { peerColor, peerLabel } from './peers.js'
+
+/** quillOptions returns Quill options (merged with yours) whose undo and
+ * redo keys go to the bound client's undo. bindQuill connects them. */
+export function quillOptions (options = {}) {
+  const modules = options.modules || {}
+  const keyboard = modules.keyboard || {}
+  const own = (name) => ({
+    handler () {
+      const c = this.quill.__tandem
+      if (c) c[name]()
+      return false
+    }
+  })
+  return {
+    ...options,
+    modules: {
+      ...modules,
+      // Quill's own history stays (its module is core), but holds nothing
+      // the user can reach: the keys are bound to the client's.
+      history: { delay: 0, maxStack: 1, userOnly: true, ...(modules.history || {}) },
+      keyboard: {
+        ...keyboard,
+        bindings: {
+          ...(keyboard.bindings || {}),
+          tandemUndo: { key: 'z', shortKey: true, shiftKey: false, ...own('undo') },
+          tandemRedo: { key: 'z', shortKey: true, shiftKey: true, ...own('redo') },
+          tandemRedoY: { key: 'y', ctrlKey: true, ...own('redo') }
+        }
+      }
+    }
+  }
+}
+
+// UTF-16 units of doc's first cp code points (an embed is one unit).
+function unitsAt (doc, cp) {
+  let u = 0
+  for (const c of doc) {
+    if (cp <= 0) break
+    if (typeof c.insert !== 'string') { u++; cp--; continue }
+    const s = c.insert
+    let i = 0
+    while (i < s.length && cp > 0) {
+      const code = s.charCodeAt(i)
+      i += code >= 0xd800 && code <= 0xdbff && i + 1 < s.length ? 2 : 1
+      cp--
+    }
+    u += i
+  }
+  return u + Math.max(0, cp) // past the end: Quill's extra newline
+}
+
+// Code points of doc's first `units` UTF-16 units (a split pair counts whole).
+function cpAt (doc, units) {
+  let cp = 0
+  for (const c of doc) {
+    if (units <= 0) break
+    if (typeof c.insert !== 'string') { units--; cp++; continue }
+    const s = c.insert
+    let i = 0
+    while (i < s.length && units > 0) {
+      const code = s.charCodeAt(i)
+      const w = code >= 0xd800 && code <= 0xdbff && i + 1 < s.length ? 2 : 1
+      i += w
+      units -= w
+      cp++
+    }
+  }
+  return cp + Math.max(0, units)
+}
+
+// Where a change leaves the caret: after its last insert, or where its
+// last delete was (Quill units).
+function caretAfterChange (ops) {
+  let at = 0
+  let caret = null
+  for (const c of ops) {
+    if (typeof c.retain === 'number') at += c.retain
+    else if (typeof c.delete === 'number') caret = at
+    else { at += typeof c.insert === 'string' ? c.insert.length : 1; caret = at }
+  }
+  return caret
+}
+
+/** bindQuill connects client (a rich-text client) and quill until the
+ * returned function is called. readOnly disables the editor (a reader). */
+export function bindQuill (client, quill, { readOnly = false } = {}) {
+  if (client.type !== 'rich') throw new TypeError(`tandem: bindQuill needs a rich-text client, not ${client.type}`)
+  let shown = client.doc // the document Quill shows (less its extra newline)
+  let fromQuillNow = false // a change of the user's is going to the client
+  let toQuillNow = false // a change of the client's is going to Quill
+  quill.__tandem = client
+
+  const show = () => {
+    toQuillNow = true
+    try {
+      quill.setContents(client.doc, 'api')
+    } finally {
+      toQuillNow = false
+    }
+    shown = client.doc
+    quill.history.clear()
+  }
+  show()
+  quill.enable(!readOnly)
+
+  const sendSelection = () => {
+    const r = quill.getSelection()
+    if (!r) return
+    client.setSelection({ anchor: cpAt(shown, r.index), head: cpAt(shown, r.index + r.length) })
+  }
+
+  const onQuillChange = (delta, _old, source) => {
+    if (toQuillNow) return
+    if (readOnly) { show(); return }
+    let op
+    try {
+      op = fromQuill(delta.ops, shown)
+    } catch {
+      show() // a change Tandem cannot express (a split character): back to the document
+      return
+    }
+    fromQuillNow = true
+    try {
+      const len = length(shown)
+      if (baseLen(op) > len) client.edit([{ retain: len }, { insert: '\n' }], { undoable: false })
+      client.edit(op)
+    } catch (err) {
+      fromQuillNow = false
+      show() // refused (a bound): Quill shows the document again
+      console.warn('tandem: an edit was refused:', err && err.message)
+      return
+    } finally {
+      fromQuillNow = false
+    }
+    shown = client.doc
+    quill.history.clear()
+    if (source === 'user') sendSelection()
+  }
+
+  const onText = (doc, info) => {
+    if (fromQuillNow) return
+    let delta
+    try {
+      delta = toQuill(info.op, shown)
+    } catch {
+      show()
+      return
+    }
+    toQuillNow = true
+    try {
+      quill.updateContents(delta, 'api')
+    } finally {
+      toQuillNow = false
+    }
+    shown = doc
+    quill.history.clear()
+    if (info.origin === 'undo' || info.origin === 'redo') {
+      const at = caretAfterChange(delta)
+      if (at !== null) quill.setSelection(at, 0, 'user')
+    }
+    drawPeers()
+  }
+
+  const onSelection = (range, _old, source) => {
+    if (range && source === 'user') sendSelection()
+  }
+
+  const cursors = quill.getModule('cursors')
+  const drawn = new Set()
+  const drawPeers = () => {
+    if (!cursors) return
+    const seen = new Set()
+    for (const p of client.peers.values()) {
+      const sel = p.sel && p.sel[0]
+      if (!sel) continue
+      seen.add(p.client)
+      cursors.createCursor(p.client, peerLabel(p), peerColor(p))
+      const a = unitsAt(shown, Math.min(sel.anchor, sel.head))
+      const b = unitsAt(shown, Math.max(sel.anchor, sel.head))
+      cursors.moveCursor(p.client, { index: a, length: b - a })
+    }
+    for (const id of drawn) if (!seen.has(id)) cursors.removeCursor(id)
+    drawn.clear()
+    for (const id of seen) drawn.add(id)
+  }
+  const onPresence = () => drawPeers()
+
+  quill.on('text-change', onQuillChange)
+  quill.on('selection-change', onSelection)
+  client.on('text', onText)
+  client.on('presence', onPresence)
+  drawPeers()
+
+  return () => {
+    quill.off('text-change', onQuillChange)
+    quill.off('selection-change', onSelection)
+    client.off('text', onText)
+    client.off('presence', onPresence)
+    if (cursors) cursors.clearCursors()
+    if (quill.__tandem === client) quill.__tandem = null
+  }
+}
