@@ -193,6 +193,9 @@ func TestBrowserRichOfflineAndReader(t *testing.T) {
 		if got := eval[string](ann, `window.tandem.shown()`); got != "Agenda today\nfirst 🍜\n" {
 			t.Errorf("the reloaded Quill shows %q", got)
 		}
+		if title := eval[string](ann, `document.querySelector('#doc-title').textContent`); title != "Notes" {
+			t.Errorf("the title after a reload offline: %q", title)
+		}
 		ann.setNetwork("online")
 		doc := waitRichConvergedAs(t, ts.URL, admin, "notes", ann, bob)
 		if !isBold(doc, "Agenda") || plainOf(doc) != "Agenda today\nfirst 🍜\n" {

@@ -82,4 +82,17 @@ func TestBrowserWithTokens(t *testing.T) {
 	expired := token(t, secret, "carol", -time.Minute, "trip:write")
 	carol.do(chromedp.Navigate(ts.URL + "/d/trip#token=" + expired))
 	carol.waitJS(`!document.querySelector('#editor-error').hidden && document.querySelector('#editor-error').textContent.includes('expired')`, "saying the link expired")
+	// ... and stops saying "Connecting…" and "Loading…", without promising
+	// to keep edits where there is no editor.
+	carol.waitJS(`document.querySelector('#conn-text').textContent === 'Not connected' && !document.querySelector('[aria-busy]')`, "not connected, nothing loading")
+	if msg := eval[string](carol, `document.querySelector('#editor-error').textContent`); strings.Contains(msg, "kept") {
+		t.Errorf("the expired banner promises kept edits with no editor: %q", msg)
+	}
+	// A garbled token: the same.
+	carol.do(chromedp.Navigate(ts.URL + "/d/trip#token=garbled.not.a.token"))
+	carol.do(chromedp.Reload())
+	carol.waitJS(`!document.querySelector('#editor-error').hidden && document.querySelector('#conn-text').textContent === 'Not connected'`, "a garbled link refused, not connecting forever")
+
+	// A reader's list has no New document (the server would refuse it).
+	bob.waitJS(`document.querySelector('#new-doc').hidden`, "hiding New document from a reader")
 }

@@ -75,11 +75,21 @@ function roleFor (claims, doc) {
   return ['none', 'read', 'write', 'admin'][best]
 }
 
+// mayCreate reports whether the token lets its holder create documents: a
+// write grant on every id, or on an id prefix (the server's newDocID).
+function mayCreate (claims) {
+  if (!claims) return true
+  return (Array.isArray(claims.docs) ? claims.docs : []).some((g) =>
+    (g?.role === 'write' || g?.role === 'admin') && String(g?.id ?? '').endsWith('*'))
+}
+
 const tokenExpired = () => access.claims && access.claims.exp * 1000 <= Date.now()
 
-function expiryMessage () {
+// expiryMessage says the link expired; keeps: whether an editor is open
+// whose edits this browser keeps meanwhile.
+function expiryMessage (keeps = false) {
   const at = new Date(access.claims.exp * 1000).toLocaleString()
-  return `Your access link expired (${at}). Ask for a fresh link; edits you make meanwhile are kept in this browser.`
+  return `Your access link expired (${at}). Ask for a fresh link` + (keeps ? '; edits you make meanwhile are kept in this browser.' : '.')
 }
 
 const NEEDS_TOKEN = 'This server needs an access link: open the address you were given (it ends in #token=…; `tandem token --link` makes one).'
@@ -277,6 +287,7 @@ async function showList () {
   setupIdentityControls()
 
   const form = $('new-doc')
+  if (!mayCreate(access.claims)) form.hidden = true
   form.addEventListener('submit', async (e) => {
     e.preventDefault()
     const btn = $('new-btn')
@@ -311,7 +322,7 @@ async function showList () {
       el('a', { href: '/d/' + encodeURIComponent(d.id), class: 'doc-link' },
         el('span', { class: 'doc-icon', 'aria-hidden': 'true', title: d.type === 'rich' ? 'Formatted document' : 'Markdown / plain text' }, d.type === 'rich' ? 'A' : '¶'),
         el('span', { class: 'doc-name' }, docTitle(d.title)),
-        el('span', { class: 'doc-meta' }, `${d.type === 'rich' ? 'Formatted' : 'Markdown'} · edited ${relTime(d.updated)}`)))))
+        el('span', { class: 'doc-meta' }, d.offline ? 'kept in this browser' : `${d.type === 'rich' ? 'Formatted' : 'Markdown'} · edited ${relTime(d.updated)}`)))))
     $('list-empty').hidden = docs.length > 0
     $('list-more').hidden = !next
   }
@@ -327,6 +338,15 @@ async function showList () {
       if (mine && known.length > 0) forgetAllBut(r.docs.map((d) => d.id)) // deleted meanwhile
       render()
     } catch (err) {
+      if (err.status === undefined && known.length > 0 && docs.length === 0) {
+        // No answer (offline, or the server is down): the documents this
+        // browser knows, from its own list; they open with what it kept.
+        docs.push(...known.map((d) => ({ id: d.id, title: d.title, updated: new Date(d.at || 0).toISOString(), offline: true })))
+        render()
+        $('list-error').textContent = 'The server cannot be reached: these are the documents this browser remembers. They open with the edits it kept.'
+        $('list-error').hidden = false
+        return
+      }
       $('list-error').textContent = err.status === 401
         ? (tokenExpired() ? expiryMessage() : NEEDS_TOKEN)
         : `Could not list the documents: ${err.message}`
@@ -362,10 +382,24 @@ async function openEditor (id) {
     return d
   }, (err) => {
     if (err.status === 404) showMissing()
-    if (err.status === 401) banner(tokenExpired() ? expiryMessage() : (access.invalid ? 'That access link is not valid. ' : '') + NEEDS_TOKEN)
-    if (err.status === 403) banner('Your access link does not open this document.')
+    if (err.status === 401) refused(tokenExpired() ? expiryMessage(client?.rev != null) : (access.invalid ? 'That access link is not valid. ' : '') + NEEDS_TOKEN)
+    if (err.status === 403) refused('Your access link does not open this document.')
     return null
   })
+  // refused: the server will not let this page in. Say so, and stop
+  // saying "Connecting…" and "Loading the document…" (nothing is coming).
+  let blocked = false
+  const refused = (msg) => {
+    banner(msg)
+    if (client?.rev != null) return // an editor with the document: it stays, and keeps the edits
+    blocked = true
+    client?.close()
+    $('conn').dataset.status = 'closed'
+    $('conn-text').textContent = 'Not connected'
+    $('retry').hidden = true
+    $('editor').placeholder = ''
+    for (const h of [$('cm'), $('rich')]) h.removeAttribute('aria-busy')
+  }
   const readOnly = access.claims && roleFor(access.claims, id) === 'read'
   if (readOnly) {
     $('doc-title').after(el('span', { class: 'tag view-only', title: 'Your access link lets you read this document, not edit it' }, 'View only'))
@@ -425,8 +459,9 @@ async function openEditor (id) {
   const conn = $('conn')
   let pendingSince = 0
   let statusTimer = null
+  const openedAt = performance.now()
   const renderStatus = () => {
-    if (!client) return
+    if (!client || blocked) return
     const st = client.status
     const n = client.pending
     if (n === 0) pendingSince = 0
@@ -437,7 +472,11 @@ async function openEditor (id) {
         // "Saving" only when an edit takes a while: no flicker per keystroke.
         text = n > 0 && performance.now() - pendingSince > 600 ? 'Saving…' : 'Connected · saved'
         break
-      case 'connecting': text = 'Connecting…'; break
+      case 'connecting':
+        // After a reload with the server down, the first connection can
+        // hang: say so after a few seconds, and offer Retry.
+        text = !navigator.onLine ? 'Offline' : performance.now() - openedAt > 4000 ? 'Connecting… (the server does not answer)' : 'Connecting…'
+        break
       case 'reconnecting': text = 'Reconnecting…'; break
       case 'offline': text = 'Offline'; break
       default: text = 'Disconnected'
@@ -446,7 +485,7 @@ async function openEditor (id) {
       // What matters is where the changes are, not how many keystrokes.
       text += client.persistent ? ' — your changes are saved on this device' : ' — keep this tab open: your changes are sent when the connection returns'
     }
-    $('retry').hidden = st !== 'reconnecting' && st !== 'offline'
+    $('retry').hidden = st !== 'reconnecting' && st !== 'offline' && !(st === 'connecting' && performance.now() - openedAt > 4000)
     $('undo').disabled = readOnly || !client.canUndo
     $('redo').disabled = readOnly || !client.canRedo
     if (conn.dataset.status !== st) conn.dataset.status = st
@@ -507,6 +546,8 @@ async function openEditor (id) {
     client = c
     c.on('status', () => { renderStatus(); renderPeers(); if (c.status === 'connected') bind(c) })
     c.on('title', showTitle)
+    // The title kept with the unsent edits: right after a reload offline.
+    if (c.title) showTitle(c.title)
     c.on('restored', (e) => toast(`${e.name || 'Someone'} restored an earlier version (revision ${e.rev}).`, 8000, { label: 'Show history', run: () => hist.open() }))
     c.on('text', () => { renderStatus(); onHistoryText(); preview.update() })
     c.on('synced', renderStatus)
@@ -553,8 +594,8 @@ async function openEditor (id) {
     switch (e?.code) {
       case 'not_found': deleted(); break
       case 'too_large': toast('That edit is too large for this document (256 KiB per edit, 8 MiB per document).', 5000); break
-      case 'forbidden': banner(readOnly ? 'Your access link lets you read this document, not edit it.' : 'The server refused the connection from this page (origin not allowed).'); break
-      case 'token': banner(e.message); break
+      case 'forbidden': refused(readOnly ? 'Your access link lets you read this document, not edit it.' : 'The server refused the connection from this page (origin not allowed).'); break
+      case 'token': refused(tokenExpired() ? expiryMessage(client?.rev != null) : e.message); break
       case 'rebased':
       case 'conflict':
       case 'storage': toast(e.message, 8000); break
