@@ -386,15 +386,11 @@ func (raw rawClientMessage) check(t doctype.Type) (ClientMessage, *Error) {
 
 func appendString(b []byte, s string) []byte { return ot.AppendJSONString(b, s) }
 
-// appendContent appends a hello's document: "text" (a string) for a
-// plain document, "delta" (Quill's op array) for a rich one.
+// appendContent appends a hello's document under its type's key: "text"
+// (a string) for a plain document, "delta" (Quill's op array) for a rich
+// one.
 func appendContent(b []byte, t doctype.Type, d doctype.Document) []byte {
-	if t.Name() == doctype.RichName {
-		b = appendField(b, "delta")
-		return append(b, d.Content()...)
-	}
-	b = appendField(b, "text")
-	return appendString(b, d.Content())
+	return t.AppendContentJSON(appendField(b, t.ContentKey()), d.Content())
 }
 
 func appendField(b []byte, name string) []byte {

@@ -47,16 +47,14 @@ func toJSON(d storage.Document) docJSON {
 	return docJSON{ID: d.ID, Title: d.Title, Created: d.Created, Updated: d.Updated, Rev: d.Head, Oldest: d.Oldest, Type: d.DocType().Name()}
 }
 
-// withContent adds a document's content (in its type's form) to out.
+// withContent adds a document's content to out: its text, and under its
+// type's key (when that is not "text") the content itself.
 func withContent(out docJSON, t doctype.Type, content string) docJSON {
-	if t.Name() == doctype.RichName {
-		out.Delta = json.RawMessage(content)
-		delta, _ := rich.ParseDocumentJSON([]byte(content))
-		text := rich.PlainText(delta)
-		out.Text = &text
-		return out
+	text, _ := t.Text(content) // stored content: checked when written
+	out.Text = &text
+	if t.ContentKey() == "delta" {
+		out.Delta = t.AppendContentJSON(nil, content)
 	}
-	out.Text = &content
 	return out
 }
 
@@ -157,14 +155,14 @@ func (s *Server) initialContent(typ doctype.Type, textRaw, mdRaw *json.RawMessag
 	tooLarge := func(n int) error {
 		return errorf(http.StatusRequestEntityTooLarge, collab.CodeTooLarge, fmt.Sprintf("the document is %d bytes; a document holds at most %d", n, s.cfg.MaxDocBytes))
 	}
-	if typ.Name() != doctype.RichName {
+	if typ.ContentKey() != "delta" {
 		if mdRaw != nil || len(deltaRaw) > 0 {
 			return "", errorf(http.StatusBadRequest, collab.CodeBadMessage, `markdown and delta make rich documents: add "type": "rich"`)
 		}
 		if len(text) > s.cfg.MaxDocBytes {
 			return "", tooLarge(len(text))
 		}
-		return text, nil
+		return typ.FromText(text), nil
 	}
 	var delta rich.Delta
 	switch {

@@ -213,11 +213,13 @@ func exportDoc(ctx context.Context, s storage.Store, d storage.Document, rev int
 	case err != nil:
 		return e, fmt.Errorf("document %s at revision %d: %w", d.ID, rev, err)
 	}
-	if format == "" && typ.Name() == doctype.RichName {
-		format = doctype.FormatDelta
+	if format == "" {
+		format = typ.NativeFormat()
 	}
+	// A plain document's text goes out as it is; anything else through its
+	// type's export.
 	data, ext := []byte(text), ".txt"
-	if format != "" {
+	if format != doctype.FormatText || typ.NativeFormat() != doctype.FormatText {
 		ex, err := doctype.ExportContent(typ, text, d.Title, format)
 		if err != nil {
 			return e, fmt.Errorf("document %s: %w", d.ID, err)

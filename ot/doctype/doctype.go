@@ -270,6 +270,24 @@ type Type interface {
 	TransformSelection(sel ot.Selection, op Op, side ot.Side) ot.Selection
 	// NewDocument makes a document from its content (see Document.Content).
 	NewDocument(content string) (Document, error)
+
+	// ContentKey is the JSON key that carries a document's content in hello
+	// and in the REST API: "text" (a JSON string) for plain, "delta"
+	// (Quill's op array) for rich.
+	ContentKey() string
+	// AppendContentJSON appends content (Document.Content) as the JSON
+	// value under ContentKey.
+	AppendContentJSON(b []byte, content string) []byte
+	// Text returns content's text, without formatting (rich.PlainText:
+	// embeds left out).
+	Text(content string) (string, error)
+	// FromText returns the content of a document holding text, unformatted.
+	FromText(text string) string
+	// NativeFormat is the export format that holds the whole document:
+	// FormatText for plain, FormatDelta for rich.
+	NativeFormat() string
+	// Export returns content titled title in an export format.
+	Export(content, title, format string) (Export, error)
 }
 
 // Document is a document of one type, as a server holds it.
@@ -351,6 +369,29 @@ func (plainType) Compose(a, b Op) (Op, error) {
 func (plainType) TransformSelection(sel ot.Selection, op Op, side ot.Side) ot.Selection {
 	p, _ := asPlain(op)
 	return ot.TransformSelection(sel, p, side)
+}
+
+func (plainType) ContentKey() string { return "text" }
+
+func (plainType) AppendContentJSON(b []byte, content string) []byte {
+	return ot.AppendJSONString(b, content)
+}
+
+func (plainType) Text(content string) (string, error) { return content, nil }
+func (plainType) FromText(text string) string         { return text }
+func (plainType) NativeFormat() string                { return FormatText }
+
+// Export: a plain document is Markdown as it is, and one unformatted
+// paragraph per line in HTML.
+func (plainType) Export(content, title, format string) (Export, error) {
+	if format == FormatMarkdown {
+		return Export{[]byte(content), "text/markdown; charset=utf-8", ".md"}, nil
+	}
+	var delta rich.Delta
+	if content != "" {
+		delta = rich.Delta{rich.Insert(content, nil)}
+	}
+	return exportDelta(delta, title, format)
 }
 
 func (plainType) NewDocument(content string) (Document, error) {
@@ -464,6 +505,46 @@ func (richType) Compose(a, b Op) (Op, error) {
 func (richType) TransformSelection(sel ot.Selection, op Op, side ot.Side) ot.Selection {
 	r, _ := asRich(op)
 	return rich.TransformSelection(sel, r, side)
+}
+
+func (richType) ContentKey() string { return "delta" }
+
+func (richType) AppendContentJSON(b []byte, content string) []byte {
+	if content == "" {
+		return append(b, '[', ']')
+	}
+	return append(b, content...)
+}
+
+func (richType) Text(content string) (string, error) {
+	d, err := parseRichContent(content)
+	return rich.PlainText(d), err
+}
+
+// FromText is one unformatted paragraph per line, ending with a newline as
+// Quill's documents do.
+func (richType) FromText(text string) string {
+	if !strings.HasSuffix(text, "\n") {
+		text += "\n"
+	}
+	return string(rich.Delta{rich.Insert(text, nil)}.AppendJSON(nil))
+}
+
+func (richType) NativeFormat() string { return FormatDelta }
+
+func (richType) Export(content, title, format string) (Export, error) {
+	d, err := parseRichContent(content)
+	if err != nil {
+		return Export{}, fmt.Errorf("export: %w", err)
+	}
+	return exportDelta(d, title, format)
+}
+
+func parseRichContent(content string) (rich.Delta, error) {
+	if content == "" {
+		return nil, nil
+	}
+	return rich.ParseDocumentJSON([]byte(content))
 }
 
 func (richType) NewDocument(content string) (Document, error) {

@@ -111,3 +111,52 @@ func TestExportContent(t *testing.T) {
 		t.Errorf("pdf: %v", err)
 	}
 }
+
+// TestContentForms: each type's content in hello and the REST API, its
+// text, a document made from text, and its native export, for both types.
+func TestContentForms(t *testing.T) {
+	for _, c := range []struct {
+		typ              Type
+		content          string
+		key, json, text  string
+		fromText, native string
+	}{
+		{Plain(), "a \"q\"\n😀", "text", `"a \"q\"\n😀"`, "a \"q\"\n😀", "x", FormatText},
+		{Rich(), `[{"insert":"Hi","attributes":{"bold":true}},{"insert":{"image":"https://e.x/i.png"}},{"insert":"\n"}]`, "delta",
+			`[{"insert":"Hi","attributes":{"bold":true}},{"insert":{"image":"https://e.x/i.png"}},{"insert":"\n"}]`, "Hi\n", `[{"insert":"x\n"}]`, FormatDelta},
+		{Rich(), "", "delta", `[]`, "", `[{"insert":"x\n"}]`, FormatDelta},
+	} {
+		name := c.typ.Name()
+		if got := c.typ.ContentKey(); got != c.key {
+			t.Errorf("%s: key %q", name, got)
+		}
+		if got := string(c.typ.AppendContentJSON(nil, c.content)); got != c.json {
+			t.Errorf("%s: JSON %s, want %s", name, got, c.json)
+		}
+		if got, err := c.typ.Text(c.content); err != nil || got != c.text {
+			t.Errorf("%s: text %q %v, want %q", name, got, err, c.text)
+		}
+		if got := c.typ.FromText("x"); got != c.fromText {
+			t.Errorf("%s: from text %s, want %s", name, got, c.fromText)
+		}
+		if _, err := c.typ.NewDocument(c.typ.FromText("x")); err != nil {
+			t.Errorf("%s: a document from text: %v", name, err)
+		}
+		if got := c.typ.NativeFormat(); got != c.native {
+			t.Errorf("%s: native format %q", name, got)
+		}
+		ex, err := c.typ.Export(c.content, "T", c.native)
+		if err != nil {
+			t.Fatalf("%s: export: %v", name, err)
+		}
+		if c.native == FormatDelta && string(ex.Data) != c.json {
+			t.Errorf("%s: native export %s", name, ex.Data)
+		}
+		if c.native == FormatText && string(ex.Data) != c.text {
+			t.Errorf("%s: native export %q", name, ex.Data)
+		}
+	}
+	if _, err := Rich().Text("[{"); err == nil {
+		t.Error("rich Text of bad content: no error")
+	}
+}

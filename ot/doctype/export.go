@@ -35,22 +35,15 @@ type Export struct {
 // links only), Markdown, plain text or a Delta. A plain document's text is
 // one unformatted paragraph per line in HTML and as it is in Markdown.
 func ExportContent(t Type, content, title, format string) (Export, error) {
-	var delta rich.Delta
-	if t.Name() == RichName {
-		var err error
-		if delta, err = rich.ParseDocumentJSON([]byte(content)); err != nil {
-			return Export{}, fmt.Errorf("export: %w", err)
-		}
-	} else if content != "" {
-		delta = rich.Delta{rich.Insert(content, nil)}
-	}
+	return t.Export(content, title, format)
+}
+
+// exportDelta exports a document as a Delta in format.
+func exportDelta(delta rich.Delta, title, format string) (Export, error) {
 	switch format {
 	case FormatText:
 		return Export{[]byte(rich.PlainText(delta)), "text/plain; charset=utf-8", ".txt"}, nil
 	case FormatMarkdown:
-		if t.Name() != RichName {
-			return Export{[]byte(content), "text/markdown; charset=utf-8", ".md"}, nil
-		}
 		return Export{[]byte(rich.Markdown(delta)), "text/markdown; charset=utf-8", ".md"}, nil
 	case FormatHTML:
 		page := "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>" + html.EscapeString(title) +

@@ -108,7 +108,22 @@ function attrChange (from, to) {
 
 const sameInsert = (a, b) => typeof a === 'string' ? a === b : typeof b !== 'string' && JSON.stringify(a) === JSON.stringify(b)
 
+// richDiff is the op turning document a into b. Equal components at the
+// start and the end are skipped whole (typing in a long document changes
+// one or two of them); the rest is the plain text diff of the middle, with
+// attribute changes where the text is the same.
 function richDiff (a, b) {
+  const same = (x, y) => x === y || JSON.stringify(x) === JSON.stringify(y)
+  let i = 0
+  while (i < a.length && i < b.length && same(a[i], b[i])) i++
+  let j = 0
+  while (j < a.length - i && j < b.length - i && same(a[a.length - 1 - j], b[b.length - 1 - j])) j++
+  const middle = richDiffAll(a.slice(i, a.length - j), b.slice(i, b.length - j))
+  const lead = rich.length(a.slice(0, i))
+  return middle.length === 0 ? [] : rich.normalize(lead > 0 ? [{ retain: lead }, ...middle] : middle)
+}
+
+function richDiffAll (a, b) {
   const script = diffOp(projection(a), projection(b))
   const na = pieces(a)
   const nb = pieces(b)
