@@ -214,6 +214,22 @@ func TestBrowserCodeMirror(t *testing.T) {
 		// Restore asks first.
 		eval[bool](ann, `(document.querySelector('#history-restore').click(), true)`)
 		ann.waitJS(`!document.querySelector('#history-confirm').hidden`, "asking to confirm")
+		// One row: the question, Restore and Cancel; the version's line
+		// whole.
+		if got := eval[string](ann, `(() => {
+		  const out = [];
+		  const bar = document.querySelector('#history-confirm').getBoundingClientRect();
+		  const yes = document.querySelector('#history-confirm-yes').getBoundingClientRect();
+		  const no = document.querySelector('#history-confirm-no').getBoundingClientRect();
+		  if (Math.abs(yes.top - no.top) > 2) out.push('Restore and Cancel on two rows');
+		  if (!document.querySelector('#history-close').hidden) out.push('Back to editing beside Cancel');
+		  const rev = document.querySelector('.history-rev');
+		  if (rev.scrollWidth > rev.clientWidth + 1) out.push('the version line cut');
+		  if (bar.height > 3 * yes.height) out.push('the confirmation ' + bar.height + 'px high');
+		  return out.join('; ');
+		})()`); got != "" {
+			t.Errorf("the restore confirmation: %s", got)
+		}
 		eval[bool](ann, `(document.querySelector('#history-confirm-yes').click(), true)`)
 		waitConverged(t, base, id, before, ann, bob)
 		bob.waitJS(`!document.querySelector('#toast').hidden && document.querySelector('#toast').textContent.includes('Ann restored')`, "telling Bob who restored")

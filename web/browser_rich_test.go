@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -110,10 +111,91 @@ func TestBrowserRich(t *testing.T) {
 		}
 	})
 
+	t.Run("ConflictingLineFormatsShowTheSame", func(t *testing.T) {
+		bind(t, ann, bob)
+		// Bob, offline, makes the first line a numbered list item; Ann makes
+		// it a heading. Back online, the line holds both (a Delta can), and
+		// both Quills show the same one.
+		bob.setNetwork("offline")
+		bob.waitJS(`window.tandem.client.status !== 'connected'`, "offline")
+		eval[bool](bob, `(window.tandem.quill.formatLine(0, 1, 'list', 'ordered', 'user'), true)`)
+		eval[bool](ann, `(window.tandem.quill.formatLine(0, 1, 'header', 2, 'user'), true)`)
+		waitRichConverged(t, base, id, ann)
+		bob.setNetwork("online")
+		doc := waitRichConverged(t, base, id, ann, bob)
+		first := doc[0].Attributes
+		for _, c := range doc {
+			var s string
+			if json.Unmarshal(c.Insert, &s) == nil && strings.Contains(s, "\n") {
+				first = c.Attributes
+				break
+			}
+		}
+		if first["header"] == nil || first["list"] == nil {
+			t.Errorf("the first line's attributes %v: want both, as the test means to make them", first)
+		}
+		// And off again, for the subtests after: Ann clears both.
+		eval[bool](ann, `(window.tandem.quill.formatLine(0, 1, {header: false, list: false}, 'user'), true)`)
+		waitRichConverged(t, base, id, ann, bob)
+	})
+
+	t.Run("HistoryShowsDeletedWordsAndRestores", func(t *testing.T) {
+		bind(t, ann, bob)
+		eval[bool](ann, `(window.tandemHistoryPause = 1, true)`) // every revision its own session
+		before := eval[string](ann, `JSON.stringify(window.tandem.client.doc)`)
+		// Ann deletes ", dear" (six characters after "Oh! Hello").
+		quillSelect(ann, 9, 6)
+		ann.do(key('\b', 0))
+		waitRichConverged(t, base, id, ann, bob)
+		eval[bool](ann, `(document.querySelector('#history-toggle').click(), true)`)
+		ann.waitJS(`[...document.querySelectorAll('#history-text del')].some(d => d.textContent === ', dear')`, "the deleted words shown struck through")
+		// Back one version, and restore it.
+		eval[bool](ann, `(() => { const s = document.querySelector('#history-slider'); s.value = String(Number(s.max) - 1); s.dispatchEvent(new Event('input')); return true })()`)
+		ann.waitJS(`document.querySelector('#history-text').textContent.includes(', dear') && !document.querySelector('#history-text del')`, "showing the version before")
+		eval[bool](ann, `(document.querySelector('#history-restore').click(), true)`)
+		ann.waitJS(`!document.querySelector('#history-confirm').hidden`, "asking to confirm")
+		eval[bool](ann, `(document.querySelector('#history-confirm-yes').click(), true)`)
+		waitRichConverged(t, base, id, ann, bob)
+		if got := eval[string](bob, `JSON.stringify(window.tandem.client.doc)`); canonical(json.RawMessage(got)) != canonical(json.RawMessage(before)) {
+			t.Errorf("restored:\n%s\nwant the version before:\n%s", got, before)
+		}
+	})
+
 	t.Run("OthersCaretsWithNames", func(t *testing.T) {
 		bind(t, ann, bob)
 		quillSelect(bob, 3, 0)
 		ann.waitJS(`[...document.querySelectorAll('.ql-cursor .ql-cursor-name')].some(n => n.textContent === 'Bob')`, "showing Bob's caret with his name")
+	})
+
+	t.Run("PhoneLayout", func(t *testing.T) {
+		bind(t, ann, bob)
+		for _, size := range []struct{ w, h int64 }{{1280, 800}, {390, 844}} {
+			ann.do(chromedp.EmulateViewport(size.w, size.h))
+			ann.waitJS(fmt.Sprintf(`innerWidth === %d`, size.w), "resized")
+			got := eval[string](ann, `(() => {
+			  const out = [];
+			  const bar = document.querySelector('.ql-toolbar').getBoundingClientRect();
+			  const text = document.querySelector('.ql-editor').getBoundingClientRect();
+			  if (bar.right > innerWidth + 1) out.push('the toolbar runs off the screen: ' + bar.right);
+			  if (text.width < innerWidth * 0.7) out.push('the text is ' + text.width + 'px wide');
+			  if (text.height < 120) out.push('the text is ' + text.height + 'px high');
+			  if (document.documentElement.scrollWidth > innerWidth) out.push('page wider than the screen: ' + document.documentElement.scrollWidth);
+			  return out.join('; ');
+			})()`)
+			if got != "" {
+				t.Errorf("layout at %dx%d: %s", size.w, size.h, got)
+			}
+			shot, err := chromedp.Run(ann.ctx, chromedp.CaptureScreenshot())
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkNotBlank(t, shot)
+			if err := os.WriteFile(artifactPath(t, fmt.Sprintf("quill-%dx%d.png", size.w, size.h)), shot, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ann.do(chromedp.EmulateViewport(1280, 800))
+		ann.waitJS(`innerWidth === 1280`, "resized back")
 	})
 
 	t.Run("HostileEmbedsAndLinks", func(t *testing.T) {
@@ -255,7 +337,7 @@ func waitRichConvergedAs(t *testing.T, base, tok, id string, tabs ...*tab) richD
 			if s.Pending != 0 || canonical(s.Doc) != canonical(server) || canonical(s.Quill) != canonical(firstQuill) || plainOf(shown) != plainOf(want) {
 				ok = false
 				if time.Now().After(deadline) {
-					t.Fatalf("%s has not converged after 30s:\nserver %s\nclient %s (%d pending)\nquill  %s", tb.name, server, s.Doc, s.Pending, s.Quill)
+					t.Fatalf("%s has not converged after 30s:\nserver %s\nclient %s (%d pending)\nquill  %s\nthe last ops: %s", tb.name, server, s.Doc, s.Pending, s.Quill, lastOps(base, tok, id))
 				}
 			}
 		}
@@ -268,6 +350,31 @@ func waitRichConvergedAs(t *testing.T, base, tok, id string, tabs ...*tab) richD
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// lastOps is the server's last ten ops of document id, for a failure's
+// message.
+func lastOps(base, tok, id string) string {
+	req, _ := http.NewRequest(http.MethodGet, base+"/api/docs/"+id+"/ops?from=0", nil)
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	var out struct{ Ops []json.RawMessage }
+	json.NewDecoder(resp.Body).Decode(&out)
+	if len(out.Ops) > 10 {
+		out.Ops = out.Ops[len(out.Ops)-10:]
+	}
+	var b strings.Builder
+	for _, o := range out.Ops {
+		b.WriteString("\n  ")
+		b.Write(o)
+	}
+	return b.String()
 }
 
 // serverDelta is the server's Delta of document id.

@@ -1234,12 +1234,14 @@ function setupHistory (id, getClient, lib, surface, colorOf) {
     confirming = false
     confirmBar.hidden = true
     restoreBtn.hidden = false
+    $('history-close').hidden = false
   }
   restoreBtn.addEventListener('click', () => {
     if (shownRev < 0 || confirming) return
     confirming = true
     $('history-confirm-text').textContent = `Make the document what it was at ${label(pos)}? Everyone here sees the change; Undo takes it back.`
     restoreBtn.hidden = true
+    $('history-close').hidden = true // Cancel goes back; one row of buttons
     confirmBar.hidden = false
     $('history-confirm-yes').focus()
   })

@@ -108,6 +108,37 @@ function caretAfterChange (ops) {
   return caret
 }
 
+// Quill's line formats that exclude each other: a Delta can give a line
+// several (two people, one a heading, the other a list item, at once);
+// Quill shows the one it applied last, which depends on the order ops
+// reached it. blockFixes finds the lines op (applied, code points) touched
+// that hold more than one, so that every Quill shows the same one.
+const BLOCK_FORMATS = ['header', 'list', 'blockquote', 'code-block']
+
+function blockFixes (doc, op) {
+  const spans = [] // [start, end) in doc of the components that carry attributes
+  let at = 0
+  for (const c of op) {
+    if (typeof c.delete === 'number') continue
+    const n = typeof c.retain === 'number' ? c.retain : typeof c.insert === 'string' ? [...c.insert].length : 1
+    if (c.attributes) spans.push([at, at + n])
+    at += n
+  }
+  const fixes = []
+  if (spans.length === 0) return fixes
+  let pos = 0
+  for (const c of doc) {
+    if (typeof c.insert !== 'string') { pos++; continue }
+    const blocks = c.attributes ? BLOCK_FORMATS.filter((k) => c.attributes[k] !== undefined).length : 0
+    if (blocks < 2) { pos += [...c.insert].length; continue }
+    for (const ch of c.insert) {
+      if (ch === '\n' && spans.some(([a, b]) => pos >= a && pos < b)) fixes.push({ pos, attributes: c.attributes })
+      pos++
+    }
+  }
+  return fixes
+}
+
 /** bindQuill connects client (a rich-text client) and quill until the
  * returned function is called. readOnly disables the editor (a reader). */
 export function bindQuill (client, quill, { readOnly = false } = {}) {
@@ -180,6 +211,18 @@ export function bindQuill (client, quill, { readOnly = false } = {}) {
       toQuillNow = false
     }
     shown = doc
+    // The same line format in every Quill: the line's formats applied
+    // again, in the Delta's (sorted) key order.
+    for (const f of blockFixes(doc, info.op)) {
+      const attrs = {}
+      for (const k of BLOCK_FORMATS) if (f.attributes[k] !== undefined) attrs[k] = f.attributes[k]
+      toQuillNow = true
+      try {
+        quill.updateContents([{ retain: unitsAt(doc, f.pos) }, { retain: 1, attributes: attrs }], 'silent')
+      } finally {
+        toQuillNow = false
+      }
+    }
     quill.history.clear()
     if (info.origin === 'undo' || info.origin === 'redo') {
       const at = caretAfterChange(delta)
