@@ -1,6 +1,7 @@
 package rich
 
 import (
+	"github.com/tandemdocs/tandem/ot/internal/jsontext"
 	"unicode/utf8"
 )
 
@@ -418,8 +419,61 @@ func walk(t *node, fn func(Component)) {
 	}
 }
 
-// AppendJSON appends the document's canonical JSON.
-func (d *Document) AppendJSON(b []byte) []byte { return d.Delta().AppendJSON(b) }
+// AppendJSON appends the document's canonical JSON: what Delta().AppendJSON
+// writes, without building the Delta (a snapshot of a large document is
+// written on the document's goroutine, between edits). Adjacent text runs
+// with equal attributes are one insert, their text written piece by piece
+// into one JSON string.
+func (d *Document) AppendJSON(b []byte) []byte {
+	b = append(b, '[')
+	var open *Component // the text insert whose string is still open
+	closeText := func() {
+		b = append(b, '"')
+		if len(open.attrs) > 0 {
+			b = append(b, `,"attributes":`...)
+			b = open.attrs.AppendJSON(b)
+		}
+		b = append(b, '}')
+		open = nil
+	}
+	first := true
+	walkNodes(d.root, func(t *node) {
+		c := &t.run
+		if c.n == 0 {
+			return
+		}
+		if open != nil {
+			if c.isText() && open.attrs.Equal(c.attrs) {
+				b = jsontext.AppendStringBody(b, c.text)
+				return
+			}
+			closeText()
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		if c.isText() {
+			b = append(b, `{"insert":"`...)
+			b = jsontext.AppendStringBody(b, c.text)
+			open = c
+			return
+		}
+		b = c.appendJSON(b)
+	})
+	if open != nil {
+		closeText()
+	}
+	return append(b, ']')
+}
+
+func walkNodes(t *node, fn func(*node)) {
+	for t != nil {
+		walkNodes(t.left, fn)
+		fn(t)
+		t = t.right
+	}
+}
 
 // Slice returns the document's inserts over [start, end) (clamped to the
 // document), canonical.

@@ -85,6 +85,10 @@ func FuzzApply(f *testing.F) {
 		if js(td.Delta()) != js(want) {
 			t.Fatalf("Document %s, value %s", js(td.Delta()), js(want))
 		}
+		// The snapshot's streaming encoder writes what the Delta's does.
+		if got := string(td.AppendJSON(nil)); got != js(want) {
+			t.Fatalf("Document.AppendJSON %s, Delta %s", got, js(want))
+		}
 	})
 }
 

@@ -111,6 +111,9 @@ func TestDocumentLongHistory(t *testing.T) {
 			if js(td.Delta()) != js(doc) {
 				t.Fatalf("op %d (%s): Document %s, value %s", i, js(op), js(td.Delta()), js(doc))
 			}
+			if got := string(td.AppendJSON(nil)); got != js(doc) {
+				t.Fatalf("op %d: Document.AppendJSON %s, value %s", i, got, js(doc))
+			}
 			s, e := r.IntN(doc.Len()+1), r.IntN(doc.Len()+1)
 			if s > e {
 				s, e = e, s

@@ -134,8 +134,13 @@ func hex4(data []byte, pos int) (rune, bool) {
 // short escapes where JSON has them. Invalid UTF-8 (which no op holds) is
 // written as U+FFFD, so the output is always valid JSON.
 func AppendString(b []byte, s string) []byte {
+	return append(AppendStringBody(append(b, '"'), s), '"')
+}
+
+// AppendStringBody appends s escaped as AppendString does, without the
+// quotes: a long string can be written in pieces.
+func AppendStringBody(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
-	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -174,6 +179,5 @@ func AppendString(b []byte, s string) []byte {
 		i++
 		start = i
 	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+	return append(b, s[start:]...)
 }
