@@ -118,6 +118,8 @@ func TestBrowserRich(t *testing.T) {
 		// both Quills show the same one.
 		bob.setNetwork("offline")
 		bob.waitJS(`window.tandem.client.status !== 'connected'`, "offline")
+		// Offline, Bob still sees Ann among the people here, greyed.
+		bob.waitJS(`[...document.querySelectorAll('#people .person.stale')].some(p => p.textContent.includes('Ann'))`, "keeping Ann listed, greyed")
 		eval[bool](bob, `(window.tandem.quill.formatLine(0, 1, 'list', 'ordered', 'user'), true)`)
 		eval[bool](ann, `(window.tandem.quill.formatLine(0, 1, 'header', 2, 'user'), true)`)
 		waitRichConverged(t, base, id, ann)

@@ -229,6 +229,11 @@ export class TandemClient {
    * without storage, or when another tab of the same document holds it). */
   get persistent () { return this._persistOK }
 
+  /** connected is true from the server's hello to the connection's end:
+   * peers and selections are live only then (status can still say
+   * 'connected' while a dropped connection's events are delivered). */
+  get connected () { return this._helloDone && !this._closed }
+
   get canUndo () { return this._history.canUndo }
   get canRedo () { return this._history.canRedo }
 

@@ -501,7 +501,9 @@ async function openEditor (id) {
   const renderPeers = () => {
     if (!client) return
     const people = [{ me: true, name: me.name, color: me.color }]
-    const online = client.status === 'connected'
+    // (connected, not status: a dropped connection empties the peers
+    // before the status changes, and they must stay listed, greyed.)
+    const online = client.connected
     if (online) {
       lastPeers = []
       for (const [cid, p] of client.peers) lastPeers.push({ cid, name: p.name || p.user || 'Anonymous', color: validColor(p.color) ? p.color : colorFor(cid) })
