@@ -63,6 +63,24 @@ func TestBrowserCodeMirror(t *testing.T) {
 			  return %v ? line === lines[lines.length - 1] : line.textContent.includes('|');
 			})()`, c.name, c.lastLine), "showing "+c.name+"'s caret where it is")
 		}
+		// The label sits on the caret's own line, not over the line above.
+		if got := eval[string](ann, `(() => {
+		  const label = [...document.querySelectorAll('.cm-tandem-caret .cm-tandem-label')].find(l => l.textContent === 'Bob');
+		  const line = label.closest('.cm-line').getBoundingClientRect();
+		  const box = label.getBoundingClientRect();
+		  return box.top >= line.top - 2 && box.bottom <= line.bottom + 2 ? '' : 'label ' + box.top + '–' + box.bottom + ', line ' + line.top + '–' + line.bottom;
+		})()`); got != "" {
+			t.Errorf("Bob's label covers another line: %s", got)
+		}
+		// Markdown headings are bold, not underlined like links.
+		if got := eval[string](ann, `(() => {
+		  const line = [...document.querySelectorAll('.cm-content .cm-line')].find(l => l.textContent.startsWith('# '));
+		  const spans = [...line.querySelectorAll('span')];
+		  const bad = spans.filter(s => getComputedStyle(s).textDecorationLine.includes('underline'));
+		  return bad.length ? 'underlined: ' + bad.map(s => s.textContent).join(',') : (spans.some(s => Number(getComputedStyle(s).fontWeight) >= 600) ? '' : 'not bold');
+		})()`); got != "" {
+			t.Errorf("the heading: %s", got)
+		}
 	})
 
 	t.Run("SelectionStaysWhereItBelongs", func(t *testing.T) {

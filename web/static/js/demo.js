@@ -766,14 +766,10 @@ function codeMirrorSurface (host, lib) {
             cm.highlightActiveLine(),
             cm.highlightSelectionMatches(),
             new cm.LanguageSupport(cm.markdownLanguage),
-            // Headings bold and larger, not underlined like links (the
-            // default style underlines them).
-            cm.syntaxHighlighting(cm.HighlightStyle.define([
-              { tag: cm.tags.heading1, fontWeight: '700', fontSize: '1.3em' },
-              { tag: cm.tags.heading2, fontWeight: '700', fontSize: '1.15em' },
-              { tag: [cm.tags.heading3, cm.tags.heading4, cm.tags.heading5, cm.tags.heading6], fontWeight: '700' }
-            ])),
-            cm.syntaxHighlighting(cm.defaultHighlightStyle, { fallback: true }),
+            // Markdown's own style: headings bold and larger (CodeMirror's
+            // default underlines them, like links), emphasis, code, links,
+            // quotes, and the markup characters muted.
+            cm.syntaxHighlighting(MARKDOWN_STYLE(cm)),
             cm.keymap.of([...cm.defaultKeymap, ...cm.searchKeymap, cm.indentWithTab]),
             cm.placeholder('Start typing…'),
             ro.of([cm.EditorState.readOnly.of(readOnly), cm.EditorView.editable.of(!readOnly)]),
@@ -901,6 +897,21 @@ function quillSurface (host, lib) {
   }
   return s
 }
+
+// The Markdown highlighting of the CodeMirror surface.
+const MARKDOWN_STYLE = (cm) => cm.HighlightStyle.define([
+  { tag: cm.tags.heading1, fontWeight: '700', fontSize: '1.3em' },
+  { tag: cm.tags.heading2, fontWeight: '700', fontSize: '1.15em' },
+  { tag: [cm.tags.heading3, cm.tags.heading4, cm.tags.heading5, cm.tags.heading6], fontWeight: '700' },
+  { tag: cm.tags.emphasis, fontStyle: 'italic' },
+  { tag: cm.tags.strong, fontWeight: '700' },
+  { tag: cm.tags.strikethrough, textDecoration: 'line-through' },
+  { tag: cm.tags.link, color: '#4f46e5' },
+  { tag: cm.tags.url, color: '#6b7280' },
+  { tag: cm.tags.monospace, fontFamily: 'ui-monospace, SFMono-Regular, Menlo, monospace', fontSize: '.92em' },
+  { tag: cm.tags.quote, color: '#4b5563', fontStyle: 'italic' },
+  { tag: [cm.tags.processingInstruction, cm.tags.meta, cm.tags.contentSeparator, cm.tags.list], color: '#9ca3af' }
+])
 
 // ---- the Markdown preview
 
