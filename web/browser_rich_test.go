@@ -220,6 +220,20 @@ func TestBrowserRich(t *testing.T) {
 			t.Errorf("the link ran: %s", p)
 		}
 	})
+	t.Run("NameOnAPhone", func(t *testing.T) {
+		bind(t, ann, bob)
+		// On a phone the top bar has no room for the name field: tapping
+		// oneself among the people asks for the name.
+		ann.do(chromedp.EmulateViewport(390, 844))
+		ann.waitJS(`innerWidth === 390`, "resized")
+		if eval[bool](ann, `document.querySelector('#my-name').getClientRects().length > 0`) {
+			t.Skip("the name field is shown at 390 px: nothing to ask")
+		}
+		eval[bool](ann, `(window.prompt = () => 'Ann on a phone', document.querySelector('#people .person.is-me').click(), true)`)
+		ann.waitConnected()
+		bob.waitJS(`[...window.tandem.client.peers.values()].some(p => p.name === 'Ann on a phone')`, "seeing Ann's new name")
+		ann.do(chromedp.EmulateViewport(1280, 800))
+	})
 }
 
 // TestBrowserRichOfflineAndReader: formatting typed offline survives a
