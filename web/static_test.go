@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -186,5 +189,37 @@ func TestAssetsGzipped(t *testing.T) {
 	}
 	if r, _ := fetch("gzip", gzResp.Header.Get("ETag")); r.StatusCode != http.StatusNotModified {
 		t.Fatalf("revalidation: %d", r.StatusCode)
+	}
+}
+
+// TestServiceWorkerShell: the service worker keeps every module and style
+// sheet of the demo, so that the editor of either type opens offline on a
+// browser that never loaded it online.
+func TestServiceWorkerShell(t *testing.T) {
+	t.Parallel()
+	sw, err := os.ReadFile("static/sw.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := strings.Index(string(sw), "const SHELL = [")
+	end := strings.Index(string(sw)[start:], "]")
+	shell := map[string]bool{}
+	for _, m := range regexp.MustCompile(`'([^']+)'`).FindAllStringSubmatch(string(sw)[start:start+end], -1) {
+		shell[m[1]] = true
+	}
+	var want []string
+	for _, pattern := range []string{"static/js/*.js", "static/js/vendor/*.js", "static/js/vendor/*.css", "static/css/*.css"} {
+		files, _ := filepath.Glob(pattern)
+		for _, f := range files {
+			want = append(want, strings.TrimPrefix(f, "static"))
+		}
+	}
+	if len(want) < 15 {
+		t.Fatalf("found only %v", want)
+	}
+	for _, f := range want {
+		if !shell[f] {
+			t.Errorf("%s is not in sw.js's SHELL: the editor may not open offline", f)
+		}
 	}
 }

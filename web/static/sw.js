@@ -5,12 +5,14 @@
 // always (a new deployment is never hidden behind a cache); the cache is
 // only the fallback. The API and WebSockets are never cached.
 
-const CACHE = 'tandem-shell-v1'
+const CACHE = 'tandem-shell-v2'
 const SHELL = [
   '/', '/css/demo.css',
-  '/js/demo.js', '/js/client.js', '/js/ot.js', '/js/unicode.js', '/js/peers.js',
+  '/js/demo.js', '/js/client.js', '/js/ot.js', '/js/rich.js', '/js/unicode.js', '/js/peers.js',
+  '/js/docstate.js', '/js/doctypes.js',
   '/js/diff.js', '/js/keys.js', '/js/undo.js', '/js/localstate.js', '/js/transport.js',
-  '/js/textarea.js', '/js/codemirror.js', '/js/vendor/codemirror.js', '/js/vendor/preview.js'
+  '/js/textarea.js', '/js/codemirror.js', '/js/quill.js',
+  '/js/vendor/codemirror.js', '/js/vendor/preview.js', '/js/vendor/quill.js', '/js/vendor/quill.css'
 ]
 
 self.addEventListener('install', (e) => {
