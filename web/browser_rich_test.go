@@ -469,3 +469,40 @@ func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// TestBrowserNewDocumentTypes: "New document" makes a formatted document by
+// default (Quill), or Markdown / plain text (CodeMirror) when chosen, and
+// the list says which is which.
+func TestBrowserNewDocumentTypes(t *testing.T) {
+	browser := startBrowser(t)
+	ts := startServer(t, serverOpts{})
+	ann := newTab(t, browser, "Ann", "#e11d48")
+	for _, c := range []struct {
+		choice, title, typ, editor string
+	}{{"", "Formatted one", "rich", ".ql-editor"}, {"plain", "Notes in Markdown", "plain", ".cm-editor"}} {
+		ann.do(chromedp.Navigate(ts.URL + "/"))
+		ann.waitJS(`document.querySelector('#new-doc') && !document.querySelector('#list-view').hidden`, "the list page")
+		eval[bool](ann, fmt.Sprintf(`(() => {
+		  document.querySelector('#new-title').value = %q;
+		  if (%q) document.querySelector('#new-type').value = %q;
+		  document.querySelector('#new-btn').click();
+		  return true })()`, c.title, c.choice, c.choice))
+		ann.waitJS(`location.pathname.startsWith('/d/')`, "the new document's editor")
+		ann.waitConnected()
+		if typ := eval[string](ann, `window.tandem.client.type`); typ != c.typ {
+			t.Errorf("%s: a %s document, want %s", c.title, typ, c.typ)
+		}
+		ann.waitJS(fmt.Sprintf(`document.querySelector(%q) !== null`, c.editor), "the "+c.typ+" editor")
+	}
+	ann.do(chromedp.Navigate(ts.URL + "/"))
+	ann.waitJS(`document.querySelectorAll('#doc-list li').length === 2`, "listing both")
+	list := eval[string](ann, `document.querySelector('#doc-list').textContent`)
+	for _, want := range []string{"Formatted one", "Formatted ·", "Notes in Markdown", "Markdown ·"} {
+		if !strings.Contains(list, want) {
+			t.Errorf("the list %q has no %q", list, want)
+		}
+	}
+	if strings.Contains(list, " edits") {
+		t.Errorf("the list counts edits: %q", list)
+	}
+}
