@@ -264,6 +264,9 @@ func TestBrowserRichOfflineAndReader(t *testing.T) {
 		if !eval[bool](bob, `document.querySelector('.ql-editor').getAttribute('contenteditable') === 'false' && !document.querySelector('.ql-toolbar') && !!document.querySelector('.view-only')`) {
 			t.Fatalf("Bob's editor is editable or has a toolbar: %s", bob.state())
 		}
+		if st := eval[string](bob, `document.querySelector('#conn-text').textContent`); st != "Connected · view only" {
+			t.Errorf("a reader's status: %q", st)
+		}
 		bob.do(chromedp.Click(chromedp.CSS(`.ql-editor`)))
 		bob.do(typeText("XYZ"))
 		bob.do(key('b', chromedp.ModifierCtrl))

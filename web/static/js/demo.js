@@ -470,7 +470,8 @@ async function openEditor (id) {
     switch (st) {
       case 'connected':
         // "Saving" only when an edit takes a while: no flicker per keystroke.
-        text = n > 0 && performance.now() - pendingSince > 600 ? 'Saving…' : 'Connected · saved'
+        // A reader saves nothing: say what the page is instead.
+        text = readOnly ? 'Connected · view only' : n > 0 && performance.now() - pendingSince > 600 ? 'Saving…' : 'Connected · saved'
         break
       case 'connecting':
         // After a reload with the server down, the first connection can
