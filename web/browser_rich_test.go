@@ -509,3 +509,34 @@ func TestBrowserNewDocumentTypes(t *testing.T) {
 		t.Errorf("the list counts edits: %q", list)
 	}
 }
+
+// TestBrowserRichNoFinalNewline: Quill's document always ends with a
+// newline; a Tandem document need not (an empty one, or one made by the
+// API or another client). Formatting that last line makes the newline real
+// and keeps the format, in an empty document and in one without it.
+func TestBrowserRichNoFinalNewline(t *testing.T) {
+	browser := startBrowser(t)
+	ts := startServer(t, serverOpts{})
+	for _, c := range []struct{ id, content, want string }{
+		{"empty", `[]`, `[{"insert":"\n","attributes":{"header":1}}]`},
+		{"no-newline", `[{"insert":"abc"}]`, `[{"insert":"abc"},{"insert":"\n","attributes":{"header":1}}]`},
+	} {
+		if err := ts.store.CreateDocument(context.Background(), storage.Document{ID: c.id, Title: c.id, Type: "rich", Created: time.Now()}, c.content); err != nil {
+			t.Fatal(err)
+		}
+		ann := newTab(t, browser, "Ann", "#e11d48")
+		ann.openCM(ts.URL, c.id)
+		eval[bool](ann, `(window.tandem.quill.formatLine(0, 1, 'header', 1, 'user'), true)`)
+		doc := waitRichConverged(t, ts.URL, c.id, ann)
+		if got := mustJSON(doc); canonical(json.RawMessage(got)) != canonical(json.RawMessage(c.want)) {
+			t.Errorf("%s: %s, want %s", c.id, got, c.want)
+		}
+		// The made-up newline is not an undo step: Ctrl+Z takes the heading
+		// away and leaves the newline.
+		ann.do(key('z', chromedp.ModifierCtrl))
+		doc = waitRichConverged(t, ts.URL, c.id, ann)
+		if plainOf(doc) != strings.TrimSuffix(plainOf(doc), "\n")+"\n" || attrOf(doc, "\n", "header") {
+			t.Errorf("%s after undo: %s", c.id, mustJSON(doc))
+		}
+	}
+}

@@ -180,7 +180,7 @@ export function bindQuill (client, quill, { readOnly = false } = {}) {
     fromQuillNow = true
     try {
       const len = length(shown)
-      if (baseLen(op) > len) client.edit([{ retain: len }, { insert: '\n' }], { undoable: false })
+      if (baseLen(op) > len) client.edit(len > 0 ? [{ retain: len }, { insert: '\n' }] : [{ insert: '\n' }], { undoable: false })
       client.edit(op)
     } catch (err) {
       fromQuillNow = false
