@@ -95,4 +95,11 @@ func TestBrowserWithTokens(t *testing.T) {
 
 	// A reader's list has no New document (the server would refuse it).
 	bob.waitJS(`document.querySelector('#new-doc').hidden`, "hiding New document from a reader")
+	// In CodeMirror (the default editor) a reader gets no caret to type
+	// with, and the status does not say "saved".
+	bob.do(chromedp.Navigate(ts.URL + "/d/trip"))
+	bob.waitConnected()
+	if got := eval[string](bob, `document.querySelector('.cm-content').getAttribute('contenteditable') + ' ' + document.querySelector('#conn-text').textContent`); got != "false Connected · view only" {
+		t.Errorf("a reader's CodeMirror: %q", got)
+	}
 }
