@@ -115,7 +115,11 @@ func TestBrowserRich(t *testing.T) {
 		bind(t, ann, bob)
 		// Bob, offline, makes the first line a numbered list item; Ann makes
 		// it a heading. Back online, the line holds both (a Delta can), and
-		// both Quills show the same one.
+		// both Quills show the same one. (The line starts with neither: on a
+		// list line Quill's heading clears the list, and the one committed
+		// first wins that key.)
+		eval[bool](ann, `(window.tandem.quill.formatLine(0, 1, {header: false, list: false}, 'user'), true)`)
+		waitRichConverged(t, base, id, ann, bob)
 		bob.setNetwork("offline")
 		bob.waitJS(`window.tandem.client.status !== 'connected'`, "offline")
 		// Offline, Bob still sees Ann among the people here, greyed.
