@@ -139,6 +139,52 @@ function blockFixes (doc, op) {
   return fixes
 }
 
+// A document may hold embeds Quill has no blot for (the server takes any
+// one-key embed: {mention: …} from another app). Quill drops
+// those, and its document would then be shorter than the client's. So the
+// binding registers a blot for each unknown key before Quill sees it: an
+// inline, uneditable "[key]" whose value stays as it came (written as
+// text, never markup).
+// Quill's own formula (it needs KaTeX, and throws without it) and video (a
+// third-party frame) are shown the same way.
+const SHOWN_AS_NAMES = new Set(['formula', 'video'])
+const registered = new Set()
+
+function ensureEmbeds (Q, ops) {
+  for (const c of ops) {
+    if (c.insert === undefined || typeof c.insert === 'string' || c.insert === null) continue
+    const key = Object.keys(c.insert)[0]
+    if (!key || registered.has(key) || (Q.imports['formats/' + key] && !SHOWN_AS_NAMES.has(key))) continue
+    registered.add(key)
+    const Embed = Q.imports['blots/embed']
+    let h = 0
+    for (const ch of key) h = (h * 31 + ch.codePointAt(0)) >>> 0
+    class OtherEmbed extends Embed {
+      static blotName = key
+      static tagName = 'SPAN'
+      // A class of its own: Quill finds a node's blot by its class.
+      static className = 'ql-tandem-embed-' + key.replace(/[^a-zA-Z0-9-]/g, '').slice(0, 24) + '-' + h.toString(36)
+      static create (value) {
+        const node = super.create(value)
+        node.setAttribute('data-value', JSON.stringify(value))
+        node.setAttribute('title', key)
+        node.classList.add('ql-tandem-embed')
+        node.textContent = '[' + key + ']'
+        return node
+      }
+
+      static value (node) {
+        try {
+          return JSON.parse(node.getAttribute('data-value'))
+        } catch {
+          return null
+        }
+      }
+    }
+    Q.register(OtherEmbed, true)
+  }
+}
+
 /** bindQuill connects client (a rich-text client) and quill until the
  * returned function is called. readOnly disables the editor (a reader). */
 export function bindQuill (client, quill, { readOnly = false } = {}) {
@@ -148,7 +194,9 @@ export function bindQuill (client, quill, { readOnly = false } = {}) {
   let toQuillNow = false // a change of the client's is going to Quill
   quill.__tandem = client
 
+  const Q = quill.constructor
   const show = () => {
+    ensureEmbeds(Q, client.doc)
     toQuillNow = true
     try {
       quill.setContents(client.doc, 'api')
@@ -204,6 +252,7 @@ export function bindQuill (client, quill, { readOnly = false } = {}) {
       show()
       return
     }
+    ensureEmbeds(Q, delta)
     toQuillNow = true
     try {
       quill.updateContents(delta, 'api')
@@ -213,7 +262,9 @@ export function bindQuill (client, quill, { readOnly = false } = {}) {
     shown = doc
     // The same line format in every Quill: the line's formats applied
     // again, in the Delta's (sorted) key order.
-    for (const f of blockFixes(doc, info.op)) {
+    const fixes = blockFixes(doc, info.op)
+    if (fixes.length > 0) settleBlocks()
+    for (const f of fixes) {
       const attrs = {}
       for (const k of BLOCK_FORMATS) if (f.attributes[k] !== undefined) attrs[k] = f.attributes[k]
       toQuillNow = true
@@ -229,6 +280,46 @@ export function bindQuill (client, quill, { readOnly = false } = {}) {
       if (at !== null) quill.setSelection(at, 0, 'user')
     }
     drawPeers()
+  }
+
+  // A line left with two block formats is shown as one (above); a writer
+  // also clears the others from the document, so that what everyone sees
+  // is what the document holds (an export, a reload). Whoever does it
+  // first wins; the same edit from several people converges.
+  let settling = false
+  const settleBlocks = () => {
+    if (settling || readOnly) return
+    settling = true
+    queueMicrotask(() => {
+      settling = false
+      const op = []
+      let at = 0
+      let last = 0
+      for (const c of client.doc) {
+        const n = typeof c.insert === 'string' ? [...c.insert].length : 1
+        const keys = c.attributes ? BLOCK_FORMATS.filter((k) => c.attributes[k] !== undefined) : []
+        if (keys.length > 1 && typeof c.insert === 'string') {
+          const clear = {}
+          for (const k of keys.slice(0, -1)) clear[k] = null // the last applied is the one shown
+          let i = 0
+          for (const ch of c.insert) {
+            if (ch === '\n') {
+              if (at + i > last) op.push({ retain: at + i - last })
+              op.push({ retain: 1, attributes: clear })
+              last = at + i + 1
+            }
+            i++
+          }
+        }
+        at += n
+      }
+      if (op.length === 0) return
+      try {
+        client.edit(op, { undoable: false })
+      } catch (err) {
+        console.warn('tandem: could not settle line formats:', err && err.message)
+      }
+    })
   }
 
   const onSelection = (range, _old, source) => {
