@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -405,17 +404,10 @@ func waitRichConvergedAs(t *testing.T, base, tok, id string, tabs ...*tab) richD
 // lastOps is the server's last ten ops of document id, for a failure's
 // message.
 func lastOps(base, tok, id string) string {
-	req, _ := http.NewRequest(http.MethodGet, base+"/api/docs/"+id+"/ops?from=0", nil)
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
+	var out struct{ Ops []json.RawMessage }
+	if err := getJSONAs(base+"/api/docs/"+id+"/ops?from=0", tok, &out); err != nil {
 		return err.Error()
 	}
-	defer resp.Body.Close()
-	var out struct{ Ops []json.RawMessage }
-	json.NewDecoder(resp.Body).Decode(&out)
 	if len(out.Ops) > 10 {
 		out.Ops = out.Ops[len(out.Ops)-10:]
 	}
@@ -430,18 +422,9 @@ func lastOps(base, tok, id string) string {
 // serverDelta is the server's Delta of document id.
 func serverDelta(t *testing.T, base, tok, id string) json.RawMessage {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, base+"/api/docs/"+id+"/text", nil)
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var out struct{ Delta json.RawMessage }
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET text: %d %v", resp.StatusCode, err)
+	if err := getJSONAs(base+"/api/docs/"+id+"/text", tok, &out); err != nil {
+		t.Fatalf("GET text: %v", err)
 	}
 	return out.Delta
 }

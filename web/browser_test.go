@@ -294,23 +294,35 @@ func serverText(t *testing.T, base, id string) (string, int64) {
 // serverTextAs reads the server's text with a bearer token ("" for none).
 func serverTextAs(t *testing.T, base, tok, id string) (string, int64) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, base+"/api/docs/"+id, nil)
+	var d struct {
+		Text string
+		Rev  int64
+	}
+	if err := getJSONAs(base+"/api/docs/"+id, tok, &d); err != nil {
+		t.Fatal(err)
+	}
+	return d.Text, d.Rev
+}
+
+// getJSONAs GETs url with a bearer token ("" for none) and decodes the
+// answer into out; an answer other than 200 is an error.
+func getJSONAs(url, tok string, out any) error {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer resp.Body.Close()
-	var d struct {
-		Text string
-		Rev  int64
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
-		t.Fatal(err)
-	}
-	return d.Text, d.Rev
+	return json.NewDecoder(resp.Body).Decode(out)
 }
 
 // waitConverged waits until every tab has nothing pending and shows the
