@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1626,4 +1627,40 @@ func FuzzParseClientMessage(f *testing.F) {
 			t.Fatalf("%q: type %q accepted", frame, m.Type)
 		}
 	})
+}
+
+// TestQuietDocumentsHoldNoGoroutine: an open document whose clients are
+// quiet holds no goroutine (a driver runs only while it has events), so
+// thousands of small documents cost no stacks while they wait; and one
+// that wakes up still answers.
+func TestQuietDocumentsHoldNoGoroutine(t *testing.T) {
+	const docs = 200
+	st := memstore.New()
+	m := newManager(t, st, collab.Config{})
+	createDoc(t, st, "doc-base", "")
+	base := connect(t, m, "doc-base", info("base", -1))
+	before := runtime.NumGoroutine()
+	peers := make([]*peer, docs)
+	for i := range peers {
+		id := fmt.Sprintf("doc-%d", i)
+		createDoc(t, st, id, "")
+		peers[i] = connect(t, m, id, info(fmt.Sprintf("q%d", i), -1))
+	}
+	if open := m.Open(); open != docs+1 {
+		t.Fatalf("%d documents open, want %d", open, docs+1)
+	}
+	// Goroutines that took the joins end soon after: wait for them.
+	var now int
+	deadline := time.Now().Add(wait)
+	for now = runtime.NumGoroutine(); now-before >= docs/4 && time.Now().Before(deadline); now = runtime.NumGoroutine() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if now-before >= docs/4 {
+		t.Fatalf("%d documents opened, and %d goroutines more than before (%d → %d): a quiet document holds one", docs, now-before, before, now)
+	}
+	t.Logf("%d quiet documents open: %d → %d goroutines", docs, before, now)
+	for _, p := range []*peer{peers[0], peers[docs-1], base} {
+		p.op(0, 1, `["x"]`)
+		p.expectAck(t, 1, 1)
+	}
 }

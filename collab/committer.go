@@ -14,8 +14,8 @@ import (
 // one answer; a hub has at most one request outstanding, so a buffer of one
 // means the committer never waits for a hub.
 type commitReq struct {
-	app    storage.Append
-	result chan error
+	app  storage.Append
+	done func(error) // called once with the outcome; never blocks
 }
 
 // committer is the group commit: it takes whatever appends the hubs have
@@ -134,9 +134,9 @@ func (c *committer) write(batch []*commitReq, apps []storage.Append) {
 	}
 	for i, r := range batch {
 		if err != nil {
-			r.result <- err
+			r.done(err)
 		} else {
-			r.result <- results[i]
+			r.done(results[i])
 		}
 	}
 }

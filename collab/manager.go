@@ -437,16 +437,25 @@ func (m *Manager) Connect(ctx context.Context, docID string, conn Conn, info Cli
 // that cannot pay gets rate_limited, with how long to wait, and an op that
 // no budget could ever pay for gets too_far_behind.
 func (c *Client) Handle(frame []byte) {
+	// In two calls, so that the parser's deep frames and the budgets'
+	// wide ones are never on the reading goroutine's stack at once (a
+	// stack grows to the deepest call it ever made, per connection).
+	var msg ClientMessage
+	perr := parseClientMessage(&msg, c.d.typ, frame)
+	if perr == nil && msg.Type == "op" {
+		perr = checkOpSize(&msg, &c.d.m.cfg)
+	}
+	c.handle(&msg, perr)
+}
+
+//go:noinline
+func (c *Client) handle(msg *ClientMessage, perr *Error) {
 	cfg := &c.d.m.cfg
 	now := cfg.Now()
-	msg, perr := ParseClientMessage(c.d.typ, frame)
-	if perr == nil && msg.Type == "op" {
-		perr = checkOpSize(msg, cfg)
-	}
 	total, work, distance := int64(1), int64(0), int64(0)
 	if perr == nil {
 		distance = c.d.head.Load() - msg.Rev
-		total, work = messageCost(msg, distance, cfg)
+		total, work = messageCost(*msg, distance, cfg)
 	}
 	var behind *Error
 	if burst := int64(c.limiter.Burst()); total > burst {
@@ -474,7 +483,7 @@ func (c *Client) Handle(frame []byte) {
 	case behind != nil:
 		c.reply(behind)
 	default:
-		c.d.post(input{ev: evMessage{Client: c.id, Msg: msg, Now: now, Paid: int(work)}})
+		c.d.post(input{ev: evMessage{Client: c.id, Msg: *msg, Now: now, Paid: int(work)}})
 	}
 }
 
@@ -503,7 +512,9 @@ func rateLimited(cfg *Config, wait time.Duration, distance, total, work int64, s
 // checkOpSize refuses an op too large to take, before any work: too many
 // parts, or more inserted text than an op may carry (transforming never
 // changes what an op inserts).
-func checkOpSize(msg ClientMessage, cfg *Config) *Error {
+//
+//go:noinline
+func checkOpSize(msg *ClientMessage, cfg *Config) *Error {
 	if msg.Op.Parts() > cfg.MaxOpParts {
 		return &Error{Code: CodeTooLarge, Seq: msg.Seq, HasSeq: true,
 			Message: fmt.Sprintf("op has %d parts, at most %d", msg.Op.Parts(), cfg.MaxOpParts)}
@@ -580,11 +591,14 @@ func (m *Manager) acquire(ctx context.Context, id string) (*driver, error) {
 		if d.loadErr == nil {
 			// Under m.mu, with closing checked: Close's Wait counts it.
 			m.running.Add(1)
-			go d.run(m.writeErr)
 		} else if m.docs[id] == d {
 			delete(m.docs, id)
 		}
+		writeErr := m.writeErr
 		m.mu.Unlock()
+		if d.loadErr == nil {
+			d.start(writeErr)
+		}
 		close(d.loaded)
 	}
 	select {

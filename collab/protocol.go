@@ -84,6 +84,10 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
+// protoErr is kept out of line: inlined, each call's arguments take room
+// in the frames of the parser that every reading goroutine runs through.
+//
+//go:noinline
 func protoErr(code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
@@ -112,17 +116,34 @@ const maxPosition = 1 << 40
 // code bad_message or invalid_op for anything it rejects, and then the zero
 // ClientMessage.
 func ParseClientMessage(t doctype.Type, frame []byte) (ClientMessage, *Error) {
+	var m ClientMessage
+	if err := parseClientMessage(&m, t, frame); err != nil {
+		return ClientMessage{}, err
+	}
+	return m, nil
+}
+
+// parseClientMessage is ParseClientMessage into *m (left zero on an
+// error). It runs on every connection's reading goroutine, for every
+// frame: its frames are kept small (results through pointers, errors built
+// out of line), because such a stack stays as large as the deepest call it
+// ever made.
+func parseClientMessage(m *ClientMessage, t doctype.Type, frame []byte) *Error {
 	if !utf8.Valid(frame) {
-		return ClientMessage{}, protoErr(CodeBadMessage, "frame is not valid UTF-8")
+		return protoErr(CodeBadMessage, "frame is not valid UTF-8")
 	}
 	raw, ok := scanClientMessage(frame)
 	if !ok {
 		var err *Error
 		if raw, err = decodeClientMessage(frame); err != nil {
-			return ClientMessage{}, err
+			return err
 		}
 	}
-	return raw.check(t)
+	if err := raw.check(m, t); err != nil {
+		*m = ClientMessage{}
+		return err
+	}
+	return nil
 }
 
 // rawClientMessage is a client message as read, before its checks.
@@ -327,57 +348,57 @@ func arrayEnd(b []byte) int {
 }
 
 // check validates a message read by either reader.
-func (raw rawClientMessage) check(t doctype.Type) (ClientMessage, *Error) {
-	m := ClientMessage{Type: raw.Type}
+func (raw *rawClientMessage) check(m *ClientMessage, t doctype.Type) *Error {
+	*m = ClientMessage{Type: raw.Type}
 	switch raw.Type {
 	case "op":
 		if !raw.HasSeq {
-			return ClientMessage{}, protoErr(CodeBadMessage, "op message without seq")
+			return protoErr(CodeBadMessage, "op message without seq")
 		}
 		m.Seq = raw.Seq
 		if m.Seq == 0 {
-			return ClientMessage{}, &Error{Code: CodeBadSeq, Message: "seq numbers a source's ops from 1", Seq: 0, HasSeq: true}
+			return &Error{Code: CodeBadSeq, Message: "seq numbers a source's ops from 1", Seq: 0, HasSeq: true}
 		}
 		if !raw.HasRev || raw.Rev < 0 {
-			return ClientMessage{}, &Error{Code: CodeBadMessage, Message: "op message needs a revision >= 0", Seq: m.Seq, HasSeq: true}
+			return &Error{Code: CodeBadMessage, Message: "op message needs a revision >= 0", Seq: m.Seq, HasSeq: true}
 		}
 		m.Rev = raw.Rev
 		if raw.Op == nil {
-			return ClientMessage{}, &Error{Code: CodeInvalidOp, Message: "op message without op", Seq: m.Seq, HasSeq: true}
+			return &Error{Code: CodeInvalidOp, Message: "op message without op", Seq: m.Seq, HasSeq: true}
 		}
 		op, span, err := t.ParseOp(raw.Op)
 		if err != nil {
-			return ClientMessage{}, &Error{Code: CodeInvalidOp, Message: err.Error(), Seq: m.Seq, HasSeq: true}
+			return &Error{Code: CodeInvalidOp, Message: err.Error(), Seq: m.Seq, HasSeq: true}
 		}
 		m.Op, m.Span = op, span
 	case "sel":
 		if !raw.HasRev || raw.Rev < 0 {
-			return ClientMessage{}, protoErr(CodeBadMessage, "sel message needs a revision >= 0")
+			return protoErr(CodeBadMessage, "sel message needs a revision >= 0")
 		}
 		m.Rev = raw.Rev
 		if len(raw.Sel) > maxSelections {
-			return ClientMessage{}, protoErr(CodeBadMessage, "at most %d selections", maxSelections)
+			return protoErr(CodeBadMessage, "at most %d selections", maxSelections)
 		}
 		for _, s := range raw.Sel {
 			if s.Anchor < 0 || s.Head < 0 || s.Anchor > maxPosition || s.Head > maxPosition {
-				return ClientMessage{}, protoErr(CodeBadMessage, "selection positions must be 0..%d", maxPosition)
+				return protoErr(CodeBadMessage, "selection positions must be 0..%d", maxPosition)
 			}
 		}
 		m.Sel = raw.Sel
 	case "restored":
 		if !raw.HasRev || raw.Rev < 0 {
-			return ClientMessage{}, protoErr(CodeBadMessage, "restored message needs the revision restored, >= 0")
+			return protoErr(CodeBadMessage, "restored message needs the revision restored, >= 0")
 		}
 		if raw.HasSeq || raw.Op != nil || raw.Sel != nil {
-			return ClientMessage{}, protoErr(CodeBadMessage, "a restored message has only a rev")
+			return protoErr(CodeBadMessage, "a restored message has only a rev")
 		}
 		m.Rev = raw.Rev
 	case "":
-		return ClientMessage{}, protoErr(CodeBadMessage, "message without type")
+		return protoErr(CodeBadMessage, "message without type")
 	default:
-		return ClientMessage{}, protoErr(CodeBadMessage, "unknown message type %q", raw.Type)
+		return protoErr(CodeBadMessage, "unknown message type %q", raw.Type)
 	}
-	return m, nil
+	return nil
 }
 
 // The encoders below write server messages by hand: ops go out exactly as

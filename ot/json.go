@@ -208,6 +208,10 @@ func (p *opParser) parseComponent() (Component, error) {
 }
 
 // parseCount parses a positive integer, rejecting every other JSON number.
+// It reads the digits in place (no string, no strconv) and builds its
+// errors out of line: it is the deepest call under every op a server
+// reads, on each connection's reading goroutine, whose stack stays as
+// large as the deepest call it ever made.
 func (p *opParser) parseCount(what string) (int, error) {
 	start := p.pos
 	for p.pos < len(p.data) {
@@ -218,20 +222,39 @@ func (p *opParser) parseCount(what string) (int, error) {
 		}
 		break
 	}
-	lit := string(p.data[start:p.pos])
-	if lit == "" || lit[0] < '1' || lit[0] > '9' {
-		return 0, fmt.Errorf("at byte %d: %s must be a positive integer, got %q", start, what, lit)
+	lit := p.data[start:p.pos]
+	if len(lit) == 0 || lit[0] < '1' || lit[0] > '9' {
+		return 0, countError(start, what, lit, false)
 	}
-	for i := 1; i < len(lit); i++ {
-		if lit[i] < '0' || lit[i] > '9' {
-			return 0, fmt.Errorf("at byte %d: %s must be a positive integer, got %q", start, what, lit)
+	n := 0
+	for _, c := range lit {
+		if c < '0' || c > '9' {
+			return 0, countError(start, what, lit, false)
+		}
+		d := int(c - '0')
+		if n > (maxLen-d)/10 {
+			return 0, countError(start, what, lit, true)
+		}
+		n = n*10 + d
+	}
+	return n, nil
+}
+
+//go:noinline
+func countError(start int, what string, lit []byte, tooLarge bool) error {
+	if tooLarge {
+		// The rest of the literal still decides the message: a later byte
+		// that is not a digit makes it not an integer at all.
+		for _, c := range lit {
+			if c < '0' || c > '9' {
+				tooLarge = false
+			}
 		}
 	}
-	n, err := strconv.ParseInt(lit, 10, 64)
-	if err != nil || n > maxLen {
-		return 0, fmt.Errorf("at byte %d: %s %s is too large", start, what, lit)
+	if tooLarge {
+		return fmt.Errorf("at byte %d: %s %s is too large", start, what, lit)
 	}
-	return int(n), nil
+	return fmt.Errorf("at byte %d: %s must be a positive integer, got %q", start, what, lit)
 }
 
 func (p *opParser) parseDelete() (Component, error) {

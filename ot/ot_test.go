@@ -408,3 +408,36 @@ func TestParseJSONSpan(t *testing.T) {
 		t.Error("[0] accepted")
 	}
 }
+
+// TestParseCounts: skip and delete counts are positive integers up to
+// 2^40, read in place; anything else is refused with what it was.
+func TestParseCounts(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int    // the op's base length, when accepted
+		err  string // part of the error, when refused
+	}{
+		{`[7]`, 0, ""}, // a trailing skip normalizes away
+		{`[7,"x"]`, 7, ""},
+		{`[{"d":12}]`, 12, ""},
+		{`[1099511627776,"x"]`, 1 << 40, ""},
+		{`[1099511627777,"x"]`, 0, "skip 1099511627777 is too large"},
+		{`[{"d":99999999999999999999999}]`, 0, "delete 99999999999999999999999 is too large"},
+		{`[99999999999999999999.5,"x"]`, 0, `skip must be a positive integer, got "99999999999999999999.5"`},
+		{`[0,"x"]`, 0, `skip must be a positive integer, got "0"`},
+		{`[01,"x"]`, 0, `skip must be a positive integer, got "01"`},
+		{`[-1,"x"]`, 0, `skip must be a positive integer, got "-1"`},
+		{`[1e3,"x"]`, 0, `skip must be a positive integer, got "1e3"`},
+		{`[{"d":1.0}]`, 0, `delete must be a positive integer, got "1.0"`},
+	} {
+		op, err := ot.ParseJSON([]byte(tc.in))
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("%s: %v", tc.in, err)
+		case tc.err == "" && op.BaseLen() != tc.want:
+			t.Errorf("%s: base length %d, want %d", tc.in, op.BaseLen(), tc.want)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%s: error %v, want one with %q", tc.in, err, tc.err)
+		}
+	}
+}
