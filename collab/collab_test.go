@@ -102,6 +102,7 @@ type fakeConn struct {
 	client         *collab.Client
 	noDisconnect   bool
 	changed        chan struct{} // closed and replaced on every event
+	frames         int           // Sends: each is one write
 }
 
 func newConn() *fakeConn { return &fakeConn{changed: make(chan struct{})} }
@@ -124,6 +125,7 @@ func (c *fakeConn) Send(b []byte, written func()) error {
 		c.mu.Unlock()
 		return errors.New("fake conn: closed")
 	}
+	c.frames++
 	msgs := []json.RawMessage{b}
 	if len(b) > 0 && b[0] == '[' {
 		msgs = nil
@@ -1662,5 +1664,40 @@ func TestQuietDocumentsHoldNoGoroutine(t *testing.T) {
 	for _, p := range []*peer{peers[0], peers[docs-1], base} {
 		p.op(0, 1, `["x"]`)
 		p.expectAck(t, 1, 1)
+	}
+}
+
+// TestCaretTravelsWithItsEdit: a caret sent right after an edit, while the
+// edit is on its way to disk, reaches the others in the same frame as the
+// op (one write per peer instead of two), moved through it.
+func TestCaretTravelsWithItsEdit(t *testing.T) {
+	t.Parallel()
+	st, mem := newTestStore()
+	createDoc(t, mem, "doc", "abc")
+	m := newManager(t, st, collab.Config{})
+	a := connect(t, m, "doc", info("a", -1))
+	b := connect(t, m, "doc", info("b", -1))
+	a.expectJoin(t, b)
+	st.hold()
+	a.op(0, 1, `[1,"x"]`)
+	st.awaitHeld(t)
+	a.sel(0, caret(1))
+	// A selection ahead of the document is refused by the document, after
+	// the caret before it: once a hears of it, the caret has been taken
+	// while the commit was held.
+	a.sel(5, caret(0))
+	a.expectError(t, collab.CodeRevAhead, -1)
+	b.mu.Lock()
+	frames := b.frames
+	b.mu.Unlock()
+	st.release()
+	a.expectAck(t, 1, 1)
+	b.expectOp(t, 1, a, `[1,"x"]`)
+	b.expectSel(t, a, 1, caret(2)) // the author's caret moves past its insert
+	b.mu.Lock()
+	n := b.frames - frames
+	b.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("the op and the caret came in %d frames, want 1:%s", n, b.dump())
 	}
 }

@@ -916,6 +916,13 @@ func (c *core) selection(cl *client, p *parked) (*Error, bool) {
 	case !cl.announced:
 	case len(c.clients) > c.cfg.PresenceCrowd:
 		c.queueSelection(cl)
+	case c.committing || c.headRev > c.durableRev:
+		// An editor sends its caret right after each edit: held until
+		// the edit in flight is durable, it leaves in the same frame as
+		// the op (flushPresence after the broadcast), one write per peer
+		// instead of two. The presence tick is the bound if no commit
+		// comes.
+		c.queueSelection(cl)
 	default:
 		c.sendOthers(cl, encodeSel(cl.id, c.durableRev, sel))
 		c.tellPeer(cl)
@@ -1120,6 +1127,11 @@ func (c *core) committed(ev evCommitted) {
 		c.snapOpBytes += opBytes(r.Op)
 		c.broadcast(r)
 		c.out.Publish = append(c.out.Publish, r.Record)
+	}
+	if len(c.selQueue) > 0 && len(c.clients) <= c.cfg.PresenceCrowd {
+		// The carets held for this commit (see selection), moved through
+		// it by broadcast.
+		c.flushPresence()
 	}
 	c.afterDurable()
 	c.releaseNoops()
