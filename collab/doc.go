@@ -56,8 +56,10 @@
 //
 // # The driver and the manager
 //
-// The driver (driver.go) is one goroutine per open document: it feeds the
-// core its events and does what each ready asks — appends go to the group
+// The driver (driver.go) runs one open document: it feeds the core its
+// events, one at a time, on a goroutine that exists only while there are
+// events to take (a quiet document costs no stack), and does what each
+// ready asks — appends go to the group
 // committer, which writes the appends of every document that has one in
 // one durable Store.Commit; reads, lookups and snapshots run in goroutines
 // of their own and come back as events. Nothing slow happens on the

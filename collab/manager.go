@@ -298,7 +298,7 @@ type Manager struct {
 	docs     map[string]*driver
 	closing  bool
 	writeErr error          // the write gate's state, for documents opened later
-	running  sync.WaitGroup // driver goroutines
+	running  sync.WaitGroup // drivers that have not finished
 	io       sync.WaitGroup // their reads, lookups and snapshots
 
 	queued queueDepth // messages waiting in the connections' outboxes
