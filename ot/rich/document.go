@@ -1,8 +1,9 @@
 package rich
 
 import (
-	"github.com/tandemdocs/tandem/ot/internal/jsontext"
 	"unicode/utf8"
+
+	"github.com/tandemdocs/tandem/ot/internal/jsontext"
 )
 
 // Document is a mutable rich-text document: the representation a server
@@ -407,16 +408,8 @@ func count(t *node) int {
 // Delta returns the document in canonical form.
 func (d *Document) Delta() Delta {
 	var b builder
-	walk(d.root, func(c Component) { b.push(c) })
+	walkNodes(d.root, func(t *node) { b.push(t.run) })
 	return b.done()
-}
-
-func walk(t *node, fn func(Component)) {
-	for t != nil {
-		walk(t.left, fn)
-		fn(t.run)
-		t = t.right
-	}
 }
 
 // AppendJSON appends the document's canonical JSON: what Delta().AppendJSON
@@ -467,6 +460,7 @@ func (d *Document) AppendJSON(b []byte) []byte {
 	return append(b, ']')
 }
 
+// walkNodes calls fn on every node of t, in document order.
 func walkNodes(t *node, fn func(*node)) {
 	for t != nil {
 		walkNodes(t.left, fn)
