@@ -462,6 +462,7 @@ func verifyCrashStore(t *testing.T, dir string, round int, rng *rand.Rand, repor
 			t.Errorf("%s: Load gives head %d and %q; want %d and the replayed %q", id, loaded.Head, rope.Content(), doc.Head, text)
 		}
 	}
+	checkChangeLog(t, s)
 	// Group commits are whole: every tag "<source>-c<commit>-n<size>" has
 	// exactly size records, across documents.
 	for tag, n := range groups {
@@ -512,5 +513,51 @@ func TestOpenAfterKillDuringMemtableCreation(t *testing.T) {
 			t.Errorf("Document after Open (read-only %v): %+v, %v", readOnly, d, err)
 		}
 		s.Close()
+	}
+}
+
+// checkChangeLog checks the change log against the documents after a
+// crash: each document's creation once, then commits that cover its
+// revisions 1..head exactly, in order, and nothing past the head.
+func checkChangeLog(t *testing.T, s *badgerstore.Store) {
+	t.Helper()
+	ctx := context.Background()
+	reached := map[string]int64{}
+	created := map[string]int{}
+	var after uint64
+	for {
+		cs, err := s.ChangeLog().Changes(ctx, after, 500)
+		if err != nil {
+			t.Fatalf("change log after %d: %v", after, err)
+		}
+		if len(cs) == 0 {
+			break
+		}
+		for _, c := range cs {
+			after = c.Cursor
+			switch c.Kind {
+			case storage.ChangeCreate:
+				created[c.DocID]++
+			case storage.ChangeCommit:
+				if c.From != reached[c.DocID] || c.To <= c.From {
+					t.Fatalf("change %d: %s commit %d..%d, the log had reached %d", c.Cursor, c.DocID, c.From, c.To, reached[c.DocID])
+				}
+				reached[c.DocID] = c.To
+			default:
+				t.Errorf("change %d: unexpected %s of %s", c.Cursor, c.Kind, c.DocID)
+			}
+		}
+	}
+	for _, id := range crashDocs {
+		doc, err := s.Document(ctx, id)
+		if errors.Is(err, storage.ErrNotFound) {
+			if created[id] != 0 || reached[id] != 0 {
+				t.Errorf("%s: not in the store, but in the change log", id)
+			}
+			continue
+		}
+		if created[id] != 1 || reached[id] != doc.Head {
+			t.Errorf("%s: created %d times and committed up to %d in the change log; the store has head %d", id, created[id], reached[id], doc.Head)
+		}
 	}
 }

@@ -18,7 +18,7 @@ func (s *Store) ImportDocument(ctx context.Context, doc storage.Document, text s
 		return err
 	}
 	v := docValue{ID: doc.ID, Title: doc.Title, Created: doc.Created.UTC(), Updated: doc.Updated.UTC(), Oldest: doc.Oldest, Type: doc.Type}
-	if err := s.create(ctx, v, text, subs); err != nil {
+	if err := s.create(ctx, v, text, subs, storage.ChangeRestore); err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
 	return nil

@@ -65,6 +65,8 @@ type Store struct {
 	// deleted document's remnants never races a new document's first writes.
 	lifecycle sync.Mutex
 
+	chg changes // the change log's cursors (changes.go)
+
 	closeOnce sync.Once
 	stopGC    chan struct{} // stops the value-log GC and the background sync
 	syncDone  chan struct{} // nil unless Options.SyncEvery
@@ -123,6 +125,10 @@ func Open(opts Options) (*Store, error) {
 		gcDone:          make(chan struct{}),
 	}
 	if err := s.checkFormat(opts.ReadOnly); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.openChanges(); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -292,7 +298,7 @@ func (s *Store) CreateDocument(ctx context.Context, doc storage.Document, text s
 	if created.IsZero() {
 		created = time.Now().UTC()
 	}
-	return s.create(ctx, docValue{ID: doc.ID, Title: doc.Title, Created: created, Updated: created, Type: doc.Type}, text, nil)
+	return s.create(ctx, docValue{ID: doc.ID, Title: doc.Title, Created: created, Updated: created, Type: doc.Type}, text, nil, storage.ChangeCreate)
 }
 
 // create stores a new document v at revision v.Oldest (its head) with
@@ -301,7 +307,7 @@ func (s *Store) CreateDocument(ctx context.Context, doc storage.Document, text s
 // metadata and snapshot in one last synced write, so a crash before it
 // leaves only keys that no document claims (swept by the next create of
 // the id, reported by Verify).
-func (s *Store) create(ctx context.Context, v docValue, text string, subs []storage.Submission) error {
+func (s *Store) create(ctx context.Context, v docValue, text string, subs []storage.Submission, kind storage.ChangeKind) error {
 	if !utf8.ValidString(text) || !utf8.ValidString(v.Title) {
 		return fmt.Errorf("%w: document %s: title and text must be valid UTF-8", storage.ErrInvalid, v.ID)
 	}
@@ -342,13 +348,16 @@ func (s *Store) create(ctx context.Context, v docValue, text string, subs []stor
 		}
 		subs = subs[n:]
 	}
-	return s.update(func(txn *badger.Txn) error {
+	return s.logged(1, func(txn *badger.Txn, cursor uint64) error {
 		if _, err := getDoc(txn, v.ID); err == nil {
 			return fmt.Errorf("%w: document %s", storage.ErrExists, v.ID)
 		} else if !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
 		if err := setDoc(txn, v); err != nil {
+			return err
+		}
+		if err := setChange(txn, cursor, storage.Change{Kind: kind, DocID: v.ID, To: v.Head, Title: v.Title, Type: v.Type, Time: time.Now()}); err != nil {
 			return err
 		}
 		return txn.Set(revKey(snpPrefix, v.ID, v.Gen, v.Oldest), snap)
@@ -415,12 +424,15 @@ func (s *Store) SetTitle(ctx context.Context, id, title string) error {
 	if err := storage.CheckID(id); err != nil {
 		return err
 	}
-	return s.update(func(txn *badger.Txn) error {
+	return s.logged(1, func(txn *badger.Txn, cursor uint64) error {
 		d, err := getDoc(txn, id)
 		if err != nil {
 			return err
 		}
 		d.Title = title
+		if err := setChange(txn, cursor, storage.Change{Kind: storage.ChangeRename, DocID: id, Title: title, Time: time.Now()}); err != nil {
+			return err
+		}
 		return setDoc(txn, d)
 	})
 }
@@ -438,9 +450,12 @@ func (s *Store) DeleteDocument(ctx context.Context, id string) error {
 	}
 	s.lifecycle.Lock()
 	defer s.lifecycle.Unlock()
-	err := s.update(func(txn *badger.Txn) error {
+	err := s.logged(1, func(txn *badger.Txn, cursor uint64) error {
 		d, err := getDoc(txn, id)
 		if err != nil {
+			return err
+		}
+		if err := setChange(txn, cursor, storage.Change{Kind: storage.ChangeDelete, DocID: id, Time: time.Now()}); err != nil {
 			return err
 		}
 		return setDoc(txn, docValue{ID: id, Gen: d.Gen, Deleted: true})
@@ -661,7 +676,7 @@ func (p *pending) add(prefix, tail, v []byte) {
 // aborts it (Badger's conflict detection), and then it is run again: a
 // compare-and-swap per append.
 func (s *Store) commitBatch(batch []pending, results []error) error {
-	return s.update(func(txn *badger.Txn) error {
+	return s.logged(len(batch), func(txn *badger.Txn, cursor uint64) error {
 		heads := make(map[string]docValue, len(batch))
 		for _, p := range batch {
 			results[p.index] = nil
@@ -682,6 +697,10 @@ func (s *Store) commitBatch(batch []pending, results []error) error {
 					return fmt.Errorf("document %s: %w", p.id, err)
 				}
 			}
+			if err := setChange(txn, cursor, storage.Change{Kind: storage.ChangeCommit, DocID: p.id, From: p.head, To: p.newHead, Time: p.updated}); err != nil {
+				return fmt.Errorf("document %s: change log: %w", p.id, err)
+			}
+			cursor++
 			d.Head = p.newHead
 			d.Updated = p.updated
 			heads[p.id] = d

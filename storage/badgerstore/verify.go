@@ -744,7 +744,7 @@ func (s *Store) verifyOrphans(ctx context.Context, rep *VerifyReport) (err error
 	return s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{})
 		defer it.Close()
-		known := [][]byte{docPrefix, recPrefix, snpPrefix, subPrefix}
+		known := [][]byte{docPrefix, recPrefix, snpPrefix, subPrefix, chgPrefix, posPrefix}
 		steps := 0
 		it.Rewind()
 	keys:
@@ -763,7 +763,7 @@ func (s *Store) verifyOrphans(ctx context.Context, rep *VerifyReport) (err error
 					continue keys
 				}
 			}
-			if !bytes.Equal(key, formatKey) && !bytes.Equal(key, backupKey) {
+			if !bytes.Equal(key, formatKey) && !bytes.Equal(key, backupKey) && !bytes.Equal(key, trimmedKey) {
 				rep.Stray++
 				probs.add(-1, "key %q is not in Tandem's key layout", key)
 			}

@@ -18,6 +18,7 @@
 package memstore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -35,6 +36,7 @@ type Store struct {
 	closed bool
 	docs   map[string]*document
 	ids    []string // the keys of docs, sorted
+	log    changeLog
 }
 
 var _ storage.Portable = (*Store)(nil)
@@ -57,7 +59,9 @@ type submission struct {
 
 // New returns an empty store.
 func New() *Store {
-	return &Store{docs: make(map[string]*document)}
+	s := &Store{docs: make(map[string]*document)}
+	s.log = changeLog{s: s, positions: map[string]uint64{}, notify: make(chan struct{})}
+	return s
 }
 
 // lock takes the lock (shared unless write) and checks ctx and that the store
@@ -98,7 +102,7 @@ func (s *Store) CreateDocument(ctx context.Context, doc storage.Document, text s
 		return err
 	}
 	created := utc(doc.Created)
-	return s.create(ctx, storage.Document{ID: doc.ID, Title: doc.Title, Created: created, Updated: created, Type: doc.Type}, text, nil)
+	return s.create(ctx, storage.Document{ID: doc.ID, Title: doc.Title, Created: created, Updated: created, Type: doc.Type}, text, nil, storage.ChangeCreate)
 }
 
 // ImportDocument implements storage.Portable.
@@ -107,10 +111,10 @@ func (s *Store) ImportDocument(ctx context.Context, doc storage.Document, text s
 		return err
 	}
 	meta := storage.Document{ID: doc.ID, Title: doc.Title, Created: utc(doc.Created), Updated: utc(doc.Updated), Head: doc.Oldest, Oldest: doc.Oldest, Type: doc.Type}
-	return s.create(ctx, meta, text, subs)
+	return s.create(ctx, meta, text, subs, storage.ChangeRestore)
 }
 
-func (s *Store) create(ctx context.Context, meta storage.Document, text string, subs []storage.Submission) error {
+func (s *Store) create(ctx context.Context, meta storage.Document, text string, subs []storage.Submission, kind storage.ChangeKind) error {
 	unlock, err := s.lock(ctx, true)
 	if err != nil {
 		return err
@@ -133,6 +137,7 @@ func (s *Store) create(ctx context.Context, meta storage.Document, text string, 
 	s.docs[meta.ID] = d
 	i, _ := slices.BinarySearch(s.ids, meta.ID)
 	s.ids = slices.Insert(s.ids, i, meta.ID)
+	s.log.add(storage.Change{Kind: kind, DocID: meta.ID, To: meta.Head, Title: meta.Title, Type: meta.Type, Time: time.Now()})
 	return nil
 }
 
@@ -162,6 +167,7 @@ func (s *Store) SetTitle(ctx context.Context, id, title string) error {
 		return err
 	}
 	d.meta.Title = title
+	s.log.add(storage.Change{Kind: storage.ChangeRename, DocID: id, Title: title, Time: time.Now()})
 	return nil
 }
 
@@ -206,6 +212,7 @@ func (s *Store) DeleteDocument(ctx context.Context, id string) error {
 	if i, ok := slices.BinarySearch(s.ids, id); ok {
 		s.ids = slices.Delete(s.ids, i, i+1)
 	}
+	s.log.add(storage.Change{Kind: storage.ChangeDelete, DocID: id, Time: time.Now()})
 	return nil
 }
 
@@ -257,6 +264,7 @@ func (s *Store) append(a storage.Append) error {
 	if a.Snapshot != nil {
 		d.putSnapshot(*a.Snapshot)
 	}
+	s.log.add(storage.Change{Kind: storage.ChangeCommit, DocID: a.DocID, From: a.Head, To: last.Rev, Time: last.Time})
 	return nil
 }
 
@@ -474,3 +482,117 @@ func (d *document) textAt(rev int64) (string, error) {
 // utc returns t in UTC without its monotonic clock reading, as it would come
 // back from an encoding.
 func utc(t time.Time) time.Time { return t.UTC() }
+
+// ChangeLog implements storage.ChangeLogger. Changes are added under the
+// store's write lock with the write they record, so their order is the
+// order of the writes.
+func (s *Store) ChangeLog() storage.ChangeLog { return &s.log }
+
+type changeLog struct {
+	s         *Store
+	changes   []storage.Change // cursors ascending
+	last      uint64           // the newest cursor handed out
+	trimmed   uint64           // changes up to this cursor were trimmed
+	positions map[string]uint64
+	notify    chan struct{} // closed and replaced at each add
+}
+
+// add logs c; s.mu is held for writing.
+func (l *changeLog) add(c storage.Change) {
+	l.last++
+	c.Cursor = l.last
+	c.Time = utc(c.Time)
+	l.changes = append(l.changes, c)
+	close(l.notify)
+	l.notify = make(chan struct{})
+}
+
+func (l *changeLog) Changes(ctx context.Context, after uint64, limit int) ([]storage.Change, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	unlock, err := l.s.lock(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if after < l.trimmed {
+		return nil, fmt.Errorf("%w: changes after %d were trimmed up to %d", storage.ErrCompacted, after, l.trimmed)
+	}
+	i, _ := slices.BinarySearchFunc(l.changes, after+1, func(c storage.Change, cur uint64) int { return cmp.Compare(c.Cursor, cur) })
+	return slices.Clone(l.changes[i:min(len(l.changes), i+limit)]), nil
+}
+
+func (l *changeLog) Wait(ctx context.Context, after uint64) error {
+	for {
+		unlock, err := l.s.lock(ctx, false)
+		if err != nil {
+			return err
+		}
+		last, notify := l.last, l.notify
+		unlock()
+		if last > after {
+			return nil
+		}
+		select {
+		case <-notify:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (l *changeLog) Last(ctx context.Context) (uint64, error) {
+	unlock, err := l.s.lock(ctx, false)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	return l.last, nil
+}
+
+func (l *changeLog) Trim(ctx context.Context, before time.Time) (uint64, error) {
+	unlock, err := l.s.lock(ctx, true)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	n := 0
+	for n < len(l.changes) && l.changes[n].Time.Before(before) {
+		n++
+	}
+	if n > 0 {
+		l.trimmed = l.changes[n-1].Cursor
+		l.changes = slices.Delete(l.changes, 0, n)
+	}
+	if len(l.changes) == 0 {
+		return l.last + 1, nil
+	}
+	return l.changes[0].Cursor, nil
+}
+
+func (l *changeLog) Position(ctx context.Context, reader string) (uint64, bool, error) {
+	if err := storage.CheckReader(reader); err != nil {
+		return 0, false, err
+	}
+	unlock, err := l.s.lock(ctx, false)
+	if err != nil {
+		return 0, false, err
+	}
+	defer unlock()
+	c, ok := l.positions[reader]
+	return c, ok, nil
+}
+
+func (l *changeLog) SetPosition(ctx context.Context, reader string, cursor uint64) error {
+	if err := storage.CheckReader(reader); err != nil {
+		return err
+	}
+	unlock, err := l.s.lock(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	l.positions[reader] = cursor
+	return nil
+}

@@ -404,3 +404,78 @@ func (g *Guard) Close() error {
 	defer g.mu.Unlock()
 	return g.store.Close()
 }
+
+// ChangeLog implements storage.ChangeLogger: the log of the store the
+// Guard has open (it reopens it when the disk has room again).
+func (g *Guard) ChangeLog() storage.ChangeLog { return guardLog{g} }
+
+type guardLog struct{ g *Guard }
+
+// with runs fn on the open store's change log.
+func (l guardLog) with(fn func(storage.ChangeLog) error) error {
+	s, done := l.g.read()
+	defer done()
+	cl := storage.ChangeLogOf(s)
+	if cl == nil {
+		return fmt.Errorf("%w: the store keeps no change log", storage.ErrInvalid)
+	}
+	return fn(cl)
+}
+
+func (l guardLog) Changes(ctx context.Context, after uint64, limit int) (cs []storage.Change, err error) {
+	err = l.with(func(cl storage.ChangeLog) error { cs, err = cl.Changes(ctx, after, limit); return err })
+	return cs, err
+}
+
+// Wait waits on the open store a second at a time: a reopen replaces it.
+func (l guardLog) Wait(ctx context.Context, after uint64) error {
+	for {
+		s, done := l.g.read()
+		done()
+		cl := storage.ChangeLogOf(s)
+		if cl == nil {
+			return fmt.Errorf("%w: the store keeps no change log", storage.ErrInvalid)
+		}
+		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := cl.Wait(wctx, after)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+	}
+}
+
+func (l guardLog) Last(ctx context.Context) (c uint64, err error) {
+	err = l.with(func(cl storage.ChangeLog) error { c, err = cl.Last(ctx); return err })
+	return c, err
+}
+
+func (l guardLog) Trim(ctx context.Context, before time.Time) (kept uint64, err error) {
+	err = l.g.write(0, func(s storage.Store) error {
+		cl := storage.ChangeLogOf(s)
+		if cl == nil {
+			return fmt.Errorf("%w: the store keeps no change log", storage.ErrInvalid)
+		}
+		kept, err = cl.Trim(ctx, before)
+		return err
+	})
+	return kept, err
+}
+
+func (l guardLog) Position(ctx context.Context, reader string) (c uint64, found bool, err error) {
+	err = l.with(func(cl storage.ChangeLog) error { c, found, err = cl.Position(ctx, reader); return err })
+	return c, found, err
+}
+
+func (l guardLog) SetPosition(ctx context.Context, reader string, cursor uint64) error {
+	return l.g.write(overhead, func(s storage.Store) error {
+		cl := storage.ChangeLogOf(s)
+		if cl == nil {
+			return fmt.Errorf("%w: the store keeps no change log", storage.ErrInvalid)
+		}
+		return cl.SetPosition(ctx, reader, cursor)
+	})
+}

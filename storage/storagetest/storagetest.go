@@ -184,6 +184,7 @@ func TestStore(t *testing.T, open func(t *testing.T) storage.Store) {
 			{"CopyExists", su.withDestination(testCopyExists)},
 			{"ImportInvalid", testImportInvalid},
 		}},
+		{"ChangeLog", changeLogTests(su)},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
