@@ -55,6 +55,10 @@ type Options struct {
 	// User, Name and Color identify the client to others in open mode
 	// (with a token they come from the token).
 	User, Name, Color string
+	// Header is sent with the WebSocket's upgrade request: an
+	// application's session cookie (when Tandem is embedded behind its
+	// login), an Origin.
+	Header http.Header
 	// Dialer dials the WebSocket (websocket.DefaultDialer).
 	Dialer *websocket.Dialer
 
@@ -107,6 +111,8 @@ var ErrUnsupportedType = errors.New("client: the document is not a plain-text do
 type ServerError struct {
 	Code, Message string
 	Seq           uint64 // the seq it is about, if any
+	// Reason: why the application refused the op (code "refused").
+	Reason string
 }
 
 func (e *ServerError) Error() string { return "tandem: " + e.Code + ": " + e.Message }
@@ -170,7 +176,10 @@ func (d *Doc) connect(ctx context.Context) error {
 	}
 	d.mu.Unlock()
 	u := "ws" + strings.TrimPrefix(d.base, "http") + "/api/docs/" + url.PathEscape(d.id) + "/ws?" + q.Encode()
-	h := http.Header{}
+	h := d.opts.Header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
 	if d.opts.Token != "" {
 		h.Set("Authorization", "Bearer "+d.opts.Token)
 	}
@@ -738,7 +747,7 @@ func (d *Doc) handle(m message) (events, []byte, error) {
 		}
 		// The op was refused for good: drop it (its effect stays in the
 		// local text until the caller resynchronizes).
-		return ev, nil, &ServerError{Code: m.Code, Message: m.Message, Seq: m.Seq}
+		return ev, nil, &ServerError{Code: m.Code, Message: m.Message, Seq: m.Seq, Reason: m.Reason}
 	case "hello":
 		return nil, nil, errors.New("client: a second hello")
 	}
@@ -910,6 +919,7 @@ type message struct {
 	Sel      []ot.Selection  `json:"sel"`
 	Code     string          `json:"code"`
 	Message  string          `json:"message"`
+	Reason   string          `json:"reason"`
 	// RetryAfter is the server's hint, in milliseconds, on an error that
 	// is retried.
 	RetryAfter int64 `json:"retryAfter"`

@@ -190,6 +190,8 @@ func (m *message) stringField(key []byte) *string {
 		return &m.Code
 	case "message":
 		return &m.Message
+	case "reason":
+		return &m.Reason
 	case "user":
 		return &m.User
 	case "name":

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/time/rate"
 
+	"github.com/tandemdocs/tandem/ot/doctype"
 	"github.com/tandemdocs/tandem/storage"
 )
 
@@ -191,11 +192,43 @@ type Config struct {
 	Presence          PresenceBroker
 	Node              string
 	PresenceHeartbeat time.Duration
+	// CheckOp, if set, may refuse an op before it enters its document: a
+	// validation or moderation rule of the application. It runs on the
+	// connection's reading goroutine, after the op is parsed and paid for
+	// and never on the document's, so a slow check slows that connection
+	// only; ops of one connection are checked in order. The op is the one
+	// the client sent, made on revision Rev and not yet transformed. An
+	// error refuses it: the client gets an error with code "refused", the
+	// op's seq, and the error's Reason if it is a *Refusal, and undoes the
+	// op. A panic in the hook is a refusal too.
+	CheckOp func(ctx context.Context, op OpCheck) error
 	// Logger (slog.Default()).
 	Logger *slog.Logger
 	// Now is the clock (time.Now).
 	Now func() time.Time
 }
+
+// OpCheck is an op on its way into a document (Config.CheckOp).
+type OpCheck struct {
+	Doc    string
+	Type   string // the document type's name
+	User   string // the authenticated user ("" in open mode)
+	Source string // the client's source id
+	Seq    uint64
+	Rev    int64 // the revision the op was made on
+	Op     doctype.Op
+}
+
+// Refusal is an error a CheckOp hook returns to refuse an op with a
+// reason of its own: a short stable code (letters, digits, '_', '-', '.';
+// at most 64 bytes) that the client's application can act on, and a
+// message for people.
+type Refusal struct {
+	Reason  string
+	Message string
+}
+
+func (r *Refusal) Error() string { return r.Reason + ": " + r.Message }
 
 func (c *Config) setDefaults() {
 	positive(&c.SnapshotEvery, 100)
@@ -482,9 +515,52 @@ func (c *Client) handle(msg *ClientMessage, perr *Error) {
 		c.reply(perr)
 	case behind != nil:
 		c.reply(behind)
+	case cfg.CheckOp != nil && msg.Type == "op" && c.checkOp(msg) != nil:
 	default:
 		c.d.post(input{ev: evMessage{Client: c.id, Msg: *msg, Now: now, Paid: int(work)}})
 	}
+}
+
+// checkOp asks the application's CheckOp hook about an op, and answers the
+// client when it refuses.
+//
+//go:noinline
+func (c *Client) checkOp(msg *ClientMessage) (refused *Error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.d.m.log.Error("CheckOp hook panicked", "doc", c.d.id, "panic", p)
+			refused = &Error{Code: CodeRefused, Message: "the server could not check this edit", Seq: msg.Seq, HasSeq: true}
+		}
+		if refused != nil {
+			c.reply(refused)
+		}
+	}()
+	err := c.d.m.cfg.CheckOp(context.Background(), OpCheck{Doc: c.d.id, Type: c.d.typ.Name(), User: c.info.Owner, Source: c.info.Source, Seq: msg.Seq, Rev: msg.Rev, Op: msg.Op})
+	if err == nil {
+		return nil
+	}
+	e := &Error{Code: CodeRefused, Message: err.Error(), Seq: msg.Seq, HasSeq: true}
+	var r *Refusal
+	if errors.As(err, &r) {
+		e.Message = r.Message
+		if validReason(r.Reason) {
+			e.Reason = r.Reason
+		}
+	}
+	return e
+}
+
+func validReason(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // The refusals Handle makes are built apart from it (and not inlined):

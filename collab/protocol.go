@@ -23,6 +23,7 @@ const (
 	CodeRevAhead    = "rev_ahead"    // the op or selection is based on a revision the server has not reached
 	CodeRevTooOld   = "rev_too_old"  // the base revision's history is no longer retained: resync
 	CodeTooLarge    = "too_large"    // the op or the document would exceed a limit
+	CodeRefused     = "refused"      // the application's rules (Config.CheckOp) refused the op: reason says which
 	CodeNotFound    = "not_found"    // no such document
 	CodeForbidden   = "forbidden"    // not allowed (origin, deleted document)
 	CodeRateLimited = "rate_limited" // too many messages; slow down
@@ -76,6 +77,9 @@ type Error struct {
 	Message string
 	Seq     uint64
 	HasSeq  bool
+	// Reason: why the application refused an op (CodeRefused; a Refusal's
+	// Reason).
+	Reason string
 	// RetryAfter, when > 0, is how long the client should wait before
 	// sending the refused message again (rate_limited: until the budget
 	// has the tokens). On the wire: "retryAfter", in milliseconds.
@@ -582,6 +586,10 @@ func EncodeError(e *Error) []byte {
 	b = appendString(b, e.Code)
 	b = appendField(b, "message")
 	b = appendString(b, e.Message)
+	if e.Reason != "" {
+		b = appendField(b, "reason")
+		b = appendString(b, e.Reason)
+	}
 	if e.HasSeq {
 		b = appendField(b, "seq")
 		b = strconv.AppendUint(b, e.Seq, 10)

@@ -188,3 +188,23 @@ func Copy(ctx context.Context, dst, src Portable, id string) (res CopyResult, er
 func recordSize(r Record) int {
 	return 96 + len(r.Source) + len(r.User) + 12*r.Op.Parts() + r.Op.InsertedBytes()
 }
+
+// CopyAll copies every document of src into dst. each is told of each
+// document copied or failed; a document deleted from src meanwhile is
+// skipped. It stops at the first error each returns.
+func CopyAll(ctx context.Context, dst, src Portable, each func(id string, res CopyResult, err error) error) error {
+	return EachDocument(ctx, src, func(d Document) error {
+		res, err := Copy(ctx, dst, src, d.ID)
+		if errors.Is(err, ErrCompacted) {
+			// Retention compacted it while it was read: again, from its new
+			// oldest revision.
+			res, err = Copy(ctx, dst, src, d.ID)
+		}
+		if errors.Is(err, ErrNotFound) {
+			if _, derr := src.Document(ctx, d.ID); errors.Is(derr, ErrNotFound) {
+				return nil // deleted since the listing
+			}
+		}
+		return each(d.ID, res, err)
+	})
+}

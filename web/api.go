@@ -284,7 +284,10 @@ func newDocID(p principal) (string, error) {
 	if p.role(id) >= RoleWrite {
 		return id, nil
 	}
-	for _, g := range p.claims.Docs {
+	if p.id == nil || p.authorize != nil {
+		return "", errorf(http.StatusForbidden, collab.CodeForbidden, "you may not create documents")
+	}
+	for _, g := range p.id.Grants {
 		if r, err := ParseRole(g.Role); err == nil && r >= RoleWrite && strings.HasSuffix(g.ID, "*") && len(g.ID) > 1 {
 			return strings.TrimSuffix(g.ID, "*") + id, nil
 		}
@@ -535,11 +538,12 @@ func (s *Server) openWS(c echo.Context) error {
 	q := c.Request().URL.Query()
 	info := collab.ClientInfo{Key: q.Get("key"), Source: q.Get("src"), User: q.Get("user"), Name: q.Get("name"), Color: q.Get("color"), LastRev: -1}
 	var expires time.Time
-	if p.claims != nil {
-		// Who it is comes from the token, not the query.
-		info.User, info.Name, info.Color, info.Owner = p.claims.Subject, p.claims.Name, p.claims.Color, p.claims.Subject
+	if p.id != nil {
+		// Who it is comes from the token or the application's login, not
+		// the query.
+		info.User, info.Name, info.Color, info.Owner = p.id.User, p.id.Name, p.id.Color, p.id.User
 		info.ReadOnly = p.role(id) < RoleWrite
-		expires = p.claims.ExpiresAt.Time
+		expires = p.id.Expires
 	}
 	if v := q.Get("rev"); v != "" {
 		rev, err := queryInt(c, "rev", -1)

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rsa"
@@ -73,14 +74,15 @@ type Claims struct {
 }
 
 // RoleFor returns the highest role the claims grant on doc.
-func (c *Claims) RoleFor(doc string) Role {
-	best := RoleNone
-	for _, g := range c.Docs {
-		if r, err := ParseRole(g.Role); err == nil && r > best && g.matches(doc) {
-			best = r
-		}
+func (c *Claims) RoleFor(doc string) Role { return c.Identity().RoleFor(doc) }
+
+// Identity is the identity the claims describe.
+func (c *Claims) Identity() *Identity {
+	id := &Identity{User: c.Subject, Name: c.Name, Color: c.Color, Grants: c.Docs}
+	if c.ExpiresAt != nil {
+		id.Expires = c.ExpiresAt.Time
 	}
-	return best
+	return id
 }
 
 // Verifier checks tokens: HMAC-SHA256 with any of a list of secrets (the
@@ -177,35 +179,84 @@ func Mint(secret string, claims Claims) (string, error) {
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
 }
 
-// principal is who makes a request: a token's claims, the holder of the
-// server's admin token, or nobody in open mode. Where a request comes from
-// grants nothing: behind a reverse proxy on the same machine every request
-// comes from loopback.
+// Identity is who a request comes from: the subject of a token, or
+// whoever the host application's Authenticate hook says (its own login).
+type Identity struct {
+	// User is a stable id: it owns the client's source ids (exactly-once
+	// across reconnects), shares per-user limits, and is recorded with
+	// each op as its author.
+	User string
+	// Name and Color are what the other participants see.
+	Name, Color string
+	// Grants say what the identity may do with which documents, unless an
+	// Authorize hook decides.
+	Grants []Grant
+	// Expires, if set, is when the identity's WebSockets are closed (a
+	// token's exp; the client reconnects with a fresh one).
+	Expires time.Time
+}
+
+// RoleFor returns the highest role the identity's grants give on doc.
+func (id *Identity) RoleFor(doc string) Role {
+	best := RoleNone
+	for _, g := range id.Grants {
+		if r, err := ParseRole(g.Role); err == nil && r > best && g.matches(doc) {
+			best = r
+		}
+	}
+	return best
+}
+
+// AuthenticateFunc tells who makes a request from the host application's
+// own sessions (a cookie, a header). It returns nil, nil for a request it
+// does not recognise: tokens decide then (Config.Auth), and without a
+// verifier the request is refused (401). An error refuses it (401, with
+// the error's text). It runs on the request's goroutine, for every REST
+// request and every WebSocket upgrade, before any work: keep it fast.
+type AuthenticateFunc func(r *http.Request) (*Identity, error)
+
+// AuthorizeFunc decides the role an identity has on a document, in place
+// of its grants. It is asked for each document a request touches (each
+// document listed, the document a WebSocket opens, a new document's id
+// before it is created: grant RoleWrite there to let a user create). An
+// error counts as RoleNone, and is logged. It runs on the request's
+// goroutine; a WebSocket's role is fixed when it opens.
+type AuthorizeFunc func(ctx context.Context, who Identity, doc string) (Role, error)
+
+// principal is who makes a request: an identity (from a token or the
+// Authenticate hook), the holder of the server's admin token, or nobody in
+// open mode. Where a request comes from grants nothing: behind a reverse
+// proxy on the same machine every request comes from loopback.
 type principal struct {
-	claims *Claims // nil in open mode and for the admin token
-	admin  bool    // the request carries the server's admin token
+	id    *Identity // nil in open mode and for the admin token
+	admin bool      // the request carries the server's admin token
+	// authorize, if set, decides the identity's roles (Config.Authorize,
+	// bound to the request's context).
+	authorize func(doc string) Role
 }
 
 // key names the principal for per-user limits: the user, or the address
 // in open mode.
 func (p principal) key(c echo.Context) string {
-	if p.claims != nil {
-		return "user:" + p.claims.Subject
+	if p.id != nil {
+		return "user:" + p.id.User
 	}
 	return "ip:" + c.RealIP()
 }
 
 // role is what the principal may do with doc. In open mode everyone may
 // read and write; administering (deleting a document) takes the admin
-// token, in every mode, or a token's admin role.
+// token, in every mode, or an identity's admin role.
 func (p principal) role(doc string) Role {
 	switch {
 	case p.admin:
 		return RoleAdmin
-	case p.claims == nil:
+	case p.id == nil:
 		return RoleWrite
+	case p.authorize != nil:
+		return p.authorize(doc)
 	}
-	return p.claims.RoleFor(doc)
+	return p.id.RoleFor(doc)
 }
 
 // tokenCookie carries a token for browsers, which cannot set headers on a
@@ -227,18 +278,35 @@ func requestToken(r *http.Request) string {
 	return ""
 }
 
-// who authenticates a request: in open mode everyone is welcome; with a
-// verifier a valid token is required (401 otherwise).
+// who authenticates a request: the admin token, the Authenticate hook,
+// then a token. In open mode (neither a verifier nor a hook) everyone is
+// welcome; otherwise an identity is required (401 without one).
 func (s *Server) who(c echo.Context) (principal, error) {
 	var p principal
-	if s.cfg.AdminToken != "" && tokenMatches(c.Request().Header.Get("Authorization"), s.cfg.AdminToken) {
+	r := c.Request()
+	if s.cfg.AdminToken != "" && tokenMatches(r.Header.Get("Authorization"), s.cfg.AdminToken) {
 		p.admin = true
 		return p, nil
 	}
+	if s.cfg.Authenticate != nil {
+		id, err := s.cfg.Authenticate(r)
+		if err != nil {
+			return p, errorf(http.StatusUnauthorized, codeUnauthorized, err.Error())
+		}
+		if id != nil {
+			if id.User == "" {
+				return p, errorf(http.StatusUnauthorized, codeUnauthorized, "the application's login gave no user id")
+			}
+			return s.identified(c, id), nil
+		}
+	}
 	if s.cfg.Auth == nil {
+		if s.cfg.Authenticate != nil {
+			return p, errorf(http.StatusUnauthorized, codeUnauthorized, "not signed in")
+		}
 		return p, nil
 	}
-	tok := requestToken(c.Request())
+	tok := requestToken(r)
 	if tok == "" {
 		return p, errorf(http.StatusUnauthorized, codeUnauthorized, "a token is required (Authorization: Bearer, ?token= or the tandem_token cookie)")
 	}
@@ -246,8 +314,25 @@ func (s *Server) who(c echo.Context) (principal, error) {
 	if err != nil {
 		return p, errorf(http.StatusUnauthorized, codeUnauthorized, "invalid token: "+err.Error())
 	}
-	p.claims = claims
-	return p, nil
+	return s.identified(c, claims.Identity()), nil
+}
+
+// identified is the principal of an identity, with the Authorize hook
+// bound to the request.
+func (s *Server) identified(c echo.Context, id *Identity) principal {
+	p := principal{id: id}
+	if s.cfg.Authorize != nil {
+		ctx, who, log := c.Request().Context(), *id, s.logger(c)
+		p.authorize = func(doc string) Role {
+			r, err := s.cfg.Authorize(ctx, who, doc)
+			if err != nil {
+				log.Warn("authorize hook refused", "user", who.User, "doc", doc, "err", err)
+				return RoleNone
+			}
+			return r
+		}
+	}
+	return p
 }
 
 // allow authenticates the request and checks it has role on doc.

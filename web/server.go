@@ -23,6 +23,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/tandemdocs/tandem/collab"
+	"github.com/tandemdocs/tandem/feed"
 	"github.com/tandemdocs/tandem/storage"
 )
 
@@ -53,6 +54,17 @@ type Config struct {
 	// without it the server runs in open mode: everyone may read and
 	// write, and only the admin token deletes.
 	Auth *Verifier
+	// Authenticate and Authorize, if set, let the host application's own
+	// login say who makes a request and what they may do (see their
+	// types); they work beside Auth or without it.
+	Authenticate AuthenticateFunc
+	Authorize    AuthorizeFunc
+	// NoDemo leaves out the demo's pages (/, /d/{id}, its styles and
+	// service worker); the browser client's modules (/js/...) are served
+	// either way.
+	NoDemo bool
+	// Changes, if set, serves the change feed at GET /api/changes.
+	Changes *feed.Reader
 	// RequestsPerSecond and RequestBurst limit each IP address's REST
 	// requests (50, 100; the WebSocket's messages have their own budget).
 	// CreatesPerMinute limits the documents one user (one IP in open
@@ -90,11 +102,13 @@ type Config struct {
 
 // Server is Tandem's HTTP and WebSocket front end.
 type Server struct {
-	cfg      Config
-	echo     *echo.Echo
-	ws       *melody.Melody
-	log      *slog.Logger
-	draining atomic.Bool
+	cfg       Config
+	echo      *echo.Echo
+	ws        *melody.Melody
+	log       *slog.Logger
+	draining  atomic.Bool
+	drained   chan struct{} // closed by Drain
+	drainOnce sync.Once
 	// warnedForwarded: the warning about forwarding headers without
 	// TrustedProxies was logged (once).
 	warnedForwarded atomic.Bool
@@ -119,7 +133,7 @@ func New(cfg Config) *Server {
 	if cfg.PongWait <= cfg.PingPeriod {
 		cfg.PongWait = cfg.PingPeriod*2 + 2*time.Second
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, wsPerAddr: newPerAddr(cfg.MaxWebSocketsPerAddr), creations: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
+	s := &Server{cfg: cfg, log: cfg.Logger, drained: make(chan struct{}), wsPerAddr: newPerAddr(cfg.MaxWebSocketsPerAddr), creations: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
 		Rate: rate.Limit(cfg.CreatesPerMinute / 60), Burst: 20,
 		// Forgotten only once a full bucket would have refilled anyway.
 		ExpiresIn: max(3*time.Minute, time.Duration(20/(cfg.CreatesPerMinute/60)*float64(time.Second))),
@@ -204,6 +218,7 @@ func New(cfg Config) *Server {
 	routes(api, "/docs/:id/ops", map[string]echo.HandlerFunc{http.MethodGet: s.getOps})
 	routes(api, "/docs/:id/export", map[string]echo.HandlerFunc{http.MethodGet: s.exportDoc})
 	routes(api, "/docs/:id/ws", map[string]echo.HandlerFunc{http.MethodGet: s.openWS})
+	routes(api, "/changes", map[string]echo.HandlerFunc{http.MethodGet: s.getChanges})
 	admin := api.Group("/admin", s.adminOnly)
 	routes(admin, "/backup", map[string]echo.HandlerFunc{http.MethodGet: s.adminBackup})
 	// Go's profiler, for the admin role only.
@@ -252,8 +267,14 @@ func (s *Server) WebSockets() int { return s.ws.Len() }
 // ServeHTTP makes the server an http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
 
-// Drain makes /readyz fail and refuses new WebSockets, ahead of shutdown.
-func (s *Server) Drain() { s.draining.Store(true) }
+// Drain makes /readyz fail, refuses new WebSockets and ends the change
+// feed's streams and long polls, ahead of shutdown.
+func (s *Server) Drain() {
+	s.drainOnce.Do(func() {
+		s.draining.Store(true)
+		close(s.drained)
+	})
+}
 
 // Close waits until every WebSocket session has ended (the manager closes
 // them, after their last frames) or ctx is done, then closes whatever is

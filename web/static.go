@@ -109,12 +109,15 @@ func (s *Server) mountStatic(e *echo.Echo) {
 		return serveAsset(c, a)
 	}
 	methods := []string{http.MethodGet, http.MethodHead}
+	e.Match(methods, "/js/*", file)
+	if s.cfg.NoDemo {
+		return
+	}
 	e.Match(methods, "/", page)
 	e.Match(methods, "/d/:id", editor)
 	// The service worker's scope is the directory it is served from: the
 	// root, so that it can open /d/{id} without the server.
 	e.Match(methods, "/sw.js", file)
-	e.Match(methods, "/js/*", file)
 	e.Match(methods, "/css/*", file)
 }
 

@@ -5,47 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/tandemdocs/tandem/storage"
-	"github.com/tandemdocs/tandem/storage/backupfile"
 	"github.com/tandemdocs/tandem/storage/badgerstore"
 	"github.com/tandemdocs/tandem/storage/jsstore"
 )
-
-// A cluster's documents are backed up in a single node's format: they are
-// copied (storage.Copy, which checks every revision applies) into a
-// temporary Badger store, whose backup is the file. So one format serves
-// both, a cluster's backup restores into a single node and a single node's
-// into a cluster (restore --nats copies the other way), and the tools that
-// read backups need no cluster. The cost is a temporary copy of the
-// documents on the tool's (or the node's) disk, in $TMPDIR.
-
-// clusterStore is a cluster node's store, with the backup the admin
-// endpoint streams.
-type clusterStore struct {
-	*jsstore.Store
-	log *slog.Logger
-}
-
-// Backup implements web.Backuper: a full backup (since must be 0).
-func (c clusterStore) Backup(ctx context.Context, w io.Writer, since uint64) (uint64, error) {
-	if since != 0 {
-		return 0, errors.New("a cluster takes full backups only")
-	}
-	res, err := backupCluster(ctx, c.Store, w, nil, c.log)
-	return res.next, err
-}
-
-// FullBackupsOnly tells the admin endpoint to refuse incremental backups
-// before it starts streaming.
-func (clusterStore) FullBackupsOnly() bool { return true }
 
 // natsToolFlags are the flags of a tool that reads or writes a cluster.
 type natsToolFlags struct {
@@ -83,76 +51,6 @@ func (n natsToolFlags) open(ctx context.Context, replicas int) (*jsstore.Store, 
 	return s, func() { s.Close(); nc.Close() }, nil
 }
 
-// tempStore opens a new Badger store in a temporary directory; close
-// removes it.
-func tempStore(tool string, log *slog.Logger) (*badgerstore.Store, string, func(), error) {
-	tmp, err := os.MkdirTemp("", "tandem-"+tool+"-")
-	if err != nil {
-		return nil, "", nil, fmt.Errorf("temporary directory: %w", err)
-	}
-	dir := filepath.Join(tmp, "data")
-	s, err := badgerstore.Open(badgerstore.Options{Dir: dir, Logger: log, GCInterval: -1})
-	if err != nil {
-		os.RemoveAll(tmp)
-		return nil, "", nil, fmt.Errorf("temporary store: %w", err)
-	}
-	return s, dir, func() { s.Close(); os.RemoveAll(tmp) }, nil
-}
-
-// copyAll copies every document of src into dst. each is told of each
-// document copied or failed; a document deleted from src meanwhile is
-// skipped. It stops at the first error each returns.
-func copyAll(ctx context.Context, dst, src storage.Portable, each func(id string, res storage.CopyResult, err error) error) error {
-	return storage.EachDocument(ctx, src, func(d storage.Document) error {
-		res, err := storage.Copy(ctx, dst, src, d.ID)
-		if errors.Is(err, storage.ErrCompacted) {
-			// Retention compacted it while it was read: again, from its new
-			// oldest revision.
-			res, err = storage.Copy(ctx, dst, src, d.ID)
-		}
-		if errors.Is(err, storage.ErrNotFound) {
-			if _, derr := src.Document(ctx, d.ID); errors.Is(derr, storage.ErrNotFound) {
-				return nil // deleted since the listing
-			}
-		}
-		return each(d.ID, res, err)
-	})
-}
-
-// backupCluster writes a full backup of a cluster's documents to w.
-// progress, if set, is called after each document.
-func backupCluster(ctx context.Context, src *jsstore.Store, w io.Writer, progress func(docs int), log *slog.Logger) (backupResult, error) {
-	dst, _, closeDst, err := tempStore("cluster-backup", log)
-	if err != nil {
-		return backupResult{}, err
-	}
-	defer closeDst()
-	var res backupResult
-	err = copyAll(ctx, dst, src, func(id string, _ storage.CopyResult, err error) error {
-		if err != nil {
-			return err
-		}
-		res.docs++
-		if progress != nil {
-			progress(res.docs)
-		}
-		return nil
-	})
-	if err != nil {
-		return backupResult{}, err
-	}
-	bc := &byteCounter{}
-	var tr backupfile.Tracker
-	if res.next, err = dst.Backup(ctx, ctxWriter{ctx, io.MultiWriter(w, bc, &tr)}, 0); err != nil {
-		return backupResult{}, err
-	}
-	if _, err := finishBackup(&tr); err != nil {
-		return backupResult{}, fmt.Errorf("the backup written is not whole: %w", err)
-	}
-	res.bytes = bc.count()
-	return res, nil
-}
-
 // countSet counts the non-empty values.
 func countSet(vs ...string) int {
 	n := 0
@@ -177,8 +75,11 @@ func natsBackup(ctx context.Context, nf natsToolFlags, w io.Writer, stderr io.Wr
 	}
 	done := 0
 	p := newProgress(stderr, func() string { return fmt.Sprintf("backup: %d/%d documents copied", done, total) })
-	res, err := backupCluster(ctx, src, w, func(n int) { done = n; p.tick() }, toolLogger(stderr))
+	bc := &byteCounter{}
+	var res backupResult
+	res.docs, res.next, err = jsstore.BackupTo(ctx, src, io.MultiWriter(w, bc), func(n int) { done = n; p.tick() }, toolLogger(stderr))
 	p.done()
+	res.bytes = bc.count()
 	return res, err
 }
 
@@ -250,7 +151,7 @@ func copyCluster(ctx context.Context, nf natsToolFlags, stderr io.Writer) (*badg
 		return nil, nil, nil, err
 	}
 	defer closeSrc()
-	dst, _, closeDst, err := tempStore("verify", toolLogger(stderr))
+	dst, _, closeDst, err := badgerstore.OpenTemp("verify", toolLogger(stderr))
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -262,7 +163,7 @@ func copyCluster(ctx context.Context, nf natsToolFlags, stderr io.Writer) (*badg
 	done := 0
 	p := newProgress(stderr, func() string { return fmt.Sprintf("verify: %d/%d documents copied", done, total) })
 	var problems []badgerstore.Problem
-	err = copyAll(ctx, dst, src, func(id string, _ storage.CopyResult, err error) error {
+	err = storage.CopyAll(ctx, dst, src, func(id string, _ storage.CopyResult, err error) error {
 		done++
 		p.tick()
 		switch {

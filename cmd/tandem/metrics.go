@@ -3,76 +3,10 @@ package main
 import (
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/tandemdocs/tandem/collab"
-	"github.com/tandemdocs/tandem/storage/spaceguard"
 )
-
-// promObserver records what the documents and the HTTP front end do.
-type promObserver struct {
-	commitSeconds prometheus.Histogram
-	commitRecords prometheus.Histogram
-	refused       *prometheus.CounterVec
-	overflowed    prometheus.Counter
-	snapshotBytes prometheus.Histogram
-	snapshotSecs  prometheus.Histogram
-	httpErrors    *prometheus.CounterVec
-	distance      prometheus.Histogram
-	fanOut        prometheus.Histogram
-	connRefused   *prometheus.CounterVec
-	retried       prometheus.Histogram
-}
-
-func newPromObserver() *promObserver {
-	return &promObserver{
-		retried: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tandem_commit_conflict_retry_seconds",
-			Help:    "From a commit lost to another node (a cluster) to the same ops committed after reading what it missed.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
-		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tandem_commit_seconds", Help: "Time of one durable write of the group commit.",
-			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14)}),
-		commitRecords: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tandem_commit_records", Help: "Records per durable write (the group commit's batch).",
-			Buckets: prometheus.ExponentialBuckets(1, 2, 12)}),
-		refused:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_messages_refused_total", Help: "Client messages refused, by error code."}, []string{"code"}),
-		overflowed: prometheus.NewCounter(prometheus.CounterOpts{Name: "tandem_slow_consumer_disconnects_total", Help: "Connections closed for resync because they read too slowly."}),
-		snapshotBytes: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tandem_snapshot_bytes", Help: "Size of the snapshots written.",
-			Buckets: prometheus.ExponentialBuckets(1024, 4, 10)}),
-		snapshotSecs: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tandem_snapshot_seconds", Help: "Time to write a snapshot.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
-		httpErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_http_errors_total", Help: "HTTP requests answered with an error, by status and code (401/403 refusals, 429 rate limits, ...)."}, []string{"status", "code"}),
-		distance: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tandem_op_transform_distance", Help: "Concurrent revisions an accepted op was transformed through (its count is the ops accepted).",
-			Buckets: []float64{0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048}}),
-		fanOut: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tandem_op_fanout", Help: "Connections a committed op was sent to (acks included).",
-			Buckets: prometheus.ExponentialBuckets(1, 2, 12)}),
-		connRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_connections_refused_total", Help: "TCP connections closed at accept by the per-address limits, by reason (rate, per_ip)."}, []string{"reason"}),
-	}
-}
-
-func (o *promObserver) Committed(appends, records int, took time.Duration) {
-	o.commitSeconds.Observe(took.Seconds())
-	o.commitRecords.Observe(float64(records))
-}
-func (o *promObserver) Refused(code string)        { o.refused.WithLabelValues(code).Inc() }
-func (o *promObserver) Retried(took time.Duration) { o.retried.Observe(took.Seconds()) }
-func (o *promObserver) Overflowed()                { o.overflowed.Inc() }
-func (o *promObserver) SnapshotSaved(bytes int, took time.Duration) {
-	o.snapshotBytes.Observe(float64(bytes))
-	o.snapshotSecs.Observe(took.Seconds())
-}
-func (o *promObserver) Accepted(distance int64)  { o.distance.Observe(float64(distance)) }
-func (o *promObserver) Broadcast(recipients int) { o.fanOut.Observe(float64(recipients)) }
-func (o *promObserver) ConnRefused(reason string) {
-	o.connRefused.WithLabelValues(reason).Inc()
-}
-func (o *promObserver) HTTPError(status int, code string) {
-	o.httpErrors.WithLabelValues(strconv.Itoa(status), code).Inc()
-}
 
 // connStates counts the HTTP server's connections by state (its ConnState
 // hook). A connection upgraded to a WebSocket leaves net/http's
@@ -122,89 +56,16 @@ func (c *connStates) get(s http.ConnState) int {
 	return c.count[s]
 }
 
-// metricSources is what the metrics are read from when scraped.
-type metricSources struct {
-	mgr        *collab.Manager
-	guard      *spaceguard.Guard
-	dataDir    string
-	obs        *promObserver
-	conns      *connStates
-	websockets func() int
-}
-
-// metricsHandler serves the server's metrics in the Prometheus text format:
-// the Go runtime and the process, connections by state, the documents
-// open, the ops' transform distance and fan-out, the outbound queues, the
-// group commit's counters, the disk guard's state and Badger's own
-// figures. Every gauge is read when scraped.
-func metricsHandler(src metricSources) http.Handler {
-	mgr, guard, dataDir, obs := src.mgr, src.guard, src.dataDir, src.obs
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(obs.retried, obs.commitSeconds, obs.commitRecords, obs.refused, obs.overflowed, obs.snapshotBytes, obs.snapshotSecs, obs.httpErrors,
-		obs.distance, obs.fanOut, obs.connRefused)
-	conns := prometheus.NewDesc("tandem_connections", "Connections open, by state: new (no request yet), active (in a request), idle (keep-alive), websocket.", []string{"state"}, nil)
-	reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		badgerCollector(),
-		funcCollector{conns, func(ch chan<- prometheus.Metric) {
-			for _, st := range []http.ConnState{http.StateNew, http.StateActive, http.StateIdle} {
-				ch <- prometheus.MustNewConstMetric(conns, prometheus.GaugeValue, float64(src.conns.get(st)), st.String())
-			}
-			ch <- prometheus.MustNewConstMetric(conns, prometheus.GaugeValue, float64(src.websockets()), "websocket")
-		}},
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "tandem_outbound_queued_messages", Help: "Messages waiting in the connections' outbound queues (all connections).",
-		}, func() float64 { n, _ := mgr.Queued(); return float64(n) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "tandem_outbound_queued_bytes", Help: "Bytes waiting in the connections' outbound queues (all connections).",
-		}, func() float64 { _, n := mgr.Queued(); return float64(n) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "tandem_outbound_frames_total", Help: "WebSocket frames handed to the connections (each is a write; a frame carries one message or a batch).",
-		}, func() float64 { n, _ := mgr.Sent(); return float64(n) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "tandem_outbound_messages_total", Help: "Messages those frames carried (messages per frame: how well the outbound queues batch).",
-		}, func() float64 { _, n := mgr.Sent(); return float64(n) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "tandem_documents_open", Help: "Documents loaded in memory.",
-		}, func() float64 { return float64(mgr.Open()) }),
-	)
-	if guard != nil {
-		// The data directory's disk (a cluster node has none: NATS keeps
-		// the data, and reports on its own disk).
-		reg.MustRegister(
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Name: "tandem_storage_writable", Help: "1 while the server takes writes, 0 while the disk is nearly full (see the ERROR log for why).",
-			}, func() float64 {
-				if guard.Writable() != nil {
-					return 0
-				}
-				return 1
-			}),
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Name: "tandem_storage_free_bytes", Help: "Free space on the data directory's filesystem.",
-			}, func() float64 {
-				free, err := spaceguard.Free(dataDir)
-				if err != nil {
-					return -1
-				}
-				return float64(free)
-			}),
-		)
-	}
-	for _, c := range []struct {
-		name, help string
-		get        func(collab.CommitStats) int64
-	}{
-		{"tandem_commit_writes_total", "Durable writes of the group commit.", func(s collab.CommitStats) int64 { return s.Writes }},
-		{"tandem_commit_appends_total", "Appends (one document's ops) written.", func(s collab.CommitStats) int64 { return s.Appends }},
-		{"tandem_commit_records_total", "Records (ops) written.", func(s collab.CommitStats) int64 { return s.Records }},
-		{"tandem_commit_conflicts_total", "Appends refused because another writer committed first.", func(s collab.CommitStats) int64 { return s.Conflicts }},
-	} {
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help},
-			func() float64 { return float64(c.get(mgr.Stats())) }))
-	}
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+// connStateCollector exports the connections by state: net/http's
+// (new, active, idle) and the WebSockets.
+func connStateCollector(conns *connStates, websockets func() int) prometheus.Collector {
+	desc := prometheus.NewDesc("tandem_connections", "Connections open, by state: new (no request yet), active (in a request), idle (keep-alive), websocket.", []string{"state"}, nil)
+	return funcCollector{desc, func(ch chan<- prometheus.Metric) {
+		for _, st := range []http.ConnState{http.StateNew, http.StateActive, http.StateIdle} {
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(conns.get(st)), st.String())
+		}
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(websockets()), "websocket")
+	}}
 }
 
 // funcCollector is a collector of one metric family, read by a function
@@ -216,20 +77,3 @@ type funcCollector struct {
 
 func (c funcCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c funcCollector) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
-
-// badgerCollector exports Badger's own figures, which it publishes with
-// expvar (per process: one Badger per Tandem).
-func badgerCollector() prometheus.Collector {
-	return collectors.NewExpvarCollector(map[string]*prometheus.Desc{
-		"badger_size_bytes_lsm":             prometheus.NewDesc("tandem_badger_lsm_bytes", "Size of Badger's LSM tree (updated by Badger once a minute).", []string{"dir"}, nil),
-		"badger_size_bytes_vlog":            prometheus.NewDesc("tandem_badger_vlog_bytes", "Size of Badger's value log (updated by Badger once a minute).", []string{"dir"}, nil),
-		"badger_compaction_current_num_lsm": prometheus.NewDesc("tandem_badger_compactions_running", "Badger compactions running now.", nil, nil),
-		"badger_write_bytes_compaction":     prometheus.NewDesc("tandem_badger_compaction_written_bytes_total", "Bytes Badger's compactions wrote, by level.", []string{"level"}, nil),
-		"badger_write_bytes_l0":             prometheus.NewDesc("tandem_badger_l0_written_bytes_total", "Bytes Badger flushed from memtables to level 0.", nil, nil),
-		"badger_write_pending_num_memtable": prometheus.NewDesc("tandem_badger_pending_writes", "Writes waiting for Badger's memtable.", []string{"dir"}, nil),
-		"badger_write_bytes_user":           prometheus.NewDesc("tandem_badger_written_bytes_total", "Bytes written to Badger.", nil, nil),
-		"badger_write_bytes_vlog":           prometheus.NewDesc("tandem_badger_vlog_written_bytes_total", "Bytes written to Badger's value log.", nil, nil),
-		"badger_get_num_user":               prometheus.NewDesc("tandem_badger_gets_total", "Badger point reads.", nil, nil),
-		"badger_put_num_user":               prometheus.NewDesc("tandem_badger_puts_total", "Badger writes (keys).", nil, nil),
-	})
-}

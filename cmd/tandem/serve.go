@@ -22,13 +22,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tandemdocs/tandem"
 	"github.com/tandemdocs/tandem/collab"
-	"github.com/tandemdocs/tandem/collab/natsbroker"
 	"github.com/tandemdocs/tandem/storage"
-	"github.com/tandemdocs/tandem/storage/badgerstore"
-	"github.com/tandemdocs/tandem/storage/jsstore"
-	"github.com/tandemdocs/tandem/storage/memstore"
-	"github.com/tandemdocs/tandem/storage/spaceguard"
 	"github.com/tandemdocs/tandem/web"
 )
 
@@ -75,6 +75,11 @@ type serveConfig struct {
 	AuthSecret     string
 	AuthPublicKey  string
 	Open           bool
+	// The change feed's retention and its webhooks.
+	ChangesRetain   time.Duration
+	Webhooks        string
+	WebhookSecret   string
+	WebhookDebounce time.Duration
 }
 
 // byteSize is a flag of bytes with an optional unit: 256MiB, 1GiB, 500MB,
@@ -147,6 +152,10 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.NATSCA, "nats-ca", "", "PEM file of the CA that signed the NATS servers' certificates (tls:// URLs), when not a system one")
 	fs.DurationVar(&c.NATSTimeout, "nats-timeout", 5*time.Second, "how long a JetStream request (a commit, a read) may take before it fails: the document then reloads and its clients resend")
 	fs.IntVar(&c.NATSReplicas, "nats-replicas", 1, "replicas of Tandem's JetStream stream and buckets (3 in a 3-node NATS cluster: an acknowledged write is then on a majority)")
+	fs.DurationVar(&c.ChangesRetain, "changes-retain", 7*24*time.Hour, "keep the change feed's events (GET /api/changes, webhooks) this long; a reader further behind must read the documents whole")
+	fs.StringVar(&c.Webhooks, "webhook", "", "comma-separated URLs that receive the change feed, signed per Standard Webhooks with --webhook-secret, delivered at least once and in order, retried until they answer 2xx (docs/library.md#webhooks)")
+	fs.StringVar(&c.WebhookSecret, "webhook-secret", "", "the webhooks' signing secret: whsec_ and at least 24 bytes in base64 (e.g. echo whsec_$(openssl rand -base64 32)); prefer TANDEM_WEBHOOK_SECRET")
+	fs.DurationVar(&c.WebhookDebounce, "webhook-debounce", 0, "send webhooks one \"changed\" event per document per quiet period of this length instead of every op (0: every op)")
 	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for the admin endpoints (online backup, /metrics, the profiler) and for deleting documents in open mode; without one the server makes one and keeps it in <data-dir>/admin-token (mode 0600), where tandem backup finds it. Prefer TANDEM_ADMIN_TOKEN: command lines are visible to other users")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: tandem serve [flags]\n\nflags (each also settable as TANDEM_<FLAG>, e.g. TANDEM_DATA_DIR):")
@@ -191,6 +200,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		{"disk-check-every", c.DiskCheckEvery <= 0},
 		{"sync-interval", c.SyncInterval <= 0},
 		{"shed-idle-after", c.ShedIdleAfter < 0},
+		{"webhook-debounce", c.WebhookDebounce < 0},
 		{"max-connections", c.MaxConns < 0},
 		{"max-connections-per-ip", c.MaxConnsPerIP < 1},
 		{"nats-replicas", c.NATSReplicas < 1 || c.NATSReplicas > 5},
@@ -273,20 +283,22 @@ type serverHooks struct {
 	limitLoopback bool
 }
 
-// server is one running `tandem serve`: the storage, the documents, the
-// HTTP server and the background loops, wired from a serveConfig.
-// openServer starts it; wait blocks until its context ends or serving
-// fails; close shuts it down gracefully. The process tests run the binary;
-// in-process tests and benchmarks use this same wiring.
+// server is one running `tandem serve`: a tandem.Server (the library:
+// storage, documents, the HTTP API, hooks and webhooks) configured from a
+// serveConfig, and what a process adds around it: the listener with its
+// connection limits, TLS, the HTTP server, the process's metrics, the
+// memory release loop. openServer starts it; wait blocks until its
+// context ends or serving fails; close shuts it down gracefully. The
+// process tests run the binary; in-process tests and benchmarks use this
+// same wiring.
 type server struct {
 	cfg serveConfig
 	log *slog.Logger
 
-	store   storage.Store     // Badger behind the disk guard, or JetStream
-	guard   *spaceguard.Guard // nil in a cluster (NATS watches its own disk)
-	nc      *nats.Conn        // in a cluster
+	lib     *tandem.Server
+	store   storage.Store
 	mgr     *collab.Manager
-	web     *web.Server
+	nc      *nats.Conn // in a cluster
 	http    *http.Server
 	metrics *http.Server // on --metrics-addr; nil without it
 	ln      net.Listener
@@ -297,7 +309,7 @@ type server struct {
 
 	served chan error     // the HTTP server's exit
 	stop   func()         // ends the background loops
-	loops  sync.WaitGroup // disk checks, retention, certificate reloads
+	loops  sync.WaitGroup // certificate reloads, memory release
 }
 
 func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks serverHooks) (_ *server, err error) {
@@ -310,20 +322,24 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 		debug.SetMemoryLimit(memLimit)
 	}
 	log.Info("garbage collector", "gc_percent", gcPercent, "memory_limit_mb", memLimit>>20)
-	auth, err := newAuth(cfg, log)
-	if err != nil {
+	lcfg := tandem.Config{Logger: log, Demo: true, SnapshotEvery: cfg.SnapshotEvery, IdleTimeout: cfg.IdleTimeout, Retain: cfg.Retain,
+		ClientRate: cfg.ClientRate, CommitLinger: nonZero(cfg.CommitLinger), FanOutPace: nonZero(cfg.FanOutPace), ChangesRetain: cfg.ChangesRetain,
+		MaxWebSocketsPerAddr: cfg.MaxConnsPerIP, LimitLoopback: hooks.limitLoopback, LoopbackOnly: loopbackAddr(cfg.Addr),
+		Tune: hooks.tune, WrapStore: hooks.wrapStore}
+	if lcfg.AuthSecrets, lcfg.AuthPublicKey, err = authConfig(cfg, log); err != nil {
 		return nil, err
 	}
-	origins, hosts, err := originsAndHosts(cfg)
-	if err != nil {
+	if lcfg.AllowedOrigins, lcfg.AllowedHosts, err = originsAndHosts(cfg); err != nil {
 		return nil, err
 	}
-	if len(hosts) == 0 && !loopbackAddr(cfg.Addr) {
+	if len(lcfg.AllowedHosts) == 0 && !loopbackAddr(cfg.Addr) {
 		log.Warn("no --public-url or --allowed-hosts: every Host is answered, so a page on any site whose name an attacker points at this address (DNS rebinding) can use the API in a visitor's browser; set --public-url to the address people use", "addr", cfg.Addr)
 	}
-	proxies, err := parseCIDRs(cfg.TrustedProxies)
-	if err != nil {
+	if lcfg.TrustedProxies, err = parseCIDRs(cfg.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("--trusted-proxies: %w", err)
+	}
+	if lcfg.Webhooks, err = parseWebhooks(cfg.Webhooks, cfg.WebhookSecret, cfg.WebhookDebounce); err != nil {
+		return nil, err
 	}
 
 	// Listen first: a port in use must not leave a new data directory
@@ -341,96 +357,73 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 			return nil, fmt.Errorf("--metrics-addr %s: %w", cfg.MetricsAddr, err)
 		}
 	}
-	defer func() {
-		if err != nil {
-			ln.Close()
-			if mln != nil && s.metrics == nil {
-				mln.Close()
-			}
-		}
-	}()
-
-	var mgr atomic.Pointer[collab.Manager] // for the guard's callback
-	var broker collab.Broker
-	var presence collab.PresenceBroker
-	if cfg.NATS != "" {
-		if s.nc, s.store, err = openCluster(ctx, cfg, log); err != nil {
-			return nil, err
-		}
-		nb := natsbroker.New(s.nc, "tandem", log)
-		broker, presence = nb, nb
-	} else if cfg.Durability == "memory" {
-		log.Warn("--durability memory: nothing is written to disk, and every document is lost when the server stops")
-		s.store = memstore.New()
-	} else {
-		if s.guard, err = openGuarded(cfg, log, &mgr); err != nil {
-			return nil, err
-		}
-		s.store = s.guard
-		if cfg.Durability == "os" {
-			log.Info("--durability os: edits are acknowledged once the operating system has them, and synced every --sync-interval", "sync_interval", cfg.SyncInterval)
-		}
-	}
 	loopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
 	defer func() {
 		if err != nil {
+			ln.Close()
+			if mln != nil {
+				mln.Close()
+			}
 			s.stop()
 			s.loops.Wait()
-			if s.metrics != nil {
-				s.metrics.Close()
-			}
-			if cerr := s.store.Close(); cerr != nil {
-				log.Error("close storage", "err", cerr)
+			if s.lib != nil {
+				s.lib.Close()
 			}
 			if s.nc != nil {
 				s.nc.Close()
 			}
 		}
 	}()
-	var store storage.Store = s.store
-	if hooks.wrapStore != nil {
-		store = hooks.wrapStore(store)
-	}
 
-	obs := newPromObserver()
-	ccfg := collab.Config{
-		SnapshotEvery: cfg.SnapshotEvery,
-		IdleTimeout:   cfg.IdleTimeout,
-		Logger:        log,
-		Observer:      obs,
-		CommitLinger:  cfg.CommitLinger,
-		FanOutPace:    cfg.FanOutPace,
-		RatePerSecond: cfg.ClientRate,
-		RateBurst:     2 * cfg.ClientRate,
-		Broker:        broker,
-		Presence:      presence,
+	switch {
+	case cfg.NATS != "":
+		if s.nc, err = connectCluster(cfg, log); err != nil {
+			return nil, err
+		}
+		lcfg.Storage = tandem.JetStream{Conn: s.nc, Replicas: cfg.NATSReplicas, Timeout: cfg.NATSTimeout}
+		log.Info("cluster node", "nats", s.nc.ConnectedUrlRedacted(), "replicas", cfg.NATSReplicas)
+	case cfg.Durability == "memory":
+		log.Warn("--durability memory: nothing is written to disk, and every document is lost when the server stops")
+		lcfg.Storage = tandem.Memory{}
+	default:
+		lcfg.Storage = tandem.Badger{Dir: cfg.DataDir, Durability: tandem.Durability(cfg.Durability), SyncInterval: cfg.SyncInterval,
+			MinFreeSpace: uint64(cfg.MinFreeSpace), CheckEvery: cfg.DiskCheckEvery}
+		if cfg.Durability == "os" {
+			log.Info("--durability os: edits are acknowledged once the operating system has them, and synced every --sync-interval", "sync_interval", cfg.SyncInterval)
+		}
 	}
-	if hooks.tune != nil {
-		hooks.tune(&ccfg)
-	}
-	s.mgr = collab.NewManager(store, ccfg)
-	mgr.Store(s.mgr)
-	if s.guard != nil {
-		s.mgr.SetWritable(s.guard.Writable())
-		s.goLoop(func() { s.guard.Run(loopCtx) })
-	}
-
-	conns := newConnStates()
-	var websockets func() int // the web server is built after its metrics
-	metrics := metricsHandler(metricSources{mgr: s.mgr, guard: s.guard, dataDir: cfg.DataDir, obs: obs, conns: conns,
-		websockets: func() int { return websockets() }})
 	adminToken, adminFile := cfg.AdminToken, ""
 	if adminToken == "" {
 		if adminToken, adminFile, err = localAdminToken(cfg.DataDir); err != nil {
 			return nil, err
 		}
 	}
-	s.web = web.New(web.Config{Store: store, Manager: s.mgr, Logger: log, AllowedOrigins: origins, AdminToken: adminToken,
-		AllowedHosts: hosts, LoopbackOnly: loopbackAddr(cfg.Addr), TrustedProxies: proxies,
-		Auth: auth, Metrics: metrics, MetricsPublic: cfg.MetricsAddr != "", OnError: obs.HTTPError,
-		LimitLoopback: hooks.limitLoopback, MaxWebSocketsPerAddr: cfg.MaxConnsPerIP})
-	websockets = s.web.WebSockets
+	lcfg.AdminToken = adminToken
+
+	// The process's metrics beside the library's: the runtime, the
+	// process, the connections by state, the listener's refusals.
+	reg := prometheus.NewRegistry()
+	conns := newConnStates()
+	var lib atomic.Pointer[tandem.Server]
+	connRefused := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_connections_refused_total", Help: "TCP connections closed at accept by the per-address limits, by reason (rate, per_ip)."}, []string{"reason"})
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), connRefused,
+		connStateCollector(conns, func() int {
+			if l := lib.Load(); l != nil {
+				return l.WebSockets()
+			}
+			return 0
+		}))
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	lcfg.Metrics = reg
+	if cfg.MetricsAddr == "" {
+		lcfg.MetricsHandler = metrics
+	}
+	if s.lib, err = tandem.New(ctx, lcfg); err != nil {
+		return nil, err
+	}
+	lib.Store(s.lib)
+	s.store, s.mgr = s.lib.Store(), s.lib.Manager()
 	if mln != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", metrics)
@@ -447,14 +440,14 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 	log.Info("connection limits", "file_descriptors", nofile, "max_connections", maxConns, "per_ip", cfg.MaxConnsPerIP, "attempts_per_second", cfg.ConnRate)
 	onFull := func() {
 		idle := conns.closeIdle()
-		shed := s.web.ShedIdle(max(1, maxConns/100), cfg.ShedIdleAfter)
+		shed := s.lib.ShedIdle(max(1, maxConns/100), cfg.ShedIdleAfter)
 		log.Debug("at the connection limit", "idle_http_closed", idle, "idle_websockets_closed", shed)
 	}
 	s.ln = web.LimitListener(ln, web.ConnLimits{Total: maxConns, OnFull: onFull, PerIP: cfg.MaxConnsPerIP,
-		AttemptsPerSecond: cfg.ConnRate, AttemptBurst: int(5 * cfg.ConnRate), ExemptLoopback: !hooks.limitLoopback, Exempt: proxies,
-		OnRefused: obs.ConnRefused}, log)
+		AttemptsPerSecond: cfg.ConnRate, AttemptBurst: int(5 * cfg.ConnRate), ExemptLoopback: !hooks.limitLoopback, Exempt: lcfg.TrustedProxies,
+		OnRefused: func(reason string) { connRefused.WithLabelValues(reason).Inc() }}, log)
 	s.http = &http.Server{
-		Handler:           s.web,
+		Handler:           s.lib,
 		ReadHeaderTimeout: 10 * time.Second,
 		// No ReadTimeout: it would cut long responses (an online backup)
 		// and WebSockets; request bodies get their own deadline (web).
@@ -466,16 +459,13 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 	admin := "bearer token (--admin-token)"
 	if adminFile != "" {
 		admin = "bearer token in " + adminFile
-	} else {
-		if len(cfg.AdminToken) < 16 {
-			log.Warn("the admin token is short: anyone who guesses it can download every document (use 16 characters or more, e.g. openssl rand -hex 16)")
-		}
+	} else if len(cfg.AdminToken) < 16 {
+		log.Warn("the admin token is short: anyone who guesses it can download every document (use 16 characters or more, e.g. openssl rand -hex 16)")
 	}
 	scheme := "http"
 	if cfg.TLSCert != "" {
 		certs, err := newCertReloader(cfg.TLSCert, cfg.TLSKey, log)
 		if err != nil {
-			ln.Close()
 			return nil, err
 		}
 		s.goLoop(func() { certs.watch(loopCtx, 5*time.Second) })
@@ -485,9 +475,6 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 	s.url = scheme + "://" + ln.Addr().String()
 	log.Info("tandem serving", "addr", s.url, "data_dir", cfg.DataDir, "version", version, "admin", admin)
 
-	if cfg.Retain > 0 {
-		s.goLoop(func() { retainLoop(loopCtx, log, s.store, cfg.Retain) })
-	}
 	s.goLoop(func() { releaseLoop(loopCtx, log, 10*time.Second) })
 	go func() {
 		if s.http.TLSConfig != nil {
@@ -497,6 +484,15 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 		}
 	}()
 	return s, nil
+}
+
+// nonZero keeps a flag's 0 ("never wait") from meaning the library's
+// default: a negative value never waits there.
+func nonZero(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 func (s *server) goLoop(f func()) {
@@ -531,14 +527,10 @@ func (s *server) shutdown() error {
 	s.log.Info("shutting down")
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
-	s.web.Drain()
-	if err := s.mgr.Close(ctx); err != nil {
-		s.log.Error("close documents", "err", err)
-	}
-	// Let the close frames reach the clients before the connections go.
-	wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
-	s.web.Close(wctx)
-	wcancel()
+	s.lib.Drain()
+	// The library finishes the documents, their WebSockets and the
+	// requests in progress, then closes the storage; HTTP stops after.
+	err := s.lib.Shutdown(ctx)
 	if err := s.http.Shutdown(ctx); err != nil {
 		s.log.Error("http shutdown", "err", err)
 	}
@@ -547,10 +539,6 @@ func (s *server) shutdown() error {
 	}
 	s.stop()
 	s.loops.Wait()
-	err := s.store.Close()
-	if err != nil {
-		err = fmt.Errorf("close storage: %w", err)
-	}
 	if s.nc != nil {
 		s.nc.Close()
 	}
@@ -558,44 +546,9 @@ func (s *server) shutdown() error {
 	return err
 }
 
-// openGuarded opens Badger in the data directory behind the free-space
-// guard, which tells the Manager (once there is one) when writes stop and
-// resume.
-func openGuarded(cfg serveConfig, log *slog.Logger, mgr *atomic.Pointer[collab.Manager]) (*spaceguard.Guard, error) {
-	// The data directory must exist for its disk to be measured.
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data directory: %w", err)
-	}
-	var guard atomic.Pointer[spaceguard.Guard] // for Badger's GC goroutine
-	g, err := spaceguard.Open(spaceguard.Options{
-		Dir:     cfg.DataDir,
-		MinFree: uint64(cfg.MinFreeSpace),
-		Every:   cfg.DiskCheckEvery,
-		Logger:  log,
-		Open: func(readOnly bool) (storage.Store, error) {
-			var syncEvery time.Duration
-			if cfg.Durability == "os" {
-				syncEvery = cfg.SyncInterval
-			}
-			return badgerstore.Open(badgerstore.Options{Dir: cfg.DataDir, Logger: log, ReadOnly: readOnly, SyncEvery: syncEvery,
-				GCAllowed: func() bool { g := guard.Load(); return g != nil && g.Writable() == nil }})
-		},
-		OnChange: func(err error) {
-			if m := mgr.Load(); m != nil {
-				m.SetWritable(err)
-			}
-		},
-	})
-	if err != nil {
-		return nil, err
-	}
-	guard.Store(g)
-	return g, nil
-}
-
-// openCluster connects to NATS and opens the documents in JetStream.
-func openCluster(ctx context.Context, cfg serveConfig, log *slog.Logger) (*nats.Conn, storage.Store, error) {
-	nc, err := connectNATS(cfg.NATS, cfg.NATSCreds, cfg.NATSCA,
+// connectCluster connects to the NATS servers of --nats.
+func connectCluster(cfg serveConfig, log *slog.Logger) (*nats.Conn, error) {
+	return connectNATS(cfg.NATS, cfg.NATSCreds, cfg.NATSCA,
 		nats.MaxReconnects(-1), // a NATS restart is waited out; ops are refused meanwhile
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil { // nil: closed by us
@@ -604,29 +557,6 @@ func openCluster(ctx context.Context, cfg serveConfig, log *slog.Logger) (*nats.
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
 	)
-	if err != nil {
-		return nil, nil, err
-	}
-	// A cluster coming up (NATS started with the nodes) has no JetStream
-	// leader for a few seconds: wait for it, saying so.
-	var store *jsstore.Store
-	for attempt := 1; ; attempt++ {
-		store, err = jsstore.Open(ctx, jsstore.Options{Conn: nc, Replicas: cfg.NATSReplicas, Timeout: cfg.NATSTimeout})
-		if err == nil || !jsstore.Unavailable(err) || ctx.Err() != nil {
-			break
-		}
-		log.Warn("waiting for JetStream", "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-	}
-	if err != nil {
-		nc.Close()
-		return nil, nil, fmt.Errorf("--nats: %w", err)
-	}
-	log.Info("cluster node", "nats", nc.ConnectedUrlRedacted(), "replicas", cfg.NATSReplicas)
-	return nc, clusterStore{Store: store, log: log}, nil
 }
 
 // connectNATS connects to the NATS servers at urls (comma-separated) with
@@ -714,37 +644,36 @@ func parseCIDRs(list string) ([]*net.IPNet, error) {
 
 // newAuth builds the token verifier, or allows open mode: loudly, and on a
 // non-loopback address only with --open.
-func newAuth(cfg serveConfig, log *slog.Logger) (*web.Verifier, error) {
-	var secrets []string
+// authConfig reads the token secrets and public key, and refuses open
+// mode on an address other than loopback unless --open says so.
+func authConfig(cfg serveConfig, log *slog.Logger) (secrets []string, pub []byte, err error) {
 	for s := range strings.SplitSeq(cfg.AuthSecret, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			secrets = append(secrets, s)
 		}
 	}
-	var pub []byte
 	if cfg.AuthPublicKey != "" {
-		var err error
 		if pub, err = os.ReadFile(cfg.AuthPublicKey); err != nil {
-			return nil, fmt.Errorf("--auth-public-key: %w", err)
+			return nil, nil, fmt.Errorf("--auth-public-key: %w", err)
 		}
 	}
 	if len(secrets) > 0 || len(pub) > 0 {
-		v, err := web.NewVerifier(secrets, pub)
-		if err != nil {
-			return nil, fmt.Errorf("auth: %w", err)
+		// Checked here, for the flags' sake in the message.
+		if _, err := web.NewVerifier(secrets, pub); err != nil {
+			return nil, nil, fmt.Errorf("auth: %w", err)
 		}
 		log.Info("access tokens required", "secrets", len(secrets), "public_key", cfg.AuthPublicKey != "")
-		return v, nil
+		return secrets, pub, nil
 	}
 	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
-		return nil, fmt.Errorf("--addr %q: %w", cfg.Addr, err)
+		return nil, nil, fmt.Errorf("--addr %q: %w", cfg.Addr, err)
 	}
 	if !loopbackAddr(cfg.Addr) && !cfg.Open {
-		return nil, fmt.Errorf("no --auth-secret: open mode (anyone may read, edit and list every document) is allowed on loopback only; "+
+		return nil, nil, fmt.Errorf("no --auth-secret: open mode (anyone may read, edit and list every document) is allowed on loopback only; "+
 			"listening on %s needs --open to say so, or a secret (TANDEM_AUTH_SECRET)", cfg.Addr)
 	}
 	log.Warn("OPEN MODE: no --auth-secret, so anyone who can reach this server may read and edit every document; deleting takes the admin token. Set TANDEM_AUTH_SECRET to require tokens (tandem token mints them)", "addr", cfg.Addr)
-	return nil, nil
+	return nil, nil, nil
 }
 
 // raiseFileLimit raises the soft limit on open files to the hard limit
@@ -772,21 +701,6 @@ func loopbackAddr(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return host == "localhost" || (ip != nil && ip.IsLoopback())
-}
-
-func retainLoop(ctx context.Context, log *slog.Logger, store storage.Store, keep int64) {
-	t := time.NewTicker(10 * time.Minute)
-	defer t.Stop()
-	for {
-		if err := storage.Retain(ctx, store, keep); err != nil {
-			log.Error("history retention", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // releaseLoop gives memory back to the system after load has gone. Each
@@ -856,4 +770,18 @@ func availableMemory(readFile func(string) ([]byte, error)) int64 {
 		}
 	}
 	return total
+}
+
+// parseWebhooks reads --webhook's URLs, all signed with one secret.
+func parseWebhooks(urls, secret string, debounce time.Duration) ([]tandem.Webhook, error) {
+	var hooks []tandem.Webhook
+	for u := range strings.SplitSeq(urls, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			hooks = append(hooks, tandem.Webhook{URL: u, Secret: secret, Debounce: debounce})
+		}
+	}
+	if len(hooks) > 0 && secret == "" {
+		return nil, errors.New("--webhook needs --webhook-secret (TANDEM_WEBHOOK_SECRET)")
+	}
+	return hooks, nil
 }

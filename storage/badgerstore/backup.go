@@ -25,7 +25,7 @@ import (
 // The file is Badger's own backup format (length-prefixed protobuf KV lists),
 // so Badger's `badger restore` command restores it too.
 func (s *Store) Backup(ctx context.Context, w io.Writer, since uint64) (next uint64, err error) {
-	if s.db.IsClosed() {
+	if s.isClosed() {
 		return 0, fmt.Errorf("backup: %w", storage.ErrClosed)
 	}
 	// One producer goroutine means one read transaction, so one timestamp;

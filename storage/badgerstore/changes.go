@@ -162,7 +162,7 @@ func readTrimmed(txn *badger.Txn) (uint64, error) {
 
 func (l changeLog) Wait(ctx context.Context, after uint64) error {
 	for {
-		if l.s.db.IsClosed() {
+		if l.s.isClosed() {
 			return storage.ErrClosed
 		}
 		stable, moved := l.stable()

@@ -53,8 +53,12 @@ type Options struct {
 // Store is a storage.Store on Badger. Every write is synced to disk before
 // it returns, unless Options.SyncEvery says otherwise.
 type Store struct {
-	db  *badger.DB
-	log *slog.Logger
+	db    *badger.DB
+	log   *slog.Logger
+	owned bool // Close closes db (Open); OpenDB leaves it to its owner
+	// closed is closed by Close when the database is not owned (it stays
+	// open, but the Store is not).
+	closed chan struct{}
 
 	// maxBatchBytes and maxBatchEntries keep one transaction under Badger's
 	// limits (15% of a memtable), so ErrTxnTooBig never splits an append.
@@ -116,23 +120,59 @@ func Open(opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("badgerstore: open %s: %w", opts.Dir, err)
 	}
+	return start(db, opts, true)
+}
+
+// OpenDB makes a Store of a Badger database the caller opened (with its
+// own options: encryption, in-memory mode, another logger). The database
+// must be Tandem's alone, or new. Close stops the Store's background work
+// but leaves the database open: its owner closes it. Options.Dir,
+// MemTableSize, the cache sizes and ReadOnly are the database's own and
+// ignored here; SyncEvery is honoured only if the database does not sync
+// its writes.
+func OpenDB(db *badger.DB, opts Options) (*Store, error) {
+	if db == nil || db.IsClosed() {
+		return nil, errors.New("badgerstore: no open database given")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.GCInterval == 0 {
+		opts.GCInterval = 5 * time.Minute
+	}
+	bo := db.Opts()
+	opts.MemTableSize, opts.ReadOnly = bo.MemTableSize, bo.ReadOnly
+	if bo.SyncWrites || bo.InMemory {
+		opts.SyncEvery = 0
+	}
+	return start(db, opts, false)
+}
+
+// start checks the database's format and starts the background work.
+func start(db *badger.DB, opts Options, owned bool) (*Store, error) {
 	s := &Store{
 		db:              db,
 		log:             opts.Logger,
+		owned:           owned,
 		maxBatchBytes:   int(opts.MemTableSize) / 10,
 		maxBatchEntries: int(opts.MemTableSize) / 10 / 128,
 		stopGC:          make(chan struct{}),
 		gcDone:          make(chan struct{}),
+		closed:          make(chan struct{}),
+	}
+	fail := func(err error) (*Store, error) {
+		if owned {
+			db.Close()
+		}
+		return nil, err
 	}
 	if err := s.checkFormat(opts.ReadOnly); err != nil {
-		db.Close()
-		return nil, err
+		return fail(err)
 	}
 	if err := s.openChanges(); err != nil {
-		db.Close()
-		return nil, err
+		return fail(err)
 	}
-	if opts.GCInterval > 0 && !opts.ReadOnly {
+	if opts.GCInterval > 0 && !opts.ReadOnly && !db.Opts().InMemory {
 		go s.runGC(opts.GCInterval, opts.GCAllowed)
 	} else {
 		close(s.gcDone)
@@ -224,7 +264,11 @@ func (s *Store) Close() error {
 				s.log.Error("final sync", "err", err)
 			}
 		}
-		s.closeErr = s.db.Close()
+		if s.owned {
+			s.closeErr = s.db.Close()
+		} else {
+			close(s.closed)
+		}
 	})
 	return s.closeErr
 }
@@ -242,7 +286,7 @@ func wrap(err error) error {
 }
 
 func (s *Store) view(fn func(txn *badger.Txn) error) error {
-	if s.db.IsClosed() {
+	if s.isClosed() {
 		return storage.ErrClosed
 	}
 	return wrap(s.db.View(fn))
@@ -252,7 +296,7 @@ func (s *Store) view(fn func(txn *badger.Txn) error) error {
 // transaction changed what it read.
 func (s *Store) update(fn func(txn *badger.Txn) error) error {
 	for {
-		if s.db.IsClosed() {
+		if s.isClosed() {
 			return storage.ErrClosed
 		}
 		err := s.db.Update(fn)
@@ -563,7 +607,7 @@ func entrySize(keyLen int, v []byte) int {
 // in as few synced transactions as Badger's size limit allows (one for a
 // normal group), each append whole in one of them.
 func (s *Store) Commit(ctx context.Context, appends []storage.Append) ([]error, error) {
-	if s.db.IsClosed() {
+	if s.isClosed() {
 		return nil, storage.ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
@@ -926,4 +970,14 @@ func trimNL(s string) string {
 		s = s[:len(s)-1]
 	}
 	return s
+}
+
+// isClosed reports whether the Store was closed (or its database was).
+func (s *Store) isClosed() bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+		return s.db.IsClosed()
+	}
 }

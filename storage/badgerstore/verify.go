@@ -113,7 +113,7 @@ const verifyPage = 256
 // verified so far.
 func (s *Store) Verify(ctx context.Context, progress func(docsDone int)) (VerifyReport, error) {
 	var rep VerifyReport
-	if s.db.IsClosed() {
+	if s.isClosed() {
 		return rep, fmt.Errorf("verify: %w", storage.ErrClosed)
 	}
 	after := []byte(nil)
@@ -201,7 +201,7 @@ func (p *problems) done() {
 // entry that is missing or fails its checksum), which the caller reports as
 // a Problem.
 func (s *Store) readFailed(err error) error {
-	if errors.Is(err, badger.ErrDBClosed) || s.db.IsClosed() {
+	if errors.Is(err, badger.ErrDBClosed) || s.isClosed() {
 		return storage.ErrClosed
 	}
 	return nil
@@ -216,7 +216,7 @@ func (s *Store) verifyDoc(ctx context.Context, id string, rep *VerifyReport) (li
 		// Badger's iterators panic on a closed database; anything else is a
 		// bug met on damaged data, which must not take the caller down.
 		if p := recover(); p != nil {
-			if s.db.IsClosed() {
+			if s.isClosed() {
 				err = storage.ErrClosed
 				return
 			}
@@ -686,7 +686,7 @@ func (s *Store) verifyOrphans(ctx context.Context, rep *VerifyReport) (err error
 	defer probs.done()
 	defer func() {
 		if p := recover(); p != nil {
-			if s.db.IsClosed() {
+			if s.isClosed() {
 				err = storage.ErrClosed
 				return
 			}

@@ -272,8 +272,8 @@ export class TandemClient {
     }
   }
 
-  _error (code, message) {
-    this._emit('error', { code, message })
+  _error (code, message, reason) {
+    this._emit('error', reason === undefined ? { code, message } : { code, message, reason })
   }
 
   _setStatus (s) {
@@ -802,7 +802,7 @@ export class TandemClient {
 
   // _dropInflight undoes the in-flight op locally (the server refused it for
   // good) and tells the user.
-  _dropInflight (code, message) {
+  _dropInflight (code, message, reason) {
     const inf = this._inflight
     if (!inf) return
     let undo
@@ -817,7 +817,7 @@ export class TandemClient {
     this._clearTimer('rate')
     this._externalChange(undo, { origin: 'revert' })
     this._persistNow()
-    this._error(code, message)
+    this._error(code, message, reason)
     this._sendInflight()
     if (!this._inflight) this._emit('synced')
   }
@@ -864,6 +864,7 @@ export class TandemClient {
       case 'rev_too_old':
       case 'invalid_op':
       case 'too_large':
+      case 'refused': // the application's rules refused it (m.reason says which)
         if (forInflight && this._limbo) {
           // The verdict: it was not committed.
           this._limboRejected()
@@ -879,8 +880,8 @@ export class TandemClient {
           if (!this._inflight) this._emit('synced')
           return
         }
-        if (forInflight && (code === 'invalid_op' || code === 'too_large')) {
-          this._dropInflight(code, `The server refused an edit (${message}); it was undone.`)
+        if (forInflight && (code === 'invalid_op' || code === 'too_large' || code === 'refused')) {
+          this._dropInflight(code, `The server refused an edit (${message}); it was undone.`, typeof m.reason === 'string' ? m.reason : undefined)
           if (code === 'invalid_op') this._resync(false, 'invalid_op')
           return
         }
