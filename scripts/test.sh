@@ -27,11 +27,15 @@ fi
 
 # The rich-text type's differential test (ot/rich) runs npm rich-text
 # itself: install it (pinned by its package-lock.json) when npm is here.
-ref=ot/rich/testdata/ref
-if [ ! -d "$ref/node_modules/rich-text" ] && command -v npm >/dev/null 2>&1; then
-  echo "npm ci in $ref (the rich-text reference)"
-  npm ci --prefix "$ref" --no-audit --no-fund --loglevel=error
-fi
+# The webhooks' test verifies signatures with npm standardwebhooks, the
+# reference verifier: the same.
+for ref in ot/rich/testdata/ref:rich-text testdata/webhookref:standardwebhooks; do
+  dir=${ref%%:*} pkg=${ref##*:}
+  if [ ! -d "$dir/node_modules/$pkg" ] && command -v npm >/dev/null 2>&1; then
+    echo "npm ci in $dir (the $pkg reference)"
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+  fi
+done
 
 if [ -z "${TANDEM_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
    && ! command -v google-chrome >/dev/null 2>&1 && ! command -v google-chrome-stable >/dev/null 2>&1; then

@@ -498,7 +498,13 @@ func testProcessCrash(t *testing.T, flags ...string) {
 		}
 	}
 	sessions := make([][]session, nDocs)
+	// An integrator follows the change feed through the kills, resuming
+	// from its last cursor each time: it must get every op of the log,
+	// once after de-duplication, in revision order.
+	follower := newFeedFollower()
 	for round := 1; round <= rounds; round++ {
+		following := make(chan struct{})
+		go func(base string) { defer close(following); follower.follow(base) }(srv.URL)
 		var eds []*editor
 		for i, id := range ids {
 			for j := range perDoc {
@@ -549,13 +555,18 @@ func testProcessCrash(t *testing.T, flags ...string) {
 			time.Sleep(early)
 			p.kill()
 		}
+		<-following
 		srv = startServer(t, dir, flags...)
 		heads := make([]int64, nDocs)
 		for i, id := range ids {
 			heads[i] = checkLog(t, srv.URL, id, initialText, sessions[i]).Rev
 		}
-		t.Logf("round %d: killed after %v: %d ops acked, %d in flight, %d rate-limited resends; heads %v",
-			round, delay, acks, pending, limited, heads)
+		follower.catchUp(t, srv.URL)
+		for i, id := range ids {
+			follower.check(t, srv.URL, id, heads[i])
+		}
+		t.Logf("round %d: killed after %v: %d ops acked, %d in flight, %d rate-limited resends; heads %v; the feed's follower has %d events (%d received twice)",
+			round, delay, acks, pending, limited, heads, len(follower.events), follower.dups)
 		if early >= 0 {
 			t.Logf("round %d: and a restarting server killed %v after it started (serving took %v in round 1)", round, early, toServe)
 		}
