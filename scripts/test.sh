@@ -27,9 +27,9 @@ fi
 
 # The rich-text type's differential test (ot/rich) runs npm rich-text
 # itself: install it (pinned by its package-lock.json) when npm is here.
-# The webhooks' test verifies signatures with npm standardwebhooks, the
-# npm package's test type-checks with typescript:
-# reference verifier: the same.
+# The webhooks' test verifies signatures with npm standardwebhooks (the
+# reference verifier), and the npm package's test type-checks with
+# typescript: the same.
 for ref in ot/rich/testdata/ref:rich-text testdata/webhookref:standardwebhooks testdata/npmapp:typescript; do
   dir=${ref%%:*} pkg=${ref##*:}
   if [ ! -d "$dir/node_modules/$pkg" ] && command -v npm >/dev/null 2>&1; then
