@@ -43,6 +43,7 @@ import (
 	"github.com/tandemdocs/tandem/ot"
 	"github.com/tandemdocs/tandem/ot/doctype"
 	"github.com/tandemdocs/tandem/ot/rich"
+	"github.com/tandemdocs/tandem/protocol"
 )
 
 // Options configure a connection. All fields are optional.
@@ -209,7 +210,7 @@ func (d *Doc) connect(ctx context.Context) error {
 		conn.Close()
 		return fmt.Errorf("client: waiting for the hello of %s: %w", d.id, err)
 	}
-	msgs, err := parseFrame(data)
+	msgs, err := protocol.ParseFrame(data)
 	if err != nil || len(msgs) == 0 || msgs[0].Type != "hello" {
 		conn.Close()
 		if err == nil && len(msgs) > 0 && msgs[0].Type == "error" {
@@ -631,7 +632,7 @@ func (d *Doc) read(conn *websocket.Conn, done chan struct{}, first []message) {
 		conn.Close()
 	}()
 	msgs := first
-	var frames frameReader
+	var frames protocol.FrameReader
 	for {
 		for _, m := range msgs {
 			d.mu.Lock()
@@ -654,7 +655,7 @@ func (d *Doc) read(conn *websocket.Conn, done chan struct{}, first []message) {
 			err = fmt.Errorf("client: %w", err)
 			return
 		}
-		if msgs, err = frames.parse(data); err != nil {
+		if msgs, err = frames.Parse(data); err != nil {
 			return
 		}
 	}
@@ -896,34 +897,8 @@ func (ev events) run(d *Doc) {
 	}
 }
 
-// message is any server message; fields a type does not use stay zero.
-type message struct {
-	Type     string          `json:"type"`
-	Protocol int             `json:"protocol"`
-	Title    string          `json:"title"`
-	Rev      int64           `json:"rev"`
-	From     int64           `json:"from"`
-	Seq      uint64          `json:"seq"`
-	Op       json.RawMessage `json:"op"`
-	Src      string          `json:"src"`
-	Key      string          `json:"key"`
-	Client   string          `json:"client"`
-	User     string          `json:"user"`
-	Name     string          `json:"name"`
-	Color    string          `json:"color"`
-	Text     *string         `json:"text"`
-	Delta    json.RawMessage `json:"delta"`
-	DocType  string          `json:"doctype"`
-	Ops      []message       `json:"ops"`
-	Peers    []message       `json:"peers"`
-	Sel      []ot.Selection  `json:"sel"`
-	Code     string          `json:"code"`
-	Message  string          `json:"message"`
-	Reason   string          `json:"reason"`
-	// RetryAfter is the server's hint, in milliseconds, on an error that
-	// is retried.
-	RetryAfter int64 `json:"retryAfter"`
-}
+// message is any server message (package protocol's).
+type message = protocol.Message
 
 // Insert is the op that inserts text at pos (a code point offset).
 func Insert(pos int, text string) ot.Op {

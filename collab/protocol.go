@@ -11,63 +11,36 @@ import (
 
 	"github.com/tandemdocs/tandem/ot"
 	"github.com/tandemdocs/tandem/ot/doctype"
+	"github.com/tandemdocs/tandem/protocol"
 )
 
 // ProtocolVersion is sent in every hello; see docs/protocol.md.
-const ProtocolVersion = 2
+const ProtocolVersion = protocol.Version
 
-// Error codes sent in error messages (and by the HTTP API). They are stable:
-// clients switch on them.
+// Error codes and close codes: package protocol's (their definitions and
+// meanings are there).
 const (
-	CodeInvalidOp   = "invalid_op"   // the op is malformed or does not apply
-	CodeRevAhead    = "rev_ahead"    // the op or selection is based on a revision the server has not reached
-	CodeRevTooOld   = "rev_too_old"  // the base revision's history is no longer retained: resync
-	CodeTooLarge    = "too_large"    // the op or the document would exceed a limit
-	CodeRefused     = "refused"      // the application's rules (Config.CheckOp) refused the op: reason says which
-	CodeNotFound    = "not_found"    // no such document
-	CodeForbidden   = "forbidden"    // not allowed (origin, deleted document)
-	CodeRateLimited = "rate_limited" // too many messages; slow down
-	// CodeTooFarBehind: the op is more work to transform than the
-	// connection's whole budget (its parts times the revisions since its
-	// base): catch up (reconnect with rev) and send it again, same seq.
-	CodeTooFarBehind = "too_far_behind"
-	CodeBadMessage   = "bad_message" // not a message of this protocol
-	CodeInternal     = "internal"    // the server failed; retry later
-	// CodeStorageFull: the server's disk is (nearly) full; it takes no
-	// edits until space comes back. Keep the op and resend it later.
-	CodeStorageFull = "storage_full"
-	// CodeSourceDenied: the connection named a source without the key that
-	// proves it owns it.
-	CodeSourceDenied = "source_denied"
-	// CodeDocumentFull: the document has as many connections as it takes;
-	// try again later.
-	CodeDocumentFull = "document_full"
-	// CodeBadSeq: the op's seq breaks the sequence rules (docs/protocol.md):
-	// 0, older than the source's newest committed op without being
-	// committed itself, or already in flight on this connection.
-	CodeBadSeq = "bad_seq"
-)
-
-// WebSocket close codes the server uses besides the standard ones.
-const (
-	// CloseResync: the server could not deliver everything to this client
-	// (its queue overflowed) or lost track of the document; reconnect with
-	// the last revision seen and catch up.
-	CloseResync = 4001
-	// CloseNotFound: the document does not exist (or was deleted).
-	CloseNotFound = 4004
-	// CloseTokenExpired: the connection's token expired; reconnect with a
-	// fresh one.
-	CloseTokenExpired = 4003
-	// CloseTryAgainLater is the standard 1013: refused for now (the
-	// document is full); reconnect with backoff.
-	CloseTryAgainLater = 1013
-	// CloseGoingAway is the standard 1001: the server is shutting down.
-	CloseGoingAway = 1001
-	// ClosePolicy is the standard 1008: the connection was refused for
-	// what it asked (a source without its key, say); the error message
-	// before it says why. Reconnecting the same way will not help.
-	ClosePolicy = 1008
+	CodeInvalidOp      = protocol.CodeInvalidOp
+	CodeRevAhead       = protocol.CodeRevAhead
+	CodeRevTooOld      = protocol.CodeRevTooOld
+	CodeTooLarge       = protocol.CodeTooLarge
+	CodeRefused        = protocol.CodeRefused
+	CodeNotFound       = protocol.CodeNotFound
+	CodeForbidden      = protocol.CodeForbidden
+	CodeRateLimited    = protocol.CodeRateLimited
+	CodeTooFarBehind   = protocol.CodeTooFarBehind
+	CodeBadMessage     = protocol.CodeBadMessage
+	CodeInternal       = protocol.CodeInternal
+	CodeStorageFull    = protocol.CodeStorageFull
+	CodeSourceDenied   = protocol.CodeSourceDenied
+	CodeDocumentFull   = protocol.CodeDocumentFull
+	CodeBadSeq         = protocol.CodeBadSeq
+	CloseResync        = protocol.CloseResync
+	CloseNotFound      = protocol.CloseNotFound
+	CloseTokenExpired  = protocol.CloseTokenExpired
+	CloseTryAgainLater = protocol.CloseTryAgainLater
+	CloseGoingAway     = protocol.CloseGoingAway
+	ClosePolicy        = protocol.ClosePolicy
 )
 
 // Error is a protocol error: a stable code, a message for people, and the

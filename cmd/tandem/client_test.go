@@ -24,43 +24,17 @@ import (
 
 	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/ot"
+	"github.com/tandemdocs/tandem/protocol"
 )
 
 // initialText is the documents' text at revision 0.
 const initialText = "start 😀 é 漢字 🇯🇵\n"
 
-// serverMsg is any server message; fields a type does not use stay zero.
-type serverMsg struct {
-	Type    string          `json:"type"`
-	Rev     int64           `json:"rev"`
-	Seq     uint64          `json:"seq"`
-	Op      json.RawMessage `json:"op"`
-	Src     string          `json:"src"`
-	Key     string          `json:"key"`
-	Client  string          `json:"client"`
-	Text    *string         `json:"text"`
-	Ops     []serverMsg     `json:"ops"`
-	Code    string          `json:"code"`
-	Message string          `json:"message"`
-	Title   string          `json:"title"`
-}
+// serverMsg is any server message (package protocol's).
+type serverMsg = protocol.Message
 
 // parseFrame unpacks one server frame: a message or a JSON array of them.
-func parseFrame(data []byte) ([]serverMsg, error) {
-	data = bytes.TrimSpace(data)
-	if len(data) > 0 && data[0] == '[' {
-		var ms []serverMsg
-		if err := json.Unmarshal(data, &ms); err != nil {
-			return nil, fmt.Errorf("frame %.200s: %w", data, err)
-		}
-		return ms, nil
-	}
-	var m serverMsg
-	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("frame %.200s: %w", data, err)
-	}
-	return []serverMsg{m}, nil
-}
+func parseFrame(data []byte) ([]serverMsg, error) { return protocol.ParseFrame(data) }
 
 // ackRecord is one acknowledged op, as its author saw it.
 type ackRecord struct {

@@ -1,4 +1,4 @@
-package client
+package protocol
 
 import (
 	"bytes"
@@ -22,23 +22,23 @@ func FuzzParseFrame(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		msgs, err := parseFrame(data)
+		msgs, err := ParseFrame(data)
 		if err != nil {
 			return
 		}
 		data = bytes.TrimSpace(data)
 		// Whatever parseFrame read, encoding/json reads the same.
-		var want []message
+		var want []Message
 		if len(data) > 0 && data[0] == '[' {
 			if json.Unmarshal(data, &want) != nil {
 				t.Fatalf("%q: parsed as %+v, but it is not a JSON array of messages", data, msgs)
 			}
 		} else {
-			var m message
+			var m Message
 			if json.Unmarshal(data, &m) != nil {
 				t.Fatalf("%q: parsed as %+v, but it is not a JSON message", data, msgs)
 			}
-			want = []message{m}
+			want = []Message{m}
 		}
 		if len(want) != len(msgs) {
 			t.Fatalf("%q: %d messages, encoding/json %d", data, len(msgs), len(want))

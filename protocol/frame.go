@@ -1,4 +1,4 @@
-package client
+package protocol
 
 import (
 	"bytes"
@@ -8,31 +8,31 @@ import (
 	"unicode/utf8"
 )
 
-// parseFrame unpacks one server frame: a message or a JSON array of them.
+// ParseFrame unpacks one server frame: a message or a JSON array of them.
 // The messages every client gets many of (op, ack, sel) are read by a
 // small scanner of their flat shape, which a busy document makes worth it
 // (encoding/json was most of a client's time); anything else, or anything
 // the scanner does not expect, goes through encoding/json.
-func parseFrame(data []byte) ([]message, error) {
-	var r frameReader
-	return r.parse(data)
+func ParseFrame(data []byte) ([]Message, error) {
+	var r FrameReader
+	return r.Parse(data)
 }
 
-// frameReader is parseFrame for one connection's reader: it reuses its
+// FrameReader is ParseFrame for one connection's reader: it reuses its
 // slice of messages (valid until the next parse) and keeps the strings
 // every message repeats (types, sources, client ids) instead of
 // allocating them per message.
-type frameReader struct {
-	msgs  []message
+type FrameReader struct {
+	msgs  []Message
 	names map[string]string
 }
 
-// maxNames bounds a frameReader's kept strings (a document's clients come
+// maxNames bounds a FrameReader's kept strings (a document's clients come
 // and go; past this many, strings are allocated as they come).
 const maxNames = 4096
 
 // name returns raw as a string, kept if it is one of the repeated fields.
-func (r *frameReader) name(raw []byte) string {
+func (r *FrameReader) name(raw []byte) string {
 	if s, ok := r.names[string(raw)]; ok {
 		return s
 	}
@@ -46,7 +46,8 @@ func (r *frameReader) name(raw []byte) string {
 	return s
 }
 
-func (r *frameReader) parse(data []byte) ([]message, error) {
+// Parse is ParseFrame; the messages are valid until the next call.
+func (r *FrameReader) Parse(data []byte) ([]Message, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) > 0 && data[0] == '[' {
 		out := r.msgs[:0]
@@ -56,13 +57,13 @@ func (r *frameReader) parse(data []byte) ([]message, error) {
 			rest = skipSpace(rest)
 			if len(rest) > 0 && rest[0] == ']' && len(out) == 0 {
 				if len(skipSpace(rest[1:])) != 0 {
-					return nil, fmt.Errorf("client: frame %.200s: data after the array", data)
+					return nil, fmt.Errorf("protocol: frame %.200s: data after the array", data)
 				}
 				return nil, nil
 			}
 			end := valueEnd(rest)
 			if end < 0 {
-				return nil, fmt.Errorf("client: frame %.200s: malformed array", data)
+				return nil, fmt.Errorf("protocol: frame %.200s: malformed array", data)
 			}
 			m, err := r.message(rest[:end])
 			if err != nil {
@@ -72,16 +73,16 @@ func (r *frameReader) parse(data []byte) ([]message, error) {
 			r.msgs = out
 			rest = skipSpace(rest[end:])
 			if len(rest) == 0 {
-				return nil, fmt.Errorf("client: frame %.200s: unterminated array", data)
+				return nil, fmt.Errorf("protocol: frame %.200s: unterminated array", data)
 			}
 			if rest[0] == ']' {
 				if len(skipSpace(rest[1:])) != 0 {
-					return nil, fmt.Errorf("client: frame %.200s: data after the array", data)
+					return nil, fmt.Errorf("protocol: frame %.200s: data after the array", data)
 				}
 				return out, nil
 			}
 			if rest[0] != ',' {
-				return nil, fmt.Errorf("client: frame %.200s: malformed array", data)
+				return nil, fmt.Errorf("protocol: frame %.200s: malformed array", data)
 			}
 			rest = rest[1:]
 		}
@@ -95,20 +96,20 @@ func (r *frameReader) parse(data []byte) ([]message, error) {
 	return r.msgs, nil
 }
 
-func (r *frameReader) message(data []byte) (message, error) {
+func (r *FrameReader) message(data []byte) (Message, error) {
 	if m, ok := r.scanFlat(data); ok {
 		return m, nil
 	}
-	var m message
+	var m Message
 	if err := json.Unmarshal(data, &m); err != nil {
-		return message{}, fmt.Errorf("client: message %.200s: %w", data, err)
+		return Message{}, fmt.Errorf("protocol: message %.200s: %w", data, err)
 	}
 	return m, nil
 }
 
 // scanFlat reads an object of string, integer and (for "op") raw array
 // fields; ok is false for anything else (the caller falls back).
-func (r *frameReader) scanFlat(data []byte) (m message, ok bool) {
+func (r *FrameReader) scanFlat(data []byte) (m Message, ok bool) {
 	if len(data) < 2 || data[0] != '{' || !bytes.HasPrefix(data, []byte(`{"type":"`)) {
 		return m, false
 	}
@@ -178,7 +179,7 @@ func (r *frameReader) scanFlat(data []byte) (m message, ok bool) {
 
 // stringField is the string field key names, or nil. (A switch on
 // string(key) compares bytes: no allocation.)
-func (m *message) stringField(key []byte) *string {
+func (m *Message) stringField(key []byte) *string {
 	switch string(key) {
 	case "type":
 		return &m.Type
@@ -190,6 +191,10 @@ func (m *message) stringField(key []byte) *string {
 		return &m.Code
 	case "message":
 		return &m.Message
+	case "doc":
+		return &m.Doc
+	case "doctype":
+		return &m.DocType
 	case "reason":
 		return &m.Reason
 	case "user":
@@ -207,7 +212,7 @@ func (m *message) stringField(key []byte) *string {
 }
 
 // repeated reports whether the string field key names is one that many
-// messages share (worth keeping in frameReader.names).
+// messages share (worth keeping in FrameReader.names).
 func repeated(key []byte) bool {
 	switch string(key) {
 	case "type", "src", "client", "user", "color", "code":
@@ -218,7 +223,7 @@ func repeated(key []byte) bool {
 
 // setInt sets the integer field key names; false if there is none (or
 // the value does not fit it).
-func (m *message) setInt(key []byte, v int64) bool {
+func (m *Message) setInt(key []byte, v int64) bool {
 	switch string(key) {
 	case "rev":
 		m.Rev = v
@@ -234,7 +239,9 @@ func (m *message) setInt(key []byte, v int64) bool {
 	case "retryAfter":
 		m.RetryAfter = v
 	case "time":
-		// (when an op was committed: not kept)
+		m.Time = v
+	case "more":
+		m.More = int(v)
 	default:
 		return false
 	}
