@@ -230,7 +230,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 
 	if cfg.Hooks.OnChange != nil || len(webhooks) > 0 {
 		if s.feed == nil {
-			return nil, errors.New("tandem: OnChange, Webhooks and ChangesRetain need a store that keeps a change log (Badger, BadgerDB or Memory; the cluster's is not built yet)")
+			return nil, errors.New("tandem: OnChange and Webhooks need a store that keeps a change log")
 		}
 	}
 	if cfg.Hooks.OnChange != nil {
@@ -253,7 +253,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.Retain > 0 {
 		s.goLoop(func() { retainLoop(loopCtx, cfg.Logger, s.st.store, cfg.Retain) })
 	}
-	if cfg.ChangesRetain > 0 && s.feed != nil {
+	if h, ok := s.feed.Log().(storage.HistoryBound); cfg.ChangesRetain > 0 && s.feed != nil && !(ok && h.BoundByHistory()) {
 		s.goLoop(func() { trimLoop(loopCtx, cfg.Logger, s.feed.Log(), cfg.ChangesRetain) })
 	}
 	return s, nil

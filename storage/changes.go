@@ -72,6 +72,13 @@ type ChangeLog interface {
 	SetPosition(ctx context.Context, reader string, cursor uint64) error
 }
 
+// HistoryBound is a ChangeLog that is the documents' history itself (the
+// cluster's: its commits are the op log's messages): it is bounded by the
+// documents' retention and deletions, and its Trim does nothing.
+type HistoryBound interface {
+	BoundByHistory() bool
+}
+
 // ChangeLogger is a Store that keeps a ChangeLog.
 type ChangeLogger interface {
 	ChangeLog() ChangeLog

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -78,7 +79,7 @@ func (s *Store) ImportDocument(ctx context.Context, doc storage.Document, text s
 		}
 		return fmt.Errorf("document %s: %w", doc.ID, wrap(err))
 	}
-	return nil
+	return s.logChange(ctx, changeEvent{Kind: storage.ChangeRestore, Doc: doc.ID, Rev: doc.Oldest, Title: doc.Title, Type: doc.Type, Time: time.Now()})
 }
 
 // Submissions implements storage.Portable. It first indexes what the index

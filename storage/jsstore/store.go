@@ -81,8 +81,9 @@ type Store struct {
 	docs    jetstream.KeyValue
 	snaps   jetstream.KeyValue
 	subs    jetstream.KeyValue
-	subsKV  string // the subject prefix of subs' keys, for bulk writes
-	subject string // the log's subject prefix
+	cursors jetstream.KeyValue // the change log's readers (nil for a tool that opens an older cluster's)
+	subsKV  string             // the subject prefix of subs' keys, for bulk writes
+	subject string             // the log's subject prefix
 	// writer is this store's random id, in its publishes' message ids:
 	// JetStream's de-duplication is for a publish sent again by the same
 	// writer; two writers at one head are told apart by the
@@ -200,6 +201,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, err
 	}
 	if s.subs, err = bucket("SUBS"); err != nil {
+		return nil, err
+	}
+	if s.cursors, err = bucket("CURSORS"); err != nil && !o.OpenOnly {
 		return nil, err
 	}
 	s.subsKV = "$KV." + o.Prefix + "_SUBS."
@@ -562,7 +566,7 @@ func (s *Store) CreateDocument(ctx context.Context, doc storage.Document, text s
 		}
 		return fmt.Errorf("document %s: %w", doc.ID, wrap(err))
 	}
-	return nil
+	return s.logChange(ctx, changeEvent{Kind: storage.ChangeCreate, Doc: doc.ID, Title: doc.Title, Type: doc.Type, Time: time.Now()})
 }
 
 // Document implements storage.Store.
@@ -648,7 +652,7 @@ func (s *Store) DeleteDocument(ctx context.Context, id string) error {
 			return fmt.Errorf("document %s: %w", id, err)
 		}
 	}
-	return nil
+	return s.logChange(ctx, changeEvent{Kind: storage.ChangeDelete, Doc: id, Time: time.Now()})
 }
 
 // keysWithPrefix lists a bucket's keys that start with prefix.
@@ -688,7 +692,10 @@ func (s *Store) SetTitle(ctx context.Context, id, title string) error {
 		return err
 	}
 	defer done()
-	return s.updateMeta(ctx, id, func(m *meta) error { m.Title = title; return nil })
+	if err := s.updateMeta(ctx, id, func(m *meta) error { m.Title = title; return nil }); err != nil {
+		return err
+	}
+	return s.logChange(ctx, changeEvent{Kind: storage.ChangeRename, Doc: id, Title: title, Time: time.Now()})
 }
 
 // Commit implements storage.Store. Each append is its own publish (a
