@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/tandemdocs/tandem/internal/fdlimit"
 )
 
 // A connection flood: attackers on several addresses (127.0.0.2, .3, ...:
@@ -148,7 +149,7 @@ func (r *floodRun) p(q float64) time.Duration {
 // loopback too, sized to the file descriptors this process may hold (both
 // ends of every connection are in it).
 func floodServer(tb testing.TB, attackers int) (*server, int) {
-	nofile := raiseFileLimit()
+	nofile := fdlimit.Raise()
 	perIP := min(256, (int(nofile)-1024)/2/(attackers+1))
 	if perIP < 32 {
 		tb.Skipf("a file-descriptor limit of %d is too low for a flood from %d addresses", nofile, attackers)

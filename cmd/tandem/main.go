@@ -30,6 +30,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/tandemdocs/tandem/internal/loadgen"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -76,7 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "backup", "restore", "export", "verify", "token", "bench":
 		tool := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
 			"backup": backupCmd, "restore": restoreCmd, "export": exportCmd, "verify": verifyCmd, "token": tokenCmd,
-			"bench": benchCmd,
+			"bench": loadgen.Main,
 		}[args[0]]
 		if err := tool(ctx, args[1:], stdout, stderr); err != nil && !helpRequested(err) {
 			return err

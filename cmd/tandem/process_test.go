@@ -33,6 +33,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/tandemdocs/tandem/collab"
+	"github.com/tandemdocs/tandem/internal/loadgen"
 	"github.com/tandemdocs/tandem/ot"
 )
 
@@ -1029,7 +1030,7 @@ func TestProcessBenchProcesses(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
-	var res benchResult
+	var res loadgen.Result
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("%v:\n%s", err, out)
 	}
@@ -1043,7 +1044,7 @@ func TestProcessBenchProcesses(t *testing.T) {
 // checkMergedCommits checks a run merged from several parts: every
 // committed op was counted once, in the histogram too, and the documents'
 // heads are what the parts committed together.
-func checkMergedCommits(t *testing.T, server string, res benchResult) {
+func checkMergedCommits(t *testing.T, server string, res loadgen.Result) {
 	t.Helper()
 	if res.Committed == 0 || res.Ack.Count != res.Committed || len(res.Errors) > 0 {
 		t.Fatalf("%d committed, %d acks in the merged histogram, errors %v", res.Committed, res.Ack.Count, res.Errors)
@@ -1098,7 +1099,7 @@ func TestProcessBenchWorkers(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("GET /clock without the key: %s", resp.Status)
 	}
-	job, _ := json.Marshal(workerJob{Args: []string{"--server", srv.URL, "--cpuprofile", "/tmp/x"}, Parts: []int{0}, Of: 1, DocIDs: []string{"d"}})
+	job, _ := json.Marshal(loadgen.WorkerJob{Args: []string{"--server", srv.URL, "--cpuprofile", "/tmp/x"}, Parts: []int{0}, Of: 1, DocIDs: []string{"d"}})
 	req, _ = http.NewRequest(http.MethodPost, a+"/run", bytes.NewReader(job))
 	req.Header.Set("Authorization", "Bearer k3y")
 	resp, err = http.DefaultClient.Do(req)
@@ -1116,7 +1117,7 @@ func TestProcessBenchWorkers(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
-	var res benchResult
+	var res loadgen.Result
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("%v:\n%s", err, out)
 	}

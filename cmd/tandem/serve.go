@@ -18,7 +18,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/tandemdocs/tandem"
 	"github.com/tandemdocs/tandem/collab"
+	"github.com/tandemdocs/tandem/internal/fdlimit"
 	"github.com/tandemdocs/tandem/storage"
 	"github.com/tandemdocs/tandem/web"
 )
@@ -432,7 +432,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, hooks se
 		log.Info("metrics", "addr", "http://"+mln.Addr().String()+"/metrics")
 	}
 
-	nofile := raiseFileLimit()
+	nofile := fdlimit.Raise()
 	maxConns := cfg.MaxConns
 	if maxConns <= 0 {
 		maxConns = max(64, int(nofile)*9/10-64)
@@ -674,23 +674,6 @@ func authConfig(cfg serveConfig, log *slog.Logger) (secrets []string, pub []byte
 	}
 	log.Warn("OPEN MODE: no --auth-secret, so anyone who can reach this server may read and edit every document; deleting takes the admin token. Set TANDEM_AUTH_SECRET to require tokens (tandem token mints them)", "addr", cfg.Addr)
 	return nil, nil, nil
-}
-
-// raiseFileLimit raises the soft limit on open files to the hard limit
-// (each connection is one) and returns it.
-func raiseFileLimit() uint64 {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 1024
-	}
-	if lim.Cur < lim.Max {
-		raised := lim
-		raised.Cur = raised.Max
-		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised) == nil {
-			lim = raised
-		}
-	}
-	return lim.Cur
 }
 
 // loopbackAddr reports whether a listen address is on loopback only.

@@ -17,8 +17,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-
 	"github.com/tandemdocs/tandem/storage/backupfile"
 	"github.com/tandemdocs/tandem/storage/badgerstore"
 )
@@ -119,33 +117,18 @@ func openDataDir(dir, tool string, log *slog.Logger) (*badgerstore.Store, error)
 	case !fi.IsDir():
 		return nil, fmt.Errorf("%s is not a directory (a backup file? use --from)", dir)
 	}
-	if _, err := os.Stat(filepath.Join(dir, badger.ManifestFilename)); err != nil {
-		return nil, fmt.Errorf("%s is not a Tandem data directory (no Badger MANIFEST in it): wrong --data-dir?", dir)
-	}
-	s, err := badgerstore.Open(badgerstore.Options{Dir: dir, Logger: log, ReadOnly: true, GCInterval: -1})
+	s, err := badgerstore.Open(badgerstore.Options{Dir: dir, Logger: log, ReadOnly: true, GCInterval: -1, Existing: true})
 	switch {
 	case err == nil:
+	case errors.Is(err, badgerstore.ErrNotTandem):
+		return nil, fmt.Errorf("%s is not a Tandem data directory: wrong --data-dir? (%w)", dir, err)
 	case strings.Contains(err.Error(), "in use by another process"):
 		return nil, errors.New(inUseHint(dir, tool))
-	case errors.Is(err, badger.ErrTruncateNeeded) || strings.Contains(err.Error(), badger.ErrTruncateNeeded.Error()):
-		// (Badger wraps it with %+v, not %w.)
+	case errors.Is(err, badgerstore.ErrUncleanShutdown):
 		return nil, fmt.Errorf("%s was not closed cleanly (the server crashed or was killed) and a read-only open cannot recover it: "+
 			"start `tandem serve` on it once and stop it, or take an online backup with `tandem backup --server`: %w", dir, err)
 	default:
 		return nil, err
-	}
-	// A read-only open accepts an empty Badger directory: make sure this
-	// one is Tandem's.
-	err = s.DB().View(func(txn *badger.Txn) error {
-		_, err := txn.Get([]byte("m/format"))
-		return err
-	})
-	if err != nil {
-		s.Close()
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil, fmt.Errorf("%s is not a Tandem data directory (no format version in it): wrong --data-dir?", dir)
-		}
-		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
 	return s, nil
 }

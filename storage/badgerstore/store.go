@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -44,6 +47,9 @@ type Options struct {
 	// machine that loses power can, and the store syncs every SyncEvery
 	// (and at Close).
 	SyncEvery time.Duration
+	// Existing refuses a directory that holds no Tandem data yet (with
+	// ErrNotTandem) instead of making one: for tools that read.
+	Existing bool
 	// GCAllowed, if set, is asked before each value-log garbage collection:
 	// it rewrites value-log files, which needs free space (see package
 	// spaceguard).
@@ -56,6 +62,7 @@ type Store struct {
 	db    *badger.DB
 	log   *slog.Logger
 	owned bool // Close closes db (Open); OpenDB leaves it to its owner
+	empty bool // opened read-only with no Tandem data in it
 	// closed is closed by Close when the database is not owned (it stays
 	// open, but the Store is not).
 	closed chan struct{}
@@ -78,10 +85,26 @@ type Store struct {
 	closeErr  error
 }
 
+// Errors of Open, besides Badger's own.
+var (
+	// ErrNotTandem: Options.Existing, and the directory holds no Tandem
+	// data (no Badger database, or one without Tandem's format version).
+	ErrNotTandem = errors.New("badgerstore: not a Tandem data directory")
+	// ErrUncleanShutdown: a read-only open of a database that was not
+	// closed cleanly (a crash or a kill), which only a read-write open
+	// recovers.
+	ErrUncleanShutdown = errors.New("badgerstore: the database was not closed cleanly and a read-only open cannot recover it")
+)
+
 // Open opens (or creates) the store in opts.Dir.
 func Open(opts Options) (*Store, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("badgerstore: no directory given")
+	}
+	if opts.Existing {
+		if _, err := os.Stat(filepath.Join(opts.Dir, badger.ManifestFilename)); err != nil {
+			return nil, fmt.Errorf("%w: %s has no Badger MANIFEST", ErrNotTandem, opts.Dir)
+		}
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -115,12 +138,21 @@ func Open(opts Options) (*Store, error) {
 		WithLogger(logAdapter{opts.Logger})
 	db, err := badger.Open(bopts)
 	if err != nil {
+		if errors.Is(err, badger.ErrTruncateNeeded) || strings.Contains(err.Error(), badger.ErrTruncateNeeded.Error()) {
+			// (Badger wraps it with %+v, not %w.)
+			return nil, fmt.Errorf("%w: %s: %v", ErrUncleanShutdown, opts.Dir, err)
+		}
 		if bytes.Contains([]byte(err.Error()), []byte("Cannot acquire directory lock")) {
 			return nil, fmt.Errorf("badgerstore: open %s: the directory is in use by another process (a running server?): stop it, or take an online backup instead: %w", opts.Dir, err)
 		}
 		return nil, fmt.Errorf("badgerstore: open %s: %w", opts.Dir, err)
 	}
-	return start(db, opts, true)
+	s, err := start(db, opts, true)
+	if err == nil && opts.Existing && s.empty {
+		s.Close()
+		return nil, fmt.Errorf("%w: %s holds no format version", ErrNotTandem, opts.Dir)
+	}
+	return s, err
 }
 
 // OpenDB makes a Store of a Badger database the caller opened (with its
@@ -233,6 +265,7 @@ func (s *Store) checkFormat(readOnly bool) error {
 	case !empty:
 		return errors.New("badgerstore: the directory holds a Badger database that is not Tandem's (no format version key)")
 	case readOnly:
+		s.empty = true
 		return nil
 	}
 	return s.db.Update(func(txn *badger.Txn) error { return txn.Set(formatKey, []byte(FormatVersion)) })

@@ -218,12 +218,13 @@ func testChangeConcurrent(t *testing.T, s storage.Store, l storage.ChangeLog) {
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
+	defer wg.Wait() // a failure below must not leave writers behind the test
 	seen := map[string]int64{} // document -> the head its commits reached
 	count := 0
 	read := func() {
 		cs, err := l.Changes(ctx, after, 7)
 		if err != nil {
-			t.Fatalf("Changes: %v", err)
+			t.Fatalf("Changes after %d: %v", after, err)
 		}
 		for _, c := range cs {
 			if c.Cursor <= after {

@@ -1,4 +1,8 @@
-package main
+// Package loadgen is tandem bench: the load generator (typists, ramps,
+// idle connections, trace replays, processes and workers on several
+// machines) and its ShareDB driver, for the benchmarks in BENCHMARKS.md.
+// cmd/tandem runs it as the bench command (Main).
+package loadgen
 
 // tandem bench: the load tool. It drives a running server with real
 // WebSocket clients (the client package) and reports throughput, latency,
@@ -34,6 +38,7 @@ import (
 
 	"github.com/tandemdocs/tandem/client"
 	"github.com/tandemdocs/tandem/collab"
+	"github.com/tandemdocs/tandem/internal/fdlimit"
 	"github.com/tandemdocs/tandem/ot"
 	"github.com/tandemdocs/tandem/ot/rich"
 )
@@ -193,7 +198,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	raiseFileLimit()
+	fdlimit.Raise()
 	if os.Getenv("GOGC") == "" {
 		// A load generator's heap is small and its CPU is what limits the
 		// measurement: collect a quarter as often (GOGC in the environment
@@ -1351,3 +1356,16 @@ func procRSS(pid int) (rss, peak float64, ok bool) {
 	}
 	return rss, peak, rss > 0
 }
+
+// Main is the bench command: tandem bench args... (stdout gets the
+// report, stderr the progress).
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return benchCmd(ctx, args, stdout, stderr)
+}
+
+// Result is a run's report, as --json writes it.
+type Result = benchResult
+
+// WorkerJob is what a coordinator POSTs to a worker's /run (tandem bench
+// --workers).
+type WorkerJob = workerJob

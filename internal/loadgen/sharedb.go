@@ -1,4 +1,4 @@
-package main
+package loadgen
 
 // tandem bench --protocol sharedb: the same editing clients against a
 // ShareDB server (its JSON protocol, share/sharedb lib/agent.js, with the
