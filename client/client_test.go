@@ -15,43 +15,41 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandemdocs/tandem"
 	"github.com/tandemdocs/tandem/client"
 	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/ot"
 	"github.com/tandemdocs/tandem/ot/rich"
 	"github.com/tandemdocs/tandem/storage"
-	"github.com/tandemdocs/tandem/storage/badgerstore"
-	"github.com/tandemdocs/tandem/web"
 )
 
-// startServer runs a real server (Badger in a temp dir) for the test, with
-// no practical limit on the connections' budgets.
-func startServer(t *testing.T) (string, *badgerstore.Store) {
+// startServer runs a real server (package tandem's, Badger in a temp
+// dir) for the test, with no practical limit on the connections' budgets.
+func startServer(t *testing.T) (string, storage.Store) {
 	t.Helper()
 	return startServerWith(t, collab.Config{RatePerSecond: 1e6, RateBurst: 1e6})
 }
 
-// startServerWith runs a real server with the collab configuration cfg.
-func startServerWith(t *testing.T, cfg collab.Config) (string, *badgerstore.Store) {
+// startServerWith runs a real server with the collab configuration cfg
+// (its rate and bounds; the rest is the library's).
+func startServerWith(t *testing.T, cfg collab.Config) (string, storage.Store) {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store, err := badgerstore.Open(badgerstore.Options{Dir: t.TempDir(), Logger: log})
+	srv, err := tandem.New(context.Background(), tandem.Config{
+		Storage: tandem.Badger{Dir: t.TempDir(), MinFreeSpace: 1 << 20},
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Tune: func(c *collab.Config) {
+			c.RatePerSecond, c.RateBurst = cfg.RatePerSecond, cfg.RateBurst
+		},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Logger = log
-	mgr := collab.NewManager(store, cfg)
-	srv := web.New(web.Config{Store: store, Manager: mgr, Logger: log})
 	ts := httptest.NewServer(srv)
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		mgr.Close(ctx)
-		srv.Close(ctx)
+		srv.Close()
 		ts.Close()
-		store.Close()
 	})
-	return ts.URL, store
+	return ts.URL, srv.Store()
 }
 
 func createDoc(t *testing.T, store storage.Store, id, text string) {
