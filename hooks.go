@@ -42,7 +42,7 @@ type Event = feed.Event
 
 // Refuse returns the error a CheckOp hook refuses an op with: reason is a
 // short stable code of the application's (letters, digits, '_', '-', '.';
-// at most 64 bytes) that reaches the client with code "refused", message
+// at most 64 bytes) that reaches the client with code "rejected", message
 // says why for people.
 func Refuse(reason, message string) error { return &collab.Refusal{Reason: reason, Message: message} }
 
@@ -70,7 +70,7 @@ type Hooks struct {
 
 	// CheckOp may refuse an op before it enters its document: a
 	// validation or moderation rule. Return Refuse(reason, message) (or
-	// any error) to refuse: the client gets code "refused" with the
+	// any error) to refuse: the client gets code "rejected" with the
 	// reason and undoes the op; other clients never see it. It runs on
 	// the connection's reading goroutine, never the document's: a slow
 	// check slows that connection only, and a connection's ops are

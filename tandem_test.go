@@ -242,7 +242,7 @@ func createDoc(ctx context.Context, srv *tandem.Server, id, text string) error {
 }
 
 // TestCheckOpRefuses: the application's rule refuses an op; the client
-// gets "refused" with the reason, the document is unchanged, and the
+// gets "rejected" with the reason, the document is unchanged, and the
 // next op goes through.
 func TestCheckOpRefuses(t *testing.T) {
 	checked := make(chan tandem.OpCheck, 16)
@@ -270,8 +270,8 @@ func TestCheckOpRefuses(t *testing.T) {
 	c.Edit(client.Insert(0, "spam "))
 	err = c.Synced(ctx)
 	var se *client.ServerError
-	if !errors.As(err, &se) || se.Code != "refused" || se.Reason != "moderated" || se.Message != "no spam here" {
-		t.Fatalf("a refused op: %v, want refused/moderated", err)
+	if !errors.As(err, &se) || se.Code != "rejected" || se.Reason != "moderated" || se.Message != "no spam here" {
+		t.Fatalf("a refused op: %v, want rejected/moderated", err)
 	}
 	op := <-checked
 	if op.Doc != "d" || op.Type != "plain" || op.Rev != 0 || op.Seq != 1 {
@@ -291,8 +291,8 @@ func TestCheckOpRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	c2.Edit(client.Insert(0, "boom"))
-	if err := c2.Synced(ctx); !errors.As(err, &se) || se.Code != "refused" {
-		t.Fatalf("an op whose check panicked: %v, want refused", err)
+	if err := c2.Synced(ctx); !errors.As(err, &se) || se.Code != "rejected" {
+		t.Fatalf("an op whose check panicked: %v, want rejected", err)
 	}
 	var text struct{ Text string }
 	request(t, "GET", ts.URL+"/api/docs/d/text", "", nil, &text)

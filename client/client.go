@@ -112,7 +112,7 @@ var ErrUnsupportedType = errors.New("client: the document is not a plain-text do
 type ServerError struct {
 	Code, Message string
 	Seq           uint64 // the seq it is about, if any
-	// Reason: why the application refused the op (code "refused").
+	// Reason: why the application refused the op (code "rejected").
 	Reason string
 }
 

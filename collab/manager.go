@@ -198,7 +198,7 @@ type Config struct {
 	// and never on the document's, so a slow check slows that connection
 	// only; ops of one connection are checked in order. The op is the one
 	// the client sent, made on revision Rev and not yet transformed. An
-	// error refuses it: the client gets an error with code "refused", the
+	// error refuses it: the client gets an error with code "rejected", the
 	// op's seq, and the error's Reason if it is a *Refusal, and undoes the
 	// op. A panic in the hook is a refusal too.
 	CheckOp func(ctx context.Context, op OpCheck) error
@@ -529,7 +529,7 @@ func (c *Client) checkOp(msg *ClientMessage) (refused *Error) {
 	defer func() {
 		if p := recover(); p != nil {
 			c.d.m.log.Error("CheckOp hook panicked", "doc", c.d.id, "panic", p)
-			refused = &Error{Code: CodeRefused, Message: "the server could not check this edit", Seq: msg.Seq, HasSeq: true}
+			refused = &Error{Code: CodeRejected, Message: "the server could not check this edit", Seq: msg.Seq, HasSeq: true}
 		}
 		if refused != nil {
 			c.reply(refused)
@@ -539,7 +539,7 @@ func (c *Client) checkOp(msg *ClientMessage) (refused *Error) {
 	if err == nil {
 		return nil
 	}
-	e := &Error{Code: CodeRefused, Message: err.Error(), Seq: msg.Seq, HasSeq: true}
+	e := &Error{Code: CodeRejected, Message: err.Error(), Seq: msg.Seq, HasSeq: true}
 	var r *Refusal
 	if errors.As(err, &r) {
 		e.Message = r.Message

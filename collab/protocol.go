@@ -24,7 +24,7 @@ const (
 	CodeRevAhead       = protocol.CodeRevAhead
 	CodeRevTooOld      = protocol.CodeRevTooOld
 	CodeTooLarge       = protocol.CodeTooLarge
-	CodeRefused        = protocol.CodeRefused
+	CodeRejected        = protocol.CodeRejected
 	CodeNotFound       = protocol.CodeNotFound
 	CodeForbidden      = protocol.CodeForbidden
 	CodeRateLimited    = protocol.CodeRateLimited
@@ -50,7 +50,7 @@ type Error struct {
 	Message string
 	Seq     uint64
 	HasSeq  bool
-	// Reason: why the application refused an op (CodeRefused; a Refusal's
+	// Reason: why the application refused an op (CodeRejected; a Refusal's
 	// Reason).
 	Reason string
 	// RetryAfter, when > 0, is how long the client should wait before

@@ -28,7 +28,7 @@ func TestServerMessagesAreProtocol(t *testing.T) {
 	types := map[string]bool{protocol.TypeHello: true, protocol.TypeAck: true, protocol.TypeOp: true, protocol.TypeSel: true,
 		protocol.TypeJoin: true, protocol.TypeLeave: true, protocol.TypeTitle: true, protocol.TypeRestored: true, protocol.TypeError: true}
 	codes := map[string]bool{}
-	for _, c := range []string{protocol.CodeInvalidOp, protocol.CodeRevAhead, protocol.CodeRevTooOld, protocol.CodeTooLarge, protocol.CodeRefused,
+	for _, c := range []string{protocol.CodeInvalidOp, protocol.CodeRevAhead, protocol.CodeRevTooOld, protocol.CodeTooLarge, protocol.CodeRejected,
 		protocol.CodeNotFound, protocol.CodeForbidden, protocol.CodeRateLimited, protocol.CodeTooFarBehind, protocol.CodeBadMessage,
 		protocol.CodeInternal, protocol.CodeStorageFull, protocol.CodeSourceDenied, protocol.CodeDocumentFull, protocol.CodeBadSeq} {
 		codes[c] = true

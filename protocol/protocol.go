@@ -41,7 +41,7 @@ const (
 	CodeRevAhead    = "rev_ahead"    // the op or selection is based on a revision the server has not reached
 	CodeRevTooOld   = "rev_too_old"  // the base revision's history is no longer retained: resync
 	CodeTooLarge    = "too_large"    // the op or the document would exceed a limit
-	CodeRefused     = "refused"      // the application's rules (Config.CheckOp) refused the op: reason says which
+	CodeRejected    = "rejected"     // the application's rules (Config.CheckOp) refused the op: reason says which
 	CodeNotFound    = "not_found"    // no such document
 	CodeForbidden   = "forbidden"    // not allowed (origin, deleted document)
 	CodeRateLimited = "rate_limited" // too many messages; slow down

@@ -49,10 +49,12 @@ export interface Peer {
 
 export interface ClientError {
   /** The protocol's codes (docs/protocol.md), and 'refused', 'rebased',
-   * 'conflict', 'storage', 'connect', 'unsupported_type'. */
+   * 'conflict', 'storage', 'connect', 'unsupported_type'; 'refused' is the
+   * server refusing the connection (1008), 'rejected' an op the
+   * application refused (reason says why). */
   code: string
   message: string
-  /** Why the application refused an op (code 'refused'). */
+  /** Why the application refused an op (code 'rejected'). */
   reason?: string
 }
 

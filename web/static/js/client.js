@@ -864,7 +864,7 @@ export class TandemClient {
       case 'rev_too_old':
       case 'invalid_op':
       case 'too_large':
-      case 'refused': // the application's rules refused it (m.reason says which)
+      case 'rejected': // the application's rules refused it (m.reason says which)
         if (forInflight && this._limbo) {
           // The verdict: it was not committed.
           this._limboRejected()
@@ -880,7 +880,7 @@ export class TandemClient {
           if (!this._inflight) this._emit('synced')
           return
         }
-        if (forInflight && (code === 'invalid_op' || code === 'too_large' || code === 'refused')) {
+        if (forInflight && (code === 'invalid_op' || code === 'too_large' || code === 'rejected')) {
           this._dropInflight(code, `The server refused an edit (${message}); it was undone.`, typeof m.reason === 'string' ? m.reason : undefined)
           if (code === 'invalid_op') this._resync(false, 'invalid_op')
           return
