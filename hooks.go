@@ -9,9 +9,9 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/feed"
-	"github.com/tandemdocs/tandem/web"
+	"github.com/tandemdocs/tandem/internal/collab"
+	"github.com/tandemdocs/tandem/internal/web"
 )
 
 // Identity is who a request comes from (see Hooks.Authenticate).

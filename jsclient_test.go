@@ -13,8 +13,8 @@ import (
 	"github.com/tandemdocs/tandem/storage"
 )
 
-// TestJSClientAgainstServer runs the browser client (web/static/js) in
-// Node against a real server: web/jstest/real/real-server.mjs types with
+// TestJSClientAgainstServer runs the browser client (internal/web/static/js) in
+// Node against a real server: internal/web/jstest/real/real-server.mjs types with
 // several clients on plain and rich documents, drops connections, and
 // meets the application's CheckOp rule; its documents must be the
 // server's.
@@ -41,7 +41,7 @@ func TestJSClientAgainstServer(t *testing.T) {
 		}
 	}
 	cmd := exec.Command(node, "--experimental-websocket", "real-server.mjs", ts.URL)
-	cmd.Dir = "web/jstest/real"
+	cmd.Dir = "internal/web/jstest/real"
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {

@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/tandemdocs/tandem/collab"
+	"github.com/tandemdocs/tandem/internal/collab"
 	"github.com/tandemdocs/tandem/storage/spaceguard"
 )
 

@@ -16,7 +16,7 @@ import (
 )
 
 // TestNPMPackage packs the browser client as npm would publish it (npm
-// pack in web/static/js), installs the tarball into a tiny application
+// pack in internal/web/static/js), installs the tarball into a tiny application
 // outside the repository, type-checks a TypeScript use of its
 // declarations, and runs the application against a real server, editing
 // beside a Go client.
@@ -51,7 +51,7 @@ func TestNPMPackage(t *testing.T) {
 		return string(out)
 	}
 	tmp := t.TempDir()
-	run(filepath.Join("web", "static", "js"), npm, "pack", "--silent", "--pack-destination", tmp)
+	run(filepath.Join("internal", "web", "static", "js"), npm, "pack", "--silent", "--pack-destination", tmp)
 	tarballs, _ := filepath.Glob(filepath.Join(tmp, "tandemdocs-client-*.tgz"))
 	if len(tarballs) != 1 {
 		t.Fatalf("npm pack made %v", tarballs)

@@ -12,8 +12,8 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nats-io/nats.go"
 
-	"github.com/tandemdocs/tandem/collab"
-	"github.com/tandemdocs/tandem/collab/natsbroker"
+	"github.com/tandemdocs/tandem/internal/collab"
+	"github.com/tandemdocs/tandem/internal/collab/natsbroker"
 	"github.com/tandemdocs/tandem/storage"
 	"github.com/tandemdocs/tandem/storage/badgerstore"
 	"github.com/tandemdocs/tandem/storage/jsstore"

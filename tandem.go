@@ -13,17 +13,21 @@
 //	defer srv.Shutdown(context.Background())
 //	mux.Handle("/collab/", http.StripPrefix("/collab", srv))
 //
-// Browsers connect with the client in web/static/js (also an npm package,
-// web/static/js/package.json); Go programs with package client. The wire
+// Browsers connect with the client in internal/web/static/js (also an npm package,
+// internal/web/static/js/package.json); Go programs with package client. The wire
 // protocol is docs/protocol.md; docs/library.md explains this API.
 //
 // # What is stable
 //
-// This package, package client, package feed (the change feed's events),
-// package ot and ot/rich (the op engines) and package storage (the Store
-// interface, to bring a store of one's own) are the API: they change only
-// compatibly. collab, web and the storage implementations are the
-// machinery behind it; use them through this package.
+// This package, package client (the Go client), package protocol (the wire
+// protocol), package feed (the change feed's events), package ot, ot/rich
+// and ot/doctype (the op engines) and package storage (the Store interface
+// and its conformance suite, to bring a store of one's own) are the API:
+// they change only compatibly. The collaboration core and the HTTP front
+// end are internal (internal/collab, internal/web): other modules cannot
+// import them. The storage implementations (storage/badgerstore,
+// memstore, jsstore, spaceguard) are public for tools, but the way to use
+// them is Config.Storage.
 package tandem
 
 import (
@@ -39,10 +43,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tandemdocs/tandem/collab"
 	"github.com/tandemdocs/tandem/feed"
+	"github.com/tandemdocs/tandem/internal/collab"
+	"github.com/tandemdocs/tandem/internal/web"
 	"github.com/tandemdocs/tandem/storage"
-	"github.com/tandemdocs/tandem/web"
 )
 
 // Config configures a Server. Only Storage is required; every other zero

@@ -17,7 +17,7 @@ import (
 
 	"github.com/tandemdocs/tandem"
 	"github.com/tandemdocs/tandem/client"
-	"github.com/tandemdocs/tandem/collab"
+	"github.com/tandemdocs/tandem/internal/collab"
 	"github.com/tandemdocs/tandem/ot"
 	"github.com/tandemdocs/tandem/ot/rich"
 	"github.com/tandemdocs/tandem/storage"

@@ -8,8 +8,8 @@
 // it.
 //
 // Adding a field to a message is one edit here (Message), one in the
-// server's encoder (collab/protocol.go), the docs, and the browser client
-// (web/static/js), which is JavaScript.
+// server's encoder (internal/collab/protocol.go), the docs, and the browser client
+// (internal/web/static/js), which is JavaScript.
 package protocol
 
 import (

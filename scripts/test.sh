@@ -2,9 +2,9 @@
 # The project's test command (README: "Run the tests"). CI runs it too.
 #
 # Runs: the gofmt check, go vet, the JavaScript unit tests of the browser
-# client (node --test web/jstest/, when node is installed), and
+# client (node --test internal/web/jstest/, when node is installed), and
 # go test -race ./... (installing first, with npm, the npm rich-text
-# package that ot/rich's differential test compares against). The browser tests (web/browser_test.go) need
+# package that ot/rich's differential test compares against). The browser tests (internal/web/browser_test.go) need
 # chromium; without it they are skipped, unless TANDEM_REQUIRE_BROWSER=1
 # (as in CI), which makes a missing browser a failure.
 set -euo pipefail
@@ -16,12 +16,12 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 
-if [ -d web/jstest ]; then
+if [ -d internal/web/jstest ]; then
   if command -v node >/dev/null 2>&1; then
-    echo "node --test web/jstest/ ($(node --version)): a dot per test, failures in full"
-    node --test --test-reporter=dot web/jstest/
+    echo "node --test internal/web/jstest/ ($(node --version)): a dot per test, failures in full"
+    node --test --test-reporter=dot internal/web/jstest/
   else
-    echo "NOTE: node not found: skipping the JavaScript tests (web/jstest)"
+    echo "NOTE: node not found: skipping the JavaScript tests (internal/web/jstest)"
   fi
 fi
 
@@ -43,7 +43,7 @@ if [ -z "${TANDEM_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1 && ! c
   if [ "${TANDEM_REQUIRE_BROWSER:-}" = 1 ]; then
     echo "TANDEM_REQUIRE_BROWSER=1 but no chromium found (apt-get install -y chromium)"; exit 1
   fi
-  echo "NOTE: chromium not found: the browser tests (web/browser_test.go) will be skipped."
+  echo "NOTE: chromium not found: the browser tests (internal/web/browser_test.go) will be skipped."
   echo "      Install it to run them: sudo apt-get install -y chromium (or set TANDEM_CHROMIUM=/path/to/chrome)."
 fi
 # (A package's tests may take longer than go test's default 10 minutes on

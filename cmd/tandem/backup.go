@@ -16,9 +16,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tandemdocs/tandem/internal/web"
 	"github.com/tandemdocs/tandem/storage"
 	"github.com/tandemdocs/tandem/storage/backupfile"
-	"github.com/tandemdocs/tandem/web"
 )
 
 const backupUsage = `usage: tandem backup --server URL --out FILE [--since V] [--token TOKEN]

@@ -19,7 +19,7 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"github.com/tandemdocs/tandem/client"
-	"github.com/tandemdocs/tandem/collab"
+	"github.com/tandemdocs/tandem/internal/collab"
 	"github.com/tandemdocs/tandem/ot"
 	"github.com/tandemdocs/tandem/storage/jsstore/natstest"
 )

@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"testing"
 
-	"github.com/tandemdocs/tandem/collab"
+	"github.com/tandemdocs/tandem/internal/collab"
 	"github.com/tandemdocs/tandem/storage"
 )
 

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/tandemdocs/tandem/client"
-	"github.com/tandemdocs/tandem/collab"
+	"github.com/tandemdocs/tandem/internal/collab"
 	"github.com/tandemdocs/tandem/storage"
 )
 

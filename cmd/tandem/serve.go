@@ -26,10 +26,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tandemdocs/tandem"
-	"github.com/tandemdocs/tandem/collab"
+	"github.com/tandemdocs/tandem/internal/collab"
 	"github.com/tandemdocs/tandem/internal/fdlimit"
+	"github.com/tandemdocs/tandem/internal/web"
 	"github.com/tandemdocs/tandem/storage"
-	"github.com/tandemdocs/tandem/web"
 )
 
 // serveConfig is everything `tandem serve` reads from flags and env.
@@ -46,7 +46,7 @@ type serveConfig struct {
 	AdminToken      string
 	// NATS, when set, makes this node one of a cluster: documents live in
 	// JetStream (storage/jsstore) instead of Badger, and commits fan out
-	// between the nodes (collab/natsbroker).
+	// between the nodes (internal/collab/natsbroker).
 	NATS           string
 	NATSCreds      string
 	NATSCA         string

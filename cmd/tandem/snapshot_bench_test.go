@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tandemdocs/tandem/collab"
+	"github.com/tandemdocs/tandem/internal/collab"
 	"github.com/tandemdocs/tandem/storage"
 )
 

@@ -13,7 +13,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/tandemdocs/tandem/web"
+	"github.com/tandemdocs/tandem/internal/web"
 )
 
 // tokenCmd mints a token: `tandem token --user ann --doc '*' --role write`.

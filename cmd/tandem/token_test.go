@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tandemdocs/tandem/web"
+	"github.com/tandemdocs/tandem/internal/web"
 )
 
 func TestTokenCommand(t *testing.T) {

@@ -37,7 +37,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/tandemdocs/tandem/client"
-	"github.com/tandemdocs/tandem/collab"
+	"github.com/tandemdocs/tandem/internal/collab"
 	"github.com/tandemdocs/tandem/internal/fdlimit"
 	"github.com/tandemdocs/tandem/ot"
 	"github.com/tandemdocs/tandem/ot/rich"

@@ -15,7 +15,7 @@ import (
 var updateVectors = flag.Bool("update", false, "rewrite testdata/vectors.json")
 
 // vector is one case of testdata/vectors.json: the browser client's rich
-// type (web/static/js/rich.js, tested by web/jstest/rich.test.mjs) must
+// type (internal/web/static/js/rich.js, tested by internal/web/jstest/rich.test.mjs) must
 // give these results, which are this package's (and so rich-text's, by
 // TestAgainstRichText). Lengths are code points.
 type vector struct {

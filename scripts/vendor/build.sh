@@ -18,7 +18,7 @@
 # commit the result.
 set -euo pipefail
 cd "$(dirname "$0")"
-out=../../web/static/js/vendor
+out=../../internal/web/static/js/vendor
 mkdir -p "$out"
 npm ci --no-audit --no-fund --loglevel=error
 build() {

@@ -56,7 +56,8 @@ type changeLog struct{ s *Store }
 
 // last is the log stream's newest sequence.
 func (l changeLog) last(ctx context.Context) (first, last uint64, err error) {
-	info, err := l.s.log.Info(ctx)
+	var info *jetstream.StreamInfo
+	err = untilAnswered(ctx, func() (err error) { info, err = l.s.log.Info(ctx); return err })
 	if err != nil {
 		return 0, 0, wrap(err)
 	}
@@ -76,10 +77,14 @@ func (l changeLog) Changes(ctx context.Context, after uint64, limit int) ([]stor
 	if err != nil || after >= last {
 		return nil, err
 	}
-	cons, err := l.s.js.OrderedConsumer(ctx, l.s.log.CachedInfo().Config.Name, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{l.s.subject + ".>"},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    after + 1,
+	var cons jetstream.Consumer
+	err = untilAnswered(ctx, func() (err error) {
+		cons, err = l.s.js.OrderedConsumer(ctx, l.s.log.CachedInfo().Config.Name, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{l.s.subject + ".>"},
+			DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+			OptStartSeq:    after + 1,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("change log: %w", wrap(err))
@@ -232,7 +237,8 @@ func (l changeLog) Position(ctx context.Context, reader string) (uint64, bool, e
 		return 0, false, err
 	}
 	defer done()
-	e, err := l.s.cursors.Get(ctx, positionKey(reader))
+	var e jetstream.KeyValueEntry
+	err = untilAnswered(ctx, func() (err error) { e, err = l.s.cursors.Get(ctx, positionKey(reader)); return err })
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return 0, false, nil
 	}

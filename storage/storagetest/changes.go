@@ -218,7 +218,7 @@ func testChangeConcurrent(t *testing.T, s storage.Store, l storage.ChangeLog) {
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
-	defer wg.Wait() // a failure below must not leave writers behind the test
+	defer wg.Wait()            // a failure below must not leave writers behind the test
 	seen := map[string]int64{} // document -> the head its commits reached
 	count := 0
 	read := func() {
