@@ -9,7 +9,13 @@
 // connections, compact history, rate-limit and delay.
 
 import { createHash, randomBytes } from 'node:crypto'
+import { appendFileSync } from 'node:fs'
 import { lookup } from '../static/js/doctypes.js'
+
+// TANDEM_FAKE_FRAMES names a file every frame the fake sends is appended
+// to: TestFakeServerSpeaksTheProtocol (internal/web) checks them against
+// package protocol and the real server's frames.
+const framesOut = process.env.TANDEM_FAKE_FRAMES
 
 const rnd = (a, b) => a + Math.floor(Math.random() * (b - a + 1))
 
@@ -359,6 +365,7 @@ export class FakeWebSocket {
 
   _deliver (frame) {
     if (this.readyState !== 1 || this._closing) return
+    if (framesOut) appendFileSync(framesOut, frame + '\n')
     setTimeout(() => {
       if (this.readyState === 1 && this.onmessage) this.onmessage({ type: 'message', data: frame })
     }, 0)
