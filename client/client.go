@@ -417,6 +417,14 @@ func (d *Doc) editAt(a *Anchor, build func(pos int) doctype.Op) error {
 	return nil
 }
 
+// Append inserts text at the end of a plain document as it is when the
+// edit is made. Edit(Insert(Len(), text)) reads the length and edits in
+// two steps, and others' ops that arrive in between move where it lands.
+func (d *Doc) Append(text string) error {
+	// build runs under d.mu: the length is the text's as the op applies.
+	return d.editAt(nil, func(int) doctype.Op { return doctype.PlainOp(Insert(d.text.Len(), text)) })
+}
+
 // SetSelection sends the client's selections (code points of Text).
 func (d *Doc) SetSelection(sel []ot.Selection) error {
 	d.mu.Lock()

@@ -158,7 +158,7 @@ func TestReconnectExactlyOnce(t *testing.T) {
 	}
 	defer b.Close()
 	for i := range 50 {
-		if err := a.Edit(client.Insert(a.Len(), fmt.Sprint(i%10))); err != nil {
+		if err := a.Append(fmt.Sprint(i % 10)); err != nil {
 			t.Fatal(err)
 		}
 		if i%2 == 0 {
@@ -311,7 +311,7 @@ func TestRateLimitedResent(t *testing.T) {
 	for i, d := range docs {
 		wg.Go(func() {
 			for j := range edits {
-				if err := d.Edit(client.Insert(d.Len(), fmt.Sprintf("<%d.%d>", i, j))); err != nil {
+				if err := d.Append(fmt.Sprintf("<%d.%d>", i, j)); err != nil {
 					errs <- err
 					return
 				}
