@@ -18,6 +18,7 @@ import (
 	"github.com/tandemdocs/tandem"
 	"github.com/tandemdocs/tandem/client"
 	"github.com/tandemdocs/tandem/feed"
+	"github.com/tandemdocs/tandem/internal/collab"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -450,5 +451,83 @@ func TestChangesStream(t *testing.T) {
 	resumed := read(strings.Fields(first[1])[0], 1)
 	if len(resumed) != 1 || !strings.HasSuffix(resumed[0], "create c") {
 		t.Fatalf("resumed stream: %v", resumed)
+	}
+}
+
+// TestEmbeddedClientsConverge: the binary's end-to-end guarantees through
+// an embedding application's mount point and login: clients typing at
+// once, reconnecting as they go, converge on the server's text with every
+// edit exactly once.
+func TestEmbeddedClientsConverge(t *testing.T) {
+	app := &sessionApp{sessions: map[string]string{"s-ann": "ann"}}
+	srv := start(t, tandem.Config{Hooks: tandem.Hooks{Authenticate: app.authenticate, Authorize: app.authorize},
+		Tune: func(c *collab.Config) { c.RatePerSecond, c.RateBurst = 1e6, 1e6 }})
+	mux := http.NewServeMux()
+	mux.Handle("/collab/", http.StripPrefix("/collab", srv))
+	ts := httptest.NewServer(mux)
+	t.Cleanup(ts.Close)
+	ctx := context.Background()
+	if err := srv.CreateDocument(ctx, tandem.NewDocument{ID: "ann-live"}); err != nil {
+		t.Fatal(err)
+	}
+	ann := http.Header{"Cookie": {"app_session=s-ann"}}
+	const clients, edits = 3, 30
+	docs := make([]*client.Doc, clients)
+	for i := range docs {
+		d, err := client.Dial(ctx, ts.URL+"/collab", "ann-live", client.Options{Header: ann})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		docs[i] = d
+	}
+	var wg sync.WaitGroup
+	for i, d := range docs {
+		wg.Go(func() {
+			for j := range edits {
+				if err := d.Append(fmt.Sprintf("<%d.%d>", i, j)); err != nil {
+					t.Error(err)
+					return
+				}
+				if j%10 == 5 {
+					if err := d.Reconnect(ctx); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+			if err := d.Synced(ctx); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	var text struct {
+		Text string
+		Rev  int64
+	}
+	request(t, "GET", ts.URL+"/collab/api/docs/ann-live/text", "", ann, &text)
+	waitFor(t, "every client at the server's revision", func() bool {
+		for _, d := range docs {
+			if d.Rev() < text.Rev {
+				return false
+			}
+		}
+		return true
+	})
+	for i, d := range docs {
+		if d.Text() != text.Text {
+			t.Fatalf("client %d has %q, the server %q", i, d.Text(), text.Text)
+		}
+	}
+	for i := range clients {
+		for j := range edits {
+			if n := strings.Count(text.Text, fmt.Sprintf("<%d.%d>", i, j)); n != 1 {
+				t.Fatalf("<%d.%d> is in the text %d times", i, j, n)
+			}
+		}
 	}
 }
