@@ -16,7 +16,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tandemdocs/tandem/feed"
@@ -131,10 +130,12 @@ type deliverer struct {
 	feed *feed.Reader
 	log  *slog.Logger
 	obs  *promObserver
-	fol  follower
 
-	mu      sync.Mutex
 	pending map[string]*debounced // Debounce: documents waiting to be quiet
+	// start is the cursor delivery starts after: the saved position, or
+	// the newest cursor when the Server was made (so that nothing made
+	// after New returns is missed).
+	start uint64
 }
 
 type debounced struct {
@@ -146,18 +147,18 @@ type debounced struct {
 func newDeliverer(ctx context.Context, w Webhook, f *feed.Reader, log *slog.Logger, obs *promObserver) (*deliverer, error) {
 	d := &deliverer{w: w, feed: f, log: log.With("webhook", w.Name), obs: obs, pending: map[string]*debounced{}}
 	obs.webhook(w.Name)
+	fol := follower{name: d.position(), feed: f, log: d.log}
+	var err error
+	if d.start, err = fol.start(ctx); err != nil {
+		return nil, fmt.Errorf("tandem: webhook %s: %w", w.Name, err)
+	}
 	return d, nil
 }
 
 func (d *deliverer) position() string { return "webhook:" + d.w.Name }
 
 func (d *deliverer) run(ctx context.Context) {
-	f := follower{name: d.position(), feed: d.feed, log: d.log}
-	after, err := f.start(ctx)
-	if err != nil {
-		d.log.Error("webhook stopped", "err", err)
-		return
-	}
+	after := d.start
 	if d.w.Debounce > 0 {
 		d.runDebounced(ctx, after)
 		return

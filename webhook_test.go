@@ -303,3 +303,51 @@ func TestWebhookDebounce(t *testing.T) {
 	}
 	t.Logf("30 edits, %d changed events", changed)
 }
+
+// TestWebhookReceiverThatNeverAnswers: a receiver that hangs slows no
+// edit, and does not hold up Shutdown.
+func TestWebhookReceiverThatNeverAnswers(t *testing.T) {
+	release := make(chan struct{})
+	hung := make(chan struct{}, 100)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hung <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer func() { close(release); hook.Close() }()
+	srv, err := tandem.New(context.Background(), tandem.Config{Storage: tandem.Memory{}, Logger: quiet(),
+		Webhooks: []tandem.Webhook{{URL: hook.URL, Secret: testSecret, Timeout: time.Hour}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	ctx := context.Background()
+	if err := srv.CreateDocument(ctx, tandem.NewDocument{ID: "d"}); err != nil {
+		t.Fatal(err)
+	}
+	<-hung // the first delivery is stuck
+	c, err := client.Dial(ctx, ts.URL, "d", client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		c.Edit(client.Insert(0, fmt.Sprint(i%10)))
+	}
+	if err := c.Synced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	// Shutdown cancels the stuck delivery (its position stays before it:
+	// it is sent again after a restart).
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		t.Fatal(err)
+	}
+	if sctx.Err() != nil {
+		t.Fatal("Shutdown waited for the receiver")
+	}
+}
