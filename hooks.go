@@ -96,11 +96,6 @@ type Hooks struct {
 	ChangeReader string
 }
 
-// checkOp adapts CheckOp to the core (nil without it).
-func (h Hooks) checkOp() func(context.Context, collab.OpCheck) error {
-	return h.CheckOp
-}
-
 // startChangeHook starts the goroutine that feeds OnChange.
 func (s *Server) startChangeHook(ctx context.Context) error {
 	h := s.cfg.Hooks
@@ -121,10 +116,6 @@ type follower struct {
 	feed   *feed.Reader
 	log    *slog.Logger
 	handle func(context.Context, Event) error
-	// filter, if set, picks the documents handled.
-	filter func(doc string) bool
-	// onRetry, if set, is told of each failed attempt.
-	onRetry func(err error)
 }
 
 // start returns the cursor to follow from: the saved position, or the
@@ -168,21 +159,8 @@ func (f *follower) run(ctx context.Context, after uint64) {
 	}
 	defer save(true)
 	for ctx.Err() == nil {
-		events, next, err := f.feed.Read(ctx, after, 100, f.filter)
-		if errors.Is(err, feed.ErrTrimmed) {
-			last, lerr := f.feed.Last(ctx)
-			if lerr == nil {
-				f.log.Error("the change reader fell behind the feed's retention: events were missed; going on from the newest", "reader", f.name, "after", after, "newest", last)
-				after = last
-				continue
-			}
-			err = lerr
-		}
-		if err != nil {
-			if ctx.Err() == nil {
-				f.log.Error("reading the change feed", "err", err)
-				sleep(ctx, time.Second)
-			}
+		events, next, ok := readFeed(ctx, f.feed, f.log, after, 100)
+		if !ok {
 			continue
 		}
 		for _, e := range events {
@@ -214,9 +192,6 @@ func (f *follower) deliver(ctx context.Context, e Event) bool {
 		if ctx.Err() != nil {
 			return false
 		}
-		if f.onRetry != nil {
-			f.onRetry(err)
-		}
 		f.log.Warn("change not handled: retrying", "cursor", e.Cursor, "doc", e.Doc, "kind", e.Kind, "attempt", attempt, "err", err, "in", pause)
 		if !sleep(ctx, pause) {
 			return false
@@ -232,6 +207,29 @@ func (f *follower) call(ctx context.Context, e Event) (err error) {
 		}
 	}()
 	return f.handle(ctx, e)
+}
+
+// readFeed reads a page of the feed for a reader that follows it on its
+// own (a hook, a webhook). Behind the retention, it says so in the log and
+// goes on from the newest cursor (next, with no events); on an error it
+// logs, waits a second and reports !ok, for the caller to try again.
+func readFeed(ctx context.Context, f *feed.Reader, log *slog.Logger, after uint64, limit int) (events []Event, next uint64, ok bool) {
+	events, next, err := f.Read(ctx, after, limit, nil)
+	if errors.Is(err, feed.ErrTrimmed) {
+		var last uint64
+		if last, err = f.Last(ctx); err == nil {
+			log.Error("fell behind the change feed's retention: events were missed; going on from the newest", "after", after, "newest", last)
+			return nil, last, true
+		}
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			log.Error("reading the change feed", "err", err)
+			sleep(ctx, time.Second)
+		}
+		return nil, after, false
+	}
+	return events, next, true
 }
 
 // sleep waits d or until ctx ends (false).
@@ -296,24 +294,17 @@ func (s *Server) Follow(ctx context.Context, after uint64) iter.Seq2[Event, erro
 			yield(Event{}, errNoFeed)
 			return
 		}
-		for {
-			events, next, err := s.feed.Read(ctx, after, 100, nil)
-			if err != nil {
-				yield(Event{}, err)
-				return
+		err := s.feed.Follow(ctx, after, nil, func(e Event) error {
+			if !yield(e, nil) {
+				return errStopped
 			}
-			for _, e := range events {
-				if !yield(e, nil) {
-					return
-				}
-			}
-			if next == after {
-				if err := s.feed.Wait(ctx, after); err != nil {
-					yield(Event{}, err)
-					return
-				}
-			}
-			after = next
+			return nil
+		})
+		if !errors.Is(err, errStopped) {
+			yield(Event{}, err)
 		}
 	}
 }
+
+// errStopped ends Follow's loop when the caller's loop stops.
+var errStopped = errors.New("stopped")

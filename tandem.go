@@ -215,7 +215,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		RateBurst:     2 * cfg.ClientRate,
 		Broker:        s.st.broker,
 		Presence:      s.st.presence,
-		CheckOp:       cfg.Hooks.checkOp(),
+		CheckOp:       cfg.Hooks.CheckOp,
 	}
 	if cfg.Tune != nil {
 		cfg.Tune(&ccfg)

@@ -439,10 +439,8 @@ func TestChangesStream(t *testing.T) {
 		}
 		return out
 	}
-	go func() {
-		time.Sleep(10 * time.Millisecond) // (not needed for correctness: the stream waits)
-		createDoc(context.Background(), srv, "b", "")
-	}()
+	// Made while the stream below is open, or before: it waits either way.
+	go createDoc(context.Background(), srv, "b", "")
 	first := read("", 2)
 	if len(first) != 2 || !strings.HasSuffix(first[0], "create a") || !strings.HasSuffix(first[1], "create b") {
 		t.Fatalf("stream: %v", first)

@@ -2,6 +2,7 @@ package tandem
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -14,6 +15,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -164,21 +166,8 @@ func (d *deliverer) run(ctx context.Context) {
 		return
 	}
 	for ctx.Err() == nil {
-		events, next, err := d.feed.Read(ctx, after, d.w.MaxBatch, nil)
-		if errors.Is(err, feed.ErrTrimmed) {
-			last, lerr := d.feed.Last(ctx)
-			if lerr == nil {
-				d.log.Error("the webhook fell behind the feed's retention: events were missed; going on from the newest", "after", after, "newest", last)
-				after = last
-				continue
-			}
-			err = lerr
-		}
-		if err != nil {
-			if ctx.Err() == nil {
-				d.log.Error("reading the change feed", "err", err)
-				sleep(ctx, time.Second)
-			}
+		events, next, ok := readFeed(ctx, d.feed, d.log, after, d.w.MaxBatch)
+		if !ok {
 			continue
 		}
 		if len(events) > 0 {
@@ -206,19 +195,8 @@ func (d *deliverer) run(ctx context.Context) {
 func (d *deliverer) runDebounced(ctx context.Context, after uint64) {
 	read := after
 	for ctx.Err() == nil {
-		events, next, err := d.feed.Read(ctx, read, d.w.MaxBatch, nil)
-		if errors.Is(err, feed.ErrTrimmed) {
-			if last, lerr := d.feed.Last(ctx); lerr == nil {
-				d.log.Error("the webhook fell behind the feed's retention: events were missed; going on from the newest", "after", read, "newest", last)
-				read = last
-				continue
-			}
-		}
-		if err != nil {
-			if ctx.Err() == nil {
-				d.log.Error("reading the change feed", "err", err)
-				sleep(ctx, time.Second)
-			}
+		events, next, ok := readFeed(ctx, d.feed, d.log, read, d.w.MaxBatch)
+		if !ok {
 			continue
 		}
 		now := time.Now()
@@ -258,7 +236,7 @@ func (d *deliverer) runDebounced(ctx context.Context, after uint64) {
 			}
 		}
 		if len(due) > 0 {
-			sortByCursor(due)
+			slices.SortFunc(due, func(a, b feed.Event) int { return cmp.Compare(a.Cursor, b.Cursor) })
 			if !d.send(ctx, due, read) {
 				return
 			}
@@ -280,14 +258,6 @@ func (d *deliverer) runDebounced(ctx context.Context, after uint64) {
 			wctx, cancel := context.WithTimeout(ctx, wait)
 			d.feed.Wait(wctx, read)
 			cancel()
-		}
-	}
-}
-
-func sortByCursor(es []feed.Event) {
-	for i := 1; i < len(es); i++ {
-		for j := i; j > 0 && es[j].Cursor < es[j-1].Cursor; j-- {
-			es[j], es[j-1] = es[j-1], es[j]
 		}
 	}
 }

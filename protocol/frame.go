@@ -156,7 +156,7 @@ func (r *FrameReader) scanFlat(data []byte) (m Message, ok bool) {
 		default:
 			// An integer field, or one for encoding/json (sel, ops,
 			// peers, text, ...).
-			if !jsonInt(val) {
+			if !IsJSONInteger(val) {
 				return m, false
 			}
 			v, err := strconv.ParseInt(string(val), 10, 64)
@@ -248,8 +248,9 @@ func (m *Message) setInt(key []byte, v int64) bool {
 	return true
 }
 
-// jsonInt reports whether b is an integer as JSON writes one.
-func jsonInt(b []byte) bool {
+// IsJSONInteger reports whether b is an integer as JSON writes one (no
+// leading zeros, no fraction or exponent). The server's parser uses it too.
+func IsJSONInteger(b []byte) bool {
 	if len(b) > 0 && b[0] == '-' {
 		b = b[1:]
 	}

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/tandemdocs/tandem/feed"
 )
@@ -127,16 +126,4 @@ func compactJSON(b []byte) []byte {
 		return b
 	}
 	return out.Bytes()
-}
-
-// waitUntil polls cond with a generous deadline.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -198,7 +198,7 @@ func scanClientMessage(frame []byte) (raw rawClientMessage, ok bool) {
 				n++
 			}
 			num := b[:n]
-			if !jsonInteger(num) {
+			if !protocol.IsJSONInteger(num) {
 				return raw, false
 			}
 			if key[0] == 'r' {
@@ -276,22 +276,6 @@ func plainString(b []byte) ([]byte, int) {
 		}
 	}
 	return nil, 0
-}
-
-// jsonInteger reports whether b is an integer as JSON writes one.
-func jsonInteger(b []byte) bool {
-	if len(b) > 0 && b[0] == '-' {
-		b = b[1:]
-	}
-	if len(b) == 0 || (b[0] == '0' && len(b) > 1) {
-		return false
-	}
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // arrayEnd is the length of the JSON array at the start of b, with its

@@ -87,7 +87,7 @@ func decodeChange(cursor uint64, b []byte) (storage.Change, error) {
 // only up to the watermark below which none is in flight.
 type changes struct {
 	mu sync.Mutex
-	wm *storage.Watermark
+	wm *watermark
 }
 
 // openChanges finds the newest cursor in the log.
@@ -116,7 +116,7 @@ func (s *Store) openChanges() error {
 	if err != nil {
 		return fmt.Errorf("badgerstore: read the change log: %w", err)
 	}
-	s.chg.wm = storage.NewWatermark(last)
+	s.chg.wm = newWatermark(last)
 	return nil
 }
 
@@ -124,11 +124,11 @@ func (s *Store) openChanges() error {
 // changes under (fn may use fewer: the rest are gaps).
 func (s *Store) logged(n int, fn func(txn *badger.Txn, first uint64) error) error {
 	s.chg.mu.Lock()
-	first := s.chg.wm.Take(n)
+	first := s.chg.wm.take(n)
 	s.chg.mu.Unlock()
 	defer func() {
 		s.chg.mu.Lock()
-		s.chg.wm.Finish(first, n)
+		s.chg.wm.finish(first, n)
 		s.chg.mu.Unlock()
 	}()
 	return s.update(func(txn *badger.Txn) error { return fn(txn, first) })
@@ -146,7 +146,7 @@ type changeLog struct{ s *Store }
 func (l changeLog) stable() (uint64, <-chan struct{}) {
 	l.s.chg.mu.Lock()
 	defer l.s.chg.mu.Unlock()
-	return l.s.chg.wm.Stable()
+	return l.s.chg.wm.settled()
 }
 
 func (l changeLog) Changes(ctx context.Context, after uint64, limit int) ([]storage.Change, error) {
@@ -323,3 +323,56 @@ func (l changeLog) SetPosition(ctx context.Context, reader string, cursor uint64
 		return txn.Set(append(append([]byte{}, posPrefix...), reader...), binary.BigEndian.AppendUint64(nil, cursor))
 	})
 }
+
+// watermark tracks which cursors of a log are settled while writes that
+// were given cursors finish in any order: a reader may only see up to the
+// highest cursor below which no write is still in flight, or it would
+// remember a cursor and then miss an earlier one that lands late. The zero
+// value is not usable; see newWatermark.
+type watermark struct {
+	next    uint64   // the next cursor to hand out
+	pending []uint64 // handed out, not finished: ascending
+	stable  uint64   // every cursor <= stable is finished
+	notify  chan struct{}
+}
+
+// newWatermark starts after last, the newest cursor already settled.
+func newWatermark(last uint64) *watermark {
+	return &watermark{next: last + 1, stable: last, notify: make(chan struct{})}
+}
+
+// take hands out n consecutive cursors, the first of which it returns.
+// The caller must finish each (written or not). Not safe for concurrent
+// use: callers hold their own lock.
+func (w *watermark) take(n int) uint64 {
+	first := w.next
+	for i := range uint64(n) {
+		w.pending = append(w.pending, first+i)
+	}
+	w.next += uint64(n)
+	return first
+}
+
+// finish settles cursors first..first+n-1.
+func (w *watermark) finish(first uint64, n int) {
+	kept := w.pending[:0]
+	for _, c := range w.pending {
+		if c < first || c >= first+uint64(n) {
+			kept = append(kept, c)
+		}
+	}
+	w.pending = kept
+	stable := w.next - 1
+	if len(w.pending) > 0 {
+		stable = w.pending[0] - 1
+	}
+	if stable > w.stable {
+		w.stable = stable
+		close(w.notify)
+		w.notify = make(chan struct{})
+	}
+}
+
+// settled returns the highest settled cursor and a channel closed when it
+// next moves.
+func (w *watermark) settled() (uint64, <-chan struct{}) { return w.stable, w.notify }
