@@ -40,6 +40,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/tandemdocs/tandem/internal/clientstate"
 	"github.com/tandemdocs/tandem/ot"
 	"github.com/tandemdocs/tandem/ot/doctype"
 	"github.com/tandemdocs/tandem/ot/rich"
@@ -51,6 +52,11 @@ type Options struct {
 	// Key is the client's secret source key (docs/protocol.md): "" lets
 	// the server issue one, which the client keeps for reconnects.
 	Key string
+	// Seq is the newest seq the key has used (Doc.Seq), when it is
+	// reused by another Doc (another process): its ops go on from Seq+1.
+	// Starting a used key from 0 again would make the server take the
+	// new ops for the old ones it has already committed, and drop them.
+	Seq uint64
 	// Token is an access token, sent as "Authorization: Bearer".
 	Token string
 	// User, Name and Color identify the client to others in open mode
@@ -89,10 +95,7 @@ type Options struct {
 }
 
 // Peer is another participant of the document.
-type Peer struct {
-	Client, User, Name, Color string
-	Sel                       []ot.Selection
-}
+type Peer = clientstate.Peer
 
 // ErrClosed is returned by calls on a closed client.
 var ErrClosed = errors.New("client: closed")
@@ -101,22 +104,16 @@ var ErrClosed = errors.New("client: closed")
 // the client's revision while an op was in flight; the client cannot tell
 // whether the text includes it. Dial again (the op is lost to this
 // client's view; the server applied it at most once).
-var ErrResync = errors.New("client: the server sent the text while an op was in flight: resynchronize")
+var ErrResync = clientstate.ErrResync
 
 // ErrUnsupportedType: the document is of a type this client does not edit
 // (it edits plain-text documents; a rich-text document's ops are Quill
 // Deltas, see package ot/rich).
-var ErrUnsupportedType = errors.New("client: the document is not a plain-text document")
+var ErrUnsupportedType = clientstate.ErrUnsupportedType
 
-// ServerError is an error message from the server.
-type ServerError struct {
-	Code, Message string
-	Seq           uint64 // the seq it is about, if any
-	// Reason: why the application refused the op (code "rejected").
-	Reason string
-}
-
-func (e *ServerError) Error() string { return "tandem: " + e.Code + ": " + e.Message }
+// ServerError is an error message from the server (Reason: why the
+// application refused the op, for code "rejected").
+type ServerError = clientstate.ServerError
 
 // Doc is one connection to one document. Its methods are safe for
 // concurrent use.
@@ -126,26 +123,14 @@ type Doc struct {
 
 	writeMu sync.Mutex // one writer on the connection at a time
 
-	mu       sync.Mutex
-	conn     *websocket.Conn
-	key, src string
-	clientID string
-	title    string
-	rev      int64
-	typ      doctype.Type     // the document's (from hello)
-	text     doctype.Document // the server's document plus our edits
-	inflight *doctype.Op
-	inSeq    uint64
-	pending  *doctype.Op
-	seq      uint64
-	peers    map[string]*Peer
-	withSel  int // peers with a selection (none: no need to move them)
-	anchors  []*Anchor
-	acked    chan struct{} // closed and replaced whenever synced() becomes true
+	mu   sync.Mutex
+	conn *websocket.Conn
+	st   *clientstate.State // the document as this client sees it (package clientstate: the pure part)
+	// acked is closed and replaced whenever synced() becomes true.
+	acked chan struct{}
 	// dispatching: handler calls made (or to be made) outside the lock
 	// and not yet returned.
 	dispatching int
-	refused     int         // refusals in a row of the in-flight op (rate_limited, storage_full)
 	retry       *time.Timer // sends the refused in-flight op again
 	closed      bool
 	err         error         // why the connection ended
@@ -155,7 +140,11 @@ type Doc struct {
 // Dial connects to document id on the server at baseURL (http:// or
 // https://) and waits for its hello.
 func Dial(ctx context.Context, baseURL, id string, opts Options) (*Doc, error) {
-	d := &Doc{base: strings.TrimSuffix(baseURL, "/"), id: id, opts: opts, key: opts.Key, rev: -1, peers: map[string]*Peer{}}
+	st := clientstate.New(opts.Key)
+	st.Seq = opts.Seq
+	st.RetryPause, st.MaxRetryPause = opts.RetryPause, opts.MaxRetryPause
+	st.Jitter = func(n int64) int64 { return rand.Int64N(n + 1) }
+	d := &Doc{base: strings.TrimSuffix(baseURL, "/"), id: id, opts: opts, st: st}
 	d.acked = make(chan struct{})
 	if err := d.connect(ctx); err != nil {
 		return nil, err
@@ -167,13 +156,13 @@ func Dial(ctx context.Context, baseURL, id string, opts Options) (*Doc, error) {
 func (d *Doc) connect(ctx context.Context) error {
 	d.mu.Lock()
 	q := url.Values{}
-	for k, v := range map[string]string{"key": d.key, "user": d.opts.User, "name": d.opts.Name, "color": d.opts.Color} {
+	for k, v := range map[string]string{"key": d.st.Key, "user": d.opts.User, "name": d.opts.Name, "color": d.opts.Color} {
 		if v != "" {
 			q.Set(k, v)
 		}
 	}
-	if d.rev >= 0 {
-		q.Set("rev", fmt.Sprint(d.rev))
+	if d.st.Rev >= 0 {
+		q.Set("rev", fmt.Sprint(d.st.Rev))
 	}
 	d.mu.Unlock()
 	u := "ws" + strings.TrimPrefix(d.base, "http") + "/api/docs/" + url.PathEscape(d.id) + "/ws?" + q.Encode()
@@ -219,17 +208,26 @@ func (d *Doc) connect(ctx context.Context) error {
 		return fmt.Errorf("client: join %s: no hello: %.200s", d.id, data)
 	}
 	d.mu.Lock()
-	ev, err := d.hello(msgs[0])
+	notices, err := d.st.Hello(msgs[0])
 	if err != nil {
 		d.mu.Unlock()
 		conn.Close()
+		if errors.Is(err, ErrUnsupportedType) {
+			return fmt.Errorf("client: %s: %w", d.id, err)
+		}
 		return err
 	}
+	ev := d.events(notices)
 	d.conn = conn
+	d.st.Connected = true
 	d.done = make(chan struct{})
 	d.err = nil
 	d.stopRetryLocked() // the resend below is the retry
-	resend := d.resendLocked()
+	resend, sent := d.st.Resend()
+	if sent && d.opts.OnSend != nil {
+		d.opts.OnSend(d.st.InSeq) // under the lock: before any ack of it
+	}
+	d.signalIfSynced()
 	d.dispatching += len(ev)
 	d.mu.Unlock()
 	d.dispatch(ev)
@@ -238,101 +236,6 @@ func (d *Doc) connect(ctx context.Context) error {
 		return d.write(conn, resend)
 	}
 	return nil
-}
-
-// hello takes the server's state: the text, or the ops since our revision
-// (our own in-flight op among them counts as its ack).
-func (d *Doc) hello(m message) (events, error) {
-	var ev events
-	typ, err := doctype.Lookup(m.DocType)
-	if err != nil {
-		return ev, fmt.Errorf("%w: %s is a %s document", ErrUnsupportedType, d.id, m.DocType)
-	}
-	if d.typ != nil && d.typ.Name() != typ.Name() {
-		return ev, fmt.Errorf("client: hello: %s was a %s document and is now %s", d.id, d.typ.Name(), typ.Name())
-	}
-	d.typ = typ
-	if m.Key != "" {
-		d.key = m.Key
-	}
-	d.src, d.clientID, d.title = m.Src, m.Client, m.Title
-	d.peers, d.withSel = map[string]*Peer{}, 0
-	for _, p := range m.Peers {
-		d.peers[p.Client] = &Peer{Client: p.Client, User: p.User, Name: p.Name, Color: p.Color, Sel: p.Sel}
-		if len(p.Sel) > 0 {
-			d.withSel++
-		}
-	}
-	switch {
-	case m.Text != nil || m.Delta != nil:
-		if (d.inflight != nil || d.pending != nil) && d.rev >= 0 {
-			return ev, ErrResync
-		}
-		content := string(m.Delta)
-		if m.Text != nil {
-			content = *m.Text
-		}
-		r, err := typ.NewDocument(content)
-		if err != nil {
-			return ev, fmt.Errorf("client: hello: %w", err)
-		}
-		// A fresh connection: whatever was edited locally before the
-		// first hello is rebased on the server's text (nothing yet).
-		d.text, d.rev = r, m.Rev
-	default:
-		if d.text == nil || m.From != d.rev {
-			return ev, fmt.Errorf("client: hello: ops from %d, the client is at %d", m.From, d.rev)
-		}
-		for _, o := range m.Ops {
-			o.Type = "op"
-			// Our own in-flight op among them is its ack; the next op
-			// goes out with the resend after the hello.
-			e, _, err := d.handle(o)
-			if err != nil {
-				return ev, err
-			}
-			ev = append(ev, e...)
-		}
-		d.rev = max(d.rev, m.Rev)
-	}
-	return ev, nil
-}
-
-// resendLocked is the in-flight op to send again after a reconnect (with
-// its seq: exactly-once), or the pending one if nothing was in flight.
-func (d *Doc) resendLocked() []byte {
-	if d.inflight == nil {
-		return d.flushLocked()
-	}
-	return d.opFrame(d.inflight, d.inSeq)
-}
-
-func (d *Doc) opFrame(op *doctype.Op, seq uint64) []byte {
-	b := fmt.Appendf(nil, `{"type":"op","rev":%d,"seq":%d,"op":`, d.rev, seq)
-	b = op.AppendJSON(b)
-	return append(b, '}')
-}
-
-// flushLocked makes the pending op the in-flight one and returns its
-// frame, if nothing is in flight.
-func (d *Doc) flushLocked() []byte {
-	if d.inflight != nil || d.pending == nil || d.conn == nil {
-		return nil
-	}
-	if d.pending.IsNoop() {
-		// Others' edits undid it (a delete of text they deleted first):
-		// nothing to send.
-		d.pending = nil
-		d.signalIfSynced()
-		return nil
-	}
-	d.inflight, d.pending = d.pending, nil
-	d.seq++
-	d.inSeq = d.seq
-	if d.opts.OnSend != nil {
-		d.opts.OnSend(d.inSeq) // under the lock: before any ack of it
-	}
-	return d.opFrame(d.inflight, d.inSeq)
 }
 
 func (d *Doc) write(conn *websocket.Conn, frame []byte) error {
@@ -359,15 +262,13 @@ func (d *Doc) EditRich(op rich.Delta) error {
 
 // Anchor is a position in the document that moves with every edit, ours
 // and others' (text inserted exactly at it goes after it), like a marker.
-type Anchor struct{ pos int }
+type Anchor = clientstate.Anchor
 
 // Anchor returns an anchor at pos.
 func (d *Doc) Anchor(pos int) *Anchor {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	a := &Anchor{pos: pos}
-	d.anchors = append(d.anchors, a)
-	return a
+	return d.st.NewAnchor(pos)
 }
 
 // EditAt is Edit with the op made from a's position, atomically: no
@@ -384,32 +285,18 @@ func (d *Doc) editAt(a *Anchor, build func(pos int) doctype.Op) error {
 	}
 	pos := 0
 	if a != nil {
-		pos = a.pos
+		pos = a.Pos()
 	}
-	op := build(pos)
-	if err := d.text.Apply(op); err != nil {
+	frame, err := d.st.Edit(build(pos))
+	if err != nil {
 		d.mu.Unlock()
-		return fmt.Errorf("client: edit: %w", err)
+		return err
 	}
-	if d.pending == nil {
-		d.pending = &op
-	} else {
-		c, err := d.typ.Compose(*d.pending, op)
-		if err != nil {
-			d.mu.Unlock()
-			return fmt.Errorf("client: edit: %w", err)
-		}
-		d.pending = &c
+	if frame != nil && d.opts.OnSend != nil {
+		d.opts.OnSend(d.st.InSeq) // under the lock: before any ack of it
 	}
-	if d.pending.IsNoop() {
-		// Typed and taken back before it was sent: nothing to send (the
-		// server refuses an empty op).
-		d.pending = nil
-		d.signalIfSynced()
-	}
-	d.moveAnchors(op)
+	d.signalIfSynced()
 	conn := d.conn
-	frame := d.flushLocked()
 	d.mu.Unlock()
 	if frame != nil && conn != nil {
 		return d.write(conn, frame)
@@ -422,7 +309,7 @@ func (d *Doc) editAt(a *Anchor, build func(pos int) doctype.Op) error {
 // two steps, and others' ops that arrive in between move where it lands.
 func (d *Doc) Append(text string) error {
 	// build runs under d.mu: the length is the text's as the op applies.
-	return d.editAt(nil, func(int) doctype.Op { return doctype.PlainOp(Insert(d.text.Len(), text)) })
+	return d.editAt(nil, func(int) doctype.Op { return doctype.PlainOp(Insert(d.st.Text.Len(), text)) })
 }
 
 // SetSelection sends the client's selections (code points of Text).
@@ -433,30 +320,11 @@ func (d *Doc) SetSelection(sel []ot.Selection) error {
 		d.mu.Unlock()
 		return ErrClosed
 	}
-	// A selection is in the server's coordinates at rev: take the local
-	// edits out of it.
-	b := fmt.Appendf(nil, `{"type":"sel","rev":%d,"sel":[`, d.rev)
-	for i, s := range sel {
-		s = d.toServer(s)
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = fmt.Appendf(b, `{"anchor":%d,"head":%d}`, s.Anchor, s.Head)
-	}
+	// A selection is in the server's coordinates at rev: the local edits
+	// are taken out of it.
+	frame := d.st.SelectionFrame(sel)
 	d.mu.Unlock()
-	return d.write(conn, append(b, "]}"...))
-}
-
-// toServer moves a local selection back through the pending and in-flight
-// ops (approximately: a caret inside local inserts goes to their start).
-func (d *Doc) toServer(s ot.Selection) ot.Selection {
-	for _, op := range []*doctype.Op{d.pending, d.inflight} {
-		if op == nil {
-			continue
-		}
-		s = d.typ.TransformSelection(s, op.InverseShape(), ot.Left)
-	}
-	return s
+	return d.write(conn, frame)
 }
 
 // Text returns the local text: the server's plus the edits not yet
@@ -465,10 +333,10 @@ func (d *Doc) toServer(s ot.Selection) ot.Selection {
 func (d *Doc) Text() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if r := doctype.RichDocument(d.text); r != nil {
+	if r := doctype.RichDocument(d.st.Text); r != nil {
 		return rich.PlainText(r.Delta())
 	}
-	return d.text.Content()
+	return d.st.Text.Content()
 }
 
 // Delta returns a rich-text document's local content (nil for a plain
@@ -476,7 +344,7 @@ func (d *Doc) Text() string {
 func (d *Doc) Delta() rich.Delta {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if r := doctype.RichDocument(d.text); r != nil {
+	if r := doctype.RichDocument(d.st.Text); r != nil {
 		return r.Delta()
 	}
 	return nil
@@ -486,28 +354,28 @@ func (d *Doc) Delta() rich.Delta {
 func (d *Doc) Type() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.typ.Name()
+	return d.st.Type.Name()
 }
 
 // Len returns the local text's length in code points.
 func (d *Doc) Len() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.text.Len()
+	return d.st.Text.Len()
 }
 
 // Rev returns the newest revision the client has seen.
 func (d *Doc) Rev() int64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.rev
+	return d.st.Rev
 }
 
 // Source returns the client's public source id (its ops carry it).
 func (d *Doc) Source() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.src
+	return d.st.Src
 }
 
 // Key returns the client's secret source key (to reconnect as the same
@@ -515,22 +383,30 @@ func (d *Doc) Source() string {
 func (d *Doc) Key() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.key
+	return d.st.Key
+}
+
+// Seq returns the newest seq the client's source has used: keep it with
+// Key to reconnect from another process (Options.Seq).
+func (d *Doc) Seq() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.st.Seq
 }
 
 // Pending reports whether edits wait to be acknowledged.
 func (d *Doc) Pending() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.inflight != nil || d.pending != nil
+	return !d.st.Synced()
 }
 
 // Peers returns the other participants.
 func (d *Doc) Peers() []Peer {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make([]Peer, 0, len(d.peers))
-	for _, p := range d.peers {
+	out := make([]Peer, 0, len(d.st.Peers))
+	for _, p := range d.st.Peers {
 		c := *p
 		c.Sel = slices.Clone(p.Sel) // moved in place by later ops
 		out = append(out, c)
@@ -594,7 +470,7 @@ func (d *Doc) Reconnect(ctx context.Context) error {
 		return ErrClosed
 	}
 	conn, done := d.conn, d.done
-	d.conn = nil
+	d.conn, d.st.Connected = nil, false
 	d.mu.Unlock()
 	if conn != nil {
 		conn.Close()
@@ -632,7 +508,7 @@ func (d *Doc) read(conn *websocket.Conn, done chan struct{}, first []message) {
 	defer func() {
 		d.mu.Lock()
 		if d.conn == conn {
-			d.conn = nil
+			d.conn, d.st.Connected = nil, false
 		}
 		d.err = err
 		close(done)
@@ -672,200 +548,90 @@ func (d *Doc) read(conn *websocket.Conn, done chan struct{}, first []message) {
 // handle applies one server message; d.mu is held. It returns the events
 // to report and a frame to send (the next op).
 func (d *Doc) handle(m message) (events, []byte, error) {
-	switch m.Type {
-	case "ack":
-		if d.inflight == nil || m.Seq != d.inSeq {
-			return nil, nil, fmt.Errorf("client: ack of seq %d, in flight %d", m.Seq, d.inSeq)
-		}
-		d.inflight = nil
-		d.refused = 0
-		d.stopRetryLocked()
-		d.rev = max(d.rev, m.Rev)
-		ev := events{func(d *Doc) {
-			if d.opts.OnAck != nil {
-				d.opts.OnAck(m.Seq, m.Rev)
-			}
-		}}
-		frame := d.flushLocked()
-		d.signalIfSynced()
-		return ev, frame, nil
-	case "op":
-		if m.Src == d.src && d.inflight != nil && m.Seq == d.inSeq {
-			// Our own op, committed by an earlier connection: the ack.
-			return d.handle(message{Type: "ack", Seq: m.Seq, Rev: m.Rev})
-		}
-		ev, err := d.remote(m)
-		return ev, nil, err
-	case "sel":
-		if p := d.peers[m.Client]; p != nil {
-			switch {
-			case len(p.Sel) == 0 && len(m.Sel) > 0:
-				d.withSel++
-			case len(p.Sel) > 0 && len(m.Sel) == 0:
-				d.withSel--
-			}
-			p.Sel = m.Sel
-		}
-	case "join":
-		if p := d.peers[m.Client]; p != nil && len(p.Sel) > 0 {
-			d.withSel--
-		}
-		d.peers[m.Client] = &Peer{Client: m.Client, User: m.User, Name: m.Name, Color: m.Color}
-	case "leave":
-		if p := d.peers[m.Client]; p != nil && len(p.Sel) > 0 {
-			d.withSel--
-		}
-		delete(d.peers, m.Client)
-	case "error":
-		if m.Code == "invalid_op" && m.Seq != 0 && d.inflight != nil && m.Seq == d.inSeq && d.inflight.IsNoop() {
-			// Others' edits, which we have, already did what it does: the
-			// server committed nothing for it. Drop it and go on, quietly.
-			d.inflight, d.refused = nil, 0
-			d.stopRetryLocked()
-			frame := d.flushLocked()
-			d.signalIfSynced()
-			return nil, frame, nil
-		}
-		ev := events{func(d *Doc) {
-			if d.opts.OnError != nil {
-				d.opts.OnError(m.Code, m.Message)
-			}
-		}}
-		if m.Seq == 0 || d.inflight == nil || m.Seq != d.inSeq {
-			return ev, nil, nil
-		}
-		if pause, ok := d.retryLocked(m); ok {
-			seq, code := m.Seq, m.Code
-			ev = append(ev, func(d *Doc) {
-				if d.opts.OnRetry != nil {
-					d.opts.OnRetry(code, seq, pause)
-				}
-			})
-			return ev, nil, nil
-		}
-		if m.Code == "too_far_behind" {
-			// Too much work to transform from where it was based: catch up
-			// (a reconnect from our revision brings the ops missed and
-			// sends the op again, rebased, same seq).
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				defer cancel()
-				d.Reconnect(ctx) // a failure leaves the client disconnected: Err and Synced say why
-			}()
-			return ev, nil, nil
-		}
-		// The op was refused for good: drop it (its effect stays in the
-		// local text until the caller resynchronizes).
-		return ev, nil, &ServerError{Code: m.Code, Message: m.Message, Seq: m.Seq, Reason: m.Reason}
-	case "hello":
-		return nil, nil, errors.New("client: a second hello")
+	r, err := d.st.Handle(m)
+	ev := d.events(r.Notices)
+	if r.Sent && d.opts.OnSend != nil {
+		d.opts.OnSend(d.st.InSeq) // under the lock: before any ack of it
 	}
-	return nil, nil, nil
+	if d.st.Inflight == nil {
+		d.stopRetryLocked()
+	}
+	d.signalIfSynced()
+	if err != nil {
+		return ev, nil, err
+	}
+	switch {
+	case r.Retry:
+		d.retryLater(r.Notices[len(r.Notices)-1].Pause)
+	case r.CatchUp:
+		// Too much work to transform from where it was based: catch up
+		// (a reconnect from our revision brings the ops missed and sends
+		// the op again, rebased, same seq).
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			d.Reconnect(ctx) // a failure leaves the client disconnected: Err and Synced say why
+		}()
+	}
+	return ev, r.Frame, nil
 }
 
-// retryLocked schedules the resend of the in-flight op that m refused for
-// now (docs/protocol.md: rate_limited and storage_full are retried with
-// the same seq); ok is false for a refusal that is final.
-func (d *Doc) retryLocked(m message) (pause time.Duration, ok bool) {
-	first, limit := d.opts.RetryPause, d.opts.MaxRetryPause
-	switch m.Code {
-	case "rate_limited":
-		if first <= 0 {
-			first = 100 * time.Millisecond
+// events turns the state's notices into handler calls.
+func (d *Doc) events(notices []clientstate.Notice) events {
+	var ev events
+	for _, n := range notices {
+		switch n.Kind {
+		case clientstate.Acked:
+			ev = append(ev, func(d *Doc) {
+				if d.opts.OnAck != nil {
+					d.opts.OnAck(n.Seq, n.Rev)
+				}
+			})
+		case clientstate.Remote:
+			ev = append(ev, func(d *Doc) {
+				if d.opts.OnRemote != nil {
+					d.opts.OnRemote(n.Src, n.Seq, n.Rev)
+				}
+			})
+		case clientstate.Refused:
+			ev = append(ev, func(d *Doc) {
+				if d.opts.OnError != nil {
+					d.opts.OnError(n.Code, n.Message)
+				}
+			})
+		case clientstate.Retrying:
+			ev = append(ev, func(d *Doc) {
+				if d.opts.OnRetry != nil {
+					d.opts.OnRetry(n.Code, n.Seq, n.Pause)
+				}
+			})
 		}
-	case "storage_full":
-		if first <= 0 {
-			first = time.Second
-		}
-	default:
-		return 0, false
 	}
-	if limit <= 0 {
-		limit = 10 * time.Second
-	}
-	pause = first << min(d.refused, 16)
-	d.refused++
-	pause = max(min(pause, limit), time.Duration(m.RetryAfter)*time.Millisecond)
-	// Up to a quarter more, so that clients refused together do not all
-	// come back at once.
-	pause += time.Duration(rand.Int64N(int64(pause)/4 + 1))
+	return ev
+}
+
+// retryLater sends the in-flight op again after pause, unless it was
+// acknowledged or resent meanwhile.
+func (d *Doc) retryLater(pause time.Duration) {
 	d.stopRetryLocked()
-	conn, seq := d.conn, d.inSeq
+	conn, seq := d.conn, d.st.InSeq
 	d.retry = time.AfterFunc(pause, func() {
 		d.mu.Lock()
-		if d.closed || d.conn != conn || d.inflight == nil || d.inSeq != seq {
-			d.mu.Unlock() // acknowledged meanwhile, or a reconnect resent it
-			return
+		var frame []byte
+		if !d.closed && d.conn == conn {
+			frame = d.st.RetryFrame(seq)
 		}
-		frame := d.opFrame(d.inflight, d.inSeq)
 		d.mu.Unlock()
-		d.write(conn, frame) // a failed write ends the reader: the connection's end says why
+		if frame != nil {
+			d.write(conn, frame) // a failed write ends the reader: the connection's end says why
+		}
 	})
-	return pause, true
 }
 
 func (d *Doc) stopRetryLocked() {
 	if d.retry != nil {
 		d.retry.Stop()
 		d.retry = nil
-	}
-}
-
-// remote applies another client's op at m.Rev, transformed against our
-// in-flight and pending ops.
-func (d *Doc) remote(m message) (events, error) {
-	if m.Rev != d.rev+1 {
-		return nil, fmt.Errorf("client: op at revision %d, the client is at %d", m.Rev, d.rev)
-	}
-	op, _, err := d.typ.ParseOp(m.Op)
-	if err != nil {
-		return nil, fmt.Errorf("client: op at revision %d: %w", m.Rev, err)
-	}
-	for _, mine := range []**doctype.Op{&d.inflight, &d.pending} {
-		if *mine == nil {
-			continue
-		}
-		a, err := d.typ.Transform(**mine, op, ot.Left)
-		if err != nil {
-			return nil, fmt.Errorf("client: transform at revision %d: %w", m.Rev, err)
-		}
-		if op, err = d.typ.Transform(op, **mine, ot.Right); err != nil {
-			return nil, fmt.Errorf("client: transform at revision %d: %w", m.Rev, err)
-		}
-		*mine = &a
-	}
-	if err := d.text.Apply(op); err != nil {
-		return nil, fmt.Errorf("client: apply the op at revision %d: %w", m.Rev, err)
-	}
-	d.moveAnchors(op)
-	d.rev = m.Rev
-	for _, p := range d.peers {
-		if d.withSel == 0 {
-			break
-		}
-		if len(p.Sel) == 0 {
-			continue
-		}
-		side := ot.Left
-		if p.Client == m.Client {
-			side = ot.Right // the author's caret stays after its insert
-		}
-		for i, s := range p.Sel {
-			p.Sel[i] = d.typ.TransformSelection(s, op, side)
-		}
-	}
-	src, seq, rev := m.Src, m.Seq, m.Rev
-	return events{func(d *Doc) {
-		if d.opts.OnRemote != nil {
-			d.opts.OnRemote(src, seq, rev)
-		}
-	}}, nil
-}
-
-func (d *Doc) moveAnchors(op doctype.Op) {
-	for _, a := range d.anchors {
-		p := d.typ.TransformSelection(ot.Selection{Anchor: a.pos, Head: a.pos}, op, ot.Left)
-		a.pos = p.Anchor
 	}
 }
 
@@ -879,7 +645,7 @@ func (d *Doc) signalIfSynced() {
 // synced: every local edit is acknowledged, and the handlers of what
 // arrived (OnAck among them) have returned; d.mu is held.
 func (d *Doc) synced() bool {
-	return d.inflight == nil && d.pending == nil && d.dispatching == 0
+	return d.st.Synced() && d.dispatching == 0
 }
 
 // dispatch runs handler calls counted in d.dispatching (without the lock),

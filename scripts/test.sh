@@ -2,9 +2,11 @@
 # The project's test command (README: "Run the tests"). CI runs it too.
 #
 # Runs: the gofmt check, go vet, the JavaScript unit tests of the browser
-# client (node --test internal/web/jstest/, when node is installed), and
+# client (node --test internal/web/jstest/, when node is installed),
 # go test -race ./... (installing first, with npm, the npm rich-text
-# package that ot/rich's differential test compares against). The browser tests (internal/web/browser_test.go) need
+# package that ot/rich's differential test compares against; it includes
+# 15 s of the simulator, TestSim, on fresh seeds), and the simulator's
+# injected-bug test (-tags simbugs). The browser tests (internal/web/browser_test.go) need
 # chromium; without it they are skipped, unless TANDEM_REQUIRE_BROWSER=1
 # (as in CI), which makes a missing browser a failure.
 set -euo pipefail
@@ -15,6 +17,7 @@ if [ -n "$unformatted" ]; then
   echo "gofmt would change:"; echo "$unformatted"; exit 1
 fi
 go vet ./...
+go vet -tags simbugs ./internal/collab
 
 if [ -d internal/web/jstest ]; then
   if command -v node >/dev/null 2>&1; then
@@ -51,3 +54,7 @@ fi
 # 4–5 alone and up to 10 beside the others. 30 leaves room, and a hang
 # still ends with every goroutine's stack.)
 go test -race -count=1 -timeout 30m ./...
+# The simulator's own test: six known bugs, injected one at a time (they
+# exist only with this tag), must each be caught from fresh seeds
+# (docs/testing.md).
+go test -count=1 -tags simbugs -run 'TestSimFindsBugs' ./internal/collab

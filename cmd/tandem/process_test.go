@@ -704,6 +704,22 @@ func dialRaw(t *testing.T, base, id, key string) *rawClient {
 	return &rawClient{t: t, conn: conn}
 }
 
+// answer returns the answer to the op seq this connection sent: its ack,
+// or the op itself with the connection's source src (when another
+// connection of the source sent it first: docs/protocol.md).
+func (c *rawClient) answer(src string, seq uint64) serverMsg {
+	c.t.Helper()
+	for {
+		m := c.nextAny()
+		switch {
+		case m.Type == "ack" && m.Seq == seq, m.Type == "op" && m.Src == src && m.Seq == seq:
+			return m
+		case m.Type == "error":
+			c.t.Fatalf("waiting for the answer to seq %d: error %s: %s", seq, m.Code, m.Message)
+		}
+	}
+}
+
 // next returns the next message of type typ, skipping presence; an error
 // message fails the test.
 func (c *rawClient) next(typ string) serverMsg {

@@ -777,11 +777,13 @@ func TestExactlyOnce(t *testing.T) {
 	// seq counts from 1.
 	a2.op(2, 0, `["0"]`)
 	a2.expectError(t, collab.CodeBadSeq, 0)
-	// A newer seq (gaps are fine) is a new op: acknowledged to every
-	// connection of the source.
+	// A newer seq (gaps are fine) is a new op: acknowledged to the
+	// connection that sent it; the source's other connections get the op
+	// (a client with it in flight takes that as its ack, one without it
+	// needs its content).
 	a2.op(2, 5, `["5"]`)
 	a2.expectAck(t, 5, 3)
-	a.expectAck(t, 5, 3)
+	a.expectOp(t, 3, a2, `["5"]`)
 	b.expectOp(t, 3, a2, `["5"]`)
 	// An older seq that was never committed is refused.
 	a2.op(3, 4, `["4"]`)
@@ -833,8 +835,9 @@ func TestExactlyOnce(t *testing.T) {
 // TestExactlyOnceWhileInFlight: resubmissions of an op that is accepted but
 // not yet durable (from a new connection of the source, which did not get it
 // in its hello, and from the original one) are neither applied again nor
-// refused: every connection of the source gets exactly one ack when it is
-// durable.
+// refused: every connection of the source gets exactly one answer when it
+// is durable (the ack, or the op with its source and seq, which a client
+// with that seq in flight takes for the ack).
 func TestExactlyOnceWhileInFlight(t *testing.T) {
 	t.Parallel()
 	st, mem := newTestStore()
@@ -864,7 +867,7 @@ func TestExactlyOnceWhileInFlight(t *testing.T) {
 
 	st.release()
 	a1.expectAck(t, 1, 1)
-	a2.expectAck(t, 1, 1)
+	a2.expectOp(t, 1, a1, `["x"]`)
 	b.expectOp(t, 1, a1, `["x"]`)
 	// Once more on a2, which has its ack: nothing; on a new connection: the
 	// ack.

@@ -92,6 +92,9 @@ type client struct {
 	announced bool
 	// selQueued: its selection waits for the next presence tick.
 	selQueued bool
+	// awaitSeq: its resend of this seq was deduplicated against another
+	// connection's pending op, whose outcome answers it too.
+	awaitSeq uint64
 	// floor: no message still to come from it is based on a revision
 	// before this (a client's revisions only go forward), so history older
 	// than every client's floor need not stay in memory.
@@ -150,9 +153,10 @@ type core struct {
 
 	// Other nodes' participants (presence.go), in arrival order.
 	remotes       []*remotePeer
-	remoteShown   int  // those this node's clients were told of
-	remoteWaiting bool // some wait for a revision this node has not reached
-	toldPeers     bool // the other nodes were told of participants of this node
+	remoteShown   int   // those this node's clients were told of
+	remoteWaiting bool  // some wait for a revision this node has not reached
+	toldPeers     bool  // the other nodes were told of participants of this node
+	beatHead      int64 // the durable revision the last heartbeat told them
 
 	// Commit linger (see flush): the ops the next append waits for, and
 	// whether that is worth it lately.
@@ -696,6 +700,9 @@ func (c *core) submit(cl *client, p *parked) (*Error, bool) {
 	rec.Client = cl.id
 	rec.Record.Source, rec.Record.Seq, rec.Record.User, rec.Record.Time = cl.info.Source, m.Seq, cl.info.User, p.now
 	c.push(&rec)
+	if injectBroadcastEarly {
+		c.sendOthers(cl, encodeOp(&rec))
+	}
 	c.flush()
 	return nil, true
 }
@@ -743,8 +750,12 @@ func (c *core) accept(op doctype.Op, rev int64, span int) (committed, *Error) {
 	// Through the history in two buffers the core keeps, so that an op
 	// transformed through many revisions allocates once (the clone).
 	hist := c.log[rev-c.logStart:]
+	side := ot.Left // the op committed later goes after, on a tie (as the clients do)
+	if injectWrongSide {
+		side = ot.Right
+	}
 	for i, r := range hist {
-		buf, err := c.typ.TransformAppend(c.xform[i%2], op, r.Op, ot.Left)
+		buf, err := c.typ.TransformAppend(c.xform[i%2], op, r.Op, side)
 		if err != nil {
 			return committed{}, protoErr(CodeInvalidOp, "%v", err)
 		}
@@ -804,8 +815,10 @@ func (c *core) duplicate(cl *client, p *parked) (dup bool, e *Error, ok bool) {
 				// answers the first.
 				return false, protoErr(CodeBadSeq, "seq %d is already in flight on this connection: wait for its ack", seq), true
 			}
-			// A resend from a new connection: the commit's ack goes to
-			// every connection of the source.
+			// A resend from a new connection: the commit's broadcast
+			// answers it (the op, with its source and seq), and so does
+			// a refusal of the pending op (tellSource).
+			cl.awaitSeq = seq
 			return true, nil, true
 		}
 	}
@@ -1227,12 +1240,17 @@ func (c *core) broadcast(r *committed) {
 			continue
 		}
 		sent++
-		if r.Source != "" && cl.info.Source == r.Source {
+		// The ack goes to the connection that submitted the op; every
+		// other connection gets the op, even one of the same source:
+		// one that resent it takes an op with its source and in-flight
+		// seq as the ack (docs/protocol.md), and one that never had it
+		// (a client that reloaded) needs its content.
+		if r.Client != "" && cl.id == r.Client {
 			if ack == nil {
 				ack = encodeAck(r.Seq, r.Rev)
 			}
 			c.send(cl, ack)
-		} else {
+		} else if !injectBroadcastEarly || r.Client == "" {
 			if msg == nil {
 				msg = encodeOp(r)
 			}
@@ -1314,9 +1332,7 @@ func (c *core) rollBack(err error) {
 	// An op found to do nothing on top of the dropped ones may do
 	// something without them: it is refused for now too, and sent again.
 	for _, n := range c.noops {
-		if cl := c.byID[n.client]; cl != nil && cl.joined && !cl.left {
-			c.sendError(cl, &Error{Code: CodeStorageFull, Message: fmt.Sprintf("the server is not taking edits: %v; keep the op and resend it later", err), Seq: n.seq, HasSeq: true})
-		}
+		c.tellSource(n.client, n.source, &Error{Code: CodeStorageFull, Message: fmt.Sprintf("the server is not taking edits: %v; keep the op and resend it later", err), Seq: n.seq, HasSeq: true})
 	}
 	c.noops = c.noops[:0]
 	for _, p := range pending {
@@ -1324,8 +1340,19 @@ func (c *core) rollBack(err error) {
 		// it, so that the resend is looked up afresh.
 		delete(c.sources, p.Source)
 		delete(c.absent, p.Source)
-		if cl := c.byID[p.Client]; cl != nil && cl.joined && !cl.left {
-			c.sendError(cl, &Error{Code: CodeStorageFull, Message: fmt.Sprintf("the server is not taking edits: %v; keep the op and resend it later", err), Seq: p.Seq, HasSeq: true})
+		c.tellSource(p.Client, p.Source, &Error{Code: CodeStorageFull, Message: fmt.Sprintf("the server is not taking edits: %v; keep the op and resend it later", err), Seq: p.Seq, HasSeq: true})
+	}
+}
+
+// tellSource answers a pending op that will not be committed (now): its
+// connection, and every other connection of its source whose resend of the
+// op waits for this one's outcome (see duplicate) and would otherwise never
+// hear of it.
+func (c *core) tellSource(client, source string, e *Error) {
+	for _, cl := range c.clients {
+		if cl.joined && !cl.left && (cl.id == client || source != "" && cl.info.Source == source && cl.awaitSeq == e.Seq) {
+			cl.awaitSeq = 0
+			c.sendError(cl, e)
 		}
 	}
 }
@@ -1355,10 +1382,8 @@ func (c *core) releaseNoops() {
 			kept = append(kept, n)
 			continue
 		}
-		if cl := c.byID[n.client]; cl != nil && cl.joined && !cl.left {
-			c.sendError(cl, &Error{Code: CodeInvalidOp, Seq: n.seq, HasSeq: true,
-				Message: "nothing to commit: edits committed before it already did what this op does (drop it)"})
-		}
+		c.tellSource(n.client, n.source, &Error{Code: CodeInvalidOp, Seq: n.seq, HasSeq: true,
+			Message: "nothing to commit: edits committed before it already did what this op does (drop it)"})
 	}
 	c.noops = kept
 }
@@ -1483,11 +1508,18 @@ func (c *core) forwardRead(ev evRecords) {
 	resolving := c.resolving
 	c.resolving = false
 	if ev.Err != nil {
-		if resolving {
+		switch {
+		case resolving:
 			c.fail(fmt.Errorf("read the records of a conflicting writer: %w", ev.Err))
-		} else {
+		case errors.Is(ev.Err, storage.ErrCompacted):
+			// The store no longer has what this core missed (it fell
+			// further behind than the history retained): only a reload
+			// from the newest snapshot catches it up. Its clients resync.
+			c.fail(fmt.Errorf("catch up with other writers: %w", ev.Err))
+		default:
 			c.out.Errs = append(c.out.Errs, fmt.Errorf("read records from %d: %w", ev.From, ev.Err))
 			c.remoteHead = c.durableRev // do not loop on a failing read
+			c.flush()                   // what waited for the read goes on (a conflict reads again)
 		}
 		return
 	}
@@ -1576,11 +1608,18 @@ func (c *core) applyRemote(recs []storage.Record) {
 				continue // committed elsewhere: acknowledged by the broadcast above
 			}
 			rec, e := c.accept(p.Orig, p.Base, p.Span)
-			if e != nil {
-				if cl := c.byID[p.Client]; cl != nil && cl.joined {
-					e.Seq, e.HasSeq = p.Seq, true
-					c.sendError(cl, e)
+			if e != nil || rec.Op.IsNoop() {
+				// Not committed after all: what the core believed of the
+				// source included this op (push): forget it, so that a
+				// resend is looked up afresh, not acknowledged with the
+				// revision it had before the conflict (someone else's).
+				if s, ok := c.sources[p.Source]; ok && s.seq == p.Seq {
+					delete(c.sources, p.Source)
 				}
+			}
+			if e != nil {
+				e.Seq, e.HasSeq = p.Seq, true
+				c.tellSource(p.Client, p.Source, e)
 				continue
 			}
 			if rec.Op.IsNoop() {

@@ -48,6 +48,10 @@ type PresenceUpdate struct {
 	Full  bool     `json:"full,omitempty"`
 	Peers []Peer   `json:"peers,omitempty"` // joined or moved
 	Left  []string `json:"left,omitempty"`
+	// Head is the sender's durable revision (heartbeats): a node behind it
+	// reads up to it, so a lost Publish is found within a heartbeat even
+	// when nobody commits again.
+	Head int64 `json:"head,omitempty"`
 }
 
 // PresenceBroker carries presence between the nodes of a cluster. Like a
@@ -125,9 +129,16 @@ func (c *core) presenceBeat(now time.Time) {
 			peers = append(peers, c.localPeer(cl))
 		}
 	}
-	if len(peers) > 0 || c.toldPeers {
-		c.out.Presence = &PresenceUpdate{Node: c.cfg.Node, Full: true, Peers: peers}
+	switch {
+	case len(peers) > 0 || c.toldPeers:
+		c.out.Presence = &PresenceUpdate{Node: c.cfg.Node, Full: true, Peers: peers, Head: c.durableRev}
 		c.toldPeers = len(peers) > 0
+		c.beatHead = c.durableRev
+	case c.durableRev > c.beatHead:
+		// Nobody here, but revisions committed since the last beat: the
+		// other nodes may have missed their Publish.
+		c.out.Presence = &PresenceUpdate{Node: c.cfg.Node, Head: c.durableRev}
+		c.beatHead = c.durableRev
 	}
 	c.dropRemotes(func(rp *remotePeer) bool { return now.Sub(rp.seen) > c.cfg.PresenceTTL })
 }
@@ -136,7 +147,7 @@ func (c *core) presenceBeat(now time.Time) {
 // document (it closes).
 func (c *core) presenceGone() {
 	if c.cfg.RemotePresence && c.toldPeers {
-		c.out.Presence = &PresenceUpdate{Node: c.cfg.Node, Full: true}
+		c.out.Presence = &PresenceUpdate{Node: c.cfg.Node, Full: true, Head: c.durableRev}
 		c.toldPeers = false
 	}
 }
@@ -146,6 +157,9 @@ func (c *core) remotePresence(ev evRemotePresence) {
 	u := ev.Update
 	if u.Node == c.cfg.Node || u.Node == "" {
 		return
+	}
+	if u.Head > c.durableRev {
+		c.noteRemote(u.Head)
 	}
 	if len(u.Left) > 0 {
 		c.dropRemotes(func(rp *remotePeer) bool { return rp.node == u.Node && slices.Contains(u.Left, rp.peer.Client) })

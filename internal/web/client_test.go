@@ -244,6 +244,23 @@ func (c *tconn) next() msg {
 	return m
 }
 
+// expectAnswer expects the answer to an op this connection's source sent:
+// an ack, or (when another connection of the source sent it first) the op
+// itself, with the source's src.
+func (c *tconn) expectAnswer(src string) msg {
+	c.t.Helper()
+	for {
+		m := c.next()
+		switch {
+		case m.Type == "ack", m.Type == "op" && m.Src == src:
+			return m
+		case m.Type == "join", m.Type == "leave", m.Type == "sel":
+			continue
+		}
+		c.t.Fatalf("got %v while waiting for the answer to an op of %s", m, src)
+	}
+}
+
 // expect skips presence messages (join, leave, sel) until one of type typ
 // and fails on anything else.
 func (c *tconn) expect(typ string) msg {
@@ -432,6 +449,14 @@ func (cl *otClient) edit(op ot.Op) error {
 func (cl *otClient) handle(m msg) error {
 	if cl.observe != nil {
 		cl.observe(m)
+	}
+	switch m.Type {
+	case "op":
+		if m.Src == cl.src && cl.inflight != nil && m.Seq != nil && *m.Seq == cl.inflightSeq {
+			// Our in-flight op, committed, sent to us as the op: another
+			// connection of ours sent it first (docs/protocol.md). Its ack.
+			m.Type = "ack"
+		}
 	}
 	switch m.Type {
 	case "ack":
