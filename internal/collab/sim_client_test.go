@@ -185,7 +185,9 @@ func (c *simClient) dial() {
 	conn := &simConn{w: w, id: fmt.Sprintf("%s.%d", c.name, w.conns), client: c, server: s, inc: s.incarnation, clientUp: true, serverUp: true}
 	c.conn, c.helloed = conn, false
 	info := ClientInfo{Key: c.key, Source: SourceOf(c.key), User: c.name, Name: c.name, Color: "#000", LastRev: c.st.Rev}
-	w.note(func() string { return fmt.Sprintf("%s dials %s as %s from revision %d", c.name, s.name, conn.id, info.LastRev) })
+	w.note(func() string {
+		return fmt.Sprintf("%s dials %s as %s from revision %d", c.name, s.name, conn.id, info.LastRev)
+	})
 	conn.inFlight++
 	w.at(w.netDelay(), s, func() {
 		conn.inFlight--

@@ -133,10 +133,10 @@ type truth struct {
 	lens []int            // the length at each revision (selections are checked against it)
 	// recent holds the content of the newest revisions (a hello's text is
 	// checked against it).
-	recent    map[int64]string
-	bySub     map[srcSeq]int64
-	sends     map[srcSeq][]sentOp
-	acked     map[srcSeq]int64
+	recent map[int64]string
+	bySub  map[srcSeq]int64
+	sends  map[srcSeq][]sentOp
+	acked  map[srcSeq]int64
 }
 
 const recentTexts = 512
