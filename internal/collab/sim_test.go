@@ -362,6 +362,24 @@ func (w *world) checkConverged() {
 			return
 		}
 	}
+	// Presence: what each client shows of the others on its own node is
+	// what that node holds of them (across nodes, a caret at its author's
+	// insert can sit on either side until the author's next selection:
+	// the op from another node does not name its connection).
+	for _, c := range w.clients {
+		s := c.conn.server
+		for _, id := range c.peerIDs() {
+			p := c.st.Peers[id]
+			cl := s.core.byID[id]
+			if cl == nil {
+				continue // on another node
+			}
+			if !slices.Equal(p.Sel, cl.sel) && !(len(p.Sel) == 0 && len(cl.sel) == 0) {
+				w.fail("%s shows %s's selection as %v; %s has it at %v", c.name, id, p.Sel, s.name, cl.sel)
+				return
+			}
+		}
+	}
 	for _, s := range w.servers {
 		if c := s.core; c != nil {
 			if c.durableRev != t.head() || c.durable.Content() != want {
