@@ -182,6 +182,9 @@ func (c *simClient) dial() {
 	}
 	s := up[w.rng.IntN(len(up))]
 	w.conns++
+	if c.st.Rev >= 0 {
+		w.stats.Reconnects++
+	}
 	conn := &simConn{w: w, id: fmt.Sprintf("%s.%d", c.name, w.conns), client: c, server: s, inc: s.incarnation, clientUp: true, serverUp: true}
 	c.conn, c.helloed = conn, false
 	info := ClientInfo{Key: c.key, Source: SourceOf(c.key), User: c.name, Name: c.name, Color: "#000", LastRev: c.st.Rev}

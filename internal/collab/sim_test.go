@@ -268,6 +268,7 @@ func (t *simTotals) add(r simResult) {
 	s.Crashes += o.Crashes
 	s.Pauses += o.Pauses
 	s.Drops += o.Drops
+	s.Reconnects += o.Reconnects
 	s.Overflows += o.Overflows
 	s.Resyncs += o.Resyncs
 	s.WriteFails += o.WriteFails
