@@ -7,7 +7,10 @@
 //
 // # The core
 //
-// A document's logic is a deterministic state machine (core.go), in the
+// A document's logic is a deterministic state machine (core.go, with one
+// file per concern beside it: join.go, messages.go, sources.go for
+// exactly-once, history.go, commit.go, writers.go for other writers,
+// presence.go), in the
 // style of etcd's raft RawNode: events go in (a client joined or left, a
 // message arrived, a commit or a read completed, another writer committed,
 // the disk filled up, shutdown) and each step returns a ready: what to
