@@ -7,10 +7,9 @@
 //
 // # The core
 //
-// A document's logic is a deterministic state machine (core.go, with one
-// file per concern beside it: join.go, messages.go, sources.go for
-// exactly-once, history.go, commit.go, writers.go for other writers,
-// presence.go), in the
+// A document's logic is a deterministic state machine (core.go, with a file
+// per concern beside it: join.go, messages.go, sources.go for exactly-once,
+// history.go, commit.go, writers.go for other writers, presence.go), in the
 // style of etcd's raft RawNode: events go in (a client joined or left, a
 // message arrived, a commit or a read completed, another writer committed,
 // the disk filled up, shutdown) and each step returns a ready: what to
@@ -18,8 +17,8 @@
 // exactly-once index, another writer's records), which snapshot to save,
 // and which messages to send to whom. It starts no goroutine, reads no
 // clock (time comes with the events), takes no lock and calls no Store
-// method; TestCoreIsPure checks that, and the transcripts in
-// testdata/core pin its behaviour event by event.
+// method; TestCoreIsPure checks that, and the transcripts in testdata/core
+// pin its behaviour event by event.
 //
 // A submitted op, built on revision r, is deduplicated by its (source,
 // seq), transformed against every op after r one by one, applied to the
