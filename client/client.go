@@ -561,8 +561,8 @@ func (d *Doc) handle(m message) (events, []byte, error) {
 		return ev, nil, err
 	}
 	switch {
-	case r.Retry:
-		d.retryLater(r.Notices[len(r.Notices)-1].Pause)
+	case r.RetryAfter > 0:
+		d.retryLater(r.RetryAfter)
 	case r.CatchUp:
 		// Too much work to transform from where it was based: catch up
 		// (a reconnect from our revision brings the ops missed and sends

@@ -84,8 +84,9 @@ type Result struct {
 	Frame []byte
 	// Sent: Frame carries an op sent for the first time (InSeq).
 	Sent bool
-	// Retry: send RetryFrame(InSeq) after Notices' Retrying pause.
-	Retry bool
+	// RetryAfter, if not 0: send RetryFrame(InSeq) after this long (the
+	// in-flight op was refused for now).
+	RetryAfter time.Duration
 	// CatchUp: the in-flight op is too far behind: reconnect from Rev
 	// (the hello brings the ops missed, the resend rebases it).
 	CatchUp bool
@@ -130,31 +131,37 @@ func New(key string) *State {
 // (our own in-flight op among them counts as its ack). The caller then
 // sets Connected and sends Resend().
 func (s *State) Hello(m protocol.Message) ([]Notice, error) {
-	var ev []Notice
 	s.Connected = false // nothing goes out until the caller has the hello's resend
 	typ, err := doctype.Lookup(m.DocType)
 	if err != nil {
-		return ev, fmt.Errorf("%w: it is a %s document", ErrUnsupportedType, m.DocType)
+		return nil, fmt.Errorf("%w: it is a %s document", ErrUnsupportedType, m.DocType)
 	}
 	if s.Type != nil && s.Type.Name() != typ.Name() {
-		return ev, fmt.Errorf("client: hello: the document was a %s document and is now %s", s.Type.Name(), typ.Name())
+		return nil, fmt.Errorf("client: hello: the document was a %s document and is now %s", s.Type.Name(), typ.Name())
 	}
 	s.Type = typ
 	if m.Key != "" {
 		s.Key = m.Key
 	}
 	s.Src, s.ClientID, s.Title = m.Src, m.Client, m.Title
-	// The peers come after the ops: their selections are at the hello's
-	// revision, which the ops lead up to.
+	// The peers are set after the ops: their selections are at the
+	// hello's revision, which the ops lead up to.
 	s.Peers, s.withSel = map[string]*Peer{}, 0
-	defer func() {
-		for _, p := range m.Peers {
-			s.Peers[p.Client] = &Peer{Client: p.Client, User: p.User, Name: p.Name, Color: p.Color, Sel: p.Sel}
-			if len(p.Sel) > 0 {
-				s.withSel++
-			}
+	ev, err := s.catchUp(m, typ)
+	if err != nil {
+		return ev, err
+	}
+	for _, p := range m.Peers {
+		s.Peers[p.Client] = &Peer{Client: p.Client, User: p.User, Name: p.Name, Color: p.Color, Sel: p.Sel}
+		if len(p.Sel) > 0 {
+			s.withSel++
 		}
-	}()
+	}
+	return ev, nil
+}
+
+// catchUp takes a hello's document: its text, or the ops since Rev.
+func (s *State) catchUp(m protocol.Message, typ doctype.Type) (ev []Notice, err error) {
 	switch {
 	case m.Text != nil || m.Delta != nil:
 		if (s.Inflight != nil || s.Pending != nil) && s.Rev >= 0 {
@@ -362,7 +369,7 @@ func (s *State) Handle(m protocol.Message) (Result, error) {
 		}
 		if pause, ok := s.retryPause(m); ok {
 			r.Notices = append(r.Notices, Notice{Kind: Retrying, Code: m.Code, Seq: m.Seq, Pause: pause})
-			r.Retry = true
+			r.RetryAfter = pause
 			return r, nil
 		}
 		if m.Code == "too_far_behind" {

@@ -586,8 +586,8 @@ func (c *simClient) handle(m protocol.Message) {
 	if r.Frame != nil {
 		c.send(r.Frame, true)
 	}
-	if r.Retry {
-		pause, seq := r.Notices[len(r.Notices)-1].Pause, c.st.InSeq
+	if r.RetryAfter > 0 {
+		pause, seq := r.RetryAfter, c.st.InSeq
 		w.at(pause, nil, func() {
 			if c.conn == conn && c.helloed {
 				if f := c.st.RetryFrame(seq); f != nil {
